@@ -1,0 +1,129 @@
+//! Inbox rows: Stripe events as received, and their processing status.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use admit_core::{EventId, Timestamp};
+
+/// Where an event came from. Webhooks are the normal path; the others are how
+/// admit recovers what a webhook did not bring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    Webhook,
+    ApiFetch,
+    Backfill,
+}
+
+impl EventSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventSource::Webhook => "webhook",
+            EventSource::ApiFetch => "api_fetch",
+            EventSource::Backfill => "backfill",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    Received,
+    Processed,
+    Held,
+    Ignored,
+    Failed,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Received => "received",
+            EventStatus::Processed => "processed",
+            EventStatus::Held => "held",
+            EventStatus::Ignored => "ignored",
+            EventStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "received" => EventStatus::Received,
+            "processed" => EventStatus::Processed,
+            "held" => EventStatus::Held,
+            "ignored" => EventStatus::Ignored,
+            "failed" => EventStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A verified event about to enter the inbox.
+#[derive(Clone)]
+pub struct NewEvent {
+    pub id: EventId,
+    pub event_type: String,
+    pub created: Timestamp,
+    pub api_version: Option<String>,
+    pub livemode: bool,
+    pub object_type: String,
+    pub object_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+    pub source: EventSource,
+    pub received_at: Timestamp,
+}
+
+// Metadata and payload may hold email addresses: keep them out of logs.
+impl fmt::Debug for NewEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewEvent")
+            .field("id", &self.id)
+            .field("event_type", &self.event_type)
+            .field("created", &self.created)
+            .field("payload_len", &self.payload.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    Duplicate,
+}
+
+/// An inbox row as read back.
+#[derive(Clone)]
+pub struct StoredEvent {
+    pub id: EventId,
+    pub event_type: String,
+    pub created: Timestamp,
+    pub api_version: Option<String>,
+    pub livemode: bool,
+    pub object_type: String,
+    pub object_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub payload: Vec<u8>,
+    pub source: String,
+    pub received_at: Timestamp,
+    pub status: EventStatus,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+impl fmt::Debug for StoredEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredEvent")
+            .field("id", &self.id)
+            .field("event_type", &self.event_type)
+            .field("status", &self.status)
+            .field("payload_len", &self.payload.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,54 @@
+//! admit's storage: one interface ([`Store`]) for everything the shell
+//! persists, and its implementations. SQLite is the embedded default; a
+//! PostgreSQL implementation plugs in behind the same trait (callers hold an
+//! `Arc<dyn Store>` and never see the dialect).
+
+mod error;
+mod events;
+mod migrations;
+mod sqlite;
+
+use std::sync::Arc;
+
+use admit_core::EventId;
+
+pub use error::StoreError;
+pub use events::{EventSource, EventStatus, InsertOutcome, NewEvent, StoredEvent};
+pub use sqlite::SqliteStore;
+
+/// Everything admit persists. Each method is one transaction.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Runs the embedded migrations of this dialect that are not applied yet.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// `Ok` when the database answers and every embedded migration is applied.
+    async fn check_ready(&self) -> Result<(), StoreError>;
+
+    /// Stores a verified event unless one with the same id is already stored.
+    /// Returns only after the insert committed.
+    async fn insert_event(&self, event: &NewEvent) -> Result<InsertOutcome, StoreError>;
+
+    async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// How many events are stored; for operators and tests.
+    async fn count_events(&self) -> Result<u64, StoreError>;
+
+    /// Closes connections; pending writes are finished first.
+    async fn close(&self);
+}
+
+/// Opens the store a database URL names (`sqlite://path`, `sqlite::memory:`).
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(SqliteStore::connect(url).await?));
+    }
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        return Err(StoreError::UnsupportedUrl {
+            reason: "PostgreSQL support is not built yet; use a sqlite:// URL",
+        });
+    }
+    Err(StoreError::UnsupportedUrl {
+        reason: "the database URL must start with sqlite:// (for example sqlite://admit.db)",
+    })
+}

@@ -1,0 +1,44 @@
+//! Migrations embedded in the binary, one folder per dialect with the same
+//! version numbers. An applied migration is never edited: sqlx records its
+//! checksum and refuses to start on a mismatch.
+
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+struct Embedded {
+    version: i64,
+    description: &'static str,
+    sql: &'static str,
+}
+
+const SQLITE: &[Embedded] = &[Embedded {
+    version: 1,
+    description: "inbox",
+    sql: include_str!("../migrations/sqlite/0001_inbox.sql"),
+}];
+
+fn migrator(embedded: &[Embedded]) -> Migrator {
+    Migrator::with_migrations(
+        embedded
+            .iter()
+            .map(|m| {
+                Migration::new(
+                    m.version,
+                    Cow::Borrowed(m.description),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(m.sql),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+pub(crate) fn sqlite() -> Migrator {
+    migrator(SQLITE)
+}
+
+pub(crate) fn sqlite_versions() -> impl Iterator<Item = i64> {
+    SQLITE.iter().map(|m| m.version)
+}

@@ -1,0 +1,225 @@
+//! The SQLite implementation of [`Store`]: the embedded default.
+//!
+//! WAL lets readers run beside the one writer; `synchronous = FULL` because a
+//! 2xx to Stripe promises the event survives a power cut; the busy timeout
+//! turns writer contention into waiting instead of `SQLITE_BUSY`.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use admit_core::{EventId, Timestamp};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+
+use crate::events::{EventStatus, InsertOutcome, NewEvent, StoredEvent};
+use crate::{Store, StoreError, migrations};
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+fn json_text(map: &std::collections::BTreeMap<String, String>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| unreachable!("a string map always serialises"))
+}
+
+fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
+    let id: String = row.try_get("id")?;
+    let status: String = row.try_get("status")?;
+    Ok(StoredEvent {
+        id: EventId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        event_type: row.try_get("type")?,
+        created: Timestamp::from_unix(row.try_get("created")?),
+        api_version: row.try_get("api_version")?,
+        livemode: row.try_get("livemode")?,
+        object_type: row.try_get("object_type")?,
+        object_id: row.try_get("object_id")?,
+        customer_id: row.try_get("customer_id")?,
+        payload: row.try_get("payload")?,
+        source: row.try_get("source")?,
+        received_at: Timestamp::from_unix(row.try_get("received_at")?),
+        status: EventStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown event status {status:?}")))?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        migrations::sqlite().run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let applied: HashSet<i64> = match sqlx::query_scalar::<_, i64>(
+            "SELECT version FROM _sqlx_migrations WHERE success = 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        {
+            Ok(versions) => versions.into_iter().collect(),
+            // No bookkeeping table yet: nothing is applied.
+            Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => {
+                HashSet::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match migrations::sqlite_versions().find(|v| !applied.contains(v)) {
+            Some(missing) => Err(StoreError::NotMigrated { missing }),
+            None => Ok(()),
+        }
+    }
+
+    async fn insert_event(&self, event: &NewEvent) -> Result<InsertOutcome, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO stripe_events (id, type, created, api_version, livemode, object_type,
+                 object_id, customer_id, metadata, payload, headers, source, received_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(event.id.as_str())
+        .bind(&event.event_type)
+        .bind(event.created.unix())
+        .bind(&event.api_version)
+        .bind(event.livemode)
+        .bind(&event.object_type)
+        .bind(&event.object_id)
+        .bind(&event.customer_id)
+        .bind(json_text(&event.metadata))
+        .bind(&event.payload)
+        .bind(json_text(&event.headers))
+        .bind(event.source.as_str())
+        .bind(event.received_at.unix())
+        .execute(&self.pool)
+        .await?;
+        Ok(if result.rows_affected() == 1 {
+            InsertOutcome::Inserted
+        } else {
+            InsertOutcome::Duplicate
+        })
+    }
+
+    async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let row = sqlx::query("SELECT * FROM stripe_events WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(stored_event).transpose()
+    }
+
+    async fn count_events(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events")
+            .fetch_one(&self.pool)
+            .await?;
+        u64::try_from(count).map_err(|_| StoreError::Corrupt("negative count".into()))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::EventSource;
+
+    fn event(id: &str) -> NewEvent {
+        NewEvent {
+            id: EventId::parse(id).expect("valid id"),
+            event_type: "customer.created".into(),
+            created: Timestamp::from_unix(1_795_000_000),
+            api_version: Some("2026-07-29.dahlia".into()),
+            livemode: false,
+            object_type: "customer".into(),
+            object_id: Some("cus_1".into()),
+            customer_id: Some("cus_1".into()),
+            metadata: BTreeMap::from([("workspace_id".into(), "ws_1".into())]),
+            payload: br#"{"id":"evt_x"}"#.to_vec(),
+            headers: BTreeMap::from([("stripe-signature".into(), "t=1,v1=00".into())]),
+            source: EventSource::Webhook,
+            received_at: Timestamp::from_unix(1_795_000_001),
+        }
+    }
+
+    async fn fresh() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::connect(&url).await.expect("connect");
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_migrations() {
+        let (_dir, store) = fresh().await;
+        assert!(matches!(
+            store.check_ready().await,
+            Err(StoreError::NotMigrated { missing: 1 })
+        ));
+        store.migrate().await.expect("migrate");
+        store.check_ready().await.expect("ready after migrate");
+        store.migrate().await.expect("migrating twice is a no-op");
+    }
+
+    #[tokio::test]
+    async fn insert_is_idempotent_by_event_id_and_round_trips() {
+        let (_dir, store) = fresh().await;
+        store.migrate().await.expect("migrate");
+        let first = event("evt_A1");
+        assert_eq!(
+            store.insert_event(&first).await.expect("insert"),
+            InsertOutcome::Inserted
+        );
+        let mut again = first.clone();
+        again.payload = b"different".to_vec();
+        assert_eq!(
+            store.insert_event(&again).await.expect("insert"),
+            InsertOutcome::Duplicate
+        );
+        assert_eq!(store.count_events().await.expect("count"), 1);
+
+        let stored = store
+            .get_event(&first.id)
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(
+            stored.payload, first.payload,
+            "the first delivery is kept byte for byte"
+        );
+        assert_eq!(stored.status, EventStatus::Received);
+        assert_eq!(stored.received_at, first.received_at);
+        assert_eq!(stored.customer_id.as_deref(), Some("cus_1"));
+        assert!(
+            store
+                .get_event(&EventId::parse("evt_missing").expect("id"))
+                .await
+                .expect("read")
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! Configuration: the embedded, commented defaults (`config/admit.default.toml`),
+//! then an optional TOML file, then `ADMIT_*` environment variables, then
+//! `*_FILE` variables for secrets. Validated once, at start-up, with messages
+//! that say how to fix the problem.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+pub const DEFAULTS: &str = include_str!("../config/admit.default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[source] Box<figment::Error>),
+    #[error("cannot read {var} ({path}): {source}")]
+    SecretFile {
+        var: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid configuration `{key}`: {problem}. Fix: {fix}")]
+    Invalid {
+        key: &'static str,
+        problem: String,
+        fix: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The file-and-environment shape, before validation.
+#[derive(Deserialize)]
+struct Raw {
+    listen: String,
+    database_url: String,
+    migrate_on_start: bool,
+    #[serde(deserialize_with = "string_or_list")]
+    webhook_secrets: Vec<String>,
+    webhook_tolerance_secs: u64,
+    #[serde(default, deserialize_with = "optional_string")]
+    app_token: Option<String>,
+    log_format: LogFormat,
+    log: String,
+}
+
+/// A value whose origin matters for the start-up message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    Configured,
+    GeneratedForDevelopment,
+}
+
+/// Validated configuration. Its `Debug` never shows a secret.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub migrate_on_start: bool,
+    pub webhook_secrets: Vec<SecretString>,
+    pub webhook_secrets_provenance: Provenance,
+    pub webhook_tolerance_secs: u64,
+    pub app_token: SecretString,
+    pub app_token_provenance: Provenance,
+    pub log_format: LogFormat,
+    pub log: String,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("migrate_on_start", &self.migrate_on_start)
+            .field(
+                "webhook_secrets",
+                &format_args!("[{} redacted]", self.webhook_secrets.len()),
+            )
+            .field("webhook_tolerance_secs", &self.webhook_tolerance_secs)
+            .field("app_token", &"<redacted>")
+            .field("log_format", &self.log_format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hides a password in `scheme://user:password@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    format!("{}{user}:<redacted>{}", &url[..scheme_end + 3], &url[at..])
+                }
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Where configuration comes from; `env` is injected so tests need no
+/// process-wide environment.
+#[derive(Debug, Default)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// The process environment and the file it or the CLI names.
+    pub fn from_process(file: Option<PathBuf>) -> Self {
+        Self {
+            file,
+            env: std::env::vars()
+                .filter(|(k, _)| k.starts_with("ADMIT_"))
+                .collect(),
+        }
+    }
+
+    fn var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Variables that are not configuration keys themselves.
+const NOT_KEYS: &[&str] = &["config", "webhook_secrets_file", "app_token_file"];
+
+impl Config {
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(file) = &sources.file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let env: Vec<(String, String)> = sources
+            .env
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("ADMIT_")?.to_ascii_lowercase();
+                (!NOT_KEYS.contains(&key.as_str())).then(|| (key, v.clone()))
+            })
+            .collect();
+        // Environment values are merged as strings (a token like `1234` stays
+        // text); `extract_lossy` turns them into numbers or booleans only
+        // where a field asks for one.
+        for (key, value) in env {
+            figment = figment.merge((key, value));
+        }
+        let mut raw: Raw = figment
+            .extract_lossy()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+
+        if let Some(path) = sources.var("ADMIT_WEBHOOK_SECRETS_FILE") {
+            let text = read_secret_file("ADMIT_WEBHOOK_SECRETS_FILE", Path::new(path))?;
+            raw.webhook_secrets = split_list(&text);
+        }
+        if let Some(path) = sources.var("ADMIT_APP_TOKEN_FILE") {
+            raw.app_token = Some(read_secret_file("ADMIT_APP_TOKEN_FILE", Path::new(path))?);
+        }
+        Self::validate(raw)
+    }
+
+    fn validate(raw: Raw) -> Result<Self, ConfigError> {
+        let listen = raw.listen.parse().map_err(|_| ConfigError::Invalid {
+            key: "listen",
+            problem: format!("{:?} is not an address:port", raw.listen),
+            fix: "set ADMIT_LISTEN to an address and port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080",
+        })?;
+        if !raw.database_url.starts_with("sqlite:") {
+            return Err(ConfigError::Invalid {
+                key: "database_url",
+                problem: format!(
+                    "{} is not a supported database URL",
+                    redact_url(&raw.database_url)
+                ),
+                fix: "set ADMIT_DATABASE_URL to sqlite://path/to/admit.db",
+            });
+        }
+        let (webhook_secrets, webhook_secrets_provenance) = if raw.webhook_secrets.is_empty() {
+            (
+                vec![generate_secret("whsec_dev_")],
+                Provenance::GeneratedForDevelopment,
+            )
+        } else {
+            if let Some(bad) = raw
+                .webhook_secrets
+                .iter()
+                .find(|s| !valid_webhook_secret(s))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "webhook_secrets",
+                    problem: format!(
+                        "a secret starting {:?} is not a Stripe signing secret",
+                        bad.chars().take(6).collect::<String>()
+                    ),
+                    fix: "copy the endpoint's signing secret (whsec_…) from the Stripe dashboard or `stripe listen` into ADMIT_WEBHOOK_SECRETS; separate several with commas",
+                });
+            }
+            (raw.webhook_secrets, Provenance::Configured)
+        };
+        if !(1..=86_400).contains(&raw.webhook_tolerance_secs) {
+            return Err(ConfigError::Invalid {
+                key: "webhook_tolerance_secs",
+                problem: format!("{} is out of range", raw.webhook_tolerance_secs),
+                fix: "set ADMIT_WEBHOOK_TOLERANCE_SECS between 1 and 86400 (Stripe's SDKs use 300)",
+            });
+        }
+        let (app_token, app_token_provenance) = match raw.app_token.filter(|t| !t.is_empty()) {
+            None => (
+                generate_secret("admit_dev_"),
+                Provenance::GeneratedForDevelopment,
+            ),
+            Some(token) if token.len() < 16 || token.chars().any(char::is_whitespace) => {
+                return Err(ConfigError::Invalid {
+                    key: "app_token",
+                    problem: "the token is shorter than 16 characters or contains whitespace"
+                        .into(),
+                    fix: "set ADMIT_APP_TOKEN to a long random string, e.g. `openssl rand -hex 32`",
+                });
+            }
+            Some(token) => (token, Provenance::Configured),
+        };
+        Ok(Self {
+            listen,
+            database_url: raw.database_url,
+            migrate_on_start: raw.migrate_on_start,
+            webhook_secrets: webhook_secrets
+                .into_iter()
+                .map(SecretString::from)
+                .collect(),
+            webhook_secrets_provenance,
+            webhook_tolerance_secs: raw.webhook_tolerance_secs,
+            app_token: SecretString::from(app_token),
+            app_token_provenance,
+            log_format: raw.log_format,
+            log: raw.log,
+        })
+    }
+
+    /// What `serve` prints when it made secrets up, so a developer can use them.
+    /// Goes to the terminal, never to the log.
+    pub fn development_notice(&self) -> Option<String> {
+        let mut lines = Vec::new();
+        if self.webhook_secrets_provenance == Provenance::GeneratedForDevelopment {
+            let secret = self
+                .webhook_secrets
+                .first()
+                .map(ExposeSecret::expose_secret)
+                .unwrap_or_default();
+            lines.push(format!(
+                "  webhook secret (ADMIT_WEBHOOK_SECRETS): {secret}"
+            ));
+        }
+        if self.app_token_provenance == Provenance::GeneratedForDevelopment {
+            lines.push(format!(
+                "  app token      (ADMIT_APP_TOKEN):       {}",
+                self.app_token.expose_secret()
+            ));
+        }
+        (!lines.is_empty()).then(|| {
+            format!(
+                "admit: DEVELOPMENT ONLY - no secret was configured, so these were generated for this run:\n{}\n  They change at every start. Set the variables above for anything but local development.",
+                lines.join("\n")
+            )
+        })
+    }
+}
+
+fn valid_webhook_secret(secret: &str) -> bool {
+    secret.starts_with("whsec_")
+        && secret.len() > "whsec_".len()
+        && !secret.chars().any(char::is_whitespace)
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn read_secret_file(var: &'static str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim().to_owned())
+        .map_err(|source| ConfigError::SecretFile {
+            var,
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn generate_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 24];
+    // The OS RNG failing means the machine is unusable; there is nothing sensible to fall back to.
+    getrandom::fill(&mut bytes)
+        .unwrap_or_else(|e| panic!("the OS random number generator failed: {e}"));
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(text) => split_list(&text),
+        OneOrMany::Many(list) => list.iter().flat_map(|s| split_list(s)).collect(),
+    })
+}
+
+fn optional_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
+}

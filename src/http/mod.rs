@@ -1,0 +1,49 @@
+//! The HTTP surface: one router per feature, composed here with the layers
+//! every route shares.
+
+mod auth;
+mod error;
+mod events;
+mod observe;
+mod ops;
+pub mod webhooks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use admit_store::Store;
+use axum::Router;
+use axum::middleware;
+use tower_http::timeout::TimeoutLayer;
+
+pub use error::ApiError;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// What every handler may reach. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(webhooks::router())
+        .merge(events::router())
+        .merge(ops::router())
+        .fallback(|| async { ApiError::RouteNotFound })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe::record,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .with_state(state)
+}

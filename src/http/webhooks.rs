@@ -1,0 +1,145 @@
+//! `POST /webhooks/stripe`: verify, store, answer. Nothing else happens on
+//! this path, so Stripe gets its 2xx fast and only after the event is durable.
+
+use std::collections::BTreeMap;
+
+use admit_store::{EventSource, InsertOutcome, NewEvent};
+use admit_stripe::{EventEnvelope, SignatureError, verify_signature};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Router, http::StatusCode};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::metrics::{ReceivedLabels, RejectedLabels};
+
+/// Stripe's events are far smaller; anything bigger is not from Stripe.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Headers kept with the event, for audits and re-verification.
+const KEPT_HEADERS: &[&str] = &["stripe-signature", "user-agent", "content-type"];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/webhooks/stripe", post(receive))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    match ingest(&state, &headers, body).await {
+        Ok(response) => Ok(response),
+        Err(error) => {
+            if error.status().is_client_error() {
+                state
+                    .metrics
+                    .webhook_rejections
+                    .get_or_create(&RejectedLabels { code: error.code() })
+                    .inc();
+                // Logged once, here, without the body.
+                tracing::warn!(code = error.code(), reason = %error, "webhook rejected");
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn ingest(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            }
+        } else {
+            ApiError::BodyUnreadable
+        }
+    })?;
+    let signature = headers
+        .get("stripe-signature")
+        .ok_or_else(|| {
+            ApiError::SignatureHeaderInvalid("the Stripe-Signature header is missing".into())
+        })?
+        .to_str()
+        .map_err(|_| {
+            ApiError::SignatureHeaderInvalid("the Stripe-Signature header is not ASCII".into())
+        })?;
+
+    let secrets: Vec<&str> = state
+        .config
+        .webhook_secrets
+        .iter()
+        .map(|s| s.expose_secret())
+        .collect();
+    verify_signature(
+        signature,
+        &body,
+        &secrets,
+        state.clock.now(),
+        Some(state.config.webhook_tolerance_secs),
+    )
+    .map_err(|e| match e {
+        SignatureError::HeaderInvalid(_) => ApiError::SignatureHeaderInvalid(e.to_string()),
+        SignatureError::Mismatch => ApiError::SignatureMismatch,
+        SignatureError::OutsideTolerance { .. } => {
+            ApiError::TimestampOutsideTolerance(e.to_string())
+        }
+    })?;
+
+    let envelope =
+        EventEnvelope::parse(&body).map_err(|e| ApiError::EventMalformed(e.to_string()))?;
+    let kept_headers: BTreeMap<String, String> = KEPT_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), value.to_owned()))
+        })
+        .collect();
+    let event = NewEvent {
+        id: envelope.id.clone(),
+        event_type: envelope.event_type.clone(),
+        created: envelope.created,
+        api_version: envelope.api_version,
+        livemode: envelope.livemode,
+        object_type: envelope.object.object,
+        object_id: envelope.object.id,
+        customer_id: envelope.object.customer,
+        metadata: envelope.object.metadata,
+        payload: body.to_vec(),
+        headers: kept_headers,
+        source: EventSource::Webhook,
+        received_at: state.clock.now(),
+    };
+    let outcome = state.store.insert_event(&event).await?;
+    let duplicate = outcome == InsertOutcome::Duplicate;
+    state
+        .metrics
+        .events_received
+        .get_or_create(&ReceivedLabels {
+            r#type: envelope.event_type.clone(),
+            outcome: if duplicate { "duplicate" } else { "stored" },
+        })
+        .inc();
+    tracing::info!(
+        event_id = %envelope.id,
+        event_type = %envelope.event_type,
+        duplicate,
+        "webhook stored"
+    );
+    Ok((
+        StatusCode::OK,
+        Json(json!({"received": true, "id": envelope.id.as_str(), "duplicate": duplicate})),
+    ))
+}

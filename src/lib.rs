@@ -1,0 +1,15 @@
+//! admit, the service: configuration, the HTTP server and the CLI around the
+//! pure core (`admit-core`), Stripe wire code (`admit-stripe`) and storage
+//! (`admit-store`). See ARCHITECTURE.md for who owns what.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod startup;
+pub mod telemetry;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::Config;
+pub use startup::App;
