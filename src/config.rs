@@ -329,3 +329,182 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
 fn optional_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Option::<String>::deserialize(d)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Sources {
+        Sources {
+            file: None,
+            env: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn invalid_key(result: Result<Config, ConfigError>) -> &'static str {
+        match result {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid-configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_configuration_runs_with_development_secrets() {
+        let config = Config::load(&env(&[])).expect("defaults are valid");
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(config.database_url, "sqlite://admit.db");
+        assert_eq!(config.webhook_tolerance_secs, 300);
+        assert_eq!(
+            config.webhook_secrets_provenance,
+            Provenance::GeneratedForDevelopment
+        );
+        assert_eq!(
+            config.app_token_provenance,
+            Provenance::GeneratedForDevelopment
+        );
+        let secret = config.webhook_secrets[0].expose_secret().to_owned();
+        assert!(secret.starts_with("whsec_dev_"));
+        let notice = config.development_notice().expect("a notice");
+        assert!(notice.contains("DEVELOPMENT ONLY") && notice.contains(&secret));
+        let other = Config::load(&env(&[])).expect("defaults are valid");
+        assert_ne!(
+            other.webhook_secrets[0].expose_secret(),
+            secret,
+            "generated per run"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_and_lists_split_on_commas() {
+        let config = Config::load(&env(&[
+            ("ADMIT_LISTEN", "0.0.0.0:9000"),
+            ("ADMIT_DATABASE_URL", "sqlite:///var/lib/admit/admit.db"),
+            ("ADMIT_WEBHOOK_SECRETS", "whsec_one, whsec_two,,"),
+            ("ADMIT_WEBHOOK_TOLERANCE_SECS", "120"),
+            ("ADMIT_APP_TOKEN", "1234567890123456"),
+            ("ADMIT_LOG_FORMAT", "json"),
+        ]))
+        .expect("valid");
+        assert_eq!(config.listen.port(), 9000);
+        let secrets: Vec<&str> = config
+            .webhook_secrets
+            .iter()
+            .map(|s| s.expose_secret())
+            .collect();
+        assert_eq!(secrets, ["whsec_one", "whsec_two"]);
+        assert_eq!(config.webhook_tolerance_secs, 120);
+        assert_eq!(
+            config.app_token.expose_secret(),
+            "1234567890123456",
+            "a numeric token stays text"
+        );
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(config.development_notice().is_none());
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("admit.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:7000\"\nwebhook_secrets = [\"whsec_from_file\"]\nwebhook_tolerance_secs = 60\n",
+        )
+        .expect("write");
+        let sources = Sources {
+            file: Some(file),
+            env: vec![("ADMIT_WEBHOOK_TOLERANCE_SECS".into(), "90".into())],
+        };
+        let config = Config::load(&sources).expect("valid");
+        assert_eq!(config.listen.port(), 7000);
+        assert_eq!(config.webhook_secrets[0].expose_secret(), "whsec_from_file");
+        assert_eq!(
+            config.webhook_tolerance_secs, 90,
+            "environment beats the file"
+        );
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().expect("dir");
+        let secrets = dir.path().join("secrets");
+        let token = dir.path().join("token");
+        std::fs::write(&secrets, "whsec_a\nwhsec_b\n").expect("write");
+        std::fs::write(&token, "token-from-a-file-0123\n").expect("write");
+        let config = Config::load(&env(&[
+            (
+                "ADMIT_WEBHOOK_SECRETS_FILE",
+                secrets.to_str().expect("utf8"),
+            ),
+            ("ADMIT_APP_TOKEN_FILE", token.to_str().expect("utf8")),
+        ]))
+        .expect("valid");
+        assert_eq!(config.webhook_secrets.len(), 2);
+        assert_eq!(config.app_token.expose_secret(), "token-from-a-file-0123");
+        assert!(matches!(
+            Config::load(&env(&[(
+                "ADMIT_APP_TOKEN_FILE",
+                "/nonexistent/admit-token"
+            )])),
+            Err(ConfigError::SecretFile {
+                var: "ADMIT_APP_TOKEN_FILE",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn invalid_values_name_the_key_and_the_fix() {
+        assert_eq!(
+            invalid_key(Config::load(&env(&[("ADMIT_LISTEN", "localhost")]))),
+            "listen"
+        );
+        assert_eq!(
+            invalid_key(Config::load(&env(&[("ADMIT_DATABASE_URL", "mysql://x")]))),
+            "database_url"
+        );
+        assert_eq!(
+            invalid_key(Config::load(&env(&[(
+                "ADMIT_WEBHOOK_SECRETS",
+                "sk_live_oops"
+            )]))),
+            "webhook_secrets"
+        );
+        assert_eq!(
+            invalid_key(Config::load(&env(&[("ADMIT_WEBHOOK_TOLERANCE_SECS", "0")]))),
+            "webhook_tolerance_secs"
+        );
+        assert_eq!(
+            invalid_key(Config::load(&env(&[("ADMIT_APP_TOKEN", "short")]))),
+            "app_token"
+        );
+        let err = Config::load(&env(&[("ADMIT_WEBHOOK_TOLERANCE_SECS", "soon")]))
+            .expect_err("not a number");
+        assert!(matches!(err, ConfigError::Load(_)), "{err}");
+        let message = Config::load(&env(&[("ADMIT_WEBHOOK_SECRETS", "sk_live_oops_and_more")]))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            message.contains("Fix:") && !message.contains("sk_live_oops_and_more"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn debug_redacts_every_secret() {
+        let config = Config::load(&env(&[
+            ("ADMIT_WEBHOOK_SECRETS", "whsec_topsecret"),
+            ("ADMIT_APP_TOKEN", "app-token-topsecret"),
+        ]))
+        .expect("valid");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("topsecret"), "{debug}");
+        assert_eq!(
+            redact_url("postgres://admit:hunter2@db/admit"),
+            "postgres://admit:<redacted>@db/admit"
+        );
+    }
+}

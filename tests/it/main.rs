@@ -1,1 +1,10 @@
+//! The one integration-test binary: admit started for real on a random port
+//! with a fresh SQLite database per test, driven over HTTP.
 
+mod helpers;
+
+mod events;
+mod fixtures;
+mod ops;
+mod restart;
+mod webhooks;

@@ -1,0 +1,200 @@
+//! `spawn_app()` and a client whose calls state the status they expect.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use admit::config::Sources;
+use admit::http::AppState;
+use admit::{App, Config, ManualClock};
+use admit_core::Timestamp;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const APP_TOKEN: &str = "test-app-token-0123456789abcdef";
+pub const PRIMARY_SECRET: &str = "whsec_test_primary_8f2a";
+pub const ROTATED_SECRET: &str = "whsec_test_rotated_41cc";
+/// The clock every test app starts at (2026-11-18T07:33:20Z), near the fixtures' `created`.
+pub const START: Timestamp = Timestamp::from_unix(1_795_000_000);
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub state: AppState,
+    pub dir: Arc<tempfile::TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub struct TestResponse {
+    pub status: u16,
+    pub text: String,
+}
+
+impl TestResponse {
+    /// The JSON body, after checking the status; the message shows the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text))
+    }
+
+    /// Checks an error response: status and stable code.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Value {
+        let body = self.expect(status);
+        assert_eq!(body["error"]["code"], code, "unexpected error body: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "an error explains itself: {body}"
+        );
+        body
+    }
+}
+
+pub fn database_path(dir: &Path) -> PathBuf {
+    dir.join("admit.db")
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    spawn_app_in(dir, Arc::new(ManualClock::new(START))).await
+}
+
+/// Starts admit on a database in `dir` (kept across restarts) with `clock`.
+pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) -> TestApp {
+    let url = format!("sqlite://{}", database_path(dir.path()).display());
+    let sources = Sources {
+        file: None,
+        env: vec![
+            ("ADMIT_LISTEN".into(), "127.0.0.1:0".into()),
+            ("ADMIT_DATABASE_URL".into(), url),
+            (
+                "ADMIT_WEBHOOK_SECRETS".into(),
+                format!("{PRIMARY_SECRET}, {ROTATED_SECRET}"),
+            ),
+            ("ADMIT_APP_TOKEN".into(), APP_TOKEN.into()),
+            ("ADMIT_LOG".into(), "warn".into()),
+        ],
+    };
+    let config = Config::load(&sources).expect("test configuration is valid");
+    let app = App::build(config, clock.clone()).await.expect("app builds");
+    let state = app.state().clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("local addr"));
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(app.run(listener, async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        clock,
+        state,
+        dir,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> TestResponse {
+        let response = request.send().await.expect("request reaches admit");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("response body");
+        TestResponse { status, text }
+    }
+
+    /// Posts `body` with a Stripe-Signature header made with `secret` at the app's current time.
+    pub async fn post_signed(&self, body: &[u8], secret: &str) -> TestResponse {
+        let header = admit_stripe::signature::sign(body, secret, self.clock_now());
+        self.post_webhook(body.to_vec(), Some(&header)).await
+    }
+
+    pub async fn post_webhook(&self, body: Vec<u8>, signature: Option<&str>) -> TestResponse {
+        let mut request = self
+            .client
+            .post(self.url("/webhooks/stripe"))
+            .header("content-type", "application/json; charset=utf-8")
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header("stripe-signature", signature);
+        }
+        self.send(request).await
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(self.client.get(self.url(path)).bearer_auth(APP_TOKEN))
+            .await
+    }
+
+    pub async fn get_without_token(&self, path: &str) -> TestResponse {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: &str) -> TestResponse {
+        self.send(self.client.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(response.status().as_u16(), 200);
+        response.text().await.expect("metrics body")
+    }
+
+    pub async fn event_count(&self) -> u64 {
+        self.state.store.count_events().await.expect("count events")
+    }
+
+    pub fn clock_now(&self) -> Timestamp {
+        admit::Clock::now(self.clock.as_ref())
+    }
+
+    /// Graceful shutdown; waits until the server has stopped and closed the database.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+    }
+
+    pub fn begin_shutdown(&mut self) -> JoinHandle<anyhow::Result<()>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.server.take().expect("server still running")
+    }
+}
+
+/// A value of `/metrics` for a series written exactly as Prometheus prints it.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
