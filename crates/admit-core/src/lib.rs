@@ -1,13 +1,24 @@
-//! admit's functional core: the domain types every other crate speaks.
+//! admit's functional core: the domain types and the decisions.
 //!
 //! Nothing in this crate performs IO or reads a clock: time arrives as a
 //! [`Timestamp`] argument, so every decision is a pure function of its inputs
 //! (DESIGN.md §4). The shell (`admit`) owns sockets, files and the database.
 
+pub mod billing;
+pub mod catalog;
+pub mod directory;
 pub mod email;
+pub mod events;
 pub mod ids;
 pub mod time;
 
+pub use billing::{BillingState, SubscriptionStatus};
+pub use catalog::{Catalog, CatalogError, Entitlements, Plan, PlanKey};
+pub use directory::{Directory, Role, Workspace};
 pub use email::{Email, EmailError};
+pub use events::{
+    BillingEvent, Checkout, CheckoutMode, CustomerSnapshot, EventKind, Invoice, SubscriptionChange,
+    SubscriptionSnapshot,
+};
 pub use ids::{CustomerId, EventId, IdError, SubscriptionId, WorkspaceId};
 pub use time::Timestamp;
