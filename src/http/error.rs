@@ -2,6 +2,7 @@
 //! `{"error": {"code": "…", "message": "…"}}` with a stable code from this
 //! table; internal causes are logged once here and never shown.
 
+use admit_store::StoreError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -25,6 +26,28 @@ pub enum ApiError {
     Unauthorized,
     #[error("no event with this id has been received")]
     EventNotFound,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the body must be JSON, sent with `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    #[error("the body is larger than this endpoint accepts")]
+    BodyTooLarge,
+    #[error("{0}")]
+    WorkspaceIdInvalid(String),
+    #[error("{0}")]
+    EmailInvalid(String),
+    #[error("the role must be one of `owner`, `admin` or `member`")]
+    RoleInvalid,
+    #[error("a workspace with this id already exists")]
+    WorkspaceExists,
+    #[error("no workspace with this id exists")]
+    WorkspaceNotFound,
+    #[error("this email address is not a member of the workspace")]
+    MemberNotFound,
+    #[error(
+        "the workspace's last owner cannot be removed or demoted; make another member owner first"
+    )]
+    LastOwner,
     #[error("not found")]
     RouteNotFound,
     #[error("the service is not ready: {0}")]
@@ -44,6 +67,16 @@ impl ApiError {
             ApiError::BodyUnreadable => "body_unreadable",
             ApiError::Unauthorized => "unauthorized",
             ApiError::EventNotFound => "event_not_found",
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::BodyTooLarge => "payload_too_large",
+            ApiError::WorkspaceIdInvalid(_) => "workspace_id_invalid",
+            ApiError::EmailInvalid(_) => "email_invalid",
+            ApiError::RoleInvalid => "role_invalid",
+            ApiError::WorkspaceExists => "workspace_exists",
+            ApiError::WorkspaceNotFound => "workspace_not_found",
+            ApiError::MemberNotFound => "member_not_found",
+            ApiError::LastOwner => "last_owner",
             ApiError::RouteNotFound => "not_found",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Internal(_) => "internal_error",
@@ -56,19 +89,42 @@ impl ApiError {
             | ApiError::SignatureMismatch
             | ApiError::TimestampOutsideTolerance(_)
             | ApiError::EventMalformed(_)
-            | ApiError::BodyUnreadable => StatusCode::BAD_REQUEST,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            | ApiError::BodyUnreadable
+            | ApiError::InvalidRequest(_)
+            | ApiError::WorkspaceIdInvalid(_)
+            | ApiError::EmailInvalid(_)
+            | ApiError::RoleInvalid => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } | ApiError::BodyTooLarge => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::EventNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::EventNotFound
+            | ApiError::RouteNotFound
+            | ApiError::WorkspaceNotFound
+            | ApiError::MemberNotFound => StatusCode::NOT_FOUND,
+            ApiError::WorkspaceExists | ApiError::LastOwner => StatusCode::CONFLICT,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
-impl From<admit_store::StoreError> for ApiError {
-    fn from(e: admit_store::StoreError) -> Self {
-        ApiError::Internal(e.into())
+impl From<StoreError> for ApiError {
+    /// The domain refusals a client can act on get their own codes; anything
+    /// else is the service's fault and stays internal.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::WorkspaceExists => ApiError::WorkspaceExists,
+            StoreError::WorkspaceNotFound => ApiError::WorkspaceNotFound,
+            StoreError::LastOwner => ApiError::LastOwner,
+            StoreError::MemberNotFound => ApiError::MemberNotFound,
+            StoreError::UnsupportedUrl { .. }
+            | StoreError::Database(_)
+            | StoreError::Migration(_)
+            | StoreError::NotMigrated { .. }
+            | StoreError::Corrupt(_) => ApiError::Internal(e.into()),
+        }
     }
 }
 

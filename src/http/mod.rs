@@ -4,9 +4,11 @@
 mod auth;
 mod error;
 mod events;
+mod json;
 mod observe;
 mod ops;
 pub mod webhooks;
+mod workspaces;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(events::router())
         .merge(ops::router())
+        .merge(workspaces::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -45,6 +45,17 @@ impl TestResponse {
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text))
     }
 
+    /// Checks the status of a response that has no body (204).
+    #[track_caller]
+    pub fn expect_empty(self, status: u16) {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert!(self.text.is_empty(), "unexpected body: {}", self.text);
+    }
+
     /// Checks an error response: status and stable code.
     #[track_caller]
     pub fn expect_error(self, status: u16, code: &str) -> Value {
@@ -148,6 +159,47 @@ impl TestApp {
 
     pub async fn get_with_token(&self, path: &str, token: &str) -> TestResponse {
         self.send(self.client.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> TestResponse {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(APP_TOKEN)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> TestResponse {
+        self.send(
+            self.client
+                .put(self.url(path))
+                .bearer_auth(APP_TOKEN)
+                .json(body),
+        )
+        .await
+    }
+
+    /// Posts `body` as is with `content_type`, for requests that are not well-formed JSON.
+    pub async fn post_raw(&self, path: &str, body: &str, content_type: &str) -> TestResponse {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(APP_TOKEN)
+                .header("content-type", content_type)
+                .body(body.to_owned()),
+        )
+        .await
+    }
+
+    pub async fn post_json_without_token(&self, path: &str, body: &Value) -> TestResponse {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> TestResponse {
+        self.send(self.client.delete(self.url(path)).bearer_auth(APP_TOKEN))
             .await
     }
 

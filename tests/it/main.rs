@@ -8,3 +8,4 @@ mod fixtures;
 mod ops;
 mod restart;
 mod webhooks;
+mod workspaces;

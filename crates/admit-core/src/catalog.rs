@@ -67,7 +67,8 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn new(plans: impl IntoIterator<Item = Plan>) -> Result<Self, CatalogError> {
-        let plans: BTreeMap<PlanKey, Plan> = plans.into_iter().map(|p| (p.key.clone(), p)).collect();
+        let plans: BTreeMap<PlanKey, Plan> =
+            plans.into_iter().map(|p| (p.key.clone(), p)).collect();
         let mut by_price = BTreeMap::new();
         for plan in plans.values() {
             let key = plan.key.as_str();
@@ -91,7 +92,11 @@ impl Catalog {
                 }
             }
         }
-        let free: Vec<&PlanKey> = plans.values().filter(|p| p.free_tier).map(|p| &p.key).collect();
+        let free: Vec<&PlanKey> = plans
+            .values()
+            .filter(|p| p.free_tier)
+            .map(|p| &p.key)
+            .collect();
         let [free] = free.as_slice() else {
             return Err(CatalogError::FreeTier(free.len()));
         };
@@ -147,10 +152,21 @@ pub(crate) mod tests {
     fn finds_plans_by_price_and_the_free_tier() {
         let catalog = Catalog::new([
             plan("free", &[], &[], 3, true),
-            plan("pro", &["price_pro_m", "plan_pro_legacy"], &["sso"], 25, false),
+            plan(
+                "pro",
+                &["price_pro_m", "plan_pro_legacy"],
+                &["sso"],
+                25,
+                false,
+            ),
         ])
         .expect("valid");
-        assert_eq!(catalog.plan_for_price("plan_pro_legacy").map(|p| p.key.as_str()), Some("pro"));
+        assert_eq!(
+            catalog
+                .plan_for_price("plan_pro_legacy")
+                .map(|p| p.key.as_str()),
+            Some("pro")
+        );
         assert!(catalog.plan_for_price("price_unknown").is_none());
         assert_eq!(catalog.free_plan().key.as_str(), "free");
     }
@@ -174,7 +190,10 @@ pub(crate) mod tests {
             Err(CatalogError::PriceInTwoPlans { .. })
         ));
         assert_eq!(
-            Catalog::new([plan("free", &[], &[], 1, true), plan("pro", &[], &[], 1, false)]),
+            Catalog::new([
+                plan("free", &[], &[], 1, true),
+                plan("pro", &[], &[], 1, false)
+            ]),
             Err(CatalogError::NoPrices("pro".into()))
         );
         assert!(matches!(

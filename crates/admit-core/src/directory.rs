@@ -92,7 +92,9 @@ impl Directory {
 
     /// Looks a workspace up by an id as written in Stripe metadata.
     pub fn get_raw(&self, raw: &str) -> Option<&Workspace> {
-        WorkspaceId::parse(raw).ok().and_then(|id| self.workspaces.get(&id))
+        WorkspaceId::parse(raw)
+            .ok()
+            .and_then(|id| self.workspaces.get(&id))
     }
 
     /// Workspaces that `email` owns or administers, in id order.

@@ -116,7 +116,9 @@ impl BillingEvent {
             | EventKind::CheckoutAsyncPaymentSucceeded(c)
             | EventKind::CheckoutAsyncPaymentFailed(c) => c.subscription.as_ref(),
             EventKind::Subscription { subscription, .. } => Some(&subscription.id),
-            EventKind::InvoicePaid(i) | EventKind::InvoicePaymentFailed(i) => i.subscription.as_ref(),
+            EventKind::InvoicePaid(i) | EventKind::InvoicePaymentFailed(i) => {
+                i.subscription.as_ref()
+            }
             EventKind::CustomerChanged(_) | EventKind::CustomerDeleted(_) => None,
         }
     }
@@ -127,9 +129,15 @@ impl BillingEvent {
             EventKind::CheckoutCompleted(c)
             | EventKind::CheckoutAsyncPaymentSucceeded(c)
             | EventKind::CheckoutAsyncPaymentFailed(c) => c.metadata_workspace.as_deref(),
-            EventKind::Subscription { subscription, .. } => subscription.metadata_workspace.as_deref(),
-            EventKind::InvoicePaid(i) | EventKind::InvoicePaymentFailed(i) => i.metadata_workspace.as_deref(),
-            EventKind::CustomerChanged(c) | EventKind::CustomerDeleted(c) => c.metadata_workspace.as_deref(),
+            EventKind::Subscription { subscription, .. } => {
+                subscription.metadata_workspace.as_deref()
+            }
+            EventKind::InvoicePaid(i) | EventKind::InvoicePaymentFailed(i) => {
+                i.metadata_workspace.as_deref()
+            }
+            EventKind::CustomerChanged(c) | EventKind::CustomerDeleted(c) => {
+                c.metadata_workspace.as_deref()
+            }
         }
     }
 

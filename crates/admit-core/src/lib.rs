@@ -10,6 +10,7 @@ pub mod directory;
 pub mod email;
 pub mod events;
 pub mod ids;
+pub mod provisioning;
 pub mod time;
 
 pub use billing::{BillingState, SubscriptionStatus};

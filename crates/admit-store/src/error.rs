@@ -12,6 +12,14 @@ pub enum StoreError {
         "the database schema is behind: migration {missing} is not applied (run `admit migrate`)"
     )]
     NotMigrated { missing: i64 },
+    #[error("a workspace with this id already exists")]
+    WorkspaceExists,
+    #[error("no workspace with this id")]
+    WorkspaceNotFound,
+    #[error("the workspace's last owner cannot be removed or demoted")]
+    LastOwner,
+    #[error("this email is not a member of the workspace")]
+    MemberNotFound,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }

@@ -3,6 +3,8 @@
 //! PostgreSQL implementation plugs in behind the same trait (callers hold an
 //! `Arc<dyn Store>` and never see the dialect).
 
+pub mod audit;
+pub mod directory;
 mod error;
 mod events;
 mod migrations;
@@ -12,13 +14,15 @@ use std::sync::Arc;
 
 use admit_core::EventId;
 
+pub use audit::{AuditEntry, StoredAuditEntry};
+pub use directory::{Actor, DirectoryStore, MemberChange};
 pub use error::StoreError;
 pub use events::{EventSource, EventStatus, InsertOutcome, NewEvent, StoredEvent};
 pub use sqlite::SqliteStore;
 
 /// Everything admit persists. Each method is one transaction.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: DirectoryStore + Send + Sync + std::fmt::Debug + 'static {
     /// Runs the embedded migrations of this dialect that are not applied yet.
     async fn migrate(&self) -> Result<(), StoreError>;
 

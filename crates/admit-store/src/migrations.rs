@@ -12,11 +12,18 @@ struct Embedded {
     sql: &'static str,
 }
 
-const SQLITE: &[Embedded] = &[Embedded {
-    version: 1,
-    description: "inbox",
-    sql: include_str!("../migrations/sqlite/0001_inbox.sql"),
-}];
+const SQLITE: &[Embedded] = &[
+    Embedded {
+        version: 1,
+        description: "inbox",
+        sql: include_str!("../migrations/sqlite/0001_inbox.sql"),
+    },
+    Embedded {
+        version: 2,
+        description: "provisioning",
+        sql: include_str!("../migrations/sqlite/0002_provisioning.sql"),
+    },
+];
 
 fn migrator(embedded: &[Embedded]) -> Migrator {
     Migrator::with_migrations(

@@ -16,6 +16,13 @@ pub enum ParseError {
     NotAnEvent(#[source] serde_json::Error),
     #[error("the body is not a Stripe event: {0}")]
     Invalid(&'static str),
+    /// An event of a type admit acts on whose object lacks what that type
+    /// promises.
+    #[error("`{event_type}` event is malformed: {reason}")]
+    Malformed {
+        event_type: String,
+        reason: &'static str,
+    },
 }
 
 /// What admit reads of every event before it stores it.

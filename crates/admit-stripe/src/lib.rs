@@ -7,10 +7,12 @@
 //! legacy ones (API 2017-08-15, as sent by older accounts and localstripe) are
 //! understood.
 
+pub mod billing_event;
 pub mod event;
 pub mod signature;
 pub mod subscription;
 
+pub use billing_event::billing_event;
 pub use event::{EventEnvelope, EventObject, ParseError};
 pub use signature::{SignatureError, verify_signature};
 pub use subscription::SubscriptionView;

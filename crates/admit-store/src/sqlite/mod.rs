@@ -15,12 +15,15 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
+mod audit;
+mod directory;
+
 use crate::events::{EventStatus, InsertOutcome, NewEvent, StoredEvent};
 use crate::{Store, StoreError, migrations};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteStore {

@@ -1,0 +1,569 @@
+//! The decision table (DESIGN.md §2.2) over the whole set of events.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::binding::{Binding, bind_all};
+use super::cases::{Case, CaseDetails, CaseKind, CaseState};
+use super::effects::{Effect, MessageKind, Recipient};
+use super::purchase::{Purchase, PurchaseKey, purchase_key, purchases};
+use super::{Facts, Settlement, UnmatchedPolicy};
+use crate::{
+    BillingEvent, BillingState, CustomerId, Email, EventId, EventKind, Plan, PlanKey,
+    SubscriptionStatus, Workspace, WorkspaceId, catalog::Catalog,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeStatus {
+    Processed,
+    Held,
+}
+
+/// What became of one event, with a machine-readable reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventOutcome {
+    pub status: OutcomeStatus,
+    pub reason: &'static str,
+}
+
+/// A workspace to create for an unmatched purchase (policy `create_workspace`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceRequest {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub owner: Email,
+    /// The purchase (subscription or session id) to bind to it.
+    pub purchase: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Derivation {
+    /// Billing state of every workspace the scope touches.
+    pub billing: BTreeMap<WorkspaceId, BillingState>,
+    /// Stripe ids bound to workspaces: (`subscription`|`customer`|`session`, id, workspace).
+    pub links: BTreeSet<(&'static str, String, WorkspaceId)>,
+    /// Cases warranted now, by key.
+    pub cases: BTreeMap<String, Case>,
+    /// Messages warranted now, by idempotency key.
+    pub effects: BTreeMap<String, Effect>,
+    pub outcomes: BTreeMap<EventId, EventOutcome>,
+    pub workspaces_to_create: Vec<WorkspaceRequest>,
+}
+
+enum PlanResolution<'c> {
+    Known(&'c Plan),
+    Unknown(Vec<String>),
+    NotYet,
+}
+
+fn resolve_plan<'c>(
+    purchase: &Purchase,
+    binding: &Binding,
+    catalog: &'c Catalog,
+) -> PlanResolution<'c> {
+    if !purchase.price_ids.is_empty() {
+        return match purchase
+            .price_ids
+            .iter()
+            .filter_map(|price| catalog.plan_for_price(price))
+            .find(|plan| !plan.free_tier)
+        {
+            Some(plan) => PlanResolution::Known(plan),
+            None => PlanResolution::Unknown(purchase.price_ids.clone()),
+        };
+    }
+    let named = match binding {
+        Binding::Trusted {
+            intent: Some(intent),
+            ..
+        } => Some(intent.plan.as_str()),
+        _ => purchase.metadata_plan.as_deref(),
+    };
+    match named {
+        Some(key) => match catalog.get_str(key).filter(|p| !p.free_tier) {
+            Some(plan) => PlanResolution::Known(plan),
+            None => PlanResolution::Unknown(vec![format!("plan:{key}")]),
+        },
+        None => PlanResolution::NotYet,
+    }
+}
+
+/// A provisionable purchase of one workspace.
+struct Candidate<'p> {
+    purchase: &'p Purchase,
+    binding: Binding,
+    plan: PlanKey,
+    purchaser: Option<Email>,
+}
+
+struct Builder<'f> {
+    facts: Facts<'f>,
+    out: Derivation,
+}
+
+impl Builder<'_> {
+    fn outcome(&mut self, purchase: &Purchase, status: OutcomeStatus, reason: &'static str) {
+        for id in &purchase.events {
+            self.out
+                .outcomes
+                .insert(id.clone(), EventOutcome { status, reason });
+        }
+    }
+
+    fn effect(&mut self, effect: Effect) {
+        self.out.effects.entry(effect.key.clone()).or_insert(effect);
+    }
+
+    fn settled(&self, purchase: &Purchase) -> Option<Settlement> {
+        [
+            CaseKind::MissingWorkspace,
+            CaseKind::DuplicateSubscription,
+            CaseKind::CustomerConflict,
+            CaseKind::UnknownPrice,
+        ]
+        .iter()
+        .find_map(|kind| {
+            self.facts
+                .settlements
+                .get(&kind.key(purchase.key.as_str()))
+                .copied()
+        })
+    }
+
+    fn link(&mut self, purchase: &Purchase, workspace: &WorkspaceId) {
+        if let Some(sub) = &purchase.subscription {
+            self.out
+                .links
+                .insert(("subscription", sub.to_string(), workspace.clone()));
+        }
+        if let Some(customer) = &purchase.customer {
+            self.out
+                .links
+                .insert(("customer", customer.to_string(), workspace.clone()));
+        }
+        for session in &purchase.session_ids {
+            self.out
+                .links
+                .insert(("session", session.clone(), workspace.clone()));
+        }
+    }
+
+    /// Opens a held case with its support alert and, when the purchaser is
+    /// known, the message telling them what happens next.
+    fn hold(
+        &mut self,
+        kind: CaseKind,
+        purchase: &Purchase,
+        purchaser: Option<&Email>,
+        workspace: Option<&WorkspaceId>,
+        details: CaseDetails,
+        purchaser_message: Option<MessageKind>,
+    ) {
+        let key = kind.key(purchase.key.as_str());
+        self.outcome(purchase, OutcomeStatus::Held, kind.as_str());
+        let mut alert = Effect::new(MessageKind::SupportAlert, Recipient::Support, &key);
+        alert.case_key = Some(key.clone());
+        alert.workspace = workspace.cloned();
+        alert.purchase = Some(purchase.key.to_string());
+        self.effect(alert);
+        if let (Some(message), Some(email)) = (purchaser_message, purchaser) {
+            let mut effect = Effect::new(
+                message,
+                Recipient::Email(email.clone()),
+                purchase.key.as_str(),
+            );
+            effect.case_key = Some(key.clone());
+            effect.workspace = workspace.cloned();
+            effect.purchase = Some(purchase.key.to_string());
+            self.effect(effect);
+        }
+        self.out.cases.insert(
+            key.clone(),
+            Case {
+                key,
+                kind,
+                state: CaseState::Held,
+                workspace: workspace.cloned(),
+                purchaser_email: purchaser.cloned(),
+                customer: purchase.customer.clone(),
+                subscription: purchase.subscription.clone(),
+                checkout_session: purchase.session_ids.iter().next().cloned(),
+                events: purchase.events.clone(),
+                details,
+            },
+        );
+    }
+}
+
+fn owners(workspace: &Workspace) -> Vec<Email> {
+    workspace.owners().cloned().collect()
+}
+
+/// Emails by customer, from customer events (last word in convergence order).
+fn customer_emails(events: &[BillingEvent]) -> BTreeMap<CustomerId, Email> {
+    let mut sorted: Vec<&BillingEvent> = events.iter().collect();
+    sorted.sort_by(|a, b| super::purchase::convergence_order(a, b));
+    let mut emails = BTreeMap::new();
+    for event in sorted {
+        if let EventKind::CustomerChanged(c) | EventKind::CustomerDeleted(c) = &event.kind
+            && let Some(email) = &c.email
+        {
+            emails.insert(c.id.clone(), email.clone());
+        }
+    }
+    emails
+}
+
+/// Derives everything from the facts and the full set of events of a scope.
+/// `scope_workspaces` are workspaces whose billing state must be recomputed
+/// even if no purchase binds to them any more.
+pub fn derive(
+    facts: Facts<'_>,
+    events: &[BillingEvent],
+    scope_workspaces: &BTreeSet<WorkspaceId>,
+) -> Derivation {
+    let purchases = purchases(events);
+    let emails = customer_emails(events);
+    let purchaser_of: BTreeMap<PurchaseKey, Option<Email>> = purchases
+        .values()
+        .map(|p| {
+            let from_intent = p
+                .session_ids
+                .iter()
+                .find_map(|s| facts.intents.get(s))
+                .and_then(|i| i.purchaser.clone());
+            let email = p
+                .purchaser_email
+                .clone()
+                .or_else(|| p.customer.as_ref().and_then(|c| emails.get(c).cloned()))
+                .or(from_intent);
+            (p.key.clone(), email)
+        })
+        .collect();
+    let bindings = bind_all(&purchases, &purchaser_of, &facts);
+
+    let mut b = Builder {
+        facts,
+        out: Derivation::default(),
+    };
+    for workspace in scope_workspaces {
+        b.out
+            .billing
+            .insert(workspace.clone(), BillingState::default());
+    }
+    // Events that belong to no purchase: customer updates, one-off invoices, setup sessions.
+    for event in events {
+        if purchase_key(event).is_none() {
+            let reason = match event.kind {
+                EventKind::CustomerChanged(_) | EventKind::CustomerDeleted(_) => {
+                    "customer_recorded"
+                }
+                _ => "not_a_purchase",
+            };
+            b.out.outcomes.insert(
+                event.id.clone(),
+                EventOutcome {
+                    status: OutcomeStatus::Processed,
+                    reason,
+                },
+            );
+        }
+    }
+
+    let mut by_workspace: BTreeMap<WorkspaceId, Vec<Candidate<'_>>> = BTreeMap::new();
+    for purchase in purchases.values() {
+        let Some((binding, conflict)) = bindings.get(&purchase.key).cloned() else {
+            continue;
+        };
+        let purchaser = purchaser_of.get(&purchase.key).cloned().flatten();
+        if let Some(workspace) = binding.workspace() {
+            b.link(purchase, workspace);
+            b.out.billing.entry(workspace.clone()).or_default();
+        }
+        if !purchase.paid {
+            let (status, reason) = if purchase.payment_failed {
+                (OutcomeStatus::Processed, "payment_failed")
+            } else if binding.workspace().is_some() {
+                (OutcomeStatus::Processed, "not_paid_yet")
+            } else {
+                // Kept, and applied when a binding arrives (DESIGN.md §2.3).
+                (OutcomeStatus::Held, "awaiting_binding")
+            };
+            b.outcome(purchase, status, reason);
+            continue;
+        }
+        if let Some(settlement) = b.settled(purchase) {
+            let reason = match settlement {
+                Settlement::Refunded => "settled_refunded",
+                Settlement::Dismissed => "settled_dismissed",
+            };
+            b.outcome(purchase, OutcomeStatus::Processed, reason);
+            continue;
+        }
+        let client_refs: Vec<String> = purchase.client_reference_ids.iter().cloned().collect();
+        let workspace = match &binding {
+            Binding::TrustedButMissing(requested) => {
+                let details = CaseDetails {
+                    requested_workspace: Some(requested.clone()),
+                    client_reference_ids: client_refs,
+                    ..CaseDetails::default()
+                };
+                b.hold(
+                    CaseKind::MissingWorkspace,
+                    purchase,
+                    purchaser.as_ref(),
+                    None,
+                    details,
+                    Some(MessageKind::AccessDelayed),
+                );
+                continue;
+            }
+            Binding::Unbound { candidates } => {
+                if let (UnmatchedPolicy::CreateWorkspace, Some(owner)) = (facts.policy, &purchaser)
+                    && let Ok(id) = WorkspaceId::parse(format!("ws_{}", purchase.key.as_str()))
+                {
+                    b.out.workspaces_to_create.push(WorkspaceRequest {
+                        id,
+                        name: format!("{}'s workspace", owner.as_str()),
+                        owner: owner.clone(),
+                        purchase: purchase.key.to_string(),
+                    });
+                    b.outcome(purchase, OutcomeStatus::Held, "awaiting_workspace");
+                    continue;
+                }
+                let details = CaseDetails {
+                    candidates: candidates.clone(),
+                    client_reference_ids: client_refs,
+                    ..CaseDetails::default()
+                };
+                b.hold(
+                    CaseKind::MissingWorkspace,
+                    purchase,
+                    purchaser.as_ref(),
+                    None,
+                    details,
+                    Some(MessageKind::AccessDelayed),
+                );
+                continue;
+            }
+            other => other.workspace().cloned(),
+        };
+        let Some(workspace) = workspace else { continue };
+        if let Some(conflict) = conflict {
+            let details = CaseDetails {
+                bound_workspace: Some(conflict.customer_workspace),
+                candidates: vec![workspace.clone()],
+                ..CaseDetails::default()
+            };
+            b.hold(
+                CaseKind::CustomerConflict,
+                purchase,
+                purchaser.as_ref(),
+                Some(&workspace),
+                details,
+                None,
+            );
+            continue;
+        }
+        match resolve_plan(purchase, &binding, facts.catalog) {
+            PlanResolution::Known(plan) => {
+                by_workspace.entry(workspace).or_default().push(Candidate {
+                    purchase,
+                    binding,
+                    plan: plan.key.clone(),
+                    purchaser,
+                })
+            }
+            PlanResolution::Unknown(prices) => {
+                let details = CaseDetails {
+                    unknown_prices: prices,
+                    ..CaseDetails::default()
+                };
+                b.hold(
+                    CaseKind::UnknownPrice,
+                    purchase,
+                    purchaser.as_ref(),
+                    Some(&workspace),
+                    details,
+                    Some(MessageKind::AccessDelayed),
+                );
+            }
+            PlanResolution::NotYet => b.outcome(purchase, OutcomeStatus::Held, "awaiting_price"),
+        }
+    }
+
+    for (workspace_id, mut candidates) in by_workspace {
+        candidates.sort_by(|x, y| {
+            (x.purchase.started, &x.purchase.key).cmp(&(y.purchase.started, &y.purchase.key))
+        });
+        let mut canonical: Option<usize> = None;
+        for index in 0..candidates.len() {
+            let candidate = &candidates[index];
+            if let Some(c) = canonical.map(|i| &candidates[i])
+                && c.purchase
+                    .ended
+                    .is_none_or(|ended| ended > candidate.purchase.started)
+            {
+                let details = CaseDetails {
+                    canonical: Some(c.purchase.key.to_string()),
+                    ..CaseDetails::default()
+                };
+                let (purchase, purchaser) = (candidate.purchase, candidate.purchaser.clone());
+                b.hold(
+                    CaseKind::DuplicateSubscription,
+                    purchase,
+                    purchaser.as_ref(),
+                    Some(&workspace_id),
+                    details,
+                    Some(MessageKind::DuplicateCharge),
+                );
+                continue;
+            }
+            if let Some(previous) = canonical.map(|i| candidates[i].purchase) {
+                // Superseded by a later purchase after it ended.
+                b.outcome(previous, OutcomeStatus::Processed, "superseded");
+            }
+            canonical = Some(index);
+        }
+        if let Some(index) = canonical {
+            let candidate = candidates.swap_remove(index);
+            provision(&mut b, &workspace_id, candidate);
+        }
+    }
+    b.out
+}
+
+fn paid_plan_applies(status: SubscriptionStatus) -> bool {
+    status.is_live()
+}
+
+/// Rows S1–S4, S11, S12: the billing state and the messages of the purchase
+/// that holds a workspace's plan.
+fn provision(b: &mut Builder<'_>, workspace_id: &WorkspaceId, candidate: Candidate<'_>) {
+    let Candidate {
+        purchase,
+        binding,
+        plan,
+        purchaser,
+    } = candidate;
+    let status = purchase.status.unwrap_or(SubscriptionStatus::Active);
+    let free = b.facts.catalog.free_plan().key.clone();
+    let state = BillingState {
+        subscription_status: Some(status),
+        subscription_plan: Some(if paid_plan_applies(status) {
+            plan.clone()
+        } else {
+            free
+        }),
+        stripe_customer_id: purchase.customer.clone(),
+        stripe_subscription_id: purchase.subscription.clone(),
+        current_period_end: purchase.current_period_end,
+        cancel_at_period_end: purchase.cancel_at_period_end,
+        purchaser_email: purchaser.clone(),
+        updated_by_event: Some(purchase.last_event.clone()),
+        past_due_since: purchase.past_due_since,
+    };
+    b.out.billing.insert(workspace_id.clone(), state);
+    b.outcome(purchase, OutcomeStatus::Processed, "provisioned");
+
+    let Some(workspace) = b.facts.directory.get(workspace_id).cloned() else {
+        return;
+    };
+    let about = purchase.key.to_string();
+    let base = |kind: MessageKind, recipient: Email| {
+        let mut effect = Effect::new(kind, Recipient::Email(recipient), &about);
+        effect.workspace = Some(workspace_id.clone());
+        effect.purchase = Some(about.clone());
+        effect.plan = Some(plan.clone());
+        effect
+    };
+    let purchaser_role = purchaser.as_ref().and_then(|p| workspace.role_of(p));
+    let purchaser_administers = purchaser_role.is_some_and(|r| r.administers());
+
+    if status.is_live() {
+        let (onboard, billing_contact): (Vec<Email>, Option<Email>) = match (&binding, &purchaser) {
+            (_, Some(p)) if purchaser_administers => (vec![p.clone()], None),
+            (
+                Binding::Trusted {
+                    intent: Some(intent),
+                    ..
+                },
+                Some(p),
+            ) if &intent.initiator == p => (vec![p.clone()], None),
+            // S2: trusted binding, purchaser is not an administrator.
+            (Binding::Trusted { intent, .. }, Some(p)) => {
+                let initiator = intent
+                    .as_ref()
+                    .map(|i| i.initiator.clone())
+                    .filter(|i| workspace.role_of(i).is_some_and(|r| r.administers()));
+                let recipients = initiator.map_or_else(|| owners(&workspace), |i| vec![i]);
+                (recipients, Some(p.clone()))
+            }
+            // An operator invited the purchaser (any role): they sign in themselves.
+            (Binding::Operator(_), Some(p)) if purchaser_role.is_some() => (vec![p.clone()], None),
+            _ => (owners(&workspace), None),
+        };
+        for recipient in onboard {
+            let mut effect = base(MessageKind::Onboarding, recipient.clone());
+            effect.sign_in_email = Some(recipient);
+            b.effect(effect);
+        }
+        if let Some(contact) = billing_contact {
+            let key = CaseKind::EmailMismatch.key(&about);
+            let mut notice = base(MessageKind::BillingContactNotice, contact.clone());
+            notice.administrators = workspace.administrators().cloned().collect();
+            notice.case_key = Some(key.clone());
+            b.effect(notice);
+            b.out.cases.insert(
+                key.clone(),
+                Case {
+                    key,
+                    kind: CaseKind::EmailMismatch,
+                    state: CaseState::AutoResolved,
+                    workspace: Some(workspace_id.clone()),
+                    purchaser_email: Some(contact),
+                    customer: purchase.customer.clone(),
+                    subscription: purchase.subscription.clone(),
+                    checkout_session: purchase.session_ids.iter().next().cloned(),
+                    events: purchase.events.clone(),
+                    details: CaseDetails::default(),
+                },
+            );
+        }
+    }
+
+    // S11: a renewal failed and has not been paid since.
+    if status == SubscriptionStatus::PastDue {
+        let recipients = purchaser
+            .clone()
+            .map_or_else(|| owners(&workspace), |p| vec![p]);
+        let grace_ends = purchase
+            .past_due_since
+            .map(|since| since.plus_seconds(b.facts.grace_period_secs));
+        for invoice in &purchase.unpaid_failed_invoices {
+            for recipient in &recipients {
+                let mut effect = base(MessageKind::PaymentFailed, recipient.clone());
+                effect.key = format!("payment_failed:{about}:{invoice}:{}", recipient.as_str());
+                effect.grace_ends = grace_ends;
+                b.effect(effect);
+            }
+        }
+    }
+
+    // S12: paid access ends (now, or at period end when cancellation is scheduled).
+    let ending = match status {
+        SubscriptionStatus::Canceled
+        | SubscriptionStatus::Unpaid
+        | SubscriptionStatus::IncompleteExpired => {
+            Some(purchase.ended.or(purchase.current_period_end))
+        }
+        s if s.is_live() && purchase.cancel_at_period_end => Some(purchase.current_period_end),
+        _ => None,
+    };
+    if let Some(access_ends) = ending {
+        for owner in owners(&workspace) {
+            let mut effect = base(MessageKind::Cancellation, owner);
+            effect.access_ends = access_ends;
+            b.effect(effect);
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Convergence (DESIGN.md §2.3) as properties: for generated scenarios, every
+//! permutation and duplication of the events derives the same billing state,
+//! the same cases and the same outbox idempotency keys; and the shell's
+//! one-event-at-a-time processing ends where a single derivation does.
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+
+use super::testkit::*;
+use super::*;
+use crate::{BillingEvent, WorkspaceId};
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    world: World,
+    events: Vec<BillingEvent>,
+}
+
+/// Purchaser variants: owner, admin (in odd case), a stranger, the other
+/// workspace's owner.
+const PURCHASERS: &[&str] = &[
+    "dana@acme.test",
+    "LEE@Acme.Test",
+    "stranger@else.test",
+    "olga@other.test",
+];
+
+fn story_strategy(n: u32) -> impl Strategy<Value = (Story, u8, bool, bool)> {
+    (
+        0..PURCHASERS.len(),
+        // Metadata: none, ws_acme01, a workspace that does not exist.
+        0u8..3,
+        // Lifecycle branch after activation: none, renewal fails, cancels.
+        0u8..3,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            move |(purchaser, metadata, branch, intent, unknown_price)| {
+                let metadata = match metadata {
+                    0 => None,
+                    1 => Some("ws_acme01"),
+                    _ => Some("ws_gone"),
+                };
+                let mut story = Story::new(n, PURCHASERS[purchaser], metadata);
+                if unknown_price && n == 2 {
+                    story.price = "price_NotInCatalog".into();
+                }
+                (story, branch, intent, unknown_price)
+            },
+        )
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (
+        story_strategy(1),
+        proptest::option::of(story_strategy(2)),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(first, second, shared_customer, create_policy)| {
+            let mut world = World::standard();
+            if create_policy {
+                world.policy = UnmatchedPolicy::CreateWorkspace;
+            }
+            let mut events = Vec::new();
+            let mut add = |(story, branch, intent, _): (Story, u8, bool, bool),
+                           world: &mut World| {
+                if intent {
+                    world.intent(&story.session, "ws_acme01", "dana@acme.test");
+                }
+                events.extend(story.purchase());
+                match branch {
+                    1 => events.extend(story.renewal_fails()),
+                    2 => events.extend(story.cancels()),
+                    _ => {}
+                }
+            };
+            let first_customer = first.0.customer.clone();
+            add(first, &mut world);
+            if let Some(mut second) = second {
+                if shared_customer {
+                    second.0.customer = first_customer;
+                }
+                add(second, &mut world);
+            }
+            Scenario { world, events }
+        })
+}
+
+fn all_workspaces(world: &World) -> BTreeSet<WorkspaceId> {
+    world.directory.iter().map(|w| w.id.clone()).collect()
+}
+
+/// The comparable result: everything but the outcome map's insertion history.
+fn derived(world: &World, events: &[BillingEvent]) -> Derivation {
+    derive(world.facts(), events, &all_workspaces(world))
+}
+
+/// A permutation (by sort keys) with some events repeated.
+fn shuffled_with_duplicates(
+    events: &[BillingEvent],
+    order: &[u32],
+    repeats: &[bool],
+) -> Vec<BillingEvent> {
+    let mut keyed: Vec<(u32, BillingEvent)> = events
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, e)| (order.get(i).copied().unwrap_or(0), e))
+        .collect();
+    for (i, repeat) in repeats.iter().enumerate() {
+        if *repeat && let Some(e) = events.get(i % events.len().max(1)) {
+            keyed.push((order.get(i).copied().unwrap_or(0) ^ 0x5555, e.clone()));
+        }
+    }
+    keyed.sort_by_key(|(k, _)| *k);
+    keyed.into_iter().map(|(_, e)| e).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_order_and_any_duplication_derive_the_same(
+        s in scenario(),
+        order in proptest::collection::vec(any::<u32>(), 40),
+        repeats in proptest::collection::vec(any::<bool>(), 0..20),
+    ) {
+        let reference = derived(&s.world, &s.events);
+        let shuffled = shuffled_with_duplicates(&s.events, &order, &repeats);
+        let other = derived(&s.world, &shuffled);
+        prop_assert_eq!(&other.billing, &reference.billing);
+        prop_assert_eq!(&other.cases, &reference.cases);
+        prop_assert_eq!(other.effects.keys().collect::<Vec<_>>(), reference.effects.keys().collect::<Vec<_>>());
+        prop_assert_eq!(&other, &reference);
+    }
+
+    /// What the processor does: derive after each arrival over everything
+    /// received so far. The last derivation equals the one over the full set,
+    /// and every event has exactly one outcome.
+    #[test]
+    fn one_at_a_time_ends_where_all_at_once_does(
+        s in scenario(),
+        order in proptest::collection::vec(any::<u32>(), 40),
+        repeats in proptest::collection::vec(any::<bool>(), 0..8),
+    ) {
+        let arrivals = shuffled_with_duplicates(&s.events, &order, &repeats);
+        let mut received: Vec<BillingEvent> = Vec::new();
+        let mut last = Derivation::default();
+        for event in arrivals {
+            received.push(event);
+            last = derived(&s.world, &received);
+        }
+        prop_assert_eq!(&last, &derived(&s.world, &s.events));
+        let ids: BTreeSet<_> = s.events.iter().map(|e| e.id.clone()).collect();
+        prop_assert_eq!(last.outcomes.keys().cloned().collect::<BTreeSet<_>>(), ids);
+    }
+
+    #[test]
+    fn applying_an_event_twice_changes_nothing(s in scenario(), pick in any::<prop::sample::Index>()) {
+        let once = derived(&s.world, &s.events);
+        let mut twice = s.events.clone();
+        twice.push(s.events[pick.index(s.events.len())].clone());
+        prop_assert_eq!(derived(&s.world, &twice), once);
+    }
+
+    /// Every paid purchase ends PROVISIONED or HELD with a reason; nothing paid is dropped.
+    #[test]
+    fn every_paid_purchase_is_provisioned_or_held(s in scenario()) {
+        let d = derived(&s.world, &s.events);
+        for purchase in purchases(&s.events).values().filter(|p| p.paid) {
+            let reasons: BTreeSet<&str> = purchase.events.iter().map(|e| d.outcomes[e].reason).collect();
+            prop_assert_eq!(reasons.len(), 1, "one outcome per purchase: {:?}", reasons);
+            let reason = reasons.into_iter().next().unwrap_or_default();
+            let accounted = match reason {
+                "provisioned" | "superseded" => true,
+                "awaiting_workspace" => !d.workspaces_to_create.is_empty(),
+                kind => d.cases.values().any(|c| c.kind.as_str() == kind && c.events == purchase.events && c.state == CaseState::Held),
+            };
+            prop_assert!(accounted, "{} left {}", purchase.key, reason);
+        }
+    }
+
+    /// Nobody is let into a workspace by paying: derivations never add members,
+    /// and a workspace's plan only comes from a purchase bound to it by a rule.
+    #[test]
+    fn only_bound_purchases_set_a_plan(s in scenario()) {
+        let d = derived(&s.world, &s.events);
+        for (workspace, state) in &d.billing {
+            if let Some(sub) = &state.stripe_subscription_id {
+                prop_assert!(d.links.contains(&("subscription", sub.to_string(), workspace.clone())));
+            }
+            if state.subscription_plan.is_some() {
+                prop_assert!(workspace.as_str() != "ws_gone");
+            }
+        }
+    }
+}
+
+proptest! {
+    /// An oracle independent of the fold: a single well-bound purchase ends in
+    /// the status its story's last step gives, whatever the arrival order.
+    #[test]
+    fn the_final_status_is_the_storys_last_word(
+        branch in 0u8..3,
+        order in proptest::collection::vec(any::<u32>(), 40),
+    ) {
+        let world = World::standard();
+        let story = Story::new(7, "dana@acme.test", Some("ws_acme01"));
+        let mut events = story.purchase();
+        let expected = match branch {
+            1 => { events.extend(story.renewal_fails()); crate::SubscriptionStatus::PastDue }
+            2 => { events.extend(story.cancels()); crate::SubscriptionStatus::Canceled }
+            _ => crate::SubscriptionStatus::Active,
+        };
+        let d = derived(&world, &shuffled_with_duplicates(&events, &order, &[]));
+        prop_assert_eq!(billing(&d, "ws_acme01").subscription_status, Some(expected));
+    }
+}

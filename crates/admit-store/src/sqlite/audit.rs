@@ -1,0 +1,71 @@
+//! Audit log rows. Written inside the transaction of the change they record.
+
+use admit_core::{Timestamp, WorkspaceId};
+use sqlx::{Row, SqliteConnection};
+
+use crate::StoreError;
+use crate::audit::{AuditEntry, StoredAuditEntry};
+
+pub(crate) async fn insert(
+    conn: &mut SqliteConnection,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, workspace_id, subject, before, after, cause)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(entry.at.unix())
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(entry.workspace_id.as_ref().map(WorkspaceId::as_str))
+    .bind(&entry.subject)
+    .bind(entry.before.as_ref().map(ToString::to_string))
+    .bind(entry.after.as_ref().map(ToString::to_string))
+    .bind(&entry.cause)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn for_workspace(
+    conn: &mut SqliteConnection,
+    workspace: &WorkspaceId,
+    limit: i64,
+) -> Result<Vec<StoredAuditEntry>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, at, actor, action, workspace_id, subject, before, after, cause
+         FROM audit_log WHERE workspace_id = ? ORDER BY id DESC LIMIT ?",
+    )
+    .bind(workspace.as_str())
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let json = |column: &str| -> Result<Option<serde_json::Value>, StoreError> {
+                let text: Option<String> = row.try_get(column)?;
+                text.map(|t| {
+                    serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string()))
+                })
+                .transpose()
+            };
+            let workspace_id: Option<String> = row.try_get("workspace_id")?;
+            Ok(StoredAuditEntry {
+                id: row.try_get("id")?,
+                entry: AuditEntry {
+                    at: Timestamp::from_unix(row.try_get("at")?),
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    workspace_id: workspace_id
+                        .map(WorkspaceId::parse)
+                        .transpose()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    subject: row.try_get("subject")?,
+                    before: json("before")?,
+                    after: json("after")?,
+                    cause: row.try_get("cause")?,
+                },
+            })
+        })
+        .collect()
+}
