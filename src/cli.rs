@@ -2,14 +2,17 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
+use admit_core::{Email, WorkspaceId};
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, LogFormat, Sources};
 use crate::startup::{App, shutdown_signal};
+use crate::verify;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,9 +45,54 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Check that an email has access to a workspace (and its plan) right now.
+    /// Exits 0 for PASS, 1 for HOLD, 2 when no verdict could be reached.
+    Verify(VerifyArgs),
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// Workspace id.
+    #[arg(long, value_parser = parse_workspace)]
+    workspace: WorkspaceId,
+    /// Email address of the person whose access is checked.
+    #[arg(long, value_parser = parse_email)]
+    email: Email,
+    /// Plan key the workspace is expected to be on (a key of the catalog, e.g. `pro`).
+    #[arg(long)]
+    plan: Option<String>,
+    /// Print the report as one line of JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_workspace(raw: &str) -> Result<WorkspaceId, admit_core::IdError> {
+    WorkspaceId::parse(raw)
+}
+
+fn parse_email(raw: &str) -> Result<Email, admit_core::EmailError> {
+    Email::parse(raw)
+}
+
+/// Runs a command and reports a failure on stderr. `serve` and `migrate`
+/// exit 1 on failure; `verify` keeps 1 for HOLD, so it exits 2 when it
+/// reaches no verdict.
+pub async fn run(cli: Cli) -> ExitCode {
+    let failure = match cli.command {
+        Command::Verify(_) => ExitCode::from(verify::NO_VERDICT),
+        Command::Serve | Command::Migrate => ExitCode::FAILURE,
+    };
+    match execute(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            // `{:#}` keeps the whole cause chain on one line.
+            eprintln!("admit: {error:#}");
+            failure
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut config = Config::load(&Sources::from_process(cli.config.clone()))?;
     if let Some(format) = cli.log_format {
         config.log_format = match format {
@@ -54,8 +102,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     crate::telemetry::init(config.log_format, &config.log);
     match cli.command {
-        Command::Serve => serve(config).await,
-        Command::Migrate => migrate(config).await,
+        Command::Serve => serve(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Migrate => migrate(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Verify(args) => run_verify(config, args).await,
     }
 }
 
@@ -82,4 +131,58 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     tracing::info!("database is migrated");
     store.close().await;
     Ok(())
+}
+
+async fn run_verify(config: Config, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let plan = match args.plan {
+        None => None,
+        Some(plan) => match config.catalog.get_str(&plan) {
+            Some(known) => Some(known.key.clone()),
+            None => {
+                let keys: Vec<&str> = config.catalog.plans().map(|p| p.key.as_str()).collect();
+                anyhow::bail!(
+                    "--plan {plan:?} is not a plan of the catalog (plans: {})",
+                    keys.join(", ")
+                );
+            }
+        },
+    };
+    let request = verify::Request {
+        workspace: args.workspace,
+        email: args.email,
+        plan,
+    };
+    let database = crate::config::redact_url(&config.database_url);
+    let store = admit_store::connect(&config.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {database}"))?;
+    let checked = async {
+        store
+            .check_ready()
+            .await
+            .with_context(|| format!("the database {database} is not ready"))?;
+        verify::check(
+            store.as_ref(),
+            &config.catalog,
+            config.grace_period_secs,
+            &request,
+            SystemClock.now(),
+        )
+        .await
+        .context("cannot read the workspace")
+    }
+    .await;
+    store.close().await;
+    let report = checked?;
+    let output = if args.json {
+        let mut line = verify::render_json(&report).context("cannot encode the report")?;
+        line.push('\n');
+        line
+    } else {
+        verify::render_text(&request, &report)
+    };
+    std::io::stdout()
+        .write_all(output.as_bytes())
+        .context("cannot write the report")?;
+    Ok(report.verdict.exit_code())
 }

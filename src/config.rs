@@ -2,11 +2,18 @@
 //! then an optional TOML file, then `ADMIT_*` environment variables, then
 //! `*_FILE` variables for secrets. Validated once, at start-up, with messages
 //! that say how to fix the problem.
+//!
+//! The plan catalog (`[plans.<key>]` tables) is the one exception to merging:
+//! a file that defines `[plans]` replaces the embedded demo catalog whole, so
+//! a deployment can drop a demo plan instead of only adding to it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use admit_core::provisioning::UnmatchedPolicy;
+use admit_core::{Catalog, CatalogError, Email, Entitlements, Plan, PlanKey};
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
@@ -31,6 +38,11 @@ pub enum ConfigError {
         problem: String,
         fix: &'static str,
     },
+    #[error("invalid configuration `plans`: {problem}. Fix: {fix}")]
+    Catalog {
+        problem: CatalogError,
+        fix: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -53,6 +65,27 @@ struct Raw {
     app_token: Option<String>,
     log_format: LogFormat,
     log: String,
+    grace_period_days: i64,
+    unmatched_purchase: String,
+    outbox_settle_secs: u64,
+    process_in_background: bool,
+    #[serde(default, deserialize_with = "optional_string")]
+    support_email: Option<String>,
+}
+
+/// One `[plans.<key>]` table, before the catalog checks it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    name: String,
+    #[serde(default)]
+    prices: Vec<String>,
+    #[serde(default)]
+    features: BTreeSet<String>,
+    #[serde(default)]
+    limits: BTreeMap<String, i64>,
+    #[serde(default)]
+    free_tier: bool,
 }
 
 /// A value whose origin matters for the start-up message.
@@ -75,6 +108,18 @@ pub struct Config {
     pub app_token_provenance: Provenance,
     pub log_format: LogFormat,
     pub log: String,
+    /// Plans, their Stripe prices and entitlements (`[plans.<key>]`).
+    pub catalog: Catalog,
+    /// How long `past_due` keeps the paid plan (from `grace_period_days`).
+    pub grace_period_secs: i64,
+    /// What happens to a paid purchase no rule binds to a workspace.
+    pub unmatched_purchase: UnmatchedPolicy,
+    /// How long a freshly derived email waits before it may be sent.
+    pub outbox_settle_secs: u64,
+    /// Run the inbox processor inside `serve`.
+    pub process_in_background: bool,
+    /// The address customers are told to write to; unset by default.
+    pub support_email: Option<Email>,
 }
 
 impl fmt::Debug for Config {
@@ -90,6 +135,19 @@ impl fmt::Debug for Config {
             .field("webhook_tolerance_secs", &self.webhook_tolerance_secs)
             .field("app_token", &"<redacted>")
             .field("log_format", &self.log_format)
+            .field(
+                "catalog",
+                &self
+                    .catalog
+                    .plans()
+                    .map(|p| p.key.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("grace_period_secs", &self.grace_period_secs)
+            .field("unmatched_purchase", &self.unmatched_purchase)
+            .field("outbox_settle_secs", &self.outbox_settle_secs)
+            .field("process_in_background", &self.process_in_background)
+            .field("support_email", &self.support_email)
             .finish_non_exhaustive()
     }
 }
@@ -143,9 +201,14 @@ const NOT_KEYS: &[&str] = &["config", "webhook_secrets_file", "app_token_file"];
 
 impl Config {
     pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Toml::string(DEFAULTS));
-        if let Some(file) = &sources.file {
-            figment = figment.merge(Toml::file_exact(file));
+        let defaults = Figment::from(Toml::string(DEFAULTS));
+        let file = sources
+            .file
+            .as_ref()
+            .map(|file| Figment::from(Toml::file_exact(file)));
+        let mut figment = defaults.clone();
+        if let Some(file) = &file {
+            figment = figment.merge(file.clone());
         }
         let env: Vec<(String, String)> = sources
             .env
@@ -155,6 +218,13 @@ impl Config {
                 (!NOT_KEYS.contains(&key.as_str())).then(|| (key, v.clone()))
             })
             .collect();
+        if env.iter().any(|(key, _)| key == "plans") {
+            return Err(ConfigError::Invalid {
+                key: "plans",
+                problem: "the plan catalog cannot be set from the environment (ADMIT_PLANS)".into(),
+                fix: "unset ADMIT_PLANS and define the catalog as [plans.<key>] tables in the TOML file named by --config or ADMIT_CONFIG",
+            });
+        }
         // Environment values are merged as strings (a token like `1234` stays
         // text); `extract_lossy` turns them into numbers or booleans only
         // where a field asks for one.
@@ -164,6 +234,14 @@ impl Config {
         let mut raw: Raw = figment
             .extract_lossy()
             .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        // Not merged: a file's `[plans]` replaces the defaults' catalog whole.
+        let plans_layer = match file {
+            Some(file) if file.contains("plans") => file,
+            _ => defaults,
+        };
+        let plans: BTreeMap<String, RawPlan> = plans_layer
+            .extract_inner("plans")
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
 
         if let Some(path) = sources.var("ADMIT_WEBHOOK_SECRETS_FILE") {
             let text = read_secret_file("ADMIT_WEBHOOK_SECRETS_FILE", Path::new(path))?;
@@ -172,10 +250,10 @@ impl Config {
         if let Some(path) = sources.var("ADMIT_APP_TOKEN_FILE") {
             raw.app_token = Some(read_secret_file("ADMIT_APP_TOKEN_FILE", Path::new(path))?);
         }
-        Self::validate(raw)
+        Self::validate(raw, plans)
     }
 
-    fn validate(raw: Raw) -> Result<Self, ConfigError> {
+    fn validate(raw: Raw, plans: BTreeMap<String, RawPlan>) -> Result<Self, ConfigError> {
         let listen = raw.listen.parse().map_err(|_| ConfigError::Invalid {
             key: "listen",
             problem: format!("{:?} is not an address:port", raw.listen),
@@ -235,6 +313,41 @@ impl Config {
             }
             Some(token) => (token, Provenance::Configured),
         };
+        let catalog = catalog(plans)?;
+        if !(0..=90).contains(&raw.grace_period_days) {
+            return Err(ConfigError::Invalid {
+                key: "grace_period_days",
+                problem: format!("{} is out of range", raw.grace_period_days),
+                fix: "set ADMIT_GRACE_PERIOD_DAYS between 0 and 90 (days a past_due workspace keeps its plan; 0 drops it at once)",
+            });
+        }
+        let unmatched_purchase = match raw.unmatched_purchase.as_str() {
+            "hold" => UnmatchedPolicy::Hold,
+            "create_workspace" => UnmatchedPolicy::CreateWorkspace,
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "unmatched_purchase",
+                    problem: format!("{other:?} is not a policy"),
+                    fix: "set ADMIT_UNMATCHED_PURCHASE to \"hold\" (an operator resolves the case) or \"create_workspace\" (admit creates a workspace for the purchaser)",
+                });
+            }
+        };
+        if raw.outbox_settle_secs > 3600 {
+            return Err(ConfigError::Invalid {
+                key: "outbox_settle_secs",
+                problem: format!("{} is out of range", raw.outbox_settle_secs),
+                fix: "set ADMIT_OUTBOX_SETTLE_SECS between 0 and 3600 (15 is the default)",
+            });
+        }
+        let support_email = match raw.support_email.filter(|e| !e.trim().is_empty()) {
+            None => None,
+            // The address itself stays out of the message, like every address.
+            Some(raw) => Some(Email::parse(&raw).map_err(|e| ConfigError::Invalid {
+                key: "support_email",
+                problem: e.to_string(),
+                fix: "set ADMIT_SUPPORT_EMAIL to the address customers should write to, e.g. support@example.com, or leave it unset",
+            })?),
+        };
         Ok(Self {
             listen,
             database_url: raw.database_url,
@@ -249,6 +362,12 @@ impl Config {
             app_token_provenance,
             log_format: raw.log_format,
             log: raw.log,
+            catalog,
+            grace_period_secs: raw.grace_period_days * 86_400,
+            unmatched_purchase,
+            outbox_settle_secs: raw.outbox_settle_secs,
+            process_in_background: raw.process_in_background,
+            support_email,
         })
     }
 
@@ -279,6 +398,50 @@ impl Config {
             )
         })
     }
+}
+
+fn catalog(plans: BTreeMap<String, RawPlan>) -> Result<Catalog, ConfigError> {
+    let mut checked = Vec::with_capacity(plans.len());
+    for (key, plan) in plans {
+        if let Some(bad) = plan
+            .prices
+            .iter()
+            .find(|p| p.is_empty() || p.chars().any(char::is_whitespace))
+        {
+            return Err(ConfigError::Invalid {
+                key: "plans",
+                problem: format!("plan `{key}` lists {bad:?}, which is not a Stripe price id"),
+                fix: "list the plan's price ids (price_…, or a legacy plan id) exactly as the Stripe dashboard shows them",
+            });
+        }
+        checked.push(Plan {
+            key: PlanKey::new(key),
+            name: plan.name,
+            prices: plan.prices,
+            entitlements: Entitlements {
+                features: plan.features,
+                limits: plan.limits,
+            },
+            free_tier: plan.free_tier,
+        });
+    }
+    Catalog::new(checked).map_err(|problem| {
+        let fix = match problem {
+            CatalogError::FreeTier(_) => {
+                "give exactly one [plans.<key>] table `free_tier = true`: the plan a workspace has when no paid subscription applies"
+            }
+            CatalogError::PriceInTwoPlans { .. } => {
+                "list each Stripe price id under one plan only; remove it from one of the two [plans.<key>] tables"
+            }
+            CatalogError::NoPrices(_) => {
+                "add the plan's Stripe price ids to its `prices` (price_…, or a legacy plan id), or remove the plan"
+            }
+            CatalogError::BadKey(_) => {
+                "rename the table to [plans.<key>] with a key of lower-case letters, digits, `_` or `-`, e.g. [plans.pro]"
+            }
+        };
+        ConfigError::Catalog { problem, fix }
+    })
 }
 
 fn valid_webhook_secret(secret: &str) -> bool {
@@ -493,15 +656,257 @@ mod tests {
         );
     }
 
+    fn with_file(toml: &str, pairs: &[(&str, &str)]) -> (tempfile::TempDir, Sources) {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("admit.toml");
+        std::fs::write(&file, toml).expect("write");
+        let mut sources = env(pairs);
+        sources.file = Some(file);
+        (dir, sources)
+    }
+
+    fn catalog_problem(result: Result<Config, ConfigError>) -> CatalogError {
+        match result {
+            Err(error @ ConfigError::Catalog { .. }) => {
+                let message = error.to_string();
+                assert!(
+                    message.contains("`plans`") && message.contains("Fix:"),
+                    "{message}"
+                );
+                match error {
+                    ConfigError::Catalog { problem, .. } => problem,
+                    _ => unreachable!(),
+                }
+            }
+            other => panic!("expected a catalog error, got {other:?}"),
+        }
+    }
+
+    fn plan_keys(config: &Config) -> Vec<&str> {
+        config.catalog.plans().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn provisioning_defaults() {
+        let config = Config::load(&env(&[])).expect("defaults are valid");
+        assert_eq!(plan_keys(&config), ["free", "pro"]);
+        assert_eq!(config.catalog.free_plan().key.as_str(), "free");
+        assert_eq!(config.catalog.free_plan().entitlements.limits["seats"], 3);
+        for price in [
+            "price_1SiAbCB7WZ01zgkWq3Lm9NoP",
+            "price_1SiAbDB7WZ01zgkWr4Mn0OpQ",
+        ] {
+            let pro = config.catalog.plan_for_price(price).expect("demo price");
+            assert_eq!(pro.key.as_str(), "pro");
+            assert_eq!(pro.name, "Pro");
+            assert_eq!(
+                pro.entitlements.features.iter().collect::<Vec<_>>(),
+                ["audit_log", "sso"]
+            );
+            assert_eq!(pro.entitlements.limits["seats"], 25);
+        }
+        assert_eq!(config.grace_period_secs, 7 * 86_400);
+        assert_eq!(config.unmatched_purchase, UnmatchedPolicy::Hold);
+        assert_eq!(config.outbox_settle_secs, 15);
+        assert!(config.process_in_background);
+        assert_eq!(config.support_email, None);
+    }
+
+    #[test]
+    fn provisioning_settings_from_the_environment() {
+        let config = Config::load(&env(&[
+            ("ADMIT_GRACE_PERIOD_DAYS", "0"),
+            ("ADMIT_UNMATCHED_PURCHASE", "create_workspace"),
+            ("ADMIT_OUTBOX_SETTLE_SECS", "3600"),
+            ("ADMIT_PROCESS_IN_BACKGROUND", "false"),
+            ("ADMIT_SUPPORT_EMAIL", " Help@ACME.test "),
+        ]))
+        .expect("valid");
+        assert_eq!(config.grace_period_secs, 0);
+        assert_eq!(config.unmatched_purchase, UnmatchedPolicy::CreateWorkspace);
+        assert_eq!(config.outbox_settle_secs, 3600);
+        assert!(!config.process_in_background);
+        assert_eq!(
+            config.support_email.as_ref().map(Email::as_str),
+            Some("help@acme.test")
+        );
+        let config = Config::load(&env(&[
+            ("ADMIT_GRACE_PERIOD_DAYS", "90"),
+            ("ADMIT_SUPPORT_EMAIL", ""),
+        ]))
+        .expect("valid");
+        assert_eq!(config.grace_period_secs, 90 * 86_400);
+        assert_eq!(config.support_email, None, "empty means unset");
+    }
+
+    #[test]
+    fn a_file_with_plans_replaces_the_whole_catalog() {
+        // The issue's example: the demo's yearly price and its plans are gone.
+        let (_dir, sources) = with_file(
+            r#"
+grace_period_days = 3
+
+[plans.pro]
+name = "Pro"
+prices = ["price_1SiAbCB7WZ01zgkWq3Lm9NoP"]
+features = ["sso", "audit_log"]
+limits = { seats = 25 }
+
+[plans.free]
+name = "Free"
+free_tier = true
+features = []
+limits = { seats = 3 }
+"#,
+            &[],
+        );
+        let config = Config::load(&sources).expect("valid");
+        assert_eq!(config.grace_period_secs, 3 * 86_400);
+        assert_eq!(plan_keys(&config), ["free", "pro"]);
+        assert!(
+            config
+                .catalog
+                .plan_for_price("price_1SiAbCB7WZ01zgkWr4Mn0OpQ")
+                .is_none(),
+            "a price only the defaults list is not merged in"
+        );
+
+        // Different keys: nothing of the demo catalog is left.
+        let (_dir, sources) = with_file(
+            "[plans.starter]\nname = \"Starter\"\nfree_tier = true\n\n[plans.team]\nname = \"Team\"\nprices = [\"plan_team_legacy\"]\n",
+            &[],
+        );
+        let config = Config::load(&sources).expect("valid");
+        assert_eq!(plan_keys(&config), ["starter", "team"]);
+        assert_eq!(config.catalog.free_plan().key.as_str(), "starter");
+        let team = config.catalog.get_str("team").expect("team");
+        assert_eq!(team.entitlements, Entitlements::default(), "defaults empty");
+        assert_eq!(
+            config
+                .catalog
+                .plan_for_price("plan_team_legacy")
+                .map(|p| p.key.as_str()),
+            Some("team")
+        );
+
+        // A file without plans keeps the defaults' catalog.
+        let (_dir, sources) = with_file("outbox_settle_secs = 30\n", &[]);
+        let config = Config::load(&sources).expect("valid");
+        assert_eq!(plan_keys(&config), ["free", "pro"]);
+        assert_eq!(config.outbox_settle_secs, 30);
+    }
+
+    #[test]
+    fn catalog_errors_name_the_problem_and_the_fix() {
+        let two_free = "[plans.free]\nname = \"Free\"\nfree_tier = true\n[plans.basic]\nname = \"Basic\"\nfree_tier = true\n";
+        let (_dir, sources) = with_file(two_free, &[]);
+        assert_eq!(
+            catalog_problem(Config::load(&sources)),
+            CatalogError::FreeTier(2)
+        );
+
+        let no_free = "[plans.pro]\nname = \"Pro\"\nprices = [\"price_a\"]\n";
+        let (_dir, sources) = with_file(no_free, &[]);
+        assert_eq!(
+            catalog_problem(Config::load(&sources)),
+            CatalogError::FreeTier(0)
+        );
+
+        let shared_price = "[plans.free]\nname = \"Free\"\nfree_tier = true\n[plans.pro]\nname = \"Pro\"\nprices = [\"price_a\"]\n[plans.team]\nname = \"Team\"\nprices = [\"price_b\", \"price_a\"]\n";
+        let (_dir, sources) = with_file(shared_price, &[]);
+        assert_eq!(
+            catalog_problem(Config::load(&sources)),
+            CatalogError::PriceInTwoPlans {
+                price: "price_a".into(),
+                first: "pro".into(),
+                second: "team".into(),
+            }
+        );
+
+        let unpriced = "[plans.free]\nname = \"Free\"\nfree_tier = true\n[plans.pro]\nname = \"Pro\"\nfeatures = [\"sso\"]\n";
+        let (_dir, sources) = with_file(unpriced, &[]);
+        assert_eq!(
+            catalog_problem(Config::load(&sources)),
+            CatalogError::NoPrices("pro".into())
+        );
+
+        let bad_key = "[plans.Free]\nname = \"Free\"\nfree_tier = true\n";
+        let (_dir, sources) = with_file(bad_key, &[]);
+        assert_eq!(
+            catalog_problem(Config::load(&sources)),
+            CatalogError::BadKey("Free".into())
+        );
+
+        let blank_price = "[plans.free]\nname = \"Free\"\nfree_tier = true\n[plans.pro]\nname = \"Pro\"\nprices = [\"price a\"]\n";
+        let (_dir, sources) = with_file(blank_price, &[]);
+        assert_eq!(invalid_key(Config::load(&sources)), "plans");
+
+        // A misspelt field would silently drop entitlements; it is refused.
+        let typo = "[plans.free]\nname = \"Free\"\nfree_tier = true\nfeature = [\"sso\"]\n";
+        let (_dir, sources) = with_file(typo, &[]);
+        let err = Config::load(&sources).expect_err("unknown field");
+        assert!(
+            matches!(err, ConfigError::Load(_)) && err.to_string().contains("feature"),
+            "{err}"
+        );
+
+        assert_eq!(
+            invalid_key(Config::load(&env(&[("ADMIT_PLANS", "pro")]))),
+            "plans"
+        );
+    }
+
+    #[test]
+    fn invalid_provisioning_settings_name_the_key_and_the_fix() {
+        for days in ["91", "-1"] {
+            assert_eq!(
+                invalid_key(Config::load(&env(&[("ADMIT_GRACE_PERIOD_DAYS", days)]))),
+                "grace_period_days"
+            );
+        }
+        assert_eq!(
+            invalid_key(Config::load(&env(&[("ADMIT_OUTBOX_SETTLE_SECS", "3601")]))),
+            "outbox_settle_secs"
+        );
+        for policy in ["Hold", "create", ""] {
+            let err = Config::load(&env(&[("ADMIT_UNMATCHED_PURCHASE", policy)]))
+                .expect_err("not a policy");
+            let message = err.to_string();
+            assert!(
+                message.contains("`unmatched_purchase`")
+                    && message.contains("\"hold\"")
+                    && message.contains("\"create_workspace\""),
+                "{message}"
+            );
+        }
+        let err = Config::load(&env(&[("ADMIT_SUPPORT_EMAIL", "helpdesk-at-acme")]))
+            .expect_err("not an address");
+        let message = err.to_string();
+        assert!(
+            message.contains("`support_email`")
+                && message.contains("Fix:")
+                && !message.contains("helpdesk-at-acme"),
+            "{message}"
+        );
+        let err = Config::load(&env(&[("ADMIT_PROCESS_IN_BACKGROUND", "maybe")]))
+            .expect_err("not a boolean");
+        assert!(matches!(err, ConfigError::Load(_)), "{err}");
+    }
+
     #[test]
     fn debug_redacts_every_secret() {
         let config = Config::load(&env(&[
             ("ADMIT_WEBHOOK_SECRETS", "whsec_topsecret"),
             ("ADMIT_APP_TOKEN", "app-token-topsecret"),
+            ("ADMIT_SUPPORT_EMAIL", "topsecret@acme.test"),
         ]))
         .expect("valid");
         let debug = format!("{config:?}");
         assert!(!debug.contains("topsecret"), "{debug}");
+        assert!(
+            debug.contains("grace_period_secs") && debug.contains("\"pro\""),
+            "{debug}"
+        );
         assert_eq!(
             redact_url("postgres://admit:hunter2@db/admit"),
             "postgres://admit:<redacted>@db/admit"

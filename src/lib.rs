@@ -7,8 +7,10 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod provision;
 pub mod startup;
 pub mod telemetry;
+pub mod verify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;

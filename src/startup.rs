@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::provision::Processor;
 
 #[derive(Debug)]
 pub struct App {
@@ -42,12 +43,22 @@ impl App {
                 store,
                 clock,
                 metrics: Metrics::new(),
+                wake: Arc::new(tokio::sync::Notify::new()),
             },
         })
     }
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The inbox processor of this app (tests step it with `drain`).
+    pub fn processor(&self) -> Processor {
+        Processor::new(
+            self.state.store.clone(),
+            self.state.config.clone(),
+            self.state.clock.clone(),
+        )
     }
 
     pub fn router(&self) -> Router {
@@ -62,10 +73,21 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let worker = self
+            .state
+            .config
+            .process_in_background
+            .then(|| tokio::spawn(self.processor().run(self.state.wake.clone(), stop.clone())));
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .context("the HTTP server failed");
+        if let Some(worker) = worker {
+            // The worker finishes the transaction it is in; an interrupted one rolls back.
+            stop.notify_one();
+            let _ = worker.await;
+        }
         self.state.store.close().await;
         result
     }

@@ -50,6 +50,12 @@ pub enum ApiError {
     LastOwner,
     #[error("not found")]
     RouteNotFound,
+    #[error("no case with this id")]
+    CaseNotFound,
+    #[error("the case is already resolved")]
+    CaseAlreadyResolved,
+    #[error("{0}")]
+    ResolutionInvalid(String),
     #[error("the service is not ready: {0}")]
     NotReady(String),
     #[error("internal error")]
@@ -78,6 +84,9 @@ impl ApiError {
             ApiError::MemberNotFound => "member_not_found",
             ApiError::LastOwner => "last_owner",
             ApiError::RouteNotFound => "not_found",
+            ApiError::CaseNotFound => "case_not_found",
+            ApiError::CaseAlreadyResolved => "case_already_resolved",
+            ApiError::ResolutionInvalid(_) => "resolution_invalid",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Internal(_) => "internal_error",
         }
@@ -99,7 +108,10 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::ResolutionInvalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::CaseAlreadyResolved => StatusCode::CONFLICT,
             ApiError::EventNotFound
+            | ApiError::CaseNotFound
             | ApiError::RouteNotFound
             | ApiError::WorkspaceNotFound
             | ApiError::MemberNotFound => StatusCode::NOT_FOUND,
@@ -119,10 +131,14 @@ impl From<StoreError> for ApiError {
             StoreError::WorkspaceNotFound => ApiError::WorkspaceNotFound,
             StoreError::LastOwner => ApiError::LastOwner,
             StoreError::MemberNotFound => ApiError::MemberNotFound,
+            StoreError::CaseNotFound => ApiError::CaseNotFound,
+            StoreError::CaseAlreadyResolved => ApiError::CaseAlreadyResolved,
+            StoreError::ResolutionInvalid(reason) => ApiError::ResolutionInvalid(reason.to_owned()),
             StoreError::UnsupportedUrl { .. }
             | StoreError::Database(_)
             | StoreError::Migration(_)
             | StoreError::NotMigrated { .. }
+            | StoreError::Decision(_)
             | StoreError::Corrupt(_) => ApiError::Internal(e.into()),
         }
     }

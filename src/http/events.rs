@@ -27,6 +27,8 @@ struct EventView {
     source: String,
     attempts: i64,
     last_error: Option<String>,
+    /// Why the event has its status (`provisioned`, `missing_workspace`, …).
+    outcome: Option<String>,
 }
 
 async fn read(
@@ -50,5 +52,6 @@ async fn read(
         source: event.source,
         attempts: event.attempts,
         last_error: event.last_error,
+        outcome: event.outcome,
     }))
 }

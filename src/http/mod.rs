@@ -2,6 +2,8 @@
 //! every route shares.
 
 mod auth;
+pub mod billing;
+mod cases;
 mod error;
 mod events;
 mod json;
@@ -31,12 +33,16 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// Poked when an event is stored, so the processor starts at once.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(webhooks::router())
         .merge(events::router())
+        .merge(billing::router())
+        .merge(cases::router())
         .merge(ops::router())
         .merge(workspaces::router())
         .fallback(|| async { ApiError::RouteNotFound })

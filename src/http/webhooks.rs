@@ -107,6 +107,12 @@ async fn ingest(
             Some(((*name).to_owned(), value.to_owned()))
         })
         .collect();
+    // Lookup keys let other events' scopes find this one before it is processed;
+    // a body the processor cannot read yet is still stored, and fails visibly there.
+    let keys = match admit_stripe::billing_event(&body) {
+        Ok(Some(parsed)) => crate::provision::event_keys(&parsed),
+        Ok(None) | Err(_) => admit_store::EventKeys::default(),
+    };
     let event = NewEvent {
         id: envelope.id.clone(),
         event_type: envelope.event_type.clone(),
@@ -121,9 +127,13 @@ async fn ingest(
         headers: kept_headers,
         source: EventSource::Webhook,
         received_at: state.clock.now(),
+        keys,
     };
     let outcome = state.store.insert_event(&event).await?;
     let duplicate = outcome == InsertOutcome::Duplicate;
+    if !duplicate {
+        state.wake.notify_one();
+    }
     state
         .metrics
         .events_received

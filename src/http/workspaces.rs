@@ -69,11 +69,12 @@ impl From<Workspace> for WorkspaceView {
 }
 
 /// What `GET /v1/workspaces/{id}` answers: the workspace plus what only a
-/// read shows (billing is to come), flattened into one object.
+/// read shows (the billing state), flattened into one object.
 #[derive(Debug, Serialize)]
 struct WorkspaceDetail {
     #[serde(flatten)]
     workspace: WorkspaceView,
+    billing: serde_json::Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,7 +88,7 @@ async fn create(
     _caller: AppCaller,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateWorkspace>,
-) -> Result<(StatusCode, Json<WorkspaceView>), ApiError> {
+) -> Result<(StatusCode, Json<WorkspaceDetail>), ApiError> {
     let id = match body.id {
         Some(raw) => {
             WorkspaceId::parse(raw).map_err(|e| ApiError::WorkspaceIdInvalid(e.to_string()))?
@@ -106,7 +107,11 @@ async fn create(
         .create_workspace(&id, name, &owner, &Actor::api(), state.clock.now())
         .await?;
     tracing::info!(workspace_id = %workspace.id, "workspace created");
-    Ok((StatusCode::CREATED, Json(workspace.into())))
+    let detail = WorkspaceDetail {
+        workspace: workspace.into(),
+        billing: super::billing::billing_view(None, &state, state.clock.now()),
+    };
+    Ok((StatusCode::CREATED, Json(detail)))
 }
 
 async fn read(
@@ -120,8 +125,10 @@ async fn read(
         .get_workspace(&id)
         .await?
         .ok_or(ApiError::WorkspaceNotFound)?;
+    let billing = state.store.get_billing(&id).await?;
     Ok(Json(WorkspaceDetail {
         workspace: workspace.into(),
+        billing: super::billing::billing_view(billing.as_ref(), &state, state.clock.now()),
     }))
 }
 

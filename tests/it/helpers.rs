@@ -22,6 +22,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub state: AppState,
+    pub processor: admit::provision::Processor,
     pub dir: Arc<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -84,8 +85,12 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) -> TestApp {
     let url = format!("sqlite://{}", database_path(dir.path()).display());
     let sources = Sources {
-        file: None,
+        file: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/admit-test.toml")),
         env: vec![
+            // Tests step the processor themselves (`drain`) and see emails at once.
+            ("ADMIT_PROCESS_IN_BACKGROUND".into(), "false".into()),
+            ("ADMIT_OUTBOX_SETTLE_SECS".into(), "0".into()),
+            ("ADMIT_SUPPORT_EMAIL".into(), "support@admit.test".into()),
             ("ADMIT_LISTEN".into(), "127.0.0.1:0".into()),
             ("ADMIT_DATABASE_URL".into(), url),
             (
@@ -99,6 +104,7 @@ pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) 
     let config = Config::load(&sources).expect("test configuration is valid");
     let app = App::build(config, clock.clone()).await.expect("app builds");
     let state = app.state().clone();
+    let processor = app.processor();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -112,6 +118,7 @@ pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) 
         client: reqwest::Client::new(),
         clock,
         state,
+        processor,
         dir,
         shutdown: Some(tx),
         server: Some(server),
@@ -216,6 +223,17 @@ impl TestApp {
 
     pub async fn event_count(&self) -> u64 {
         self.state.store.count_events().await.expect("count events")
+    }
+
+    /// Runs the inbox processor until nothing is due; fails the test on a store error.
+    pub async fn drain(&self) -> usize {
+        let done = self.processor.drain().await.expect("the processor runs");
+        assert_eq!(
+            self.state.store.pending_events().await.expect("count"),
+            0,
+            "work left in the inbox"
+        );
+        done
     }
 
     pub fn clock_now(&self) -> Timestamp {

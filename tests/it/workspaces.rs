@@ -44,6 +44,12 @@ async fn creates_a_workspace_with_the_given_id_and_reads_it_back() {
         "name": "Acme Rockets",
         "created_at": START.unix(),
         "members": [{"email": "dana@acme.test", "role": "owner"}],
+        "billing": {
+            "subscription_status": null, "subscription_plan": null, "stripe_customer_id": null,
+            "stripe_subscription_id": null, "current_period_end": null, "cancel_at_period_end": null,
+            "purchaser_email": null, "updated_by_event": null, "past_due_since": null,
+            "grace_period_ends": null, "plan_reason": null,
+        },
     });
     assert_eq!(created, expected);
     assert_eq!(

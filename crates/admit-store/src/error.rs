@@ -20,6 +20,14 @@ pub enum StoreError {
     LastOwner,
     #[error("this email is not a member of the workspace")]
     MemberNotFound,
+    #[error("no case with this id")]
+    CaseNotFound,
+    #[error("the case is already resolved")]
+    CaseAlreadyResolved,
+    #[error("the resolution does not fit the case: {0}")]
+    ResolutionInvalid(&'static str),
+    #[error("the provisioning decision failed: {0}")]
+    Decision(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }

@@ -78,6 +78,8 @@ pub struct NewEvent {
     pub headers: BTreeMap<String, String>,
     pub source: EventSource,
     pub received_at: Timestamp,
+    /// Lookup keys from the parsed event, so scopes find it before it is processed.
+    pub keys: crate::provisioning::EventKeys,
 }
 
 // Metadata and payload may hold email addresses: keep them out of logs.
@@ -115,6 +117,7 @@ pub struct StoredEvent {
     pub status: EventStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
+    pub outcome: Option<String>,
 }
 
 impl fmt::Debug for StoredEvent {

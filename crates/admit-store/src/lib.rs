@@ -8,6 +8,7 @@ pub mod directory;
 mod error;
 mod events;
 mod migrations;
+pub mod provisioning;
 mod sqlite;
 
 use std::sync::Arc;
@@ -18,11 +19,17 @@ pub use audit::{AuditEntry, StoredAuditEntry};
 pub use directory::{Actor, DirectoryStore, MemberChange};
 pub use error::StoreError;
 pub use events::{EventSource, EventStatus, InsertOutcome, NewEvent, StoredEvent};
+pub use provisioning::{
+    CaseResolution, CaseWrite, Decide, EventKeys, OutboxRow, OutboxWrite, ProvisionOutcome,
+    ProvisioningStore, ScopeEvent, ScopeSnapshot, ScopeWrite, StoredCase, WorkspaceCreation,
+};
 pub use sqlite::SqliteStore;
 
 /// Everything admit persists. Each method is one transaction.
 #[async_trait::async_trait]
-pub trait Store: DirectoryStore + Send + Sync + std::fmt::Debug + 'static {
+pub trait Store:
+    DirectoryStore + ProvisioningStore + Send + Sync + std::fmt::Debug + 'static
+{
     /// Runs the embedded migrations of this dialect that are not applied yet.
     async fn migrate(&self) -> Result<(), StoreError>;
 

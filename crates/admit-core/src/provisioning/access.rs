@@ -55,8 +55,8 @@ pub struct Access {
     pub plan_reason: AccessReason,
 }
 
-/// The plan in force and why.
-fn effective_plan(
+/// The plan in force for a billing state at `now`, and why.
+pub fn effective_plan(
     billing: &BillingState,
     catalog: &Catalog,
     grace_secs: i64,

@@ -93,6 +93,7 @@ fn direct(purchase: &Purchase, facts: &Facts<'_>) -> Option<Binding> {
 fn customer_workspaces(
     purchases: &BTreeMap<PurchaseKey, Purchase>,
     direct: &BTreeMap<PurchaseKey, Binding>,
+    customer_metadata: &BTreeMap<CustomerId, String>,
     facts: &Facts<'_>,
 ) -> BTreeMap<CustomerId, (WorkspaceId, Option<PurchaseKey>)> {
     let mut known: BTreeMap<CustomerId, (WorkspaceId, Option<PurchaseKey>)> = facts
@@ -100,6 +101,15 @@ fn customer_workspaces(
         .iter()
         .map(|(c, w)| (c.clone(), (w.clone(), None)))
         .collect();
+    // Customer metadata is set with the merchant's key (admit sets it when it
+    // creates a customer for a workspace): as good as a binding.
+    for (customer, raw) in customer_metadata {
+        if let Some(workspace) = facts.directory.get_raw(raw) {
+            known
+                .entry(customer.clone())
+                .or_insert_with(|| (workspace.id.clone(), None));
+        }
+    }
     let mut ordered: Vec<&Purchase> = purchases.values().collect();
     ordered.sort_by(|a, b| (a.started, &a.key).cmp(&(b.started, &b.key)));
     for purchase in ordered {
@@ -127,13 +137,14 @@ pub struct Conflict {
 pub fn bind_all(
     purchases: &BTreeMap<PurchaseKey, Purchase>,
     purchaser_of: &BTreeMap<PurchaseKey, Option<Email>>,
+    customer_metadata: &BTreeMap<CustomerId, String>,
     facts: &Facts<'_>,
 ) -> BTreeMap<PurchaseKey, (Binding, Option<Conflict>)> {
     let direct: BTreeMap<PurchaseKey, Binding> = purchases
         .values()
         .filter_map(|p| direct(p, facts).map(|b| (p.key.clone(), b)))
         .collect();
-    let customers = customer_workspaces(purchases, &direct, facts);
+    let customers = customer_workspaces(purchases, &direct, customer_metadata, facts);
     purchases
         .values()
         .map(|purchase| {

@@ -198,19 +198,26 @@ fn owners(workspace: &Workspace) -> Vec<Email> {
     workspace.owners().cloned().collect()
 }
 
-/// Emails by customer, from customer events (last word in convergence order).
-fn customer_emails(events: &[BillingEvent]) -> BTreeMap<CustomerId, Email> {
+/// Emails and `metadata.workspace_id` by customer, from customer events (the
+/// last word in convergence order).
+fn customer_facts(
+    events: &[BillingEvent],
+) -> (BTreeMap<CustomerId, Email>, BTreeMap<CustomerId, String>) {
     let mut sorted: Vec<&BillingEvent> = events.iter().collect();
     sorted.sort_by(|a, b| super::purchase::convergence_order(a, b));
     let mut emails = BTreeMap::new();
+    let mut workspaces = BTreeMap::new();
     for event in sorted {
-        if let EventKind::CustomerChanged(c) | EventKind::CustomerDeleted(c) = &event.kind
-            && let Some(email) = &c.email
-        {
-            emails.insert(c.id.clone(), email.clone());
+        if let EventKind::CustomerChanged(c) | EventKind::CustomerDeleted(c) = &event.kind {
+            if let Some(email) = &c.email {
+                emails.insert(c.id.clone(), email.clone());
+            }
+            if let Some(workspace) = &c.metadata_workspace {
+                workspaces.insert(c.id.clone(), workspace.clone());
+            }
         }
     }
-    emails
+    (emails, workspaces)
 }
 
 /// Derives everything from the facts and the full set of events of a scope.
@@ -222,7 +229,7 @@ pub fn derive(
     scope_workspaces: &BTreeSet<WorkspaceId>,
 ) -> Derivation {
     let purchases = purchases(events);
-    let emails = customer_emails(events);
+    let (emails, customer_metadata) = customer_facts(events);
     let purchaser_of: BTreeMap<PurchaseKey, Option<Email>> = purchases
         .values()
         .map(|p| {
@@ -239,7 +246,7 @@ pub fn derive(
             (p.key.clone(), email)
         })
         .collect();
-    let bindings = bind_all(&purchases, &purchaser_of, &facts);
+    let bindings = bind_all(&purchases, &purchaser_of, &customer_metadata, &facts);
 
     let mut b = Builder {
         facts,

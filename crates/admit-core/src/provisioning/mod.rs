@@ -15,7 +15,7 @@ mod purchase;
 
 use std::collections::BTreeMap;
 
-pub use access::{Access, AccessReason, access};
+pub use access::{Access, AccessReason, access, effective_plan};
 pub use binding::Binding;
 pub use cases::{Case, CaseDetails, CaseKind, CaseState};
 pub use derive::{Derivation, EventOutcome, OutcomeStatus, WorkspaceRequest, derive};

@@ -5,11 +5,14 @@
 ALTER TABLE stripe_events ADD COLUMN subscription_id TEXT;
 ALTER TABLE stripe_events ADD COLUMN checkout_session_id TEXT;
 ALTER TABLE stripe_events ADD COLUMN workspace_hint TEXT;   -- metadata.workspace_id as sent
+ALTER TABLE stripe_events ADD COLUMN purchaser_email TEXT;  -- normalised, to find the workspaces it administers
 ALTER TABLE stripe_events ADD COLUMN lease_until INTEGER;   -- a worker holds the event until then
 ALTER TABLE stripe_events ADD COLUMN outcome TEXT;          -- machine-readable reason of the status
 CREATE INDEX stripe_events_by_subscription ON stripe_events (subscription_id);
 CREATE INDEX stripe_events_by_session ON stripe_events (checkout_session_id);
 CREATE INDEX stripe_events_by_workspace_hint ON stripe_events (workspace_hint);
+CREATE INDEX stripe_events_claimable ON stripe_events (status, next_attempt_at)
+    WHERE status IN ('received', 'failed');
 
 CREATE TABLE workspaces (
     id          TEXT PRIMARY KEY NOT NULL,
@@ -103,6 +106,8 @@ CREATE TABLE outbox (
     kind            TEXT NOT NULL,
     recipient       TEXT NOT NULL,
     workspace_id    TEXT,
+    about           TEXT,                          -- the purchase (subscription or session id)
+    case_key        TEXT,
     payload         TEXT NOT NULL,                 -- JSON: what the template needs
     state           TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'dead', 'superseded')),
     attempts        INTEGER NOT NULL DEFAULT 0,
@@ -113,6 +118,7 @@ CREATE TABLE outbox (
     sent_at         INTEGER
 ) STRICT;
 CREATE INDEX outbox_by_state ON outbox (state, next_attempt_at);
+CREATE INDEX outbox_by_about ON outbox (about);
 
 CREATE TABLE audit_log (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 
 mod audit;
 mod directory;
+mod provisioning;
 
 use crate::events::{EventStatus, InsertOutcome, NewEvent, StoredEvent};
 use crate::{Store, StoreError, migrations};
@@ -65,6 +66,7 @@ fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
             .ok_or_else(|| StoreError::Corrupt(format!("unknown event status {status:?}")))?,
         attempts: row.try_get("attempts")?,
         last_error: row.try_get("last_error")?,
+        outcome: row.try_get("outcome")?,
     })
 }
 
@@ -98,8 +100,9 @@ impl Store for SqliteStore {
     async fn insert_event(&self, event: &NewEvent) -> Result<InsertOutcome, StoreError> {
         let result = sqlx::query(
             "INSERT INTO stripe_events (id, type, created, api_version, livemode, object_type,
-                 object_id, customer_id, metadata, payload, headers, source, received_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 object_id, customer_id, metadata, payload, headers, source, received_at,
+                 subscription_id, checkout_session_id, workspace_hint, purchaser_email)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(event.id.as_str())
@@ -109,12 +112,16 @@ impl Store for SqliteStore {
         .bind(event.livemode)
         .bind(&event.object_type)
         .bind(&event.object_id)
-        .bind(&event.customer_id)
+        .bind(event.keys.customer.as_ref().or(event.customer_id.as_ref()))
         .bind(json_text(&event.metadata))
         .bind(&event.payload)
         .bind(json_text(&event.headers))
         .bind(event.source.as_str())
         .bind(event.received_at.unix())
+        .bind(&event.keys.subscription)
+        .bind(&event.keys.session)
+        .bind(&event.keys.workspace_hint)
+        .bind(&event.keys.purchaser_email)
         .execute(&self.pool)
         .await?;
         Ok(if result.rows_affected() == 1 {
@@ -166,6 +173,7 @@ mod tests {
             headers: BTreeMap::from([("stripe-signature".into(), "t=1,v1=00".into())]),
             source: EventSource::Webhook,
             received_at: Timestamp::from_unix(1_795_000_001),
+            keys: crate::provisioning::EventKeys::default(),
         }
     }
 

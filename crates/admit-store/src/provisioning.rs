@@ -1,0 +1,272 @@
+//! The storage side of provisioning: claiming inbox events, loading the
+//! scope an event belongs to, and writing a derivation's result — all of a
+//! scope in one transaction, so a crash loses nothing and a state change is
+//! never committed without its effects (transactional outbox).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use admit_core::provisioning::{CheckoutIntent, Settlement};
+use admit_core::{
+    BillingState, CustomerId, Directory, Email, EventId, Role, Timestamp, WorkspaceId,
+};
+use serde_json::Value;
+
+use crate::audit::AuditEntry;
+use crate::events::EventStatus;
+use crate::{Actor, StoreError};
+
+/// The ids an inbox row is found by. Computed from the parsed event at
+/// ingestion, and again when the event is processed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventKeys {
+    pub customer: Option<String>,
+    pub subscription: Option<String>,
+    pub session: Option<String>,
+    pub workspace_hint: Option<String>,
+    pub purchaser_email: Option<String>,
+}
+
+/// An inbox row within a scope.
+#[derive(Debug, Clone)]
+pub struct ScopeEvent {
+    pub id: EventId,
+    pub event_type: String,
+    pub payload: Vec<u8>,
+    pub status: EventStatus,
+    pub outcome: Option<String>,
+}
+
+/// A case as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCase {
+    pub id: String,
+    pub key: String,
+    pub kind: String,
+    pub workspace_id: Option<String>,
+    pub purchaser_email: Option<String>,
+    pub customer_id: Option<String>,
+    pub subscription_id: Option<String>,
+    pub checkout_session_id: Option<String>,
+    pub event_ids: Vec<String>,
+    pub details: Value,
+    pub state: String,
+    pub resolution: Option<String>,
+    pub resolution_workspace: Option<String>,
+    pub resolution_role: Option<String>,
+    pub resolution_note: Option<String>,
+    pub resolved_by: Option<String>,
+    pub created_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+}
+
+/// Everything a derivation of one scope reads, loaded in its transaction.
+#[derive(Debug, Clone)]
+pub struct ScopeSnapshot {
+    pub claimed: EventId,
+    pub events: Vec<ScopeEvent>,
+    pub directory: Directory,
+    pub intents: BTreeMap<String, CheckoutIntent>,
+    pub customer_bindings: BTreeMap<CustomerId, WorkspaceId>,
+    pub purchase_bindings: BTreeMap<String, WorkspaceId>,
+    pub settlements: BTreeMap<String, Settlement>,
+    /// Workspaces whose billing state this scope decides.
+    pub workspaces: BTreeSet<WorkspaceId>,
+    pub billing: BTreeMap<WorkspaceId, BillingState>,
+    /// Cases about the scope's purchases, by key.
+    pub cases: BTreeMap<String, StoredCase>,
+    /// Outbox rows about the scope's purchases: key → state.
+    pub outbox: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseWrite {
+    pub id: String,
+    pub key: String,
+    pub kind: String,
+    pub workspace_id: Option<String>,
+    pub purchaser_email: Option<String>,
+    pub customer_id: Option<String>,
+    pub subscription_id: Option<String>,
+    pub checkout_session_id: Option<String>,
+    pub event_ids: Vec<String>,
+    pub details: Value,
+    /// `held` or `resolved`.
+    pub state: String,
+    /// Set when the write resolves the case (`auto`).
+    pub resolution: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxWrite {
+    pub idempotency_key: String,
+    pub kind: String,
+    pub recipient: String,
+    pub workspace_id: Option<String>,
+    pub about: Option<String>,
+    pub case_key: Option<String>,
+    pub payload: Value,
+    pub not_before: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkspaceCreation {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub owner: Email,
+    /// The purchase to bind to it.
+    pub purchase: String,
+}
+
+/// What to write for one scope; the store executes it verbatim.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScopeWrite {
+    pub event_keys: Vec<(EventId, EventKeys)>,
+    pub event_statuses: Vec<(EventId, EventStatus, String)>,
+    pub billing: Vec<(WorkspaceId, BillingState)>,
+    /// Stripe ids whose links are replaced: (kind, id).
+    pub unlink: Vec<(String, String)>,
+    pub links: Vec<(String, String, WorkspaceId)>,
+    pub cases: Vec<CaseWrite>,
+    pub outbox: Vec<OutboxWrite>,
+    /// Pending outbox rows no longer warranted.
+    pub supersede: Vec<String>,
+    pub audit: Vec<AuditEntry>,
+    pub create_workspaces: Vec<WorkspaceCreation>,
+}
+
+/// What `provision` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvisionOutcome {
+    Written,
+    /// Workspaces were created; the event stays claimable and is processed again at once.
+    Again,
+}
+
+/// A resolution an operator chose for a held case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseResolution {
+    Bind { workspace: WorkspaceId },
+    InvitePurchaser { workspace: WorkspaceId, role: Role },
+    MarkRefunded { note: Option<String> },
+    Dismiss { note: Option<String> },
+}
+
+impl CaseResolution {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CaseResolution::Bind { .. } => "bind",
+            CaseResolution::InvitePurchaser { .. } => "invite_purchaser",
+            CaseResolution::MarkRefunded { .. } => "mark_refunded",
+            CaseResolution::Dismiss { .. } => "dismiss",
+        }
+    }
+}
+
+/// An outbox row as operators see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub kind: String,
+    pub recipient: String,
+    pub workspace_id: Option<String>,
+    pub about: Option<String>,
+    pub case_key: Option<String>,
+    pub payload: Value,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+}
+
+/// The decision the caller runs inside the scope's transaction: pure code
+/// from snapshot to writes.
+pub type Decide<'a> = dyn Fn(&ScopeSnapshot) -> Result<ScopeWrite, String> + Send + Sync + 'a;
+
+#[async_trait::async_trait]
+pub trait ProvisioningStore: Send + Sync {
+    /// Stores the lookup keys of an event (ingestion fills them early so that
+    /// other events' scopes find it before it is processed).
+    async fn set_event_keys(&self, id: &EventId, keys: &EventKeys) -> Result<(), StoreError>;
+
+    /// Leases the next event due for processing: `received`, or `failed` with
+    /// its retry time reached; oldest first.
+    async fn claim_next_event(
+        &self,
+        now: Timestamp,
+        lease_secs: i64,
+    ) -> Result<Option<EventId>, StoreError>;
+
+    /// In one transaction: loads the claimed event's scope, runs `decide`,
+    /// writes its result.
+    async fn provision(
+        &self,
+        claimed: &EventId,
+        keys: &EventKeys,
+        now: Timestamp,
+        decide: &Decide<'_>,
+    ) -> Result<ProvisionOutcome, StoreError>;
+
+    /// Marks an event as not provisioned: `failed` with the error, retried at
+    /// `retry_at` (never, when `None`), or `ignored`.
+    async fn finish_event_unprovisioned(
+        &self,
+        id: &EventId,
+        status: EventStatus,
+        reason: &str,
+        retry_at: Option<Timestamp>,
+    ) -> Result<(), StoreError>;
+
+    async fn get_billing(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> Result<Option<BillingState>, StoreError>;
+
+    /// `state` = `held` | `resolved` | `None` for all; newest first.
+    async fn list_cases(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<StoredCase>, StoreError>;
+
+    async fn get_case(&self, id: &str) -> Result<Option<StoredCase>, StoreError>;
+
+    /// Records an operator's resolution with its facts (binding, membership,
+    /// settlement) and audit entries, and queues the case's events for
+    /// provisioning again — all in one transaction.
+    async fn resolve_case(
+        &self,
+        id: &str,
+        resolution: &CaseResolution,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<StoredCase, StoreError>;
+
+    /// Checkout sessions admit creates (the trusted binding).
+    async fn insert_intent(
+        &self,
+        intent: &CheckoutIntent,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Binds a Stripe customer to a workspace outside the events.
+    async fn bind_customer(
+        &self,
+        customer: &CustomerId,
+        workspace: &WorkspaceId,
+        source: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// `state` = `pending` | `sent` | `dead` | `superseded` | `None` for all; newest first.
+    async fn list_outbox(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+
+    /// Events not yet in a final status (`received`, or `failed` and due), for tests and ops.
+    async fn pending_events(&self) -> Result<u64, StoreError>;
+}

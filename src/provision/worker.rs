@@ -1,0 +1,166 @@
+//! The background worker and its single step, which tests call directly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use admit_core::EventId;
+use admit_store::{EventStatus, ProvisionOutcome, Store, StoreError};
+use tokio::sync::Notify;
+
+use super::keys::event_keys;
+use super::writes::{Policy, plan_writes};
+use crate::clock::Clock;
+use crate::config::Config;
+
+/// How long a claimed event is reserved for the worker that claimed it.
+const LEASE_SECS: i64 = 60;
+/// Creating a workspace for an unmatched purchase re-runs the derivation once.
+const MAX_AGAIN: usize = 3;
+/// Retry backoff: 5 s, 10 s, 20 s … capped at an hour.
+const RETRY_BASE_SECS: i64 = 5;
+const RETRY_CAP_SECS: i64 = 3600;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// One event was claimed and settled (or failed and scheduled for a retry).
+    Done(EventId),
+    /// Nothing is due.
+    Empty,
+}
+
+#[derive(Debug, Clone)]
+pub struct Processor {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+}
+
+fn retry_delay(attempts: i64) -> i64 {
+    let exponent = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
+    RETRY_BASE_SECS
+        .saturating_mul(2i64.saturating_pow(exponent))
+        .min(RETRY_CAP_SECS)
+}
+
+impl Processor {
+    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            config,
+            clock,
+        }
+    }
+
+    /// Claims and settles the next due event.
+    pub async fn process_next(&self) -> Result<Step, StoreError> {
+        let now = self.clock.now();
+        let Some(id) = self.store.claim_next_event(now, LEASE_SECS).await? else {
+            return Ok(Step::Empty);
+        };
+        let Some(stored) = self.store.get_event(&id).await? else {
+            return Ok(Step::Done(id));
+        };
+        let event = match admit_stripe::billing_event(&stored.payload) {
+            Ok(Some(event)) => event,
+            Ok(None) => {
+                self.store
+                    .finish_event_unprovisioned(&id, EventStatus::Ignored, "type_not_handled", None)
+                    .await?;
+                return Ok(Step::Done(id));
+            }
+            Err(error) => {
+                // Malformed content does not improve with retries: failed, visible, kept.
+                tracing::warn!(event_id = %id, error = %error, "event cannot be read");
+                self.store
+                    .finish_event_unprovisioned(&id, EventStatus::Failed, &error.to_string(), None)
+                    .await?;
+                return Ok(Step::Done(id));
+            }
+        };
+        let keys = event_keys(&event);
+        let settle = i64::try_from(self.config.outbox_settle_secs).unwrap_or(i64::MAX);
+        let policy = Policy {
+            catalog: &self.config.catalog,
+            unmatched: self.config.unmatched_purchase,
+            grace_period_secs: self.config.grace_period_secs,
+            outbox_settle_secs: settle,
+            support_email: self.config.support_email.as_ref(),
+        };
+        let decide = |snapshot: &admit_store::ScopeSnapshot| plan_writes(snapshot, &policy, now);
+        for _ in 0..MAX_AGAIN {
+            match self.store.provision(&id, &keys, now, &decide).await {
+                Ok(ProvisionOutcome::Written) => {
+                    tracing::info!(event_id = %id, event_type = %stored.event_type, "event provisioned");
+                    return Ok(Step::Done(id));
+                }
+                Ok(ProvisionOutcome::Again) => continue,
+                Err(error) => {
+                    let retry_at = now.plus_seconds(retry_delay(stored.attempts + 1));
+                    tracing::error!(event_id = %id, error = format!("{error:#}"), retry_at = retry_at.unix(), "provisioning failed; will retry");
+                    self.store
+                        .finish_event_unprovisioned(
+                            &id,
+                            EventStatus::Failed,
+                            &error.to_string(),
+                            Some(retry_at),
+                        )
+                        .await?;
+                    return Ok(Step::Done(id));
+                }
+            }
+        }
+        let retry_at = now.plus_seconds(RETRY_BASE_SECS);
+        self.store
+            .finish_event_unprovisioned(
+                &id,
+                EventStatus::Failed,
+                "workspace creation did not settle",
+                Some(retry_at),
+            )
+            .await?;
+        Ok(Step::Done(id))
+    }
+
+    /// Processes until nothing is due; returns how many events it settled.
+    pub async fn drain(&self) -> Result<usize, StoreError> {
+        let mut done = 0;
+        while let Step::Done(_) = self.process_next().await? {
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    /// Runs until `stop` is notified: wakes on `wake` (an event was stored)
+    /// or every second (retries come due).
+    pub async fn run(self, wake: Arc<Notify>, stop: Arc<Notify>) {
+        loop {
+            match self.process_next().await {
+                Ok(Step::Done(_)) => continue,
+                Ok(Step::Empty) => {}
+                Err(error) => tracing::error!(
+                    error = format!("{error:#}"),
+                    "inbox processor failed; retrying"
+                ),
+            }
+            tokio::select! {
+                () = stop.notified() => return,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(retry_delay(1), 5);
+        assert_eq!(retry_delay(2), 10);
+        assert_eq!(retry_delay(5), 80);
+        assert_eq!(retry_delay(30), 3600);
+        assert_eq!(retry_delay(0), 5);
+    }
+}

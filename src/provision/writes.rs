@@ -1,0 +1,334 @@
+//! From a scope snapshot to the writes that bring storage in line with the
+//! derivation: billing states with their audit entries, cases opened and
+//! auto-resolved, outbox rows added and withdrawn, event outcomes. No IO.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use admit_core::provisioning::{
+    Case, CaseState, Derivation, Effect, Facts, OutcomeStatus, Recipient, UnmatchedPolicy, derive,
+};
+use admit_core::{BillingEvent, BillingState, Catalog, Email, EventId, Timestamp};
+use admit_store::{
+    AuditEntry, CaseWrite, EventStatus, OutboxWrite, ScopeSnapshot, ScopeWrite, StoredCase,
+    WorkspaceCreation,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// Settings of the derivation that come from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    pub catalog: &'a Catalog,
+    pub unmatched: UnmatchedPolicy,
+    pub grace_period_secs: i64,
+    pub outbox_settle_secs: i64,
+    pub support_email: Option<&'a Email>,
+}
+
+/// Case ids are derived from the case key, so every instance names a case the same way.
+pub fn case_id(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    format!("case_{}", &hex::encode(digest)[..20])
+}
+
+fn billing_json(state: &BillingState) -> Value {
+    json!({
+        "subscription_status": state.subscription_status.map(|s| s.as_str()),
+        "subscription_plan": state.subscription_plan.as_ref().map(|p| p.as_str()),
+        "stripe_customer_id": state.stripe_customer_id.as_ref().map(|c| c.as_str()),
+        "stripe_subscription_id": state.stripe_subscription_id.as_ref().map(|s| s.as_str()),
+        "current_period_end": state.current_period_end.map(Timestamp::unix),
+        "cancel_at_period_end": state.cancel_at_period_end,
+        "purchaser_email": state.purchaser_email.as_ref().map(Email::as_str),
+        "updated_by_event": state.updated_by_event.as_ref().map(EventId::as_str),
+    })
+}
+
+fn details_json(case: &Case) -> Value {
+    let d = &case.details;
+    json!({
+        "candidates": d.candidates.iter().map(|w| w.as_str()).collect::<Vec<_>>(),
+        "requested_workspace": d.requested_workspace,
+        "bound_workspace": d.bound_workspace.as_ref().map(|w| w.as_str()),
+        "unknown_prices": d.unknown_prices,
+        "canonical_subscription": d.canonical,
+        "client_reference_ids": d.client_reference_ids,
+    })
+}
+
+fn case_write(case: &Case, state: &str, resolution: Option<&str>) -> CaseWrite {
+    CaseWrite {
+        id: case_id(&case.key),
+        key: case.key.clone(),
+        kind: case.kind.as_str().to_owned(),
+        workspace_id: case.workspace.as_ref().map(ToString::to_string),
+        purchaser_email: case.purchaser_email.as_ref().map(ToString::to_string),
+        customer_id: case.customer.as_ref().map(ToString::to_string),
+        subscription_id: case.subscription.as_ref().map(ToString::to_string),
+        checkout_session_id: case.checkout_session.clone(),
+        event_ids: case.events.iter().map(ToString::to_string).collect(),
+        details: details_json(case),
+        state: state.to_owned(),
+        resolution: resolution.map(str::to_owned),
+    }
+}
+
+fn outbox_write(
+    effect: &Effect,
+    snapshot: &ScopeSnapshot,
+    policy: &Policy<'_>,
+    now: Timestamp,
+) -> OutboxWrite {
+    let recipient = match &effect.recipient {
+        Recipient::Email(email) => email.to_string(),
+        // Recorded even without an address, so an operator sees the alert was due.
+        Recipient::Support => policy
+            .support_email
+            .map_or_else(|| "support".to_owned(), ToString::to_string),
+    };
+    let workspace = effect
+        .workspace
+        .as_ref()
+        .and_then(|w| snapshot.directory.get(w));
+    let plan = effect.plan.as_ref().and_then(|p| policy.catalog.get(p));
+    OutboxWrite {
+        idempotency_key: effect.key.clone(),
+        kind: effect.kind.as_str().to_owned(),
+        recipient,
+        workspace_id: effect.workspace.as_ref().map(ToString::to_string),
+        about: effect.purchase.clone(),
+        case_key: effect.case_key.clone(),
+        payload: json!({
+            "kind": effect.kind.as_str(),
+            "workspace_id": effect.workspace.as_ref().map(|w| w.as_str()),
+            "workspace_name": workspace.map(|w| w.name.clone()),
+            "plan": plan.map(|p| p.key.as_str()),
+            "plan_name": plan.map(|p| p.name.clone()),
+            "features": plan.map(|p| p.entitlements.features.iter().cloned().collect::<Vec<_>>()),
+            "limits": plan.map(|p| p.entitlements.limits.clone()),
+            "purchase": effect.purchase,
+            "case_key": effect.case_key,
+            "case_id": effect.case_key.as_deref().map(case_id),
+            "administrators": effect.administrators.iter().map(Email::as_str).collect::<Vec<_>>(),
+            "sign_in_email": effect.sign_in_email.as_ref().map(Email::as_str),
+            "grace_ends": effect.grace_ends.map(Timestamp::unix),
+            "access_ends": effect.access_ends.map(Timestamp::unix),
+        }),
+        not_before: now.plus_seconds(policy.outbox_settle_secs),
+    }
+}
+
+fn audit(
+    actor: &str,
+    action: &str,
+    now: Timestamp,
+    workspace: Option<&admit_core::WorkspaceId>,
+) -> AuditEntry {
+    AuditEntry {
+        at: now,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        workspace_id: workspace.cloned(),
+        subject: None,
+        before: None,
+        after: None,
+        cause: None,
+    }
+}
+
+fn case_changes(
+    derivation: &Derivation,
+    stored: &BTreeMap<String, StoredCase>,
+    actor: &str,
+    now: Timestamp,
+    write: &mut ScopeWrite,
+) {
+    for case in derivation.cases.values() {
+        let existing = stored.get(&case.key);
+        let workspace = case.workspace.as_ref();
+        match (case.state, existing) {
+            (CaseState::Held, None) => {
+                write.cases.push(case_write(case, "held", None));
+                let mut entry = audit(actor, "case.opened", now, workspace);
+                entry.subject = Some(format!("case:{}", case_id(&case.key)));
+                entry.after = Some(json!({ "kind": case.kind.as_str(), "state": "held" }));
+                entry.cause = Some(case.key.clone());
+                write.audit.push(entry);
+            }
+            (CaseState::Held, Some(s)) if s.state == "held" => {
+                let update = case_write(case, "held", None);
+                if update.event_ids != s.event_ids || update.details != s.details {
+                    write.cases.push(update);
+                }
+            }
+            (CaseState::Held, Some(s)) if s.resolution.as_deref() == Some("auto") => {
+                write.cases.push(case_write(case, "held", None));
+                let mut entry = audit(actor, "case.reopened", now, workspace);
+                entry.subject = Some(format!("case:{}", s.id));
+                entry.cause = Some(case.key.clone());
+                write.audit.push(entry);
+            }
+            // Resolved by an operator: their word stands.
+            (CaseState::Held, Some(_)) => {}
+            (CaseState::AutoResolved, None) => {
+                write.cases.push(case_write(case, "resolved", Some("auto")));
+                let mut entry = audit(actor, "case.opened", now, workspace);
+                entry.subject = Some(format!("case:{}", case_id(&case.key)));
+                entry.after = Some(
+                    json!({ "kind": case.kind.as_str(), "state": "resolved", "resolution": "auto" }),
+                );
+                entry.cause = Some(case.key.clone());
+                write.audit.push(entry);
+            }
+            (CaseState::AutoResolved, Some(_)) => {}
+        }
+    }
+    for stored_case in stored.values() {
+        if stored_case.state == "held" && !derivation.cases.contains_key(&stored_case.key) {
+            let mut resolved = CaseWrite {
+                id: stored_case.id.clone(),
+                key: stored_case.key.clone(),
+                kind: stored_case.kind.clone(),
+                workspace_id: stored_case.workspace_id.clone(),
+                purchaser_email: stored_case.purchaser_email.clone(),
+                customer_id: stored_case.customer_id.clone(),
+                subscription_id: stored_case.subscription_id.clone(),
+                checkout_session_id: stored_case.checkout_session_id.clone(),
+                event_ids: stored_case.event_ids.clone(),
+                details: stored_case.details.clone(),
+                state: "resolved".into(),
+                resolution: Some("auto".into()),
+            };
+            resolved.details = stored_case.details.clone();
+            write.cases.push(resolved);
+            let workspace = stored_case
+                .workspace_id
+                .clone()
+                .and_then(|w| admit_core::WorkspaceId::parse(w).ok());
+            let mut entry = audit(actor, "case.resolved", now, workspace.as_ref());
+            entry.subject = Some(format!("case:{}", stored_case.id));
+            entry.before = Some(json!({ "state": "held" }));
+            entry.after = Some(json!({ "state": "resolved", "resolution": "auto" }));
+            entry.cause = Some("a later event settled it".into());
+            write.audit.push(entry);
+        }
+    }
+}
+
+/// Derives the scope and returns what to write. `Err` only when the snapshot
+/// itself is unusable.
+pub fn plan_writes(
+    snapshot: &ScopeSnapshot,
+    policy: &Policy<'_>,
+    now: Timestamp,
+) -> Result<ScopeWrite, String> {
+    let mut events: Vec<BillingEvent> = Vec::new();
+    for stored in &snapshot.events {
+        // Malformed or unhandled events were settled when claimed; they take no part.
+        if let Ok(Some(event)) = admit_stripe::billing_event(&stored.payload) {
+            events.push(event);
+        }
+    }
+    let facts = Facts {
+        directory: &snapshot.directory,
+        catalog: policy.catalog,
+        intents: &snapshot.intents,
+        customer_bindings: &snapshot.customer_bindings,
+        purchase_bindings: &snapshot.purchase_bindings,
+        settlements: &snapshot.settlements,
+        policy: policy.unmatched,
+        grace_period_secs: policy.grace_period_secs,
+    };
+    let derivation = derive(facts, &events, &snapshot.workspaces);
+    let actor = format!("stripe:{}", snapshot.claimed);
+    let mut write = ScopeWrite::default();
+
+    if !derivation.workspaces_to_create.is_empty() {
+        write.create_workspaces = derivation
+            .workspaces_to_create
+            .iter()
+            .map(|r| WorkspaceCreation {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                owner: r.owner.clone(),
+                purchase: r.purchase.clone(),
+            })
+            .collect();
+        return Ok(write);
+    }
+
+    for (workspace, state) in &derivation.billing {
+        if !snapshot.workspaces.contains(workspace) {
+            continue;
+        }
+        let before = snapshot.billing.get(workspace);
+        let unchanged = before.map_or(*state == BillingState::default(), |b| b == state);
+        if unchanged {
+            continue;
+        }
+        write.billing.push((workspace.clone(), state.clone()));
+        let mut entry = audit(&actor, "billing.changed", now, Some(workspace));
+        entry.subject = Some("billing".into());
+        entry.before = before.map(billing_json);
+        entry.after = Some(billing_json(state));
+        entry.cause = state
+            .updated_by_event
+            .as_ref()
+            .map(|e| format!("stripe event {e}"));
+        write.audit.push(entry);
+    }
+
+    let mut unlink = BTreeSet::new();
+    for event in &events {
+        if let Some(s) = event.subscription() {
+            unlink.insert(("subscription".to_owned(), s.to_string()));
+        }
+        if let Some(c) = event.customer() {
+            unlink.insert(("customer".to_owned(), c.to_string()));
+        }
+        if let Some(c) = event.checkout() {
+            unlink.insert(("session".to_owned(), c.session_id.clone()));
+        }
+    }
+    write.unlink = unlink.into_iter().collect();
+    write.links = derivation
+        .links
+        .iter()
+        .map(|(kind, id, w)| ((*kind).to_owned(), id.clone(), w.clone()))
+        .collect();
+
+    case_changes(&derivation, &snapshot.cases, &actor, now, &mut write);
+
+    for effect in derivation.effects.values() {
+        let existing = snapshot.outbox.get(&effect.key).map(String::as_str);
+        if matches!(existing, None | Some("superseded")) {
+            write
+                .outbox
+                .push(outbox_write(effect, snapshot, policy, now));
+        }
+    }
+    write.supersede = snapshot
+        .outbox
+        .iter()
+        .filter(|(key, state)| {
+            state.as_str() == "pending" && !derivation.effects.contains_key(*key)
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+
+    for (id, outcome) in &derivation.outcomes {
+        let status = match outcome.status {
+            OutcomeStatus::Processed => EventStatus::Processed,
+            OutcomeStatus::Held => EventStatus::Held,
+        };
+        let current = snapshot.events.iter().find(|e| &e.id == id);
+        let same = current
+            .is_some_and(|e| e.status == status && e.outcome.as_deref() == Some(outcome.reason));
+        if !same || id == &snapshot.claimed {
+            write
+                .event_statuses
+                .push((id.clone(), status, outcome.reason.to_owned()));
+        }
+    }
+    Ok(write)
+}
