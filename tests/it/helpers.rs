@@ -82,7 +82,21 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// Starts admit on a database in `dir` (kept across restarts) with `clock`.
+/// `spawn_app` with extra `ADMIT_*` settings.
+pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    spawn(dir, Arc::new(ManualClock::new(START)), settings).await
+}
+
 pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) -> TestApp {
+    spawn(dir, clock, &[]).await
+}
+
+async fn spawn(
+    dir: Arc<tempfile::TempDir>,
+    clock: Arc<ManualClock>,
+    settings: &[(&str, &str)],
+) -> TestApp {
     let url = format!("sqlite://{}", database_path(dir.path()).display());
     let sources = Sources {
         file: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/admit-test.toml")),
@@ -99,7 +113,14 @@ pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) 
             ),
             ("ADMIT_APP_TOKEN".into(), APP_TOKEN.into()),
             ("ADMIT_LOG".into(), "warn".into()),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+        .collect(),
     };
     let config = Config::load(&sources).expect("test configuration is valid");
     let app = App::build(config, clock.clone()).await.expect("app builds");

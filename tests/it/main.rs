@@ -6,6 +6,7 @@ mod helpers;
 mod events;
 mod fixtures;
 mod ops;
+mod provisioning;
 mod restart;
 mod webhooks;
 mod workspaces;
