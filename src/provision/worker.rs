@@ -35,6 +35,18 @@ pub struct Processor {
     clock: Arc<dyn Clock>,
 }
 
+/// The error and its causes on one line: "database error: injected fault".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn retry_delay(attempts: i64) -> i64 {
     let exponent = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
     RETRY_BASE_SECS
@@ -96,12 +108,13 @@ impl Processor {
                 Ok(ProvisionOutcome::Again) => continue,
                 Err(error) => {
                     let retry_at = now.plus_seconds(retry_delay(stored.attempts + 1));
-                    tracing::error!(event_id = %id, error = format!("{error:#}"), retry_at = retry_at.unix(), "provisioning failed; will retry");
+                    let cause = error_chain(&error);
+                    tracing::error!(event_id = %id, error = %cause, retry_at = retry_at.unix(), "provisioning failed; will retry");
                     self.store
                         .finish_event_unprovisioned(
                             &id,
                             EventStatus::Failed,
-                            &error.to_string(),
+                            &cause,
                             Some(retry_at),
                         )
                         .await?;

@@ -726,3 +726,73 @@ async fn the_background_worker_updates_access_promptly() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// A real database fault, caused with a trigger (not a fake): writes of one
+/// workspace's billing state abort. That workspace's event fails and is
+/// retried with backoff; another workspace is provisioned meanwhile; once the
+/// fault is gone and the retry is due, the first one is provisioned too.
+#[tokio::test]
+async fn a_failing_workspace_is_retried_with_backoff_and_blocks_no_other() {
+    use sqlx::Connection;
+    let app = spawn_app().await;
+    acme(&app).await;
+    workspace(&app, "ws_legacy01", "bo@legacy.test").await;
+    let url = format!(
+        "sqlite://{}",
+        crate::helpers::database_path(app.dir.path()).display()
+    );
+    let mut db = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("second connection");
+    sqlx::query(
+        "CREATE TRIGGER fault BEFORE INSERT ON billing_states WHEN NEW.workspace_id = 'ws_acme01'
+         BEGIN SELECT RAISE(ABORT, 'injected fault'); END",
+    )
+    .execute(&mut db)
+    .await
+    .expect("trigger");
+
+    post_all(&app, PURCHASE).await;
+    for entry in fixtures::index()
+        .iter()
+        .filter(|e| e.shape == "legacy" && e.event_type == "customer.subscription.created")
+    {
+        post(&app, &fixtures::body(entry)).await;
+    }
+    app.processor.drain().await.expect("drain");
+    assert_eq!(
+        billing(&app, "ws_legacy01").await["subscription_plan"],
+        "pro",
+        "the other workspace is not blocked"
+    );
+    assert_eq!(billing(&app, WS).await["subscription_plan"], Value::Null);
+    let failed = app
+        .get("/v1/events/evt_ejghkCYTDodEotgnscB3P9wF")
+        .await
+        .expect(200);
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("injected fault")),
+        "{failed}"
+    );
+
+    sqlx::query("DROP TRIGGER fault")
+        .execute(&mut db)
+        .await
+        .expect("drop trigger");
+    assert_eq!(
+        app.processor.drain().await.expect("drain"),
+        0,
+        "not due before its backoff"
+    );
+    app.clock.advance(60);
+    app.drain().await;
+    assert_eq!(billing(&app, WS).await["subscription_plan"], "pro");
+    let processed = app
+        .get("/v1/events/evt_ejghkCYTDodEotgnscB3P9wF")
+        .await
+        .expect(200);
+    assert_eq!(processed["status"], "processed");
+}
