@@ -48,6 +48,26 @@ enum Command {
     /// Check that an email has access to a workspace (and its plan) right now.
     /// Exits 0 for PASS, 1 for HOLD, 2 when no verdict could be reached.
     Verify(VerifyArgs),
+    /// Operators' view of outgoing email: list messages, or queue one again.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxCommand {
+    /// List messages, newest first.
+    List {
+        /// pending, sent, dead, superseded (default: all).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Queue a message (dead, sent or superseded) to be sent again.
+    Resend {
+        /// The message id (`admit outbox list` shows it).
+        id: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -80,7 +100,7 @@ fn parse_email(raw: &str) -> Result<Email, admit_core::EmailError> {
 pub async fn run(cli: Cli) -> ExitCode {
     let failure = match cli.command {
         Command::Verify(_) => ExitCode::from(verify::NO_VERDICT),
-        Command::Serve | Command::Migrate => ExitCode::FAILURE,
+        Command::Serve | Command::Migrate | Command::Outbox(_) => ExitCode::FAILURE,
     };
     match execute(cli).await {
         Ok(code) => code,
@@ -105,7 +125,58 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve(config).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => migrate(config).await.map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => run_verify(config, args).await,
+        Command::Outbox(command) => outbox(config, command).await.map(|()| ExitCode::SUCCESS),
     }
+}
+
+async fn outbox(config: Config, command: OutboxCommand) -> anyhow::Result<()> {
+    let store = admit_store::connect(&config.database_url).await?;
+    store.check_ready().await?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        OutboxCommand::List { state, limit } => {
+            if let Some(state) = state.as_deref()
+                && !crate::http::OUTBOX_STATES.contains(&state)
+            {
+                anyhow::bail!(
+                    "--state must be one of {}",
+                    crate::http::OUTBOX_STATES.join(", ")
+                );
+            }
+            let rows = store
+                .list_outbox(state.as_deref(), limit.clamp(1, 1000))
+                .await?;
+            writeln!(
+                out,
+                "{:>6}  {:<10}  {:<22}  {:>8}  {:<32}  last error",
+                "id", "state", "kind", "attempts", "recipient"
+            )?;
+            for row in rows {
+                writeln!(
+                    out,
+                    "{:>6}  {:<10}  {:<22}  {:>8}  {:<32}  {}",
+                    row.id,
+                    row.state,
+                    row.kind,
+                    row.attempts,
+                    row.recipient,
+                    row.last_error.unwrap_or_default()
+                )?;
+            }
+        }
+        OutboxCommand::Resend { id } => {
+            let row = store
+                .resend(id, "cli", crate::clock::Clock::now(&SystemClock))
+                .await?;
+            writeln!(
+                out,
+                "message {} ({}) is {} again; the running server sends it within seconds",
+                row.id, row.kind, row.state
+            )?;
+        }
+    }
+    store.close().await;
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

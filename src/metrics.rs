@@ -32,12 +32,27 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutboxSentLabels {
+    /// The message kind (`onboarding`, `support_alert`, …): a fixed set.
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutboxFailureLabels {
+    pub kind: String,
+    /// Whether the failure made the message `dead` at once (a 5xx, a render error).
+    pub permanent: bool,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub events_received: Family<ReceivedLabels, Counter>,
     pub webhook_rejections: Family<RejectedLabels, Counter>,
     pub request_duration: Family<RequestLabels, Histogram>,
+    pub outbox_sent: Family<OutboxSentLabels, Counter>,
+    pub outbox_failures: Family<OutboxFailureLabels, Counter>,
 }
 
 impl Metrics {
@@ -64,11 +79,25 @@ impl Metrics {
             "HTTP request latency by route and status",
             request_duration.clone(),
         );
+        let outbox_sent = Family::<OutboxSentLabels, Counter>::default();
+        registry.register(
+            "outbox_sent",
+            "Outbox messages the transport accepted, by kind",
+            outbox_sent.clone(),
+        );
+        let outbox_failures = Family::<OutboxFailureLabels, Counter>::default();
+        registry.register(
+            "outbox_failures",
+            "Failed outbox delivery attempts, by kind and whether the failure was permanent",
+            outbox_failures.clone(),
+        );
         Arc::new(Self {
             registry,
             events_received,
             webhook_rejections,
             request_duration,
+            outbox_sent,
+            outbox_failures,
         })
     }
 

@@ -11,18 +11,24 @@ use tokio::net::TcpListener;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::mail::sender::Sender;
+use crate::mail::transport::Transport;
 use crate::metrics::Metrics;
 use crate::provision::Processor;
 
 #[derive(Debug)]
 pub struct App {
     state: AppState,
+    transport: Arc<Transport>,
 }
 
 impl App {
-    /// Connects the store (running migrations when configured) and wires the
-    /// routes. Binds nothing: the caller brings the listener.
+    /// Connects the store (running migrations when configured), sets up the
+    /// mail transport and wires the routes. Binds nothing: the caller brings
+    /// the listener.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let transport = Transport::from_config(&config.mail)
+            .context("cannot set up the mail transport (ADMIT_MAIL_URL)")?;
         let store = admit_store::connect(&config.database_url)
             .await
             .with_context(|| {
@@ -45,6 +51,7 @@ impl App {
                 metrics: Metrics::new(),
                 wake: Arc::new(tokio::sync::Notify::new()),
             },
+            transport: Arc::new(transport),
         })
     }
 
@@ -61,6 +68,17 @@ impl App {
         )
     }
 
+    /// The outbox sender of this app (tests step it with `drain`).
+    pub fn sender(&self) -> Sender {
+        Sender::new(
+            self.state.store.clone(),
+            self.state.config.clone(),
+            self.state.clock.clone(),
+            self.transport.clone(),
+            self.state.metrics.clone(),
+        )
+    }
+
     pub fn router(&self) -> Router {
         http::router(self.state.clone())
     }
@@ -73,18 +91,35 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router();
-        let stop = Arc::new(tokio::sync::Notify::new());
-        let worker = self
-            .state
-            .config
-            .process_in_background
-            .then(|| tokio::spawn(self.processor().run(self.state.wake.clone(), stop.clone())));
+        // One stop signal per worker: `notify_one` keeps its permit for a
+        // worker that is busy when shutdown starts.
+        let workers: Vec<_> = if self.state.config.process_in_background {
+            let processor_stop = Arc::new(tokio::sync::Notify::new());
+            let sender_stop = Arc::new(tokio::sync::Notify::new());
+            // The sender polls; it has its own wake so it never takes the processor's.
+            let sender_wake = Arc::new(tokio::sync::Notify::new());
+            vec![
+                (
+                    processor_stop.clone(),
+                    tokio::spawn(
+                        self.processor()
+                            .run(self.state.wake.clone(), processor_stop),
+                    ),
+                ),
+                (
+                    sender_stop.clone(),
+                    tokio::spawn(self.sender().run(sender_wake, sender_stop)),
+                ),
+            ]
+        } else {
+            Vec::new()
+        };
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .context("the HTTP server failed");
-        if let Some(worker) = worker {
-            // The worker finishes the transaction it is in; an interrupted one rolls back.
+        for (stop, worker) in workers {
+            // A worker finishes the step it is in; an interrupted transaction rolls back.
             stop.notify_one();
             let _ = worker.await;
         }

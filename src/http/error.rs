@@ -52,6 +52,16 @@ pub enum ApiError {
     RouteNotFound,
     #[error("no case with this id")]
     CaseNotFound,
+    #[error("this sign-in link is not valid")]
+    TokenNotFound,
+    #[error("this sign-in link was already used; ask for a new one")]
+    TokenUsed,
+    #[error("this sign-in link has expired; ask for a new one")]
+    TokenExpired,
+    #[error("the person this link was for is no longer a member of the workspace")]
+    TokenNotAMember,
+    #[error("no outbox message with this id")]
+    OutboxNotFound,
     #[error("the case is already resolved")]
     CaseAlreadyResolved,
     #[error("{0}")]
@@ -85,6 +95,11 @@ impl ApiError {
             ApiError::LastOwner => "last_owner",
             ApiError::RouteNotFound => "not_found",
             ApiError::CaseNotFound => "case_not_found",
+            ApiError::TokenNotFound => "token_not_found",
+            ApiError::TokenUsed => "token_used",
+            ApiError::TokenExpired => "token_expired",
+            ApiError::TokenNotAMember => "not_a_member",
+            ApiError::OutboxNotFound => "outbox_not_found",
             ApiError::CaseAlreadyResolved => "case_already_resolved",
             ApiError::ResolutionInvalid(_) => "resolution_invalid",
             ApiError::NotReady(_) => "not_ready",
@@ -110,6 +125,9 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::ResolutionInvalid(_) => StatusCode::BAD_REQUEST,
             ApiError::CaseAlreadyResolved => StatusCode::CONFLICT,
+            ApiError::TokenUsed | ApiError::TokenExpired => StatusCode::GONE,
+            ApiError::TokenNotAMember => StatusCode::FORBIDDEN,
+            ApiError::TokenNotFound | ApiError::OutboxNotFound => StatusCode::NOT_FOUND,
             ApiError::EventNotFound
             | ApiError::CaseNotFound
             | ApiError::RouteNotFound
@@ -132,6 +150,11 @@ impl From<StoreError> for ApiError {
             StoreError::LastOwner => ApiError::LastOwner,
             StoreError::MemberNotFound => ApiError::MemberNotFound,
             StoreError::CaseNotFound => ApiError::CaseNotFound,
+            StoreError::TokenNotFound => ApiError::TokenNotFound,
+            StoreError::TokenUsed => ApiError::TokenUsed,
+            StoreError::TokenExpired => ApiError::TokenExpired,
+            StoreError::TokenNotAMember => ApiError::TokenNotAMember,
+            StoreError::OutboxNotFound => ApiError::OutboxNotFound,
             StoreError::CaseAlreadyResolved => ApiError::CaseAlreadyResolved,
             StoreError::ResolutionInvalid(reason) => ApiError::ResolutionInvalid(reason.to_owned()),
             StoreError::UnsupportedUrl { .. }

@@ -9,7 +9,10 @@ mod events;
 mod json;
 mod observe;
 mod ops;
+mod outbox;
+mod signin;
 pub mod webhooks;
+mod welcome;
 mod workspaces;
 
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use axum::middleware;
 use tower_http::timeout::TimeoutLayer;
 
 pub use error::ApiError;
+pub use outbox::STATES as OUTBOX_STATES;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -43,6 +47,9 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(billing::router())
         .merge(cases::router())
+        .merge(outbox::router())
+        .merge(signin::router())
+        .merge(welcome::router())
         .merge(ops::router())
         .merge(workspaces::router())
         .fallback(|| async { ApiError::RouteNotFound })

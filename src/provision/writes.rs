@@ -111,6 +111,7 @@ fn outbox_write(
             "case_id": effect.case_key.as_deref().map(case_id),
             "administrators": effect.administrators.iter().map(Email::as_str).collect::<Vec<_>>(),
             "sign_in_email": effect.sign_in_email.as_ref().map(Email::as_str),
+            "purchaser_email": effect.purchaser_email.as_ref().map(Email::as_str),
             "grace_ends": effect.grace_ends.map(Timestamp::unix),
             "access_ends": effect.access_ends.map(Timestamp::unix),
         }),

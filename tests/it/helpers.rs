@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 pub const APP_TOKEN: &str = "test-app-token-0123456789abcdef";
 pub const PRIMARY_SECRET: &str = "whsec_test_primary_8f2a";
 pub const ROTATED_SECRET: &str = "whsec_test_rotated_41cc";
-/// The clock every test app starts at (2026-11-18T07:33:20Z), near the fixtures' `created`.
+/// The clock every test app starts at (2026-11-18T11:06:40Z), near the fixtures' `created`.
 pub const START: Timestamp = Timestamp::from_unix(1_795_000_000);
 
 pub struct TestApp {
@@ -23,6 +23,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub state: AppState,
     pub processor: admit::provision::Processor,
+    pub sender: admit::mail::sender::Sender,
     pub dir: Arc<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -92,6 +93,20 @@ pub async fn spawn_app_in(dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) 
     spawn(dir, clock, &[]).await
 }
 
+/// `spawn_app_in` with extra `ADMIT_*` settings.
+pub async fn spawn_app_in_with(
+    dir: Arc<tempfile::TempDir>,
+    clock: Arc<ManualClock>,
+    settings: &[(&str, &str)],
+) -> TestApp {
+    spawn(dir, clock, settings).await
+}
+
+/// Where a test app's mail goes unless a test names a transport.
+pub fn mail_folder(dir: &Path) -> PathBuf {
+    dir.join("mail")
+}
+
 async fn spawn(
     dir: Arc<tempfile::TempDir>,
     clock: Arc<ManualClock>,
@@ -112,6 +127,10 @@ async fn spawn(
                 format!("{PRIMARY_SECRET}, {ROTATED_SECRET}"),
             ),
             ("ADMIT_APP_TOKEN".into(), APP_TOKEN.into()),
+            (
+                "ADMIT_MAIL_URL".into(),
+                format!("file://{}", mail_folder(dir.path()).display()),
+            ),
             ("ADMIT_LOG".into(), "warn".into()),
         ]
         .into_iter()
@@ -126,6 +145,7 @@ async fn spawn(
     let app = App::build(config, clock.clone()).await.expect("app builds");
     let state = app.state().clone();
     let processor = app.processor();
+    let sender = app.sender();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -140,6 +160,7 @@ async fn spawn(
         clock,
         state,
         processor,
+        sender,
         dir,
         shutdown: Some(tx),
         server: Some(server),
@@ -255,6 +276,12 @@ impl TestApp {
             "work left in the inbox"
         );
         done
+    }
+
+    /// Runs the outbox sender until nothing is due; returns how many attempts it made.
+    /// Failed messages stay pending with a retry time in the future (or `dead`).
+    pub async fn drain_mail(&self) -> usize {
+        self.sender.drain().await.expect("the sender runs")
     }
 
     pub fn clock_now(&self) -> Timestamp {

@@ -5,8 +5,12 @@ mod helpers;
 
 mod events;
 mod fixtures;
+mod mail;
 mod ops;
 mod provisioning;
 mod restart;
+mod signin;
+mod smtp;
 mod webhooks;
+mod welcome;
 mod workspaces;

@@ -28,6 +28,16 @@ pub enum StoreError {
     ResolutionInvalid(&'static str),
     #[error("the provisioning decision failed: {0}")]
     Decision(String),
+    #[error("no sign-in token like this was issued")]
+    TokenNotFound,
+    #[error("this sign-in link was already used")]
+    TokenUsed,
+    #[error("this sign-in link has expired")]
+    TokenExpired,
+    #[error("the person this link was for is no longer a member of the workspace")]
+    TokenNotAMember,
+    #[error("no outbox message with this id")]
+    OutboxNotFound,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }

@@ -8,7 +8,9 @@ pub mod directory;
 mod error;
 mod events;
 mod migrations;
+pub mod outbox;
 pub mod provisioning;
+pub mod signin;
 mod sqlite;
 
 use std::sync::Arc;
@@ -19,16 +21,26 @@ pub use audit::{AuditEntry, StoredAuditEntry};
 pub use directory::{Actor, DirectoryStore, MemberChange};
 pub use error::StoreError;
 pub use events::{EventSource, EventStatus, InsertOutcome, NewEvent, StoredEvent};
+pub use outbox::OutboxStore;
 pub use provisioning::{
     CaseResolution, CaseWrite, Decide, EventKeys, OutboxRow, OutboxWrite, ProvisionOutcome,
-    ProvisioningStore, ScopeEvent, ScopeSnapshot, ScopeWrite, StoredCase, WorkspaceCreation,
+    ProvisioningStore, ScopeEvent, ScopeSnapshot, ScopeWrite, SessionStatus, StoredCase,
+    WorkspaceCreation,
 };
+pub use signin::{RedeemedToken, SigninStore};
 pub use sqlite::SqliteStore;
 
 /// Everything admit persists. Each method is one transaction.
 #[async_trait::async_trait]
 pub trait Store:
-    DirectoryStore + ProvisioningStore + Send + Sync + std::fmt::Debug + 'static
+    DirectoryStore
+    + ProvisioningStore
+    + OutboxStore
+    + SigninStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
 {
     /// Runs the embedded migrations of this dialect that are not applied yet.
     async fn migrate(&self) -> Result<(), StoreError>;

@@ -23,6 +23,11 @@ const SQLITE: &[Embedded] = &[
         description: "provisioning",
         sql: include_str!("../migrations/sqlite/0002_provisioning.sql"),
     },
+    Embedded {
+        version: 3,
+        description: "delivery",
+        sql: include_str!("../migrations/sqlite/0003_delivery.sql"),
+    },
 ];
 
 fn migrator(embedded: &[Embedded]) -> Migrator {

@@ -181,6 +181,20 @@ pub struct OutboxRow {
     pub sent_at: Option<Timestamp>,
 }
 
+/// Where a checkout session stands, for the welcome page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStatus {
+    /// An intent or any event names the session.
+    pub known: bool,
+    /// Events of the session (or of its subscription) still waiting to be processed.
+    pub unprocessed: u64,
+    /// A held case about the purchase.
+    pub held_case: Option<String>,
+    /// The workspace the purchase is bound to.
+    pub workspace: Option<WorkspaceId>,
+    pub purchaser_email: Option<String>,
+}
+
 /// The decision the caller runs inside the scope's transaction: pure code
 /// from snapshot to writes.
 pub type Decide<'a> = dyn Fn(&ScopeSnapshot) -> Result<ScopeWrite, String> + Send + Sync + 'a;
@@ -266,6 +280,9 @@ pub trait ProvisioningStore: Send + Sync {
         state: Option<&str>,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError>;
+
+    /// What admit knows of a checkout session (and the subscription it created).
+    async fn session_status(&self, session_id: &str) -> Result<SessionStatus, StoreError>;
 
     /// Events not yet in a final status (`received`, or `failed` and due), for tests and ops.
     async fn pending_events(&self) -> Result<u64, StoreError>;

@@ -7,6 +7,7 @@
 //! legacy ones (API 2017-08-15, as sent by older accounts and localstripe) are
 //! understood.
 
+pub mod api;
 pub mod billing_event;
 pub mod event;
 pub mod signature;

@@ -164,6 +164,7 @@ impl Builder<'_> {
         alert.case_key = Some(key.clone());
         alert.workspace = workspace.cloned();
         alert.purchase = Some(purchase.key.to_string());
+        alert.purchaser_email = purchaser.cloned();
         self.effect(alert);
         if let (Some(message), Some(email)) = (purchaser_message, purchaser) {
             let mut effect = Effect::new(

@@ -52,6 +52,8 @@ pub struct Effect {
     pub sign_in_email: Option<Email>,
     pub grace_ends: Option<Timestamp>,
     pub access_ends: Option<Timestamp>,
+    /// Who paid, for messages about a held case (support needs to know).
+    pub purchaser_email: Option<Email>,
 }
 
 impl Effect {
@@ -72,6 +74,7 @@ impl Effect {
             sign_in_email: None,
             grace_ends: None,
             access_ends: None,
+            purchaser_email: None,
         }
     }
 }

@@ -17,7 +17,9 @@ use sqlx::sqlite::{
 
 mod audit;
 mod directory;
+mod outbox;
 mod provisioning;
+mod signin;
 
 use crate::events::{EventStatus, InsertOutcome, NewEvent, StoredEvent};
 use crate::{Store, StoreError, migrations};

@@ -21,7 +21,7 @@ use crate::directory::Actor;
 use crate::events::EventStatus;
 use crate::provisioning::{
     CaseResolution, Decide, EventKeys, OutboxRow, ProvisionOutcome, ProvisioningStore, ScopeEvent,
-    ScopeSnapshot, ScopeWrite, StoredCase,
+    ScopeSnapshot, ScopeWrite, SessionStatus, StoredCase,
 };
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
@@ -680,7 +680,7 @@ async fn create_workspaces(
     Ok(())
 }
 
-fn outbox_row(row: &SqliteRow) -> Result<OutboxRow, StoreError> {
+pub(super) fn outbox_row(row: &SqliteRow) -> Result<OutboxRow, StoreError> {
     let payload: String = row.try_get("payload")?;
     Ok(OutboxRow {
         id: row.try_get("id")?,
@@ -1003,6 +1003,68 @@ impl ProvisioningStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(outbox_row).collect()
+    }
+
+    async fn session_status(&self, session_id: &str) -> Result<SessionStatus, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let intent: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT workspace_id, purchaser_email FROM checkout_intents WHERE session_id = ?",
+        )
+        .bind(session_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        // The subscription a checkout created carries the rest of the purchase's events.
+        let subscriptions: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT subscription_id FROM stripe_events
+             WHERE checkout_session_id = ? AND subscription_id IS NOT NULL",
+        )
+        .bind(session_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let subs = json_list(&subscriptions.iter().cloned().collect());
+        let counts: (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(status IN ('received', 'failed')), 0) FROM stripe_events
+             WHERE checkout_session_id = ?1 OR subscription_id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(session_id)
+        .bind(&subs)
+        .fetch_one(&mut *conn)
+        .await?;
+        let email: Option<String> = sqlx::query_scalar(
+            "SELECT purchaser_email FROM stripe_events
+             WHERE checkout_session_id = ? AND purchaser_email IS NOT NULL LIMIT 1",
+        )
+        .bind(session_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let held_case: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM cases WHERE state = 'held'
+               AND (checkout_session_id = ?1 OR stripe_subscription_id IN (SELECT value FROM json_each(?2)))
+             ORDER BY created_at LIMIT 1",
+        )
+        .bind(session_id)
+        .bind(&subs)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let linked: Option<String> = sqlx::query_scalar(
+            "SELECT workspace_id FROM stripe_links
+             WHERE (kind = 'session' AND stripe_id = ?1)
+                OR (kind = 'subscription' AND stripe_id IN (SELECT value FROM json_each(?2)))
+             LIMIT 1",
+        )
+        .bind(session_id)
+        .bind(&subs)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let workspace = linked.map(parse_workspace).transpose()?;
+        let (intent_workspace, intent_email) = intent.clone().unzip();
+        Ok(SessionStatus {
+            known: intent.is_some() || counts.0 > 0,
+            unprocessed: u64::try_from(counts.1).map_err(corrupt)?,
+            held_case,
+            workspace: workspace.or(intent_workspace.map(parse_workspace).transpose()?),
+            purchaser_email: email.or(intent_email.flatten()),
+        })
     }
 
     async fn pending_events(&self) -> Result<u64, StoreError> {

@@ -19,7 +19,12 @@ use figment::providers::{Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-pub const DEFAULTS: &str = include_str!("../config/admit.default.toml");
+pub mod mail;
+pub mod stripe;
+
+pub use mail::{MailConfig, MailTransport};
+
+pub const DEFAULTS: &str = include_str!("../../config/admit.default.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -71,6 +76,10 @@ struct Raw {
     process_in_background: bool,
     #[serde(default, deserialize_with = "optional_string")]
     support_email: Option<String>,
+    #[serde(flatten)]
+    mail: mail::RawMail,
+    #[serde(flatten)]
+    stripe: stripe::RawStripe,
 }
 
 /// One `[plans.<key>]` table, before the catalog checks it.
@@ -120,6 +129,10 @@ pub struct Config {
     pub process_in_background: bool,
     /// The address customers are told to write to; unset by default.
     pub support_email: Option<Email>,
+    /// Email transport, sender, product name and links.
+    pub mail: mail::MailConfig,
+    /// The Stripe API (optional).
+    pub stripe: stripe::StripeConfig,
 }
 
 impl fmt::Debug for Config {
@@ -148,6 +161,8 @@ impl fmt::Debug for Config {
             .field("outbox_settle_secs", &self.outbox_settle_secs)
             .field("process_in_background", &self.process_in_background)
             .field("support_email", &self.support_email)
+            .field("mail", &self.mail)
+            .field("stripe", &self.stripe)
             .finish_non_exhaustive()
     }
 }
@@ -197,7 +212,13 @@ impl Sources {
 }
 
 /// Variables that are not configuration keys themselves.
-const NOT_KEYS: &[&str] = &["config", "webhook_secrets_file", "app_token_file"];
+const NOT_KEYS: &[&str] = &[
+    "config",
+    "webhook_secrets_file",
+    "app_token_file",
+    "mail_url_file",
+    "stripe_api_key_file",
+];
 
 impl Config {
     pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
@@ -250,10 +271,23 @@ impl Config {
         if let Some(path) = sources.var("ADMIT_APP_TOKEN_FILE") {
             raw.app_token = Some(read_secret_file("ADMIT_APP_TOKEN_FILE", Path::new(path))?);
         }
-        Self::validate(raw, plans)
+        let mail_url_override = sources
+            .var("ADMIT_MAIL_URL_FILE")
+            .map(|path| read_secret_file("ADMIT_MAIL_URL_FILE", Path::new(path)))
+            .transpose()?;
+        let stripe_key_override = sources
+            .var("ADMIT_STRIPE_API_KEY_FILE")
+            .map(|path| read_secret_file("ADMIT_STRIPE_API_KEY_FILE", Path::new(path)))
+            .transpose()?;
+        Self::validate(raw, plans, mail_url_override, stripe_key_override)
     }
 
-    fn validate(raw: Raw, plans: BTreeMap<String, RawPlan>) -> Result<Self, ConfigError> {
+    fn validate(
+        raw: Raw,
+        plans: BTreeMap<String, RawPlan>,
+        mail_url_override: Option<String>,
+        stripe_key_override: Option<String>,
+    ) -> Result<Self, ConfigError> {
         let listen = raw.listen.parse().map_err(|_| ConfigError::Invalid {
             key: "listen",
             problem: format!("{:?} is not an address:port", raw.listen),
@@ -348,6 +382,8 @@ impl Config {
                 fix: "set ADMIT_SUPPORT_EMAIL to the address customers should write to, e.g. support@example.com, or leave it unset",
             })?),
         };
+        let mail = mail::MailConfig::validate(raw.mail, mail_url_override)?;
+        let stripe = stripe::StripeConfig::validate(raw.stripe, stripe_key_override)?;
         Ok(Self {
             listen,
             database_url: raw.database_url,
@@ -368,6 +404,8 @@ impl Config {
             outbox_settle_secs: raw.outbox_settle_secs,
             process_in_background: raw.process_in_background,
             support_email,
+            mail,
+            stripe,
         })
     }
 
@@ -489,7 +527,9 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
     })
 }
 
-fn optional_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn optional_string<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
     Option::<String>::deserialize(d)
 }
 

@@ -1,0 +1,101 @@
+//! `GET /welcome?session_id=cs_…`: where Stripe Checkout's success URL lands.
+//! It says where the purchase stands — ready, finishing, or held — and
+//! nothing about any other purchase or workspace.
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::mail::welcome::{WelcomeState, render_welcome};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/welcome", get(welcome))
+}
+
+#[derive(Debug, Deserialize)]
+struct WelcomeQuery {
+    session_id: Option<String>,
+}
+
+fn page(status: StatusCode, html: String) -> Response {
+    (
+        status,
+        [
+            (CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The state changes within seconds; never serve a stale one.
+            (CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+/// Checkout session ids are Stripe's `cs_…` tokens.
+fn plausible_session(id: &str) -> bool {
+    id.starts_with("cs_")
+        && id.len() <= 255
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+async fn welcome(
+    State(state): State<AppState>,
+    Query(query): Query<WelcomeQuery>,
+) -> Result<Response, ApiError> {
+    let mail = &state.config.mail;
+    let support = state.config.support_email.as_ref().map(|e| e.as_str());
+    let render = |s: &WelcomeState<'_>| {
+        render_welcome(s, &mail.product_name, support).map_err(|e| ApiError::Internal(e.into()))
+    };
+    let Some(session) = query.session_id.filter(|s| plausible_session(s)) else {
+        return Ok(page(StatusCode::NOT_FOUND, render(&WelcomeState::Unknown)?));
+    };
+    let status = state.store.session_status(&session).await?;
+    if !status.known {
+        return Ok(page(StatusCode::NOT_FOUND, render(&WelcomeState::Unknown)?));
+    }
+    if let Some(case_id) = &status.held_case {
+        let email = status.purchaser_email.as_deref();
+        return Ok(page(
+            StatusCode::OK,
+            render(&WelcomeState::Held {
+                case_id,
+                sign_in_email: email,
+            })?,
+        ));
+    }
+    let ready = match (&status.workspace, status.unprocessed) {
+        (Some(workspace_id), 0) => {
+            let workspace = state.store.get_workspace(workspace_id).await?;
+            let billing = state.store.get_billing(workspace_id).await?;
+            workspace.zip(billing.filter(|b| b.subscription_status.is_some_and(|s| s.is_live())))
+        }
+        _ => None,
+    };
+    let Some((workspace, billing)) = ready else {
+        return Ok(page(StatusCode::OK, render(&WelcomeState::Finishing)?));
+    };
+    let plan_name = billing
+        .subscription_plan
+        .as_ref()
+        .and_then(|p| state.config.catalog.get(p))
+        .map_or_else(|| "your plan".to_owned(), |p| p.name.clone());
+    // Only a member can sign in; a billing contact who is not one is told so by email.
+    let email = status
+        .purchaser_email
+        .as_deref()
+        .and_then(|e| admit_core::Email::parse(e).ok())
+        .filter(|e| workspace.role_of(e).is_some());
+    let html = render(&WelcomeState::Ready {
+        workspace_name: &workspace.name,
+        plan_name: &plan_name,
+        sign_in_email: email.as_ref().map(|e| e.as_str()),
+        app_home_url: &mail.app_home_url,
+    })?;
+    Ok(page(StatusCode::OK, html))
+}

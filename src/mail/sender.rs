@@ -1,0 +1,325 @@
+//! The outbox sender: claims one due message (one recipient) at a time,
+//! renders and sends it, and records the attempt. A message accepted by the
+//! transport is `sent` and never sent again; a failure is kept with its
+//! error and retried with exponential backoff, or becomes `dead` — visible
+//! in `/v1/outbox`, resent only by an operator — when it is permanent or the
+//! attempts run out. Nothing is dropped.
+//!
+//! A crash between the transport's acceptance and `mark_sent` sends the
+//! message again once the lease expires; it carries the same `Message-ID`,
+//! so receivers can drop the copy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use admit_core::{Email, Timestamp, WorkspaceId};
+use admit_store::{OutboxRow, Store, StoreError};
+use tokio::sync::Notify;
+
+use super::render::{MailContext, render_message};
+use super::transport::{Transport, build_message};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::metrics::{Metrics, OutboxFailureLabels, OutboxSentLabels};
+
+/// How long a claimed message is reserved; well beyond the transport's
+/// whole-send timeout, so two senders never hold the same row.
+const LEASE_SECS: i64 = 300;
+/// Retry backoff: 30 s, 1 min, 2 min … capped at an hour.
+const RETRY_BASE_SECS: i64 = 30;
+const RETRY_CAP_SECS: i64 = 3600;
+const NO_SUPPORT_ADDRESS: &str = "no support address configured: set ADMIT_SUPPORT_EMAIL";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// One message was claimed and its attempt recorded (sent, retried later, or dead).
+    Done(i64),
+    /// Nothing is due.
+    Empty,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sender {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    transport: Arc<Transport>,
+    metrics: Arc<Metrics>,
+}
+
+/// Why an attempt failed, as stored in `last_error`; `permanent` skips the retries.
+#[derive(Debug)]
+struct Failure {
+    error: String,
+    permanent: bool,
+}
+
+impl Failure {
+    fn permanent(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            permanent: true,
+        }
+    }
+
+    fn transient(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            permanent: false,
+        }
+    }
+}
+
+/// The error and its causes on one line; a cause its error already quotes
+/// (lettre shows the server's reply in both) is not repeated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The wait after a failed attempt, given the attempts made before it.
+fn retry_delay(previous_attempts: i64) -> i64 {
+    let exponent = u32::try_from(previous_attempts.clamp(0, 20)).unwrap_or(0);
+    RETRY_BASE_SECS
+        .saturating_mul(2i64.saturating_pow(exponent))
+        .min(RETRY_CAP_SECS)
+}
+
+impl Sender {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+        transport: Arc<Transport>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            config,
+            clock,
+            transport,
+            metrics,
+        }
+    }
+
+    /// Claims the next due message and makes one attempt at it.
+    pub async fn send_next(&self) -> Result<Step, StoreError> {
+        let now = self.clock.now();
+        let Some(row) = self.store.claim_next_message(now, LEASE_SECS).await? else {
+            return Ok(Step::Empty);
+        };
+        match self.attempt(&row, now).await {
+            Ok(()) => {
+                self.store.mark_sent(row.id, self.clock.now()).await?;
+                self.metrics
+                    .outbox_sent
+                    .get_or_create(&OutboxSentLabels {
+                        kind: row.kind.clone(),
+                    })
+                    .inc();
+                tracing::info!(outbox_id = row.id, kind = %row.kind, outcome = "sent", "message sent");
+            }
+            Err(failure) => self.record_failure(&row, now, failure).await?,
+        }
+        Ok(Step::Done(row.id))
+    }
+
+    async fn record_failure(
+        &self,
+        row: &OutboxRow,
+        now: Timestamp,
+        failure: Failure,
+    ) -> Result<(), StoreError> {
+        let attempts = row.attempts + 1;
+        let exhausted = attempts >= i64::from(self.config.mail.max_attempts);
+        let retry_at =
+            (!failure.permanent && !exhausted).then(|| now.plus_seconds(retry_delay(row.attempts)));
+        self.store
+            .mark_failed(row.id, &failure.error, retry_at)
+            .await?;
+        self.metrics
+            .outbox_failures
+            .get_or_create(&OutboxFailureLabels {
+                kind: row.kind.clone(),
+                permanent: failure.permanent,
+            })
+            .inc();
+        // SMTP replies may quote the address; the log never shows it.
+        let error = if row.recipient.contains('@') {
+            failure.error.replace(&row.recipient, "[recipient]")
+        } else {
+            failure.error.clone()
+        };
+        match retry_at {
+            Some(retry_at) => tracing::warn!(
+                outbox_id = row.id,
+                kind = %row.kind,
+                outcome = "retry",
+                attempts,
+                retry_at = retry_at.unix(),
+                error = %error,
+                "message not sent; will retry"
+            ),
+            None => tracing::error!(
+                outbox_id = row.id,
+                kind = %row.kind,
+                outcome = "dead",
+                attempts,
+                permanent = failure.permanent,
+                error = %error,
+                "message not sent; dead until an operator resends it"
+            ),
+        }
+        Ok(())
+    }
+
+    /// Renders, builds and sends one message. The sign-in token of an
+    /// onboarding message lives only in the link; the store keeps its hash.
+    async fn attempt(&self, row: &OutboxRow, now: Timestamp) -> Result<(), Failure> {
+        let mail = &self.config.mail;
+        let recipient = if row.recipient == "support" {
+            // Written while no support address was configured: use today's, if any.
+            match &self.config.support_email {
+                Some(address) => address.as_str().to_owned(),
+                None => return Err(Failure::permanent(NO_SUPPORT_ADDRESS)),
+            }
+        } else {
+            row.recipient.clone()
+        };
+        let mut token_hash = None;
+        let link = if row.kind == "onboarding" {
+            let (token, hash) = crate::signin::new_token().map_err(|e| {
+                Failure::transient(format!("no randomness for a sign-in token: {e}"))
+            })?;
+            let workspace = row
+                .workspace_id
+                .as_deref()
+                .ok_or_else(|| Failure::permanent("an onboarding message without a workspace"))?;
+            token_hash = Some(hash);
+            Some(mail.signin_link(workspace, &token))
+        } else {
+            None
+        };
+        let ctx = MailContext {
+            product_name: &mail.product_name,
+            support_email: self.config.support_email.as_ref().map(Email::as_str),
+            public_url: &mail.public_url,
+            app_home_url: &mail.app_home_url,
+        };
+        let rendered = render_message(&row.kind, &recipient, &row.payload, link.as_deref(), &ctx)
+            .map_err(|e| Failure::permanent(error_chain(&e)))?;
+        let message = build_message(
+            &mail.from,
+            &recipient,
+            &rendered,
+            &row.idempotency_key,
+            mail.from.email.domain(),
+            now,
+        )
+        .map_err(|e| Failure::permanent(error_chain(&e)))?;
+        if let Some(hash) = token_hash {
+            self.issue_token(row, &recipient, &hash, now).await?;
+        }
+        self.transport.send(&message).await.map_err(|e| Failure {
+            error: error_chain(&e),
+            permanent: e.is_permanent(),
+        })
+    }
+
+    async fn issue_token(
+        &self,
+        row: &OutboxRow,
+        recipient: &str,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<(), Failure> {
+        let workspace = row
+            .workspace_id
+            .as_deref()
+            .map(WorkspaceId::parse)
+            .transpose()
+            .map_err(|e| Failure::permanent(format!("the message's workspace id: {e}")))?
+            .ok_or_else(|| Failure::permanent("an onboarding message without a workspace"))?;
+        let email = Email::parse(recipient)
+            .map_err(|_| Failure::permanent("the recipient is not a usable email address"))?;
+        let expires_at = now.plus_seconds(self.config.mail.signin_token_ttl_secs);
+        self.store
+            .issue_signin_token(hash, &workspace, &email, Some(row.id), expires_at, now)
+            .await
+            .map_err(|e| {
+                Failure::transient(format!(
+                    "cannot store the sign-in token: {}",
+                    error_chain(&e)
+                ))
+            })
+    }
+
+    /// Sends until nothing is due; returns how many attempts it made. A failed
+    /// attempt is rescheduled into the future, so this ends.
+    pub async fn drain(&self) -> Result<usize, StoreError> {
+        let mut done = 0;
+        while let Step::Done(_) = self.send_next().await? {
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    /// Runs until `stop` is notified: wakes on `wake` or every second (retries
+    /// and settled messages come due).
+    pub async fn run(self, wake: Arc<Notify>, stop: Arc<Notify>) {
+        loop {
+            match self.send_next().await {
+                Ok(Step::Done(_)) => continue,
+                Ok(Step::Empty) => {}
+                Err(error) => tracing::error!(
+                    error = %error_chain(&error),
+                    "outbox sender failed; retrying"
+                ),
+            }
+            tokio::select! {
+                () = stop.notified() => return,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_at_30_seconds_doubles_and_is_capped_at_an_hour() {
+        assert_eq!(retry_delay(0), 30);
+        assert_eq!(retry_delay(1), 60);
+        assert_eq!(retry_delay(2), 120);
+        assert_eq!(retry_delay(6), 1920);
+        assert_eq!(retry_delay(7), 3600);
+        assert_eq!(retry_delay(40), 3600);
+        assert_eq!(retry_delay(-1), 30);
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot send")]
+    struct Wrapping(#[source] Quoting);
+
+    #[test]
+    fn the_error_chain_keeps_every_cause_once() {
+        let error = Wrapping(Quoting(std::io::Error::other("550 no such user")));
+        assert_eq!(error_chain(&error), "cannot send: outer: 550 no such user");
+    }
+}
