@@ -48,6 +48,19 @@ enum Command {
     /// Check that an email has access to a workspace (and its plan) right now.
     /// Exits 0 for PASS, 1 for HOLD, 2 when no verdict could be reached.
     Verify(VerifyArgs),
+    /// Replay events Stripe has (its events list reaches back 30 days) that
+    /// admit lacks, exactly as if their webhooks had arrived. Safe to run anytime.
+    Backfill {
+        /// Unix seconds, an RFC 3339 time, or a duration back from now (`2d`, `12h`, `90m`).
+        #[arg(long, value_parser = parse_since)]
+        since: SinceArg,
+    },
+    /// Compare Stripe's subscriptions and customers with admit's billing state;
+    /// print the drift (dry run), or repair it with --apply.
+    Reconcile {
+        #[arg(long)]
+        apply: bool,
+    },
     /// Operators' view of outgoing email: list messages, or queue one again.
     #[command(subcommand)]
     Outbox(OutboxCommand),
@@ -100,7 +113,11 @@ fn parse_email(raw: &str) -> Result<Email, admit_core::EmailError> {
 pub async fn run(cli: Cli) -> ExitCode {
     let failure = match cli.command {
         Command::Verify(_) => ExitCode::from(verify::NO_VERDICT),
-        Command::Serve | Command::Migrate | Command::Outbox(_) => ExitCode::FAILURE,
+        Command::Serve
+        | Command::Migrate
+        | Command::Outbox(_)
+        | Command::Backfill { .. }
+        | Command::Reconcile { .. } => ExitCode::FAILURE,
     };
     match execute(cli).await {
         Ok(code) => code,
@@ -126,7 +143,152 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate => migrate(config).await.map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => run_verify(config, args).await,
         Command::Outbox(command) => outbox(config, command).await.map(|()| ExitCode::SUCCESS),
+        Command::Backfill { since } => backfill(config, since).await.map(|()| ExitCode::SUCCESS),
+        Command::Reconcile { apply } => reconcile(config, apply).await.map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// `--since` as given: resolved against the clock when the command runs.
+#[derive(Debug, Clone, Copy)]
+enum SinceArg {
+    At(i64),
+    Ago(i64),
+}
+
+fn parse_since(raw: &str) -> Result<SinceArg, String> {
+    let raw = raw.trim();
+    if let Ok(seconds) = raw.parse::<i64>() {
+        return Ok(SinceArg::At(seconds));
+    }
+    if let Ok(time) =
+        time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+    {
+        return Ok(SinceArg::At(time.unix_timestamp()));
+    }
+    let split = raw.len().saturating_sub(1);
+    let (number, unit) = raw.split_at(split);
+    let scale = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        _ => {
+            return Err(
+                "expected unix seconds, an RFC 3339 time, or a duration like 2d, 12h, 90m".into(),
+            );
+        }
+    };
+    number
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(|n| SinceArg::Ago(n * scale))
+        .ok_or_else(|| {
+            "expected unix seconds, an RFC 3339 time, or a duration like 2d, 12h, 90m".into()
+        })
+}
+
+/// The store and the Stripe client an API-side command needs, and a drain of
+/// the inbox afterwards so the result is visible when the command returns.
+async fn stripe_command_setup(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn admit_store::Store>, admit_stripe::api::StripeClient)> {
+    let client = crate::stripe_sync::client(config)?.ok_or_else(|| {
+        anyhow::anyhow!("no Stripe API key is configured: set ADMIT_STRIPE_API_KEY")
+    })?;
+    let store = admit_store::connect(&config.database_url).await?;
+    store.check_ready().await?;
+    Ok((store, client))
+}
+
+async fn drain_inbox(config: Config, store: Arc<dyn admit_store::Store>) -> anyhow::Result<usize> {
+    let processor =
+        crate::provision::Processor::new(store, Arc::new(config), Arc::new(SystemClock));
+    Ok(processor.drain().await?)
+}
+
+async fn backfill(config: Config, since: SinceArg) -> anyhow::Result<()> {
+    let (store, client) = stripe_command_setup(&config).await?;
+    let now = SystemClock.now();
+    let since = match since {
+        SinceArg::At(seconds) => admit_core::Timestamp::from_unix(seconds),
+        SinceArg::Ago(seconds) => now.plus_seconds(-seconds),
+    };
+    let report = crate::stripe_sync::backfill(&store, &client, since, now).await?;
+    let processed = drain_inbox(config, store.clone()).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "backfill since {}: {} events fetched, {} new, {} already stored, {} unreadable; {} events processed",
+        since.unix(),
+        report.fetched,
+        report.stored,
+        report.already_had,
+        report.unreadable,
+        processed
+    )?;
+    store.close().await;
+    Ok(())
+}
+
+async fn reconcile(config: Config, apply: bool) -> anyhow::Result<()> {
+    let (store, client) = stripe_command_setup(&config).await?;
+    let now = SystemClock.now();
+    let support = config.support_email.as_ref().map(|e| e.as_str().to_owned());
+    let report = crate::stripe_sync::reconcile(
+        &store,
+        &client,
+        &config.catalog,
+        support.as_deref(),
+        now,
+        apply,
+    )
+    .await?;
+    let processed = if apply {
+        drain_inbox(config, store.clone()).await?
+    } else {
+        0
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} subscriptions checked; {} differences",
+        report.subscriptions_checked,
+        report.drift.len()
+    )?;
+    if !report.drift.is_empty() {
+        writeln!(
+            out,
+            "{:<24}  {:<32}  {:<22}  {:<14}  stripe",
+            "workspace", "subscription", "field", "admit"
+        )?;
+        for row in &report.drift {
+            writeln!(
+                out,
+                "{:<24}  {:<32}  {:<22}  {:<14}  {}",
+                row.workspace, row.subscription, row.field, row.admit, row.stripe
+            )?;
+        }
+    }
+    for (workspace, customers) in &report.duplicate_customers {
+        let list: Vec<&str> = customers.iter().map(String::as_str).collect();
+        writeln!(
+            out,
+            "workspace {workspace} has {} Stripe customers: {}",
+            customers.len(),
+            list.join(", ")
+        )?;
+    }
+    if apply {
+        writeln!(
+            out,
+            "applied: {} subscriptions recorded from Stripe, {} events processed, {} duplicate_customer cases opened",
+            report.repaired, processed, report.cases_opened
+        )?;
+    } else if !report.drift.is_empty() || !report.duplicate_customers.is_empty() {
+        writeln!(out, "dry run: nothing changed; run with --apply to repair")?;
+    }
+    store.close().await;
+    Ok(())
 }
 
 async fn outbox(config: Config, command: OutboxCommand) -> anyhow::Result<()> {

@@ -43,6 +43,9 @@ impl App {
                 .await
                 .context("cannot apply database migrations")?;
         }
+        let stripe = crate::stripe_sync::client(&config).context(
+            "cannot set up the Stripe API client (ADMIT_STRIPE_API_KEY, ADMIT_STRIPE_API_BASE)",
+        )?;
         Ok(Self {
             state: AppState {
                 config: Arc::new(config),
@@ -50,6 +53,9 @@ impl App {
                 clock,
                 metrics: Metrics::new(),
                 wake: Arc::new(tokio::sync::Notify::new()),
+                stripe,
+                checkout_locks: Arc::default(),
+                sync_budget: Arc::default(),
             },
             transport: Arc::new(transport),
         })
@@ -93,7 +99,7 @@ impl App {
         let router = self.router();
         // One stop signal per worker: `notify_one` keeps its permit for a
         // worker that is busy when shutdown starts.
-        let workers: Vec<_> = if self.state.config.process_in_background {
+        let mut workers: Vec<_> = if self.state.config.process_in_background {
             let processor_stop = Arc::new(tokio::sync::Notify::new());
             let sender_stop = Arc::new(tokio::sync::Notify::new());
             // The sender polls; it has its own wake so it never takes the processor's.
@@ -114,6 +120,21 @@ impl App {
         } else {
             Vec::new()
         };
+        let interval = self.state.config.stripe.reconcile_interval_secs;
+        if interval > 0
+            && let Some(client) = self.state.stripe.clone()
+        {
+            let stop = Arc::new(tokio::sync::Notify::new());
+            workers.push((
+                stop.clone(),
+                tokio::spawn(reconcile_periodically(
+                    self.state.clone(),
+                    client,
+                    interval,
+                    stop,
+                )),
+            ));
+        }
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await
@@ -125,6 +146,50 @@ impl App {
         }
         self.state.store.close().await;
         result
+    }
+}
+
+/// `reconcile --apply` every `interval` seconds; the processor (woken) applies what it records.
+async fn reconcile_periodically(
+    state: AppState,
+    client: admit_stripe::api::StripeClient,
+    interval: u64,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        tokio::select! {
+            () = stop.notified() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(interval)) => {}
+        }
+        let support = state
+            .config
+            .support_email
+            .as_ref()
+            .map(|e| e.as_str().to_owned());
+        match crate::stripe_sync::reconcile(
+            &state.store,
+            &client,
+            &state.config.catalog,
+            support.as_deref(),
+            state.clock.now(),
+            true,
+        )
+        .await
+        {
+            Ok(report) => {
+                tracing::info!(
+                    checked = report.subscriptions_checked,
+                    differences = report.drift.len(),
+                    repaired = report.repaired,
+                    cases_opened = report.cases_opened,
+                    "reconciled with Stripe"
+                );
+                state.wake.notify_one();
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "reconciliation with Stripe failed; trying again next time")
+            }
+        }
     }
 }
 

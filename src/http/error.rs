@@ -62,6 +62,16 @@ pub enum ApiError {
     TokenNotAMember,
     #[error("no outbox message with this id")]
     OutboxNotFound,
+    #[error("only an owner or admin of the workspace may start a checkout")]
+    NotWorkspaceAdmin,
+    #[error("{0}")]
+    PlanInvalid(String),
+    #[error("the workspace already has an active subscription to this plan")]
+    AlreadySubscribed,
+    #[error("no Stripe API key is configured (ADMIT_STRIPE_API_KEY)")]
+    StripeNotConfigured,
+    #[error("Stripe could not be reached or refused the request; try again")]
+    StripeUnavailable(#[source] anyhow::Error),
     #[error("the case is already resolved")]
     CaseAlreadyResolved,
     #[error("{0}")]
@@ -100,6 +110,11 @@ impl ApiError {
             ApiError::TokenExpired => "token_expired",
             ApiError::TokenNotAMember => "not_a_member",
             ApiError::OutboxNotFound => "outbox_not_found",
+            ApiError::NotWorkspaceAdmin => "not_workspace_admin",
+            ApiError::PlanInvalid(_) => "plan_invalid",
+            ApiError::AlreadySubscribed => "already_subscribed",
+            ApiError::StripeNotConfigured => "stripe_not_configured",
+            ApiError::StripeUnavailable(_) => "stripe_unavailable",
             ApiError::CaseAlreadyResolved => "case_already_resolved",
             ApiError::ResolutionInvalid(_) => "resolution_invalid",
             ApiError::NotReady(_) => "not_ready",
@@ -126,7 +141,11 @@ impl ApiError {
             ApiError::ResolutionInvalid(_) => StatusCode::BAD_REQUEST,
             ApiError::CaseAlreadyResolved => StatusCode::CONFLICT,
             ApiError::TokenUsed | ApiError::TokenExpired => StatusCode::GONE,
-            ApiError::TokenNotAMember => StatusCode::FORBIDDEN,
+            ApiError::TokenNotAMember | ApiError::NotWorkspaceAdmin => StatusCode::FORBIDDEN,
+            ApiError::PlanInvalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::AlreadySubscribed => StatusCode::CONFLICT,
+            ApiError::StripeNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StripeUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::TokenNotFound | ApiError::OutboxNotFound => StatusCode::NOT_FOUND,
             ApiError::EventNotFound
             | ApiError::CaseNotFound
@@ -169,7 +188,7 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(cause) = &self {
+        if let ApiError::Internal(cause) | ApiError::StripeUnavailable(cause) = &self {
             // `{:#}` prints the whole cause chain on one line.
             tracing::error!(error = format!("{cause:#}"), "request failed");
         }

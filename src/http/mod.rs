@@ -4,6 +4,7 @@
 mod auth;
 pub mod billing;
 mod cases;
+mod checkout;
 mod error;
 mod events;
 mod json;
@@ -39,6 +40,16 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Poked when an event is stored, so the processor starts at once.
     pub wake: Arc<tokio::sync::Notify>,
+    /// The Stripe API, when a key is configured.
+    pub stripe: Option<admit_stripe::api::StripeClient>,
+    /// One checkout at a time per workspace in this process, so concurrent
+    /// requests never create two Stripe customers (across instances the
+    /// idempotency key derived from the workspace does the same at Stripe).
+    pub checkout_locks:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Welcome-page fetches per session: (count, last fetch), so a refreshing
+    /// page cannot become a request storm against Stripe.
+    pub sync_budget: Arc<std::sync::Mutex<std::collections::HashMap<String, (u32, i64)>>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -47,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(billing::router())
         .merge(cases::router())
+        .merge(checkout::router())
         .merge(outbox::router())
         .merge(signin::router())
         .merge(welcome::router())

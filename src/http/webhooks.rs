@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use admit_store::{EventSource, InsertOutcome, NewEvent};
-use admit_stripe::{EventEnvelope, SignatureError, verify_signature};
+use admit_store::{EventSource, InsertOutcome};
+use admit_stripe::{SignatureError, verify_signature};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use crate::metrics::{ReceivedLabels, RejectedLabels};
+use crate::provision::new_event;
 
 /// Stripe's events are far smaller; anything bigger is not from Stripe.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -98,8 +99,6 @@ async fn ingest(
         }
     })?;
 
-    let envelope =
-        EventEnvelope::parse(&body).map_err(|e| ApiError::EventMalformed(e.to_string()))?;
     let kept_headers: BTreeMap<String, String> = KEPT_HEADERS
         .iter()
         .filter_map(|name| {
@@ -107,28 +106,13 @@ async fn ingest(
             Some(((*name).to_owned(), value.to_owned()))
         })
         .collect();
-    // Lookup keys let other events' scopes find this one before it is processed;
-    // a body the processor cannot read yet is still stored, and fails visibly there.
-    let keys = match admit_stripe::billing_event(&body) {
-        Ok(Some(parsed)) => crate::provision::event_keys(&parsed),
-        Ok(None) | Err(_) => admit_store::EventKeys::default(),
-    };
-    let event = NewEvent {
-        id: envelope.id.clone(),
-        event_type: envelope.event_type.clone(),
-        created: envelope.created,
-        api_version: envelope.api_version,
-        livemode: envelope.livemode,
-        object_type: envelope.object.object,
-        object_id: envelope.object.id,
-        customer_id: envelope.object.customer,
-        metadata: envelope.object.metadata,
-        payload: body.to_vec(),
-        headers: kept_headers,
-        source: EventSource::Webhook,
-        received_at: state.clock.now(),
-        keys,
-    };
+    let event = new_event(
+        body.to_vec(),
+        kept_headers,
+        EventSource::Webhook,
+        state.clock.now(),
+    )
+    .map_err(|e| ApiError::EventMalformed(e.to_string()))?;
     let outcome = state.store.insert_event(&event).await?;
     let duplicate = outcome == InsertOutcome::Duplicate;
     if !duplicate {
@@ -138,18 +122,18 @@ async fn ingest(
         .metrics
         .events_received
         .get_or_create(&ReceivedLabels {
-            r#type: envelope.event_type.clone(),
+            r#type: event.event_type.clone(),
             outcome: if duplicate { "duplicate" } else { "stored" },
         })
         .inc();
     tracing::info!(
-        event_id = %envelope.id,
-        event_type = %envelope.event_type,
+        event_id = %event.id,
+        event_type = %event.event_type,
         duplicate,
         "webhook stored"
     );
     Ok((
         StatusCode::OK,
-        Json(json!({"received": true, "id": envelope.id.as_str(), "duplicate": duplicate})),
+        Json(json!({"received": true, "id": event.id.as_str(), "duplicate": duplicate})),
     ))
 }

@@ -36,6 +36,63 @@ fn page(status: StatusCode, html: String) -> Response {
         .into_response()
 }
 
+/// At most this many API fetches per session, at least this far apart: the
+/// finishing page refreshes every few seconds and must not become a storm.
+const MAX_FETCHES_PER_SESSION: u32 = 5;
+const MIN_SECS_BETWEEN_FETCHES: i64 = 5;
+
+/// When the webhook has not been processed (or has not come), asks Stripe
+/// for the session and its subscription and records them like events, so the
+/// purchaser is ready on arrival. Returns whether anything new was recorded.
+async fn sync_from_stripe(state: &AppState, session: &str) -> bool {
+    let Some(client) = &state.stripe else {
+        return false;
+    };
+    let now = state.clock.now();
+    {
+        let Ok(mut budget) = state.sync_budget.lock() else {
+            return false;
+        };
+        let (count, last) = budget
+            .entry(session.to_owned())
+            .or_insert((0, i64::MIN / 2));
+        if *count >= MAX_FETCHES_PER_SESSION || now.unix() - *last < MIN_SECS_BETWEEN_FETCHES {
+            return false;
+        }
+        *count += 1;
+        *last = now.unix();
+    }
+    let object = match client.retrieve_checkout_session(session).await {
+        Ok(object) => object,
+        Err(error) => {
+            if !error.is_not_found() {
+                tracing::warn!(error = %error, "welcome page could not fetch the checkout session");
+            }
+            return false;
+        }
+    };
+    if object.get("status").and_then(serde_json::Value::as_str) != Some("complete") {
+        return false;
+    }
+    let mut recorded = false;
+    if let Some(subscription) = object.get("subscription").filter(|s| s.is_object()) {
+        let kind = crate::stripe_sync::subscription_event_type(subscription);
+        recorded |= matches!(
+            crate::stripe_sync::record_object(&state.store, kind, subscription, now).await,
+            Ok(admit_store::InsertOutcome::Inserted)
+        );
+    }
+    recorded |= matches!(
+        crate::stripe_sync::record_object(&state.store, "checkout.session.completed", &object, now)
+            .await,
+        Ok(admit_store::InsertOutcome::Inserted)
+    );
+    if recorded {
+        state.wake.notify_one();
+    }
+    recorded
+}
+
 /// Checkout session ids are Stripe's `cs_…` tokens.
 fn plausible_session(id: &str) -> bool {
     id.starts_with("cs_")
@@ -55,7 +112,12 @@ async fn welcome(
     let Some(session) = query.session_id.filter(|s| plausible_session(s)) else {
         return Ok(page(StatusCode::NOT_FOUND, render(&WelcomeState::Unknown)?));
     };
-    let status = state.store.session_status(&session).await?;
+    let mut status = state.store.session_status(&session).await?;
+    let settled =
+        status.held_case.is_some() || (status.workspace.is_some() && status.unprocessed == 0);
+    if !settled && sync_from_stripe(&state, &session).await {
+        status = state.store.session_status(&session).await?;
+    }
     if !status.known {
         return Ok(page(StatusCode::NOT_FOUND, render(&WelcomeState::Unknown)?));
     }

@@ -1,10 +1,12 @@
 //! The inbox processor: claims received events, derives their scope through
 //! the core and writes the result in one transaction (DESIGN.md §4).
 
+mod ingest;
 mod keys;
 mod worker;
 mod writes;
 
+pub use ingest::new_event;
 pub use keys::event_keys;
 pub use worker::{Processor, Step};
 pub use writes::{case_id, plan_writes};

@@ -185,7 +185,13 @@ fn case_changes(
         }
     }
     for stored_case in stored.values() {
-        if stored_case.state == "held" && !derivation.cases.contains_key(&stored_case.key) {
+        // Only cases the derivation decides can be settled by it (not, say,
+        // reconciliation's `duplicate_customer`).
+        let derived_kind = admit_core::provisioning::CaseKind::parse(&stored_case.kind).is_some();
+        if derived_kind
+            && stored_case.state == "held"
+            && !derivation.cases.contains_key(&stored_case.key)
+        {
             let mut resolved = CaseWrite {
                 id: stored_case.id.clone(),
                 key: stored_case.key.clone(),

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod checkout;
 mod events;
 mod fixtures;
 mod mail;

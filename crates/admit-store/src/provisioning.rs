@@ -281,6 +281,33 @@ pub trait ProvisioningStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError>;
 
+    /// The Stripe customer a workspace pays with: one admit created for it,
+    /// or the one its billing state names.
+    async fn customer_for_workspace(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> Result<Option<CustomerId>, StoreError>;
+
+    /// The workspace a subscription was bound to by the last derivation.
+    async fn workspace_of_subscription(
+        &self,
+        subscription: &str,
+    ) -> Result<Option<WorkspaceId>, StoreError>;
+
+    /// How many stored events name this subscription.
+    async fn count_subscription_events(&self, subscription: &str) -> Result<u64, StoreError>;
+
+    /// Opens a case that no event derives (reconciliation's
+    /// `duplicate_customer`) with its messages and audit entry, once per key.
+    /// Returns whether it was new.
+    async fn record_case(
+        &self,
+        case: &CaseWrite,
+        messages: &[OutboxWrite],
+        audit: &AuditEntry,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
     /// What admit knows of a checkout session (and the subscription it created).
     async fn session_status(&self, session_id: &str) -> Result<SessionStatus, StoreError>;
 

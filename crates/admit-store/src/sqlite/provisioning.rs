@@ -20,8 +20,8 @@ use crate::audit::AuditEntry;
 use crate::directory::Actor;
 use crate::events::EventStatus;
 use crate::provisioning::{
-    CaseResolution, Decide, EventKeys, OutboxRow, ProvisionOutcome, ProvisioningStore, ScopeEvent,
-    ScopeSnapshot, ScopeWrite, SessionStatus, StoredCase,
+    CaseResolution, CaseWrite, Decide, EventKeys, OutboxRow, OutboxWrite, ProvisionOutcome,
+    ProvisioningStore, ScopeEvent, ScopeSnapshot, ScopeWrite, SessionStatus, StoredCase,
 };
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
@@ -1003,6 +1003,72 @@ impl ProvisioningStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(outbox_row).collect()
+    }
+
+    async fn customer_for_workspace(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> Result<Option<CustomerId>, StoreError> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT stripe_id FROM (
+                 SELECT stripe_id, 0 AS rank, created_at FROM bindings WHERE kind = 'customer' AND workspace_id = ?1
+                 UNION ALL
+                 SELECT stripe_customer_id, 1, updated_at FROM billing_states
+                 WHERE workspace_id = ?1 AND stripe_customer_id IS NOT NULL)
+             ORDER BY rank, created_at LIMIT 1",
+        )
+        .bind(workspace.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        id.map(CustomerId::parse).transpose().map_err(corrupt)
+    }
+
+    async fn workspace_of_subscription(
+        &self,
+        subscription: &str,
+    ) -> Result<Option<WorkspaceId>, StoreError> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT workspace_id FROM stripe_links WHERE kind = 'subscription' AND stripe_id = ? LIMIT 1",
+        )
+        .bind(subscription)
+        .fetch_optional(&self.pool)
+        .await?;
+        id.map(parse_workspace).transpose()
+    }
+
+    async fn count_subscription_events(&self, subscription: &str) -> Result<u64, StoreError> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE subscription_id = ?")
+                .bind(subscription)
+                .fetch_one(&self.pool)
+                .await?;
+        u64::try_from(count).map_err(corrupt)
+    }
+
+    async fn record_case(
+        &self,
+        case: &CaseWrite,
+        messages: &[OutboxWrite],
+        audit_entry: &AuditEntry,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM cases WHERE case_key = ?")
+            .bind(&case.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Ok(false);
+        }
+        let write = ScopeWrite {
+            cases: vec![case.clone()],
+            outbox: messages.to_vec(),
+            audit: vec![audit_entry.clone()],
+            ..ScopeWrite::default()
+        };
+        apply(&mut tx, &write, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn session_status(&self, session_id: &str) -> Result<SessionStatus, StoreError> {

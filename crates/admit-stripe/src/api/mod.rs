@@ -77,6 +77,13 @@ impl StripeClient {
         self.list_all("/v1/customers", query).await
     }
 
+    /// Every customer of the account (reconciliation groups them by
+    /// `metadata.workspace_id`; Stripe's list cannot filter on metadata).
+    pub async fn list_customers(&self) -> Result<Vec<Value>, StripeError> {
+        let query = Form::new().field("limit", PAGE_SIZE.to_string());
+        self.list_all("/v1/customers", query).await
+    }
+
     /// `POST /v1/checkout/sessions` with the caller's form (mode, line items,
     /// URLs, metadata, `subscription_data[metadata]`, …).
     pub async fn create_checkout_session(

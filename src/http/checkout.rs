@@ -1,0 +1,220 @@
+//! `POST /v1/workspaces/{id}/checkout`: a Stripe Checkout session for a plan,
+//! started by an owner or admin of the workspace. It reuses (or creates, once)
+//! the workspace's Stripe customer and records the checkout intent — the
+//! trusted binding of DESIGN.md §2.1.
+
+use std::sync::Arc;
+
+use admit_core::provisioning::CheckoutIntent;
+use admit_core::{Email, WorkspaceId};
+use admit_stripe::api::{Form, StripeClient};
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::AppCaller;
+use super::error::ApiError;
+use super::json::ApiJson;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/workspaces/{id}/checkout", post(create))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateCheckout {
+    plan: String,
+    initiator_email: String,
+    purchaser_email: Option<String>,
+    /// `month` or `year` (also `monthly` / `yearly`): picks the plan's price with that interval.
+    interval: Option<String>,
+}
+
+fn stripe_failed(error: admit_stripe::api::StripeError) -> ApiError {
+    ApiError::StripeUnavailable(error.into())
+}
+
+/// The plan's price for the interval asked for, or its first price.
+async fn choose_price(
+    client: &StripeClient,
+    prices: &[String],
+    interval: Option<&str>,
+) -> Result<String, ApiError> {
+    let Some(interval) = interval else {
+        return prices
+            .first()
+            .cloned()
+            .ok_or_else(|| ApiError::PlanInvalid("the plan has no price".into()));
+    };
+    let wanted = match interval {
+        "month" | "monthly" => "month",
+        "year" | "yearly" | "annual" => "year",
+        other => {
+            return Err(ApiError::InvalidRequest(format!(
+                "interval must be month or year, not {other:?}"
+            )));
+        }
+    };
+    for price in prices {
+        let object = client.retrieve_price(price).await.map_err(stripe_failed)?;
+        let found = object
+            .pointer("/recurring/interval")
+            .or_else(|| object.get("interval"))
+            .and_then(Value::as_str);
+        if found == Some(wanted) {
+            return Ok(price.clone());
+        }
+    }
+    Err(ApiError::PlanInvalid(format!(
+        "the plan has no {wanted}ly price"
+    )))
+}
+
+async fn create(
+    _caller: AppCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateCheckout>,
+) -> Result<Json<Value>, ApiError> {
+    let workspace_id = WorkspaceId::parse(id).map_err(|_| ApiError::WorkspaceNotFound)?;
+    let initiator =
+        Email::parse(&body.initiator_email).map_err(|e| ApiError::EmailInvalid(e.to_string()))?;
+    let purchaser = body
+        .purchaser_email
+        .as_deref()
+        .map(Email::parse)
+        .transpose()
+        .map_err(|e| ApiError::EmailInvalid(e.to_string()))?;
+    let workspace = state
+        .store
+        .get_workspace(&workspace_id)
+        .await?
+        .ok_or(ApiError::WorkspaceNotFound)?;
+    // S13: only an owner or admin starts a purchase; nothing is created otherwise.
+    if !workspace
+        .role_of(&initiator)
+        .is_some_and(|r| r.administers())
+    {
+        return Err(ApiError::NotWorkspaceAdmin);
+    }
+    let plan = state
+        .config
+        .catalog
+        .get_str(&body.plan)
+        .filter(|p| !p.free_tier)
+        .ok_or_else(|| {
+            ApiError::PlanInvalid(format!("{:?} is not a paid plan of the catalog", body.plan))
+        })?
+        .clone();
+    let client = state.stripe.clone().ok_or(ApiError::StripeNotConfigured)?;
+
+    let lock = {
+        let mut locks = state
+            .checkout_locks
+            .lock()
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("checkout lock poisoned")))?;
+        Arc::clone(locks.entry(workspace_id.to_string()).or_default())
+    };
+    let _serialised = lock.lock().await;
+
+    // Most duplicate subscriptions are stopped here, before anyone pays.
+    if let Some(billing) = state.store.get_billing(&workspace_id).await?
+        && billing.subscription_status.is_some_and(|s| s.is_live())
+        && billing.subscription_plan.as_ref() == Some(&plan.key)
+    {
+        return Err(ApiError::AlreadySubscribed);
+    }
+    let price = choose_price(&client, &plan.prices, body.interval.as_deref()).await?;
+    let now = state.clock.now();
+    let customer = match state.store.customer_for_workspace(&workspace_id).await? {
+        Some(customer) => customer,
+        None => {
+            let email = purchaser.as_ref().unwrap_or(&initiator);
+            // Derived from the workspace: a retry, or another instance, gets the same customer.
+            let key = format!("admit-customer-{workspace_id}");
+            let created = client
+                .create_customer(
+                    email.as_str(),
+                    &[("workspace_id", workspace_id.as_str())],
+                    &key,
+                )
+                .await
+                .map_err(stripe_failed)?;
+            let id = created
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|id| admit_core::CustomerId::parse(id).ok())
+                .ok_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!("Stripe returned a customer without an id"))
+                })?;
+            state
+                .store
+                .bind_customer(&id, &workspace_id, "checkout", now)
+                .await?;
+            id
+        }
+    };
+    let success_url = format!(
+        "{}/welcome?session_id={{CHECKOUT_SESSION_ID}}",
+        state.config.mail.public_url
+    );
+    let form = Form::new()
+        .field("mode", "subscription")
+        .field("customer", customer.as_str())
+        .line_item(0, &price, 1)
+        .field("client_reference_id", workspace_id.as_str())
+        .metadata(&[
+            ("workspace_id", workspace_id.as_str()),
+            ("initiator_email", initiator.as_str()),
+            ("plan", plan.key.as_str()),
+        ])
+        .nested(
+            &["subscription_data", "metadata", "workspace_id"],
+            workspace_id.as_str(),
+        )
+        .nested(
+            &["subscription_data", "metadata", "plan"],
+            plan.key.as_str(),
+        )
+        .field("success_url", success_url)
+        .field("cancel_url", state.config.mail.app_home_url.clone());
+    let session_key = format!(
+        "admit-checkout-{}",
+        crate::signin::new_token()
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!(
+                "the OS random number generator failed: {e}"
+            )))?
+            .1
+    );
+    let session = client
+        .create_checkout_session(form, &session_key)
+        .await
+        .map_err(stripe_failed)?;
+    let (Some(session_id), Some(url)) = (
+        session.get("id").and_then(Value::as_str),
+        session.get("url").and_then(Value::as_str),
+    ) else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "Stripe returned a session without id or url"
+        )));
+    };
+    state
+        .store
+        .insert_intent(
+            &CheckoutIntent {
+                session_id: session_id.to_owned(),
+                workspace: workspace_id.clone(),
+                initiator,
+                purchaser,
+                plan: plan.key.clone(),
+            },
+            now,
+        )
+        .await?;
+    tracing::info!(workspace_id = %workspace_id, plan = %plan.key, "checkout session created");
+    Ok(Json(
+        json!({ "checkout_session_id": session_id, "url": url }),
+    ))
+}

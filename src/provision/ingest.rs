@@ -1,0 +1,43 @@
+//! Turning a Stripe event body into an inbox row, whichever way it came:
+//! a webhook, an event fetched by `backfill`, or an object fetched from the
+//! API and recorded as an event.
+
+use std::collections::BTreeMap;
+
+use admit_core::Timestamp;
+use admit_store::{EventKeys, EventSource, NewEvent};
+use admit_stripe::{EventEnvelope, ParseError};
+
+use super::keys::event_keys;
+
+/// Parses the envelope (the body must be a Stripe event) and computes the
+/// lookup keys; a body whose object admit cannot read yet is still stored,
+/// and fails visibly when processed.
+pub fn new_event(
+    body: Vec<u8>,
+    headers: BTreeMap<String, String>,
+    source: EventSource,
+    received_at: Timestamp,
+) -> Result<NewEvent, ParseError> {
+    let envelope = EventEnvelope::parse(&body)?;
+    let keys = match admit_stripe::billing_event(&body) {
+        Ok(Some(parsed)) => event_keys(&parsed),
+        Ok(None) | Err(_) => EventKeys::default(),
+    };
+    Ok(NewEvent {
+        id: envelope.id,
+        event_type: envelope.event_type,
+        created: envelope.created,
+        api_version: envelope.api_version,
+        livemode: envelope.livemode,
+        object_type: envelope.object.object,
+        object_id: envelope.object.id,
+        customer_id: envelope.object.customer,
+        metadata: envelope.object.metadata,
+        payload: body,
+        headers,
+        source,
+        received_at,
+        keys,
+    })
+}
