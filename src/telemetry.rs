@@ -16,3 +16,19 @@ pub fn init(format: LogFormat, filter: &str) {
         LogFormat::Text => builder.try_init(),
     };
 }
+
+/// The error and its causes on one line; a cause its error already quotes
+/// (lettre shows the server's reply in both) is not repeated.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

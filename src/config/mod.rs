@@ -934,6 +934,36 @@ limits = { seats = 3 }
     }
 
     #[test]
+    fn stripe_keys_are_checked_and_never_echoed() {
+        let err = Config::load(&env(&[(
+            "ADMIT_STRIPE_API_KEY",
+            "pk_live_publishable_oops",
+        )]))
+        .expect_err("invalid");
+        let message = err.to_string();
+        assert!(
+            message.contains("stripe_api_key") && !message.contains("pk_live_publishable_oops"),
+            "{message}"
+        );
+        let config = Config::load(&env(&[
+            ("ADMIT_STRIPE_API_KEY", "sk_test_secret_value"),
+            ("ADMIT_STRIPE_API_BASE", "http://127.0.0.1:12111/"),
+        ]))
+        .expect("valid");
+        assert_eq!(config.stripe.key(), Some("sk_test_secret_value"));
+        assert_eq!(config.stripe.api_base, "http://127.0.0.1:12111");
+        assert!(!format!("{config:?}").contains("sk_test_secret_value"));
+        assert!(
+            Config::load(&env(&[]))
+                .expect("valid")
+                .stripe
+                .key()
+                .is_none(),
+            "optional"
+        );
+    }
+
+    #[test]
     fn debug_redacts_every_secret() {
         let config = Config::load(&env(&[
             ("ADMIT_WEBHOOK_SECRETS", "whsec_topsecret"),

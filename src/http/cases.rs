@@ -64,12 +64,7 @@ async fn list(
             ));
         }
     };
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::InvalidRequest(
-            "limit must be between 1 and 1000".into(),
-        ));
-    }
+    let limit = super::page_limit(query.limit)?;
     let cases = state.store.list_cases(filter, limit).await?;
     Ok(Json(
         json!({ "cases": cases.iter().map(case_view).collect::<Vec<_>>() }),

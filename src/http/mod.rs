@@ -52,6 +52,18 @@ pub struct AppState {
     pub sync_budget: Arc<std::sync::Mutex<std::collections::HashMap<String, (u32, i64)>>>,
 }
 
+/// `?limit=` of the list routes: 100 by default, 1 to 1000.
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::InvalidRequest(
+            "limit must be between 1 and 1000".into(),
+        ))
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(webhooks::router())

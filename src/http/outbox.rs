@@ -58,12 +58,7 @@ async fn list(
             ));
         }
     };
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::InvalidRequest(
-            "limit must be between 1 and 1000".into(),
-        ));
-    }
+    let limit = super::page_limit(query.limit)?;
     let rows = state.store.list_outbox(filter, limit).await?;
     Ok(Json(
         json!({ "messages": rows.iter().map(message_view).collect::<Vec<_>>() }),

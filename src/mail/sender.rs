@@ -21,6 +21,7 @@ use super::transport::{Transport, build_message};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::{Metrics, OutboxFailureLabels, OutboxSentLabels};
+use crate::telemetry::error_chain;
 
 /// How long a claimed message is reserved; well beyond the transport's
 /// whole-send timeout, so two senders never hold the same row.
@@ -68,22 +69,6 @@ impl Failure {
             permanent: false,
         }
     }
-}
-
-/// The error and its causes on one line; a cause its error already quotes
-/// (lettre shows the server's reply in both) is not repeated.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The wait after a failed attempt, given the attempts made before it.

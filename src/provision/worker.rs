@@ -11,6 +11,7 @@ use super::keys::event_keys;
 use super::writes::{Policy, plan_writes};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::telemetry::error_chain;
 
 /// How long a claimed event is reserved for the worker that claimed it.
 const LEASE_SECS: i64 = 60;
@@ -33,18 +34,6 @@ pub struct Processor {
     store: Arc<dyn Store>,
     config: Arc<Config>,
     clock: Arc<dyn Clock>,
-}
-
-/// The error and its causes on one line: "database error: injected fault".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn retry_delay(attempts: i64) -> i64 {

@@ -240,3 +240,112 @@ async fn open_duplicate_customer_case(
     };
     Ok(store.record_case(&case, &[alert], &audit, now).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use admit_core::{CustomerId, PlanKey, SubscriptionId, SubscriptionStatus};
+
+    fn catalog() -> Catalog {
+        let plan = |key: &str, prices: &[&str], free| admit_core::Plan {
+            key: PlanKey::new(key),
+            name: key.into(),
+            prices: prices.iter().map(|p| (*p).to_owned()).collect(),
+            entitlements: admit_core::Entitlements::default(),
+            free_tier: free,
+        };
+        Catalog::new([
+            plan("free", &[], true),
+            plan("pro", &["price_pro"], false),
+            plan("team", &["price_team"], false),
+        ])
+        .expect("catalog")
+    }
+
+    fn view(status: &str, price: &str, end: i64, cancel: bool) -> SubscriptionView {
+        SubscriptionView::from_object(&json!({
+            "id": "sub_1", "object": "subscription", "customer": "cus_1", "status": status,
+            "cancel_at_period_end": cancel, "current_period_end": end,
+            "items": {"data": [{"price": {"id": price}}]}
+        }))
+        .expect("a subscription")
+    }
+
+    fn billing(status: SubscriptionStatus, plan: &str, end: i64) -> BillingState {
+        BillingState {
+            subscription_status: Some(status),
+            subscription_plan: Some(PlanKey::new(plan)),
+            stripe_customer_id: Some(CustomerId::parse("cus_1").expect("id")),
+            stripe_subscription_id: Some(SubscriptionId::parse("sub_1").expect("id")),
+            current_period_end: Some(Timestamp::from_unix(end)),
+            ..BillingState::default()
+        }
+    }
+
+    #[test]
+    fn in_step_means_no_drift() {
+        let state = billing(SubscriptionStatus::Active, "pro", 100);
+        assert!(
+            compare(
+                "ws_1",
+                &view("active", "price_pro", 100, false),
+                Some(&state),
+                &catalog()
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn every_differing_field_is_a_row() {
+        let state = billing(SubscriptionStatus::Active, "pro", 100);
+        let rows = compare(
+            "ws_1",
+            &view("past_due", "price_team", 200, true),
+            Some(&state),
+            &catalog(),
+        );
+        let fields: Vec<_> = rows
+            .iter()
+            .map(|r| (r.field, r.admit.as_str(), r.stripe.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("subscription_status", "active", "past_due"),
+                ("subscription_plan", "pro", "team"),
+                ("current_period_end", "100", "200"),
+                ("cancel_at_period_end", "false", "true"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_canceled_subscription_is_compared_by_status_not_plan() {
+        let state = billing(SubscriptionStatus::Canceled, "free", 100);
+        assert!(
+            compare(
+                "ws_1",
+                &view("canceled", "price_pro", 100, false),
+                Some(&state),
+                &catalog()
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_subscription_admit_does_not_track_is_reported() {
+        let rows = compare(
+            "ws_1",
+            &view("active", "price_pro", 100, false),
+            None,
+            &catalog(),
+        );
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].field, rows[0].stripe.as_str()),
+            ("subscription", "active")
+        );
+    }
+}
