@@ -40,6 +40,10 @@ fn page(status: StatusCode, html: String) -> Response {
 /// finishing page refreshes every few seconds and must not become a storm.
 const MAX_FETCHES_PER_SESSION: u32 = 5;
 const MIN_SECS_BETWEEN_FETCHES: i64 = 5;
+const MAX_FETCHES_PER_MINUTE: u32 = 60;
+const MAX_TRACKED_SESSIONS: usize = 10_000;
+/// Not a session id (those start with `cs_`): the page-wide window.
+const GLOBAL_BUDGET: &str = "*";
 
 /// When the webhook has not been processed (or has not come), asks Stripe
 /// for the session and its subscription and records them like events, so the
@@ -53,6 +57,19 @@ async fn sync_from_stripe(state: &AppState, session: &str) -> bool {
         let Ok(mut budget) = state.sync_budget.lock() else {
             return false;
         };
+        // Anyone can ask for /welcome with made-up session ids: the whole page
+        // gets a budget per minute too, and the bookkeeping stays bounded.
+        let (window_count, window_start) = budget
+            .get(GLOBAL_BUDGET)
+            .copied()
+            .filter(|(_, start)| now.unix() - start < 60)
+            .unwrap_or((0, now.unix()));
+        if window_count >= MAX_FETCHES_PER_MINUTE {
+            return false;
+        }
+        if budget.len() > MAX_TRACKED_SESSIONS {
+            budget.clear();
+        }
         let (count, last) = budget
             .entry(session.to_owned())
             .or_insert((0, i64::MIN / 2));
@@ -61,6 +78,7 @@ async fn sync_from_stripe(state: &AppState, session: &str) -> bool {
         }
         *count += 1;
         *last = now.unix();
+        budget.insert(GLOBAL_BUDGET.to_owned(), (window_count + 1, window_start));
     }
     let object = match client.retrieve_checkout_session(session).await {
         Ok(object) => object,

@@ -323,6 +323,15 @@ pub fn plan_writes(
         .map(|(key, _)| key.clone())
         .collect();
 
+    if !derivation.outcomes.contains_key(&snapshot.claimed) {
+        // Every billing event gets an outcome; if one ever does not, it is held
+        // visibly instead of being leased and retried forever.
+        write.event_statuses.push((
+            snapshot.claimed.clone(),
+            EventStatus::Held,
+            "unaccounted".to_owned(),
+        ));
+    }
     for (id, outcome) in &derivation.outcomes {
         let status = match outcome.status {
             OutcomeStatus::Processed => EventStatus::Processed,
