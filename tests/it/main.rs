@@ -4,6 +4,7 @@
 mod helpers;
 
 mod checkout;
+mod cli;
 mod events;
 mod fixtures;
 mod localstripe;
