@@ -796,3 +796,53 @@ async fn a_failing_workspace_is_retried_with_backoff_and_blocks_no_other() {
         .expect(200);
     assert_eq!(processed["status"], "processed");
 }
+
+/// Convergence through the real processor and SQLite, not just the core: for
+/// generated arrival orders (with redeliveries), processing after every
+/// delivery ends in the creation-order state and the same warranted emails.
+#[test]
+fn any_arrival_order_converges_through_the_processor() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut lifecycle: Vec<&'static str> = PURCHASE.to_vec();
+    lifecycle.extend([
+        "current/invoice_payment_failed.json",
+        "current/customer_subscription_updated_past_due.json",
+    ]);
+    let reference = runtime.block_on(lifecycle_result(&lifecycle));
+    let warranted = |rows: &[(String, String, String)]| {
+        rows.iter()
+            .filter(|(_, _, s)| s != "superseded")
+            .map(|(k, _, _)| k.clone())
+            .collect::<Vec<_>>()
+    };
+    let config = ProptestConfig {
+        cases: 12,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let strategy = (
+        Just(lifecycle.clone()).prop_shuffle(),
+        proptest::collection::vec(0..lifecycle.len(), 0..4),
+    );
+    proptest::test_runner::TestRunner::new(config)
+        .run(&strategy, |(mut order, repeats)| {
+            for index in repeats {
+                order.push(lifecycle[index]);
+            }
+            let result = runtime.block_on(lifecycle_result(&order));
+            prop_assert_eq!(&result.0, &reference.0, "billing for {:?}", order);
+            prop_assert_eq!(&result.2, &reference.2, "held cases for {:?}", order);
+            prop_assert_eq!(
+                warranted(&result.1),
+                warranted(&reference.1),
+                "emails for {:?}",
+                order
+            );
+            Ok(())
+        })
+        .expect("every order converges");
+}
