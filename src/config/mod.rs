@@ -370,7 +370,7 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "outbox_settle_secs",
                 problem: format!("{} is out of range", raw.outbox_settle_secs),
-                fix: "set ADMIT_OUTBOX_SETTLE_SECS between 0 and 3600 (15 is the default)",
+                fix: "set ADMIT_OUTBOX_SETTLE_SECS between 0 and 3600 (5 is the default)",
             });
         }
         let support_email = match raw.support_email.filter(|e| !e.trim().is_empty()) {
@@ -747,7 +747,7 @@ mod tests {
         }
         assert_eq!(config.grace_period_secs, 7 * 86_400);
         assert_eq!(config.unmatched_purchase, UnmatchedPolicy::Hold);
-        assert_eq!(config.outbox_settle_secs, 15);
+        assert_eq!(config.outbox_settle_secs, 5);
         assert!(config.process_in_background);
         assert_eq!(config.support_email, None);
     }

@@ -846,3 +846,67 @@ fn any_arrival_order_converges_through_the_processor() {
         })
         .expect("every order converges");
 }
+
+/// `ADMIT_UNMATCHED_PURCHASE=create_workspace`: a Payment Link purchase that
+/// no rule binds gets a new workspace owned by the purchaser; metadata naming
+/// a workspace that does not exist still never creates one.
+#[tokio::test]
+async fn unmatched_purchases_get_a_workspace_when_the_policy_says_so() {
+    let app =
+        crate::helpers::spawn_app_with(&[("ADMIT_UNMATCHED_PURCHASE", "create_workspace")]).await;
+    let unbound = [
+        (
+            "\"workspace_id\": \"ws_acme01\"",
+            "\"campaign\": \"spring\"",
+        ),
+        (
+            "\"client_reference_id\": \"ws_acme01\"",
+            "\"client_reference_id\": null",
+        ),
+    ];
+    for file in PURCHASE {
+        post(&app, &variant(file, &unbound)).await;
+    }
+    app.drain().await;
+    assert!(held_cases(&app).await.is_empty());
+    let created = app
+        .get("/v1/workspaces/ws_sub_AcmePro0001")
+        .await
+        .expect(200);
+    assert_eq!(
+        created["members"],
+        json!([{"email": "dana@acme.test", "role": "owner"}])
+    );
+    assert_eq!(created["billing"]["subscription_plan"], "pro");
+    assert!(
+        pending_keys(&app)
+            .await
+            .contains("onboarding:sub_AcmePro0001:dana@acme.test")
+    );
+    let audit = app
+        .get("/v1/workspaces/ws_sub_AcmePro0001/audit")
+        .await
+        .expect(200);
+    assert!(
+        audit["entries"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|e| e["action"] == "workspace.created" && e["actor"] == "system")),
+        "{audit}"
+    );
+
+    // Metadata naming a missing workspace is a case, never a new workspace.
+    let other = spawn_app_with_policy().await;
+    post_all(&other, PURCHASE).await;
+    other.drain().await;
+    let held = held_cases(&other).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["kind"], "missing_workspace");
+    other
+        .get("/v1/workspaces/ws_sub_AcmePro0001")
+        .await
+        .expect_error(404, "workspace_not_found");
+}
+
+async fn spawn_app_with_policy() -> TestApp {
+    crate::helpers::spawn_app_with(&[("ADMIT_UNMATCHED_PURCHASE", "create_workspace")]).await
+}
