@@ -497,17 +497,22 @@ fn provision(b: &mut Builder<'_>, workspace_id: &WorkspaceId, candidate: Candida
                 },
                 Some(p),
             ) if &intent.initiator == p => (vec![p.clone()], None),
-            // S2: trusted binding, purchaser is not an administrator.
-            (Binding::Trusted { intent, .. }, Some(p)) => {
-                let initiator = intent
-                    .as_ref()
-                    .map(|i| i.initiator.clone())
-                    .filter(|i| workspace.role_of(i).is_some_and(|r| r.administers()));
+            // An operator invited the purchaser (any role): they sign in themselves.
+            (Binding::Operator(_), Some(p)) if purchaser_role.is_some() => (vec![p.clone()], None),
+            // S2: trusted (or operator) binding, purchaser is not an administrator:
+            // the workspace's people are onboarded, the purchaser is told who they are.
+            (Binding::Trusted { .. } | Binding::Operator(_), Some(p)) => {
+                let initiator = match &binding {
+                    Binding::Trusted {
+                        intent: Some(intent),
+                        ..
+                    } => Some(intent.initiator.clone()),
+                    _ => None,
+                }
+                .filter(|i| workspace.role_of(i).is_some_and(|r| r.administers()));
                 let recipients = initiator.map_or_else(|| owners(&workspace), |i| vec![i]);
                 (recipients, Some(p.clone()))
             }
-            // An operator invited the purchaser (any role): they sign in themselves.
-            (Binding::Operator(_), Some(p)) if purchaser_role.is_some() => (vec![p.clone()], None),
             _ => (owners(&workspace), None),
         };
         for recipient in onboard {

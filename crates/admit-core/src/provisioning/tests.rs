@@ -620,8 +620,11 @@ fn an_operator_binding_provisions_a_held_purchase() {
     assert_eq!(plan(&d, "ws_other"), Some("pro"));
     assert_eq!(
         keys(&d),
-        ["onboarding:sub_Story0033:olga@other.test"],
-        "the purchaser is no member"
+        [
+            "billing_contact_notice:sub_Story0033:stranger@nowhere.test",
+            "onboarding:sub_Story0033:olga@other.test",
+        ],
+        "the owners are onboarded; the purchaser, no member, is told who administers it"
     );
 }
 
