@@ -14,6 +14,25 @@ pub(super) struct RawStripe {
     pub stripe_api_base: String,
     pub stripe_max_requests_per_sec: u32,
     pub reconcile_interval_secs: u64,
+    pub stripe_mode: String,
+}
+
+/// Which Stripe events provision: live-mode ones, test-mode ones, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StripeMode {
+    Any,
+    Live,
+    Test,
+}
+
+impl StripeMode {
+    pub fn accepts(self, livemode: bool) -> bool {
+        match self {
+            StripeMode::Any => true,
+            StripeMode::Live => livemode,
+            StripeMode::Test => !livemode,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -23,6 +42,9 @@ pub struct StripeConfig {
     pub max_requests_per_sec: u32,
     /// 0 = no periodic reconciliation inside `serve`.
     pub reconcile_interval_secs: u64,
+    /// Events of the other mode are recorded but never provision: a test
+    /// card must not unlock a live workspace.
+    pub mode: StripeMode,
 }
 
 impl std::fmt::Debug for StripeConfig {
@@ -32,6 +54,7 @@ impl std::fmt::Debug for StripeConfig {
             .field("api_base", &self.api_base)
             .field("max_requests_per_sec", &self.max_requests_per_sec)
             .field("reconcile_interval_secs", &self.reconcile_interval_secs)
+            .field("mode", &self.mode)
             .finish()
     }
 }
@@ -69,7 +92,30 @@ impl StripeConfig {
                 fix: "set ADMIT_STRIPE_MAX_REQUESTS_PER_SEC between 1 and 100 (Stripe allows 100 in live mode, 25 in test mode; the default is 20)",
             });
         }
+        let mode = match raw.stripe_mode.trim() {
+            "live" => StripeMode::Live,
+            "test" => StripeMode::Test,
+            "any" => StripeMode::Any,
+            // From the key: a live key means a live deployment.
+            "auto" => match api_key.as_deref() {
+                Some(k) if k.starts_with("sk_live_") || k.starts_with("rk_live_") => {
+                    StripeMode::Live
+                }
+                Some(k) if k.starts_with("sk_test_") || k.starts_with("rk_test_") => {
+                    StripeMode::Test
+                }
+                _ => StripeMode::Any,
+            },
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "stripe_mode",
+                    problem: format!("{other:?} is not a mode"),
+                    fix: "set ADMIT_STRIPE_MODE to auto (from the API key), live, test or any",
+                });
+            }
+        };
         Ok(Self {
+            mode,
             api_key: api_key.map(SecretString::from),
             api_base,
             max_requests_per_sec: raw.stripe_max_requests_per_sec,

@@ -119,10 +119,11 @@ async fn create(
     };
     let _serialised = lock.lock().await;
 
-    // Most duplicate subscriptions are stopped here, before anyone pays.
+    // Most duplicate subscriptions are stopped here, before anyone pays: a
+    // workspace with a live subscription changes plan through that
+    // subscription (Stripe's customer portal), not through a second checkout.
     if let Some(billing) = state.store.get_billing(&workspace_id).await?
         && billing.subscription_status.is_some_and(|s| s.is_live())
-        && billing.subscription_plan.as_ref() == Some(&plan.key)
     {
         return Err(ApiError::AlreadySubscribed);
     }

@@ -66,7 +66,9 @@ pub enum ApiError {
     NotWorkspaceAdmin,
     #[error("{0}")]
     PlanInvalid(String),
-    #[error("the workspace already has an active subscription to this plan")]
+    #[error(
+        "the workspace already has an active subscription; change its plan through that subscription"
+    )]
     AlreadySubscribed,
     #[error("no Stripe API key is configured (ADMIT_STRIPE_API_KEY)")]
     StripeNotConfigured,

@@ -11,7 +11,28 @@ use super::auth::AppCaller;
 use super::error::ApiError;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/events/{id}", get(read))
+    Router::new()
+        .route("/v1/events/{id}", get(read))
+        .route("/v1/events/{id}/replay", axum::routing::post(replay))
+}
+
+/// Processes a stored event (and its scope) again: after a catalog change,
+/// or once an operator fixed what made it fail. Idempotent like any processing.
+async fn replay(
+    _caller: AppCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+    let id = EventId::parse(id).map_err(|_| ApiError::EventNotFound)?;
+    if !state.store.requeue_event(&id).await? {
+        return Err(ApiError::EventNotFound);
+    }
+    state.wake.notify_one();
+    tracing::info!(event_id = %id, "event queued for replay");
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(serde_json::json!({"id": id.as_str(), "status": "received"})),
+    ))
 }
 
 #[derive(Debug, Serialize)]

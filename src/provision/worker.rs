@@ -61,6 +61,12 @@ impl Processor {
         let Some(stored) = self.store.get_event(&id).await? else {
             return Ok(Step::Done(id));
         };
+        if !self.config.stripe.mode.accepts(stored.livemode) {
+            self.store
+                .finish_event_unprovisioned(&id, EventStatus::Ignored, "livemode_mismatch", None)
+                .await?;
+            return Ok(Step::Done(id));
+        }
         let event = match admit_stripe::billing_event(&stored.payload) {
             Ok(Some(event)) => event,
             Ok(None) => {
@@ -86,6 +92,7 @@ impl Processor {
             grace_period_secs: self.config.grace_period_secs,
             outbox_settle_secs: settle,
             support_email: self.config.support_email.as_ref(),
+            mode: self.config.stripe.mode,
         };
         let decide = |snapshot: &admit_store::ScopeSnapshot| plan_writes(snapshot, &policy, now);
         for _ in 0..MAX_AGAIN {

@@ -23,6 +23,7 @@ pub struct Policy<'a> {
     pub grace_period_secs: i64,
     pub outbox_settle_secs: i64,
     pub support_email: Option<&'a Email>,
+    pub mode: crate::config::stripe::StripeMode,
 }
 
 /// Case ids are derived from the case key, so every instance names a case the same way.
@@ -231,7 +232,11 @@ pub fn plan_writes(
 ) -> Result<ScopeWrite, String> {
     let mut events: Vec<BillingEvent> = Vec::new();
     for stored in &snapshot.events {
-        // Malformed or unhandled events were settled when claimed; they take no part.
+        // Events of the other Stripe mode never provision; malformed or
+        // unhandled ones were settled when claimed. None take part.
+        if !policy.mode.accepts(stored.livemode) {
+            continue;
+        }
         if let Ok(Some(event)) = admit_stripe::billing_event(&stored.payload) {
             events.push(event);
         }
@@ -305,6 +310,29 @@ pub fn plan_writes(
         .collect();
 
     case_changes(&derivation, &snapshot.cases, &actor, now, &mut write);
+
+    for (kind, id, workspace) in &derivation.remember {
+        let known = match *kind {
+            "customer" => admit_core::CustomerId::parse(id.clone())
+                .ok()
+                .is_some_and(|c| snapshot.customer_bindings.contains_key(&c)),
+            _ => snapshot.purchase_bindings.contains_key(id),
+        };
+        if known {
+            continue;
+        }
+        write.bindings.push((
+            (*kind).to_owned(),
+            id.clone(),
+            workspace.clone(),
+            "purchaser_administers".to_owned(),
+        ));
+        let mut entry = audit(&actor, "binding.created", now, Some(workspace));
+        entry.subject = Some(format!("{kind}:{id}"));
+        entry.after =
+            Some(json!({ "workspace_id": workspace.as_str(), "rule": "purchaser_administers" }));
+        write.audit.push(entry);
+    }
 
     for effect in derivation.effects.values() {
         let existing = snapshot.outbox.get(&effect.key).map(String::as_str);

@@ -910,3 +910,88 @@ async fn unmatched_purchases_get_a_workspace_when_the_policy_says_so() {
 async fn spawn_app_with_policy() -> TestApp {
     crate::helpers::spawn_app_with(&[("ADMIT_UNMATCHED_PURCHASE", "create_workspace")]).await
 }
+
+#[tokio::test]
+async fn events_of_the_other_stripe_mode_never_provision() {
+    let app = crate::helpers::spawn_app_with(&[("ADMIT_STRIPE_MODE", "live")]).await;
+    acme(&app).await;
+    post_all(&app, PURCHASE).await;
+    app.drain().await;
+    assert_eq!(
+        billing(&app, WS).await["subscription_plan"],
+        Value::Null,
+        "test-mode events in a live deployment"
+    );
+    let event = app
+        .get("/v1/events/evt_ejghkCYTDodEotgnscB3P9wF")
+        .await
+        .expect(200);
+    assert_eq!(
+        (event["status"].clone(), event["outcome"].clone()),
+        (json!("ignored"), json!("livemode_mismatch"))
+    );
+    assert!(outbox(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_binding_found_through_the_purchasers_workspace_is_kept() {
+    let app = spawn_app().await;
+    workspace(&app, "ws_only", "dana@acme.test").await;
+    let unbound = [
+        (
+            "\"workspace_id\": \"ws_acme01\"",
+            "\"campaign\": \"spring\"",
+        ),
+        (
+            "\"client_reference_id\": \"ws_acme01\"",
+            "\"client_reference_id\": null",
+        ),
+    ];
+    for file in PURCHASE {
+        post(&app, &variant(file, &unbound)).await;
+    }
+    app.drain().await;
+    assert_eq!(
+        billing(&app, "ws_only").await["subscription_plan"],
+        "pro",
+        "S4"
+    );
+    // Dana becomes an admin of a second workspace; the renewal still belongs to the first.
+    workspace(&app, "ws_second", "dana@acme.test").await;
+    post(
+        &app,
+        &variant("current/invoice_payment_failed.json", &unbound),
+    )
+    .await;
+    app.drain().await;
+    assert!(held_cases(&app).await.is_empty());
+    assert_eq!(
+        billing(&app, "ws_only").await["stripe_subscription_id"],
+        "sub_AcmePro0001"
+    );
+    let audit = app.get("/v1/workspaces/ws_only/audit").await.expect(200);
+    assert!(
+        audit["entries"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["action"] == "binding.created")),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn a_stored_event_can_be_replayed() {
+    let app = spawn_app().await;
+    acme(&app).await;
+    post_all(&app, PURCHASE).await;
+    app.drain().await;
+    let replayed = app
+        .post_json("/v1/events/evt_ejghkCYTDodEotgnscB3P9wF/replay", &json!({}))
+        .await
+        .expect(202);
+    assert_eq!(replayed["status"], "received");
+    assert_eq!(app.drain().await, 1);
+    assert_eq!(outbox(&app).await.len(), 1, "replaying sends nothing twice");
+    app.post_json("/v1/events/evt_nope/replay", &json!({}))
+        .await
+        .expect_error(404, "event_not_found");
+}

@@ -31,6 +31,7 @@ pub struct EventKeys {
 pub struct ScopeEvent {
     pub id: EventId,
     pub event_type: String,
+    pub livemode: bool,
     pub payload: Vec<u8>,
     pub status: EventStatus,
     pub outcome: Option<String>,
@@ -132,6 +133,8 @@ pub struct ScopeWrite {
     pub supersede: Vec<String>,
     pub audit: Vec<AuditEntry>,
     pub create_workspaces: Vec<WorkspaceCreation>,
+    /// Bindings to keep as facts: (`customer` | `purchase`, id, workspace, source).
+    pub bindings: Vec<(String, String, WorkspaceId, String)>,
 }
 
 /// What `provision` did.
@@ -310,6 +313,10 @@ pub trait ProvisioningStore: Send + Sync {
 
     /// What admit knows of a checkout session (and the subscription it created).
     async fn session_status(&self, session_id: &str) -> Result<SessionStatus, StoreError>;
+
+    /// Queues a stored event for processing again (an operator's replay,
+    /// e.g. after a catalog change). `false` when there is no such event.
+    async fn requeue_event(&self, id: &EventId) -> Result<bool, StoreError>;
 
     /// Events not yet in a final status (`received`, or `failed` and due), for tests and ops.
     async fn pending_events(&self) -> Result<u64, StoreError>;

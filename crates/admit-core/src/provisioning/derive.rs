@@ -47,6 +47,10 @@ pub struct Derivation {
     pub effects: BTreeMap<String, Effect>,
     pub outcomes: BTreeMap<EventId, EventOutcome>,
     pub workspaces_to_create: Vec<WorkspaceRequest>,
+    /// Bindings found by rule 3 (the purchaser administers exactly one
+    /// workspace), to be kept as facts: `(customer|purchase, id, workspace)`.
+    /// Otherwise a later change of roles would unbind a paying purchase.
+    pub remember: BTreeSet<(&'static str, String, WorkspaceId)>,
 }
 
 enum PlanResolution<'c> {
@@ -113,7 +117,8 @@ impl Builder<'_> {
         self.out.effects.entry(effect.key.clone()).or_insert(effect);
     }
 
-    fn settled(&self, purchase: &Purchase) -> Option<Settlement> {
+    /// A refund takes the purchase out for good, whatever case it was held by.
+    fn refunded(&self, purchase: &Purchase) -> bool {
         [
             CaseKind::MissingWorkspace,
             CaseKind::DuplicateSubscription,
@@ -121,11 +126,9 @@ impl Builder<'_> {
             CaseKind::UnknownPrice,
         ]
         .iter()
-        .find_map(|kind| {
-            self.facts
-                .settlements
-                .get(&kind.key(purchase.key.as_str()))
-                .copied()
+        .any(|kind| {
+            self.facts.settlements.get(&kind.key(purchase.key.as_str()))
+                == Some(&Settlement::Refunded)
         })
     }
 
@@ -159,6 +162,12 @@ impl Builder<'_> {
         purchaser_message: Option<MessageKind>,
     ) {
         let key = kind.key(purchase.key.as_str());
+        // An operator dismissed exactly this case: it is not raised again (a
+        // different case about the same purchase still can be).
+        if self.facts.settlements.get(&key) == Some(&Settlement::Dismissed) {
+            self.outcome(purchase, OutcomeStatus::Processed, "settled_dismissed");
+            return;
+        }
         self.outcome(purchase, OutcomeStatus::Held, kind.as_str());
         let mut alert = Effect::new(MessageKind::SupportAlert, Recipient::Support, &key);
         alert.case_key = Some(key.clone());
@@ -299,12 +308,8 @@ pub fn derive(
             b.outcome(purchase, status, reason);
             continue;
         }
-        if let Some(settlement) = b.settled(purchase) {
-            let reason = match settlement {
-                Settlement::Refunded => "settled_refunded",
-                Settlement::Dismissed => "settled_dismissed",
-            };
-            b.outcome(purchase, OutcomeStatus::Processed, reason);
+        if b.refunded(purchase) {
+            b.outcome(purchase, OutcomeStatus::Processed, "settled_refunded");
             continue;
         }
         let client_refs: Vec<String> = purchase.client_reference_ids.iter().cloned().collect();
@@ -395,7 +400,19 @@ pub fn derive(
                     Some(MessageKind::AccessDelayed),
                 );
             }
-            PlanResolution::NotYet => b.outcome(purchase, OutcomeStatus::Held, "awaiting_price"),
+            // A subscription's own events bring its price; a one-time checkout
+            // has nothing more coming, so it needs a person.
+            PlanResolution::NotYet if purchase.subscription.is_some() => {
+                b.outcome(purchase, OutcomeStatus::Held, "awaiting_price");
+            }
+            PlanResolution::NotYet => b.hold(
+                CaseKind::UnknownPrice,
+                purchase,
+                purchaser.as_ref(),
+                Some(&workspace),
+                CaseDetails::default(),
+                Some(MessageKind::AccessDelayed),
+            ),
         }
     }
 
@@ -403,34 +420,41 @@ pub fn derive(
         candidates.sort_by(|x, y| {
             (x.purchase.started, &x.purchase.key).cmp(&(y.purchase.started, &y.purchase.key))
         });
-        let mut canonical: Option<usize> = None;
+        // The earliest live purchase holds the plan; other live ones are
+        // duplicates (S8). When none is live, the latest one says how it ended.
+        let live: Vec<usize> = (0..candidates.len())
+            .filter(|&i| {
+                candidates[i]
+                    .purchase
+                    .status
+                    .unwrap_or(SubscriptionStatus::Active)
+                    .is_live()
+            })
+            .collect();
+        let canonical = live.first().copied().or(candidates.len().checked_sub(1));
         for index in 0..candidates.len() {
-            let candidate = &candidates[index];
-            if let Some(c) = canonical.map(|i| &candidates[i])
-                && c.purchase
-                    .ended
-                    .is_none_or(|ended| ended > candidate.purchase.started)
-            {
-                let details = CaseDetails {
-                    canonical: Some(c.purchase.key.to_string()),
-                    ..CaseDetails::default()
-                };
-                let (purchase, purchaser) = (candidate.purchase, candidate.purchaser.clone());
-                b.hold(
-                    CaseKind::DuplicateSubscription,
-                    purchase,
-                    purchaser.as_ref(),
-                    Some(&workspace_id),
-                    details,
-                    Some(MessageKind::DuplicateCharge),
-                );
+            if Some(index) == canonical {
                 continue;
             }
-            if let Some(previous) = canonical.map(|i| candidates[i].purchase) {
-                // Superseded by a later purchase after it ended.
-                b.outcome(previous, OutcomeStatus::Processed, "superseded");
+            let candidate = &candidates[index];
+            match canonical.filter(|_| live.contains(&index)) {
+                Some(c) => {
+                    let details = CaseDetails {
+                        canonical: Some(candidates[c].purchase.key.to_string()),
+                        ..CaseDetails::default()
+                    };
+                    let (purchase, purchaser) = (candidate.purchase, candidate.purchaser.clone());
+                    b.hold(
+                        CaseKind::DuplicateSubscription,
+                        purchase,
+                        purchaser.as_ref(),
+                        Some(&workspace_id),
+                        details,
+                        Some(MessageKind::DuplicateCharge),
+                    );
+                }
+                None => b.outcome(candidate.purchase, OutcomeStatus::Processed, "superseded"),
             }
-            canonical = Some(index);
         }
         if let Some(index) = canonical {
             let candidate = candidates.swap_remove(index);
@@ -472,6 +496,16 @@ fn provision(b: &mut Builder<'_>, workspace_id: &WorkspaceId, candidate: Candida
     };
     b.out.billing.insert(workspace_id.clone(), state);
     b.outcome(purchase, OutcomeStatus::Processed, "provisioned");
+    if matches!(binding, Binding::PurchaserAdministers(_)) {
+        b.out
+            .remember
+            .insert(("purchase", purchase.key.to_string(), workspace_id.clone()));
+        if let Some(customer) = &purchase.customer {
+            b.out
+                .remember
+                .insert(("customer", customer.to_string(), workspace_id.clone()));
+        }
+    }
 
     let Some(workspace) = b.facts.directory.get(workspace_id).cloned() else {
         return;

@@ -72,8 +72,9 @@ pub struct Purchase {
     pub last_event: EventId,
 }
 
-/// Order within one second: the subscription exists before it is paid,
-/// updated after, and deleted last.
+/// Order within one second: the subscription exists before it is paid, a
+/// failed attempt comes before the retry that succeeds, updates follow, and
+/// deletion is last. (Event ids, the last tie-break, are random.)
 fn precedence(kind: &EventKind) -> u8 {
     match kind {
         EventKind::Subscription {
@@ -84,17 +85,18 @@ fn precedence(kind: &EventKind) -> u8 {
         EventKind::CheckoutCompleted(_)
         | EventKind::CheckoutAsyncPaymentSucceeded(_)
         | EventKind::CheckoutAsyncPaymentFailed(_) => 1,
-        EventKind::InvoicePaid(_) | EventKind::InvoicePaymentFailed(_) => 2,
+        EventKind::InvoicePaymentFailed(_) => 2,
+        EventKind::InvoicePaid(_) => 3,
         EventKind::Subscription {
             change:
                 SubscriptionChange::Updated | SubscriptionChange::Paused | SubscriptionChange::Resumed,
             ..
-        } => 3,
+        } => 4,
         EventKind::Subscription {
             change: SubscriptionChange::Deleted,
             ..
-        } => 4,
-        EventKind::CustomerDeleted(_) => 5,
+        } => 5,
+        EventKind::CustomerDeleted(_) => 6,
     }
 }
 
@@ -301,7 +303,9 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                     p.unpaid_failed_invoices.insert(i.id.clone());
                 }
                 let first_invoice = i.billing_reason.as_deref() == Some("subscription_create");
-                if p.status == Some(SubscriptionStatus::Active) && !first_invoice {
+                // A failure of an invoice that is already paid changes nothing: paid wins.
+                let already_paid = paid_invoices.contains(&i.id);
+                if p.status == Some(SubscriptionStatus::Active) && !first_invoice && !already_paid {
                     set_status(&mut p, SubscriptionStatus::PastDue, event.created);
                 }
             }

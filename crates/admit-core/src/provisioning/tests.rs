@@ -737,3 +737,157 @@ fn one_time_payment_checkout_provisions_the_plan_it_names() {
     assert_eq!(plan(&d, "ws_acme01"), Some("pro"));
     assert_eq!(billing(&d, "ws_acme01").stripe_subscription_id, None);
 }
+
+#[test]
+fn a_held_duplicate_takes_over_when_the_first_subscription_ends() {
+    let world = World::standard();
+    let first = Story::new(40, "dana@acme.test", Some("ws_acme01"));
+    let mut second = Story::new(41, "lee@acme.test", Some("ws_acme01"));
+    second.t = first.t + 5 * DAY;
+    second.price = "price_AdmitTeam01".into();
+    let mut events = first.purchase();
+    events.extend(second.purchase());
+    let d = world.derive(&events);
+    assert_eq!(
+        held(&d),
+        [(
+            "duplicate_subscription:sub_Story0041",
+            CaseKind::DuplicateSubscription
+        )]
+    );
+    // The first ends at its period end; the second is live and paid for: it holds the plan now.
+    events.extend(first.cancels());
+    let d = world.derive(&events);
+    assert!(held(&d).is_empty(), "{:?}", held(&d));
+    assert_eq!(
+        billing(&d, "ws_acme01").stripe_subscription_id,
+        Some(sub("sub_Story0041"))
+    );
+    assert_eq!(plan(&d, "ws_acme01"), Some("team"));
+}
+
+#[test]
+fn an_unpaid_first_subscription_does_not_block_a_fresh_one() {
+    let world = World::standard();
+    let first = Story::new(42, "dana@acme.test", Some("ws_acme01"));
+    let mut second = Story::new(43, "dana@acme.test", Some("ws_acme01"));
+    second.t = first.t + 40 * DAY;
+    let mut events = first.purchase();
+    events.push(first.subscription(
+        "unpaid",
+        35 * DAY,
+        SubscriptionChange::Updated,
+        SubscriptionStatus::Unpaid,
+    ));
+    events.extend(second.purchase());
+    let d = world.derive(&events);
+    assert!(held(&d).is_empty());
+    assert_eq!(
+        billing(&d, "ws_acme01").stripe_subscription_id,
+        Some(sub("sub_Story0043"))
+    );
+    assert_eq!(status(&d, "ws_acme01"), Some(SubscriptionStatus::Active));
+}
+
+#[test]
+fn a_one_time_checkout_without_a_price_is_a_case_not_a_silent_hold() {
+    let world = World::standard();
+    let checkout = crate::BillingEvent {
+        id: crate::EventId::parse("evt_link_payment").expect("id"),
+        created: Timestamp::from_unix(T0),
+        kind: crate::EventKind::CheckoutCompleted(crate::Checkout {
+            session_id: "cs_test_Link01".into(),
+            mode: crate::CheckoutMode::Payment,
+            paid: true,
+            customer: Some(cus("cus_Link01")),
+            subscription: None,
+            purchaser_email: Some(email("dana@acme.test")),
+            metadata_workspace: Some("ws_acme01".into()),
+            client_reference_id: None,
+            metadata_plan: None,
+            price_ids: Vec::new(),
+        }),
+    };
+    let d = world.derive(&[checkout]);
+    assert_eq!(
+        held(&d),
+        [("unknown_price:cs_test_Link01", CaseKind::UnknownPrice)]
+    );
+    assert!(keys(&d).contains(&"support_alert:unknown_price:cs_test_Link01:support"));
+}
+
+#[test]
+fn a_failed_and_a_paid_attempt_in_one_second_end_paid_whatever_the_ids() {
+    let world = World::standard();
+    let story = Story::new(44, "dana@acme.test", Some("ws_acme01"));
+    for (failed_id, paid_id) in [("evt_a", "evt_b"), ("evt_b", "evt_a")] {
+        let mut events = story.purchase();
+        let mut failed = story.invoice("x", 30 * DAY, "renewal", false, "subscription_cycle");
+        let mut paid = story.invoice("y", 30 * DAY, "renewal", true, "subscription_cycle");
+        failed.id = crate::EventId::parse(failed_id).expect("id");
+        paid.id = crate::EventId::parse(paid_id).expect("id");
+        events.extend([failed, paid]);
+        let d = world.derive(&events);
+        assert_eq!(
+            status(&d, "ws_acme01"),
+            Some(SubscriptionStatus::Active),
+            "failed={failed_id}"
+        );
+    }
+}
+
+#[test]
+fn a_binding_found_by_rule_three_is_remembered() {
+    let world = World::standard();
+    let story = Story::new(45, "olga@other.test", None);
+    let d = world.derive(&story.purchase());
+    assert!(
+        d.remember
+            .contains(&("purchase", "sub_Story0045".to_owned(), ws_id("ws_other")))
+    );
+    assert!(
+        d.remember
+            .contains(&("customer", "cus_Story0045".to_owned(), ws_id("ws_other")))
+    );
+    // Remembered, it survives the purchaser administering a second workspace later.
+    let mut later = world.clone();
+    later
+        .purchase_bindings
+        .insert("sub_Story0045".into(), ws_id("ws_other"));
+    later
+        .directory
+        .insert(workspace("ws_third", &[("olga@other.test", Role::Admin)]));
+    let d = later.derive(&story.purchase());
+    assert_eq!(plan(&d, "ws_other"), Some("pro"));
+    assert!(held(&d).is_empty());
+    assert!(
+        keys(&d).contains(&"onboarding:sub_Story0045:olga@other.test"),
+        "the same message key as before"
+    );
+}
+
+#[test]
+fn dismissing_one_case_does_not_settle_the_purchase_for_good() {
+    let mut world = World::standard();
+    let mut story = Story::new(46, "dana@acme.test", Some("ws_acme01"));
+    story.price = "price_AdmitTeam99".into();
+    world
+        .settlements
+        .insert("unknown_price:sub_Story0046".into(), Settlement::Dismissed);
+    let d = world.derive(&story.purchase());
+    assert!(
+        held(&d).is_empty() && d.effects.is_empty(),
+        "dismissed: not raised again"
+    );
+    // The price is added to the catalog; the next derivation provisions it.
+    world.catalog = Catalog::new([
+        crate::catalog::tests::plan("free", &[], &[], 3, true),
+        crate::catalog::tests::plan("pro", &[PRO], &["sso"], 25, false),
+        crate::catalog::tests::plan("team", &["price_AdmitTeam99"], &["sso"], 10, false),
+    ])
+    .expect("catalog");
+    assert_eq!(
+        plan(&world.derive(&story.purchase()), "ws_acme01"),
+        Some("team")
+    );
+}

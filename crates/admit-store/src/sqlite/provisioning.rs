@@ -126,7 +126,7 @@ async fn grow_scope(
     for _ in 0..MAX_SCOPE_ROUNDS {
         let before = (sets.size(), events.len());
         let rows = sqlx::query(
-            "SELECT id, type, payload, status, outcome, customer_id, subscription_id, checkout_session_id,
+            "SELECT id, type, livemode, payload, status, outcome, customer_id, subscription_id, checkout_session_id,
                     workspace_hint, purchaser_email
              FROM stripe_events
              WHERE id = ?1
@@ -154,6 +154,7 @@ async fn grow_scope(
                 ScopeEvent {
                     id: parse_event_id(id)?,
                     event_type: row.try_get("type")?,
+                    livemode: row.try_get("livemode")?,
                     payload: row.try_get("payload")?,
                     status: EventStatus::parse(&status)
                         .ok_or_else(|| corrupt("unknown event status"))?,
@@ -199,10 +200,14 @@ async fn grow_scope(
         .await?;
         sets.workspaces.extend(administered);
         if (sets.size(), events.len()) == before {
-            break;
+            return Ok(events);
         }
     }
-    Ok(events)
+    // A scope that did not close would let the derivation overwrite workspaces
+    // it saw only part of: fail (and retry later, visibly) instead.
+    Err(StoreError::Decision(format!(
+        "the scope of event {claimed} did not close within {MAX_SCOPE_ROUNDS} rounds"
+    )))
 }
 
 async fn load_snapshot(
@@ -602,10 +607,29 @@ async fn apply(
         .await?;
     }
     for key in &write.supersede {
-        sqlx::query("UPDATE outbox SET state = 'superseded' WHERE idempotency_key = ? AND state = 'pending'")
-            .bind(key)
-            .execute(&mut *conn)
-            .await?;
+        // A message the sender holds a lease on may be on the wire already: it
+        // is left to finish as `sent` rather than recorded as withdrawn.
+        sqlx::query(
+            "UPDATE outbox SET state = 'superseded'
+             WHERE idempotency_key = ? AND state = 'pending' AND (lease_until IS NULL OR lease_until <= ?)",
+        )
+        .bind(key)
+        .bind(now.unix())
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (kind, stripe_id, workspace, source) in &write.bindings {
+        sqlx::query(
+            "INSERT OR IGNORE INTO bindings (kind, stripe_id, workspace_id, source, created_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(kind)
+        .bind(stripe_id)
+        .bind(workspace.as_str())
+        .bind(source)
+        .bind(now.unix())
+        .execute(&mut *conn)
+        .await?;
     }
     for entry in &write.audit {
         audit::insert(conn, entry).await?;
@@ -1131,6 +1155,17 @@ impl ProvisioningStore for SqliteStore {
             workspace: workspace.or(intent_workspace.map(parse_workspace).transpose()?),
             purchaser_email: email.or(intent_email.flatten()),
         })
+    }
+
+    async fn requeue_event(&self, id: &EventId) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE stripe_events SET status = 'received', next_attempt_at = NULL, lease_until = NULL WHERE id = ?",
+        )
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
     }
 
     async fn pending_events(&self) -> Result<u64, StoreError> {
