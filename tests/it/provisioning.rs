@@ -11,6 +11,19 @@ use crate::helpers::{PRIMARY_SECRET, TestApp, spawn_app};
 const WS: &str = "ws_acme01";
 const DAY: i64 = 86_400;
 
+/// Replacements that turn the fixture story into a Payment Link purchase:
+/// no metadata and no client reference naming a workspace.
+const UNBOUND: &[(&str, &str)] = &[
+    (
+        "\"workspace_id\": \"ws_acme01\"",
+        "\"campaign\": \"spring\"",
+    ),
+    (
+        "\"client_reference_id\": \"ws_acme01\"",
+        "\"client_reference_id\": null",
+    ),
+];
+
 /// The happy path of the fixture story in Stripe's creation order.
 const PURCHASE: &[&str] = &[
     "current/customer_created.json",
@@ -854,18 +867,8 @@ fn any_arrival_order_converges_through_the_processor() {
 async fn unmatched_purchases_get_a_workspace_when_the_policy_says_so() {
     let app =
         crate::helpers::spawn_app_with(&[("ADMIT_UNMATCHED_PURCHASE", "create_workspace")]).await;
-    let unbound = [
-        (
-            "\"workspace_id\": \"ws_acme01\"",
-            "\"campaign\": \"spring\"",
-        ),
-        (
-            "\"client_reference_id\": \"ws_acme01\"",
-            "\"client_reference_id\": null",
-        ),
-    ];
     for file in PURCHASE {
-        post(&app, &variant(file, &unbound)).await;
+        post(&app, &variant(file, UNBOUND)).await;
     }
     app.drain().await;
     assert!(held_cases(&app).await.is_empty());
@@ -937,18 +940,8 @@ async fn events_of_the_other_stripe_mode_never_provision() {
 async fn a_binding_found_through_the_purchasers_workspace_is_kept() {
     let app = spawn_app().await;
     workspace(&app, "ws_only", "dana@acme.test").await;
-    let unbound = [
-        (
-            "\"workspace_id\": \"ws_acme01\"",
-            "\"campaign\": \"spring\"",
-        ),
-        (
-            "\"client_reference_id\": \"ws_acme01\"",
-            "\"client_reference_id\": null",
-        ),
-    ];
     for file in PURCHASE {
-        post(&app, &variant(file, &unbound)).await;
+        post(&app, &variant(file, UNBOUND)).await;
     }
     app.drain().await;
     assert_eq!(
@@ -960,7 +953,7 @@ async fn a_binding_found_through_the_purchasers_workspace_is_kept() {
     workspace(&app, "ws_second", "dana@acme.test").await;
     post(
         &app,
-        &variant("current/invoice_payment_failed.json", &unbound),
+        &variant("current/invoice_payment_failed.json", UNBOUND),
     )
     .await;
     app.drain().await;
