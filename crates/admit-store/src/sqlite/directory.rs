@@ -129,7 +129,64 @@ async fn workspace_exists(
     Ok(found.is_some())
 }
 
-async fn role_of(
+/// Writes a member's new role (added, or changed from `current`) and its
+/// audit entry, in the caller's transaction. The caller has checked what
+/// the change must respect (the last owner, never demoting on invitation).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one member change, all of it audited"
+)]
+pub(crate) async fn write_member(
+    conn: &mut SqliteConnection,
+    workspace: &WorkspaceId,
+    email: &Email,
+    current: Option<Role>,
+    role: Role,
+    actor: &str,
+    cause: Option<&str>,
+    now: Timestamp,
+) -> Result<MemberChange, StoreError> {
+    let (change, action) = match current {
+        Some(from) => {
+            sqlx::query("UPDATE members SET role = ? WHERE workspace_id = ? AND email = ?")
+                .bind(role.as_str())
+                .bind(workspace.as_str())
+                .bind(email.as_str())
+                .execute(&mut *conn)
+                .await?;
+            (MemberChange::RoleChanged { from }, "member.role_changed")
+        }
+        None => {
+            sqlx::query(
+                "INSERT INTO members (workspace_id, email, role, added_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(workspace.as_str())
+            .bind(email.as_str())
+            .bind(role.as_str())
+            .bind(now.unix())
+            .execute(&mut *conn)
+            .await?;
+            (MemberChange::Added, "member.added")
+        }
+    };
+    audit::insert(
+        conn,
+        &AuditEntry {
+            at: now,
+            actor: actor.to_owned(),
+            action: action.into(),
+            workspace_id: Some(workspace.clone()),
+            subject: Some(member_subject(email)),
+            before: current.map(role_json),
+            after: Some(role_json(role)),
+            cause: cause.map(str::to_owned),
+        },
+    )
+    .await?;
+    Ok(change)
+}
+
+pub(crate) async fn role_of(
     conn: &mut SqliteConnection,
     workspace: &WorkspaceId,
     email: &Email,
@@ -257,52 +314,17 @@ impl DirectoryStore for SqliteStore {
         if !workspace_exists(&mut tx, workspace).await? {
             return Err(StoreError::WorkspaceNotFound);
         }
-        let (change, action, before) = match role_of(&mut tx, workspace, email).await? {
+        let current = role_of(&mut tx, workspace, email).await?;
+        match current {
             Some(current) if current == role => {
                 tx.rollback().await?;
                 return Ok(MemberChange::Unchanged);
             }
-            Some(current) => {
-                if current == Role::Owner {
-                    ensure_another_owner(&mut tx, workspace).await?;
-                }
-                sqlx::query("UPDATE members SET role = ? WHERE workspace_id = ? AND email = ?")
-                    .bind(role.as_str())
-                    .bind(workspace.as_str())
-                    .bind(email.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                (
-                    MemberChange::RoleChanged { from: current },
-                    "member.role_changed",
-                    Some(role_json(current)),
-                )
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO members (workspace_id, email, role, added_at) VALUES (?, ?, ?, ?)",
-                )
-                .bind(workspace.as_str())
-                .bind(email.as_str())
-                .bind(role.as_str())
-                .bind(now.unix())
-                .execute(&mut *tx)
-                .await?;
-                (MemberChange::Added, "member.added", None)
-            }
-        };
-        audit::insert(
-            &mut tx,
-            &AuditEntry {
-                at: now,
-                actor: actor.0.clone(),
-                action: action.into(),
-                workspace_id: Some(workspace.clone()),
-                subject: Some(member_subject(email)),
-                before,
-                after: Some(role_json(role)),
-                cause: None,
-            },
+            Some(Role::Owner) => ensure_another_owner(&mut tx, workspace).await?,
+            _ => {}
+        }
+        let change = write_member(
+            &mut tx, workspace, email, current, role, &actor.0, None, now,
         )
         .await?;
         tx.commit().await?;

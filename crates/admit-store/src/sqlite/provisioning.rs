@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::directory::load_workspace;
+use super::directory::{load_workspace, role_of, write_member};
 use super::{SqliteStore, audit};
 use crate::StoreError;
 use crate::audit::AuditEntry;
@@ -436,6 +436,7 @@ async fn write_keys(
     Ok(())
 }
 
+/// Invites someone into a workspace; an invitation never demotes anyone.
 async fn add_member(
     conn: &mut SqliteConnection,
     workspace: &WorkspaceId,
@@ -445,49 +446,22 @@ async fn add_member(
     cause: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let current: Option<String> =
-        sqlx::query_scalar("SELECT role FROM members WHERE workspace_id = ? AND email = ?")
-            .bind(workspace.as_str())
-            .bind(email.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-    // An invitation never demotes anyone.
-    let keep = current
-        .as_deref()
-        .and_then(Role::parse)
-        .is_some_and(|r| r <= role);
-    if keep {
+    let current = role_of(conn, workspace, email).await?;
+    if current.is_some_and(|r| r <= role) {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO members (workspace_id, email, role, added_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (workspace_id, email) DO UPDATE SET role = excluded.role",
-    )
-    .bind(workspace.as_str())
-    .bind(email.as_str())
-    .bind(role.as_str())
-    .bind(now.unix())
-    .execute(&mut *conn)
-    .await?;
-    audit::insert(
+    write_member(
         conn,
-        &AuditEntry {
-            at: now,
-            actor: actor.to_owned(),
-            action: if current.is_some() {
-                "member.role_changed"
-            } else {
-                "member.added"
-            }
-            .to_owned(),
-            workspace_id: Some(workspace.clone()),
-            subject: Some(format!("member:{}", email.as_str())),
-            before: current.map(|r| json!({ "role": r })),
-            after: Some(json!({ "role": role.as_str() })),
-            cause: Some(cause.to_owned()),
-        },
+        workspace,
+        email,
+        current,
+        role,
+        actor,
+        Some(cause),
+        now,
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 async fn apply(
