@@ -55,15 +55,7 @@ async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let filter = match query.state.as_deref() {
-        None | Some("all") => None,
-        Some(s @ ("held" | "resolved")) => Some(s),
-        Some(_) => {
-            return Err(ApiError::InvalidRequest(
-                "state must be held, resolved or all".into(),
-            ));
-        }
-    };
+    let filter = super::state_filter(query.state.as_deref(), &["held", "resolved"])?;
     let limit = super::page_limit(query.limit)?;
     let cases = state.store.list_cases(filter, limit).await?;
     Ok(Json(

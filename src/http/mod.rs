@@ -52,6 +52,18 @@ pub struct AppState {
     pub sync_budget: Arc<std::sync::Mutex<std::collections::HashMap<String, (u32, i64)>>>,
 }
 
+/// `?state=` of the list routes: one of `allowed`, or `all` / absent for every state.
+fn state_filter<'q>(raw: Option<&'q str>, allowed: &[&str]) -> Result<Option<&'q str>, ApiError> {
+    match raw {
+        None | Some("all") => Ok(None),
+        Some(state) if allowed.contains(&state) => Ok(Some(state)),
+        Some(_) => Err(ApiError::InvalidRequest(format!(
+            "state must be {} or all",
+            allowed.join(", ")
+        ))),
+    }
+}
+
 /// `?limit=` of the list routes: 100 by default, 1 to 1000.
 fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     let limit = limit.unwrap_or(100);

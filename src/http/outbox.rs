@@ -49,15 +49,7 @@ async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let filter = match query.state.as_deref() {
-        None | Some("all") => None,
-        Some(s) if STATES.contains(&s) => Some(s),
-        Some(_) => {
-            return Err(ApiError::InvalidRequest(
-                "state must be pending, sent, dead, superseded or all".into(),
-            ));
-        }
-    };
+    let filter = super::state_filter(query.state.as_deref(), STATES)?;
     let limit = super::page_limit(query.limit)?;
     let rows = state.store.list_outbox(filter, limit).await?;
     Ok(Json(

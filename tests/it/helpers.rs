@@ -316,3 +316,28 @@ pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
         rest.strip_prefix(' ')?.trim().parse().ok()
     })
 }
+
+/// The Python that runs the tests' peers (aiosmtpd, localstripe):
+/// `ADMIT_TEST_PYTHON`, the venv `scripts/test` makes, or `python3`. Fails
+/// the test, never skips it, when `module` cannot be imported.
+pub fn test_python(module: &str, needed_by: &str) -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".test-services/venv/bin/python");
+    let python = std::env::var_os("ADMIT_TEST_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| venv.exists().then_some(venv))
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let importable = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        importable,
+        "{needed_by} need the Python module {module}, which {} cannot import: run scripts/test \
+         (it installs it into .test-services/venv and exports ADMIT_TEST_PYTHON), \
+         or set ADMIT_TEST_PYTHON to a Python that has it",
+        python.display()
+    );
+    python
+}

@@ -57,28 +57,8 @@ pub fn smtp_url(port: u16) -> String {
     format!("smtp://127.0.0.1:{port}")
 }
 
-/// The interpreter with aiosmtpd: `ADMIT_TEST_PYTHON`, the venv `scripts/test`
-/// makes, or `python3`, checked before use.
 fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".test-services/venv/bin/python");
-    let python = std::env::var_os("ADMIT_TEST_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| venv.exists().then_some(venv))
-        .unwrap_or_else(|| PathBuf::from("python3"));
-    let importable = Command::new(&python)
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        importable,
-        "the mail tests need Python's aiosmtpd, which {} cannot import: run scripts/test \
-         (it installs aiosmtpd into .test-services/venv and exports ADMIT_TEST_PYTHON), \
-         or set ADMIT_TEST_PYTHON to a Python that has it",
-        python.display()
-    );
-    python
+    crate::helpers::test_python("aiosmtpd", "the mail tests")
 }
 
 fn spawn(port: u16, maildir: &Path, reply: Reply) -> Child {
