@@ -74,6 +74,9 @@ pub struct BillingState {
     pub stripe_subscription_id: Option<SubscriptionId>,
     pub current_period_end: Option<Timestamp>,
     pub cancel_at_period_end: bool,
+    /// When paid access is scheduled to end (`cancel_at`, else the period
+    /// end when `cancel_at_period_end`); `None` when nothing is scheduled.
+    pub cancel_at: Option<Timestamp>,
     pub purchaser_email: Option<Email>,
     pub updated_by_event: Option<EventId>,
     /// Start of the current `past_due` stretch; the grace period counts from here.

@@ -40,6 +40,9 @@ pub struct Plan {
     pub prices: Vec<String>,
     pub entitlements: Entitlements,
     pub free_tier: bool,
+    /// Order among plans: when one subscription carries prices of several
+    /// plans, the highest rank is the plan in force.
+    pub rank: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,6 +111,17 @@ impl Catalog {
         })
     }
 
+    /// The plan a set of prices buys: the highest-ranked paid plan among
+    /// them (ties go to the plan key, so the choice never depends on the
+    /// order of a subscription's items).
+    pub fn best_plan<'p>(&self, prices: impl IntoIterator<Item = &'p str>) -> Option<&Plan> {
+        prices
+            .into_iter()
+            .filter_map(|price| self.plan_for_price(price))
+            .filter(|plan| !plan.free_tier)
+            .max_by(|a, b| (a.rank, &b.key).cmp(&(b.rank, &a.key)))
+    }
+
     pub fn plan_for_price(&self, price: &str) -> Option<&Plan> {
         self.by_price.get(price).and_then(|key| self.plans.get(key))
     }
@@ -145,6 +159,7 @@ pub(crate) mod tests {
                 limits: BTreeMap::from([("seats".to_owned(), seats)]),
             },
             free_tier: free,
+            rank: 0,
         }
     }
 

@@ -25,6 +25,10 @@ pub enum EventKind {
     /// `customer.created` / `customer.updated`.
     CustomerChanged(CustomerSnapshot),
     CustomerDeleted(CustomerSnapshot),
+    /// Any `charge.dispute.*`: the dispute as it stands now.
+    Dispute(Dispute),
+    /// `charge.refunded`: a charge refunded in part or in full.
+    ChargeRefunded(ChargeRefund),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,6 +65,9 @@ pub struct Checkout {
     pub metadata_plan: Option<String>,
     /// Price ids of the line items when the event carries them.
     pub price_ids: Vec<String>,
+    /// The payment intent of a one-time payment, so that a dispute or a
+    /// refund of it finds the purchase.
+    pub payment_intent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +82,73 @@ pub struct SubscriptionSnapshot {
     pub metadata_workspace: Option<String>,
     /// The subscription's own `created`, the same in every event about it.
     pub created: Option<Timestamp>,
+    /// A scheduled end as a timestamp. Recent API versions use it for "cancel
+    /// at period end" too, with `cancel_at_period_end: false`.
+    pub cancel_at: Option<Timestamp>,
+    /// `data.previous_attributes` of an update: what the snapshot before it said.
+    pub previous: Option<PreviousAttributes>,
+}
+
+impl SubscriptionSnapshot {
+    /// When paid access is scheduled to end: `cancel_at` when set, else the
+    /// period end when `cancel_at_period_end`.
+    pub fn scheduled_end(&self) -> Option<Timestamp> {
+        scheduled_end(
+            self.cancel_at,
+            self.cancel_at_period_end,
+            self.current_period_end,
+        )
+    }
+}
+
+/// The scheduled end of a subscription (DESIGN.md §2.3).
+pub fn scheduled_end(
+    cancel_at: Option<Timestamp>,
+    cancel_at_period_end: bool,
+    current_period_end: Option<Timestamp>,
+) -> Option<Timestamp> {
+    cancel_at.or(if cancel_at_period_end {
+        current_period_end
+    } else {
+        None
+    })
+}
+
+/// The fields of `data.previous_attributes` admit compares. `None` means the
+/// key was absent (it did not change); `Some` holds the earlier value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreviousAttributes {
+    /// `Some(None)`: the earlier status is one admit does not know.
+    pub status: Option<Option<SubscriptionStatus>>,
+    pub cancel_at_period_end: Option<bool>,
+    pub cancel_at: Option<Option<Timestamp>>,
+    pub current_period_end: Option<Timestamp>,
+    pub price_ids: Option<Vec<String>>,
+}
+
+impl PreviousAttributes {
+    /// Whether `earlier` is the snapshot this update changed: every compared
+    /// field present here equals `earlier`'s. `None` when no compared field
+    /// is present, so the chain says nothing.
+    pub fn describes(&self, earlier: &SubscriptionSnapshot) -> Option<bool> {
+        let checks = [
+            self.status.map(|s| s == earlier.status),
+            self.cancel_at_period_end
+                .map(|c| c == earlier.cancel_at_period_end),
+            self.cancel_at.map(|c| c == earlier.cancel_at),
+            self.current_period_end
+                .map(|e| Some(e) == earlier.current_period_end),
+            self.price_ids.as_ref().map(|p| *p == earlier.price_ids),
+        ];
+        let mut any = false;
+        for check in checks.into_iter().flatten() {
+            if !check {
+                return Some(false);
+            }
+            any = true;
+        }
+        any.then_some(true)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +161,57 @@ pub struct Invoice {
     pub metadata_workspace: Option<String>,
     pub billing_reason: Option<String>,
     pub price_ids: Vec<String>,
+    /// The charge and payment intent that paid it, where the API version
+    /// still writes them on the invoice (before 2025-03-31) or lists them
+    /// in `payments`.
+    pub charge: Option<String>,
+    pub payment_intent: Option<String>,
+}
+
+/// A dispute as `charge.dispute.*` events carry it. It names its charge and
+/// payment intent, never the customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispute {
+    pub id: String,
+    pub charge: Option<String>,
+    pub payment_intent: Option<String>,
+    /// As Stripe wrote it: `needs_response`, `under_review`, `won`, `lost`, …
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+}
+
+impl Dispute {
+    /// Closed in the merchant's favour (or never a real dispute): nothing is owed.
+    pub fn settled_for_merchant(&self) -> bool {
+        matches!(
+            self.status.as_deref(),
+            Some("won" | "warning_closed" | "prevented")
+        )
+    }
+}
+
+/// A charge as `charge.refunded` carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRefund {
+    pub id: String,
+    pub customer: Option<CustomerId>,
+    /// The invoice it paid, where the API version still writes it.
+    pub invoice: Option<String>,
+    pub payment_intent: Option<String>,
+    pub amount: Option<i64>,
+    pub amount_refunded: Option<i64>,
+    /// Stripe's `refunded`: the whole amount went back.
+    pub refunded: bool,
+    pub currency: Option<String>,
+}
+
+impl ChargeRefund {
+    pub fn is_full(&self) -> bool {
+        self.refunded
+            || matches!((self.amount, self.amount_refunded), (Some(a), Some(r)) if a > 0 && r >= a)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +231,8 @@ impl BillingEvent {
             EventKind::Subscription { subscription, .. } => subscription.customer.as_ref(),
             EventKind::InvoicePaid(i) | EventKind::InvoicePaymentFailed(i) => i.customer.as_ref(),
             EventKind::CustomerChanged(c) | EventKind::CustomerDeleted(c) => Some(&c.id),
+            EventKind::ChargeRefunded(c) => c.customer.as_ref(),
+            EventKind::Dispute(_) => None,
         }
     }
 
@@ -119,7 +246,10 @@ impl BillingEvent {
             EventKind::InvoicePaid(i) | EventKind::InvoicePaymentFailed(i) => {
                 i.subscription.as_ref()
             }
-            EventKind::CustomerChanged(_) | EventKind::CustomerDeleted(_) => None,
+            EventKind::CustomerChanged(_)
+            | EventKind::CustomerDeleted(_)
+            | EventKind::Dispute(_)
+            | EventKind::ChargeRefunded(_) => None,
         }
     }
 
@@ -138,7 +268,27 @@ impl BillingEvent {
             EventKind::CustomerChanged(c) | EventKind::CustomerDeleted(c) => {
                 c.metadata_workspace.as_deref()
             }
+            EventKind::Dispute(_) | EventKind::ChargeRefunded(_) => None,
         }
+    }
+
+    /// Charge and payment-intent ids the event names: how a dispute or a
+    /// refund finds the purchase it is about.
+    pub fn payment_refs(&self) -> Vec<&str> {
+        let refs: [Option<&String>; 2] = match &self.kind {
+            EventKind::CheckoutCompleted(c)
+            | EventKind::CheckoutAsyncPaymentSucceeded(c)
+            | EventKind::CheckoutAsyncPaymentFailed(c) => [c.payment_intent.as_ref(), None],
+            EventKind::InvoicePaid(i) | EventKind::InvoicePaymentFailed(i) => {
+                [i.charge.as_ref(), i.payment_intent.as_ref()]
+            }
+            EventKind::Dispute(d) => [d.charge.as_ref(), d.payment_intent.as_ref()],
+            EventKind::ChargeRefunded(c) => [Some(&c.id), c.payment_intent.as_ref()],
+            EventKind::Subscription { .. }
+            | EventKind::CustomerChanged(_)
+            | EventKind::CustomerDeleted(_) => [None, None],
+        };
+        refs.into_iter().flatten().map(String::as_str).collect()
     }
 
     pub fn checkout(&self) -> Option<&Checkout> {

@@ -18,8 +18,8 @@ pub use catalog::{Catalog, CatalogError, Entitlements, Plan, PlanKey};
 pub use directory::{Directory, Role, Workspace};
 pub use email::{Email, EmailError};
 pub use events::{
-    BillingEvent, Checkout, CheckoutMode, CustomerSnapshot, EventKind, Invoice, SubscriptionChange,
-    SubscriptionSnapshot,
+    BillingEvent, ChargeRefund, Checkout, CheckoutMode, CustomerSnapshot, Dispute, EventKind,
+    Invoice, PreviousAttributes, SubscriptionChange, SubscriptionSnapshot, scheduled_end,
 };
 pub use ids::{CustomerId, EventId, IdError, SubscriptionId, WorkspaceId};
 pub use time::Timestamp;

@@ -7,22 +7,30 @@
 //! and a null, a missing or an oddly typed one is read as absent.
 
 use admit_core::{
-    BillingEvent, Checkout, CheckoutMode, CustomerId, CustomerSnapshot, Email, EventKind, Invoice,
-    SubscriptionChange, SubscriptionId, SubscriptionSnapshot, SubscriptionStatus, Timestamp,
+    BillingEvent, ChargeRefund, Checkout, CheckoutMode, CustomerId, CustomerSnapshot, Dispute,
+    Email, EventKind, Invoice, PreviousAttributes, SubscriptionChange, SubscriptionId,
+    SubscriptionSnapshot, SubscriptionStatus, Timestamp,
 };
 use serde_json::Value;
 
-use crate::subscription::{metadata_string, non_empty, push_unique, reference_id};
+use crate::subscription::{
+    item_period_end, item_prices, list_items, metadata_string, non_empty, push_unique,
+    reference_id,
+};
 use crate::{EventEnvelope, ParseError, SubscriptionView};
 
 /// Reads a signature-verified event body into the core's typed facts.
 /// Ok(None) for event types admit records but does not act on.
 pub fn billing_event(body: &[u8]) -> Result<Option<BillingEvent>, ParseError> {
     let envelope = EventEnvelope::parse(body)?;
+    // A thin event carries no snapshot to act on; its type names are v2's.
+    if envelope.thin {
+        return Ok(None);
+    }
     let Some(handled) = Handled::of(&envelope.event_type) else {
         return Ok(None);
     };
-    let object = data_object(body)?;
+    let (object, previous) = data_parts(body)?;
     let malformed = |reason| ParseError::Malformed {
         event_type: envelope.event_type.clone(),
         reason,
@@ -34,10 +42,12 @@ pub fn billing_event(body: &[u8]) -> Result<Option<BillingEvent>, ParseError> {
         },
         Handled::Subscription(change) => EventKind::Subscription {
             change,
-            subscription: subscription(&object).map_err(malformed)?,
+            subscription: subscription(&object, previous.as_ref()).map_err(malformed)?,
         },
         Handled::Invoice(kind) => kind(invoice(&object).map_err(malformed)?),
         Handled::Customer(kind) => kind(customer(&object).map_err(malformed)?),
+        Handled::Dispute => EventKind::Dispute(dispute(&object).map_err(malformed)?),
+        Handled::ChargeRefunded => EventKind::ChargeRefunded(charge(&object).map_err(malformed)?),
     };
     Ok(Some(BillingEvent {
         id: envelope.id,
@@ -52,6 +62,8 @@ enum Handled {
     Subscription(SubscriptionChange),
     Invoice(fn(Invoice) -> EventKind),
     Customer(fn(CustomerSnapshot) -> EventKind),
+    Dispute,
+    ChargeRefunded,
 }
 
 impl Handled {
@@ -79,20 +91,33 @@ impl Handled {
             "invoice.payment_failed" => Self::Invoice(EventKind::InvoicePaymentFailed),
             "customer.created" | "customer.updated" => Self::Customer(EventKind::CustomerChanged),
             "customer.deleted" => Self::Customer(EventKind::CustomerDeleted),
+            // Every step of a dispute carries the dispute as it stands.
+            "charge.dispute.created"
+            | "charge.dispute.updated"
+            | "charge.dispute.closed"
+            | "charge.dispute.funds_withdrawn"
+            | "charge.dispute.funds_reinstated" => Self::Dispute,
+            // Sent for partial refunds too; the charge says how much.
+            "charge.refunded" => Self::ChargeRefunded,
             _ => return None,
         })
     }
 }
 
-/// `data.object` as a JSON value. The envelope keeps only a digest of the
-/// object, so the object is read again from the same bytes; the envelope has
-/// already made sure it is there.
-fn data_object(body: &[u8]) -> Result<Value, ParseError> {
+/// `data.object` and `data.previous_attributes` as JSON values. The
+/// envelope keeps only a digest of the object, so the object is read again
+/// from the same bytes; the envelope has already made sure it is there.
+fn data_parts(body: &[u8]) -> Result<(Value, Option<Value>), ParseError> {
     let mut event: Value = serde_json::from_slice(body).map_err(ParseError::NotJson)?;
-    event
+    let previous = event
+        .pointer_mut("/data/previous_attributes")
+        .map(Value::take)
+        .filter(Value::is_object);
+    let object = event
         .pointer_mut("/data/object")
         .map(Value::take)
-        .ok_or(ParseError::Invalid("`data.object` is missing"))
+        .ok_or(ParseError::Invalid("`data.object` is missing"))?;
+    Ok((object, previous))
 }
 
 fn is_object(object: &Value, expected: &str) -> bool {
@@ -158,10 +183,40 @@ fn checkout(object: &Value) -> Result<Option<Checkout>, &'static str> {
         client_reference_id: non_empty(&object["client_reference_id"]).map(str::to_owned),
         metadata_plan: metadata_string(object, "plan").map(str::to_owned),
         price_ids,
+        payment_intent: reference_id(&object["payment_intent"]).map(str::to_owned),
     }))
 }
 
-fn subscription(object: &Value) -> Result<SubscriptionSnapshot, &'static str> {
+/// `data.previous_attributes` of a subscription update: only the keys that
+/// changed, with their earlier values. A key that is present but null (a
+/// `cancel_at` that was unset) is `Some(None)`.
+fn previous_attributes(previous: &Value) -> PreviousAttributes {
+    let present = |key: &str| previous.get(key).is_some();
+    let items = previous.get("items").map(list_items);
+    let price_ids = items
+        .map(item_prices)
+        .filter(|prices| !prices.is_empty())
+        .or_else(|| reference_id(&previous["plan"]).map(|plan| vec![plan.to_owned()]));
+    PreviousAttributes {
+        status: present("status").then(|| {
+            previous["status"]
+                .as_str()
+                .and_then(SubscriptionStatus::parse)
+        }),
+        cancel_at_period_end: previous["cancel_at_period_end"].as_bool(),
+        cancel_at: present("cancel_at").then(|| previous["cancel_at"].as_i64().map(Timestamp::from_unix)),
+        current_period_end: previous["current_period_end"]
+            .as_i64()
+            .or_else(|| items.and_then(item_period_end))
+            .map(Timestamp::from_unix),
+        price_ids,
+    }
+}
+
+fn subscription(
+    object: &Value,
+    previous: Option<&Value>,
+) -> Result<SubscriptionSnapshot, &'static str> {
     let view = SubscriptionView::read(object)?;
     let id = SubscriptionId::parse(view.id)
         .map_err(|_| "the subscription's `id` is not a `sub_…` id")?;
@@ -174,6 +229,8 @@ fn subscription(object: &Value) -> Result<SubscriptionSnapshot, &'static str> {
         cancel_at_period_end: view.cancel_at_period_end,
         metadata_workspace: view.metadata_workspace,
         created: view.created.map(Timestamp::from_unix),
+        cancel_at: view.cancel_at.map(Timestamp::from_unix),
+        previous: previous.map(previous_attributes),
     })
 }
 
@@ -206,6 +263,16 @@ fn invoice(object: &Value) -> Result<Invoice, &'static str> {
             push_unique(&mut price_ids, price);
         }
     }
+    // Before 2025-03-31 the invoice named its charge and payment intent;
+    // since then they are in `payments` (present only when expanded).
+    let payment = list_data(&object["payments"])
+        .iter()
+        .map(|p| &p["payment"])
+        .find(|p| !p.is_null());
+    let charge = reference_id(&object["charge"])
+        .or_else(|| payment.and_then(|p| reference_id(&p["charge"])));
+    let payment_intent = reference_id(&object["payment_intent"])
+        .or_else(|| payment.and_then(|p| reference_id(&p["payment_intent"])));
     Ok(Invoice {
         id: id.to_owned(),
         customer: customer_id(&object["customer"]),
@@ -215,6 +282,44 @@ fn invoice(object: &Value) -> Result<Invoice, &'static str> {
         metadata_workspace: metadata_workspace.map(str::to_owned),
         billing_reason: non_empty(&object["billing_reason"]).map(str::to_owned),
         price_ids,
+        charge: charge.map(str::to_owned),
+        payment_intent: payment_intent.map(str::to_owned),
+    })
+}
+
+/// Any `charge.dispute.*` object. Stripe's own examples use both `dp_` and
+/// `du_` ids, so only a non-empty id is required.
+fn dispute(object: &Value) -> Result<Dispute, &'static str> {
+    if !is_object(object, "dispute") {
+        return Err("`data.object` is not a dispute");
+    }
+    let id = non_empty(&object["id"]).ok_or("the dispute has no `id`")?;
+    Ok(Dispute {
+        id: id.to_owned(),
+        charge: reference_id(&object["charge"]).map(str::to_owned),
+        payment_intent: reference_id(&object["payment_intent"]).map(str::to_owned),
+        status: non_empty(&object["status"]).map(str::to_owned),
+        reason: non_empty(&object["reason"]).map(str::to_owned),
+        amount: object["amount"].as_i64(),
+        currency: non_empty(&object["currency"]).map(str::to_owned),
+    })
+}
+
+/// The charge of `charge.refunded`. `invoice` is gone from 2025-03-31 on.
+fn charge(object: &Value) -> Result<ChargeRefund, &'static str> {
+    if !is_object(object, "charge") {
+        return Err("`data.object` is not a charge");
+    }
+    let id = non_empty(&object["id"]).ok_or("the charge has no `id`")?;
+    Ok(ChargeRefund {
+        id: id.to_owned(),
+        customer: customer_id(&object["customer"]),
+        invoice: reference_id(&object["invoice"]).map(str::to_owned),
+        payment_intent: reference_id(&object["payment_intent"]).map(str::to_owned),
+        amount: object["amount"].as_i64(),
+        amount_refunded: object["amount_refunded"].as_i64(),
+        refunded: object["refunded"].as_bool().unwrap_or(false),
+        currency: non_empty(&object["currency"]).map(str::to_owned),
     })
 }
 
@@ -309,7 +414,29 @@ mod tests {
                 cancel_at_period_end,
                 metadata_workspace: Some(ACME_WS.into()),
                 created: at(ACME_SUB_CREATED),
+                // The fixtures are of an account in classic billing mode,
+                // where "at period end" also sets `cancel_at`.
+                cancel_at: if cancel_at_period_end {
+                    at(period_end)
+                } else {
+                    None
+                },
+                previous: None,
             },
+        }
+    }
+
+    fn after(mut kind: EventKind, earlier: PreviousAttributes) -> EventKind {
+        if let EventKind::Subscription { subscription, .. } = &mut kind {
+            subscription.previous = Some(earlier);
+        }
+        kind
+    }
+
+    fn was_status(status: SubscriptionStatus) -> PreviousAttributes {
+        PreviousAttributes {
+            status: Some(Some(status)),
+            ..PreviousAttributes::default()
         }
     }
 
@@ -325,6 +452,8 @@ mod tests {
                 cancel_at_period_end: false,
                 metadata_workspace: Some(BO_WS.into()),
                 created: at(BO_SUB_CREATED),
+                cancel_at: None,
+                previous: None,
             },
         }
     }
@@ -338,13 +467,17 @@ mod tests {
             metadata_workspace: Some(ACME_WS.into()),
             billing_reason: Some(billing_reason.into()),
             price_ids: vec![MONTHLY.into()],
+            charge: None,
+            payment_intent: None,
         }
     }
 
     /// localstripe puts the workspace nowhere on an invoice and never sets
     /// `billing_reason`.
-    fn bo_invoice(id: &str) -> Invoice {
+    fn bo_invoice(id: &str, paid_by: &str) -> Invoice {
         Invoice {
+            charge: Some(format!("ch_{paid_by}")),
+            payment_intent: Some(format!("pi_{paid_by}")),
             id: id.into(),
             customer: cus(BO),
             subscription: Some(sub_id(BO_SUB)),
@@ -367,6 +500,7 @@ mod tests {
             client_reference_id: None,
             metadata_plan: None,
             price_ids: vec![],
+            payment_intent: Some("pi_AcmeSeats0001".into()),
         }
     }
 
@@ -401,9 +535,10 @@ mod tests {
             "current/invoice_paid.json" | "current/invoice_payment_succeeded.json" => {
                 EventKind::InvoicePaid(acme_invoice("in_AcmePro0001", "subscription_create"))
             }
-            "current/customer_subscription_updated_active.json" => {
-                acme_sub(Updated, Active, MONTHLY, FIRST_PERIOD_END, false)
-            }
+            "current/customer_subscription_updated_active.json" => after(
+                acme_sub(Updated, Active, MONTHLY, FIRST_PERIOD_END, false),
+                was_status(Incomplete),
+            ),
             "current/checkout_session_completed.json" => EventKind::CheckoutCompleted(Checkout {
                 session_id: "cs_test_AcmePro0001".into(),
                 mode: CheckoutMode::Subscription,
@@ -415,6 +550,7 @@ mod tests {
                 client_reference_id: Some(ACME_WS.into()),
                 metadata_plan: None,
                 price_ids: vec![],
+                payment_intent: None,
             }),
             "current/entitlements_active_entitlement_summary_updated.json"
             | "legacy/plan_created.json"
@@ -432,21 +568,32 @@ mod tests {
                 "in_AcmePro0002",
                 "subscription_cycle",
             )),
-            "current/customer_subscription_updated_past_due.json" => {
-                acme_sub(Updated, PastDue, MONTHLY, SECOND_PERIOD_END, false)
-            }
-            "current/customer_subscription_updated_plan_change.json" => {
-                acme_sub(Updated, Active, YEARLY, YEAR_END, false)
-            }
+            "current/customer_subscription_updated_past_due.json" => after(
+                acme_sub(Updated, PastDue, MONTHLY, SECOND_PERIOD_END, false),
+                was_status(Active),
+            ),
+            "current/customer_subscription_updated_plan_change.json" => after(
+                acme_sub(Updated, Active, YEARLY, YEAR_END, false),
+                PreviousAttributes {
+                    price_ids: Some(vec![MONTHLY.into()]),
+                    current_period_end: at(SECOND_PERIOD_END),
+                    ..PreviousAttributes::default()
+                },
+            ),
             "current/customer_subscription_paused.json" => {
                 acme_sub(Paused, SubscriptionStatus::Paused, YEARLY, YEAR_END, false)
             }
             "current/customer_subscription_resumed.json" => {
                 acme_sub(Resumed, Active, YEARLY, YEAR_END, false)
             }
-            "current/customer_subscription_updated_cancel_at_period_end.json" => {
-                acme_sub(Updated, Active, YEARLY, YEAR_END, true)
-            }
+            "current/customer_subscription_updated_cancel_at_period_end.json" => after(
+                acme_sub(Updated, Active, YEARLY, YEAR_END, true),
+                PreviousAttributes {
+                    cancel_at: Some(None),
+                    cancel_at_period_end: Some(false),
+                    ..PreviousAttributes::default()
+                },
+            ),
             "current/customer_subscription_deleted.json" => {
                 acme_sub(Deleted, Canceled, YEARLY, YEAR_END, true)
             }
@@ -455,11 +602,11 @@ mod tests {
                 EventKind::CustomerChanged(bo())
             }
             "legacy/invoice_payment_succeeded.json" => {
-                EventKind::InvoicePaid(bo_invoice("in_LegacyBo0001"))
+                EventKind::InvoicePaid(bo_invoice("in_LegacyBo0001", "LegacyBo0001"))
             }
             "legacy/customer_subscription_created.json" => bo_sub(Created, Active),
             "legacy/invoice_payment_failed.json" => {
-                EventKind::InvoicePaymentFailed(bo_invoice("in_LegacyBo0002"))
+                EventKind::InvoicePaymentFailed(bo_invoice("in_LegacyBo0002", "LegacyBo0002"))
             }
             "legacy/customer_subscription_deleted.json" => bo_sub(Deleted, Canceled),
             _ => return None,
@@ -560,6 +707,167 @@ mod tests {
             Some(EventKind::InvoicePaid(i)) => i,
             other => panic!("not a paid invoice: {other:?}"),
         }
+    }
+
+    fn updated_with_previous(object: Value, previous: Value) -> SubscriptionSnapshot {
+        let body = serde_json::to_vec(&json!({
+            "id": "evt_test2", "object": "event", "type": "customer.subscription.updated",
+            "created": 1_795_000_500, "data": {"object": object, "previous_attributes": previous}
+        }))
+        .expect("serialises");
+        match billing_event(&body).expect("parses").map(|e| e.kind) {
+            Some(EventKind::Subscription { subscription, .. }) => subscription,
+            other => panic!("not a subscription event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cancel_at_is_read_in_flexible_and_classic_shapes() {
+        // Flexible billing mode (2025-09-30 on): "at period end" is a
+        // `cancel_at` with `cancel_at_period_end: false`.
+        let flexible = snapshot_of(json!({
+            "id": "sub_Flex01", "object": "subscription", "status": "active",
+            "cancel_at": 1_797_592_000, "cancel_at_period_end": false,
+            "items": {"data": [{"price": "price_a", "current_period_end": 1_797_592_000}]}
+        }));
+        assert_eq!(flexible.cancel_at, at(1_797_592_000));
+        assert!(!flexible.cancel_at_period_end);
+        assert_eq!(flexible.scheduled_end(), at(1_797_592_000));
+        // A 2020-08-27 account that only sets the flag.
+        let classic = snapshot_of(json!({
+            "id": "sub_Classic01", "object": "subscription", "status": "active",
+            "cancel_at_period_end": true, "current_period_end": 1_795_639_999,
+            "plan": {"id": "plan_pro"}
+        }));
+        assert_eq!(classic.cancel_at, None);
+        assert_eq!(classic.scheduled_end(), at(1_795_639_999));
+        let unscheduled = snapshot_of(json!({
+            "id": "sub_Flex01", "object": "subscription", "status": "active",
+            "cancel_at": null, "cancel_at_period_end": false
+        }));
+        assert_eq!(unscheduled.scheduled_end(), None);
+    }
+
+    #[test]
+    fn previous_attributes_keep_only_what_changed() {
+        let object = json!({
+            "id": "sub_Chain01", "object": "subscription", "status": "past_due",
+            "cancel_at": null, "cancel_at_period_end": false,
+            "items": {"data": [{"price": {"id": "price_b"}, "current_period_end": 1_800_000_000}]}
+        });
+        let status = updated_with_previous(object.clone(), json!({"status": "active"}));
+        assert_eq!(
+            status.previous,
+            Some(PreviousAttributes {
+                status: Some(Some(SubscriptionStatus::Active)),
+                ..PreviousAttributes::default()
+            })
+        );
+        let unscheduled = updated_with_previous(
+            object.clone(),
+            json!({"cancel_at": 1_797_592_000, "cancel_at_period_end": true, "canceled_at": 1_795_000_000}),
+        );
+        assert_eq!(
+            unscheduled.previous,
+            Some(PreviousAttributes {
+                cancel_at: Some(at(1_797_592_000)),
+                cancel_at_period_end: Some(true),
+                ..PreviousAttributes::default()
+            })
+        );
+        let repriced = updated_with_previous(
+            object.clone(),
+            json!({"items": {"data": [{"price": {"id": "price_a"}, "current_period_end": 1_797_592_000}]}}),
+        );
+        let earlier = repriced.previous.expect("previous attributes");
+        assert_eq!(earlier.price_ids, Some(vec!["price_a".to_owned()]));
+        assert_eq!(earlier.current_period_end, at(1_797_592_000));
+        // An unknown earlier status is still a present key; junk is nothing.
+        let odd = updated_with_previous(object.clone(), json!({"status": "brand_new"}));
+        assert_eq!(odd.previous.and_then(|p| p.status), Some(None));
+        assert_eq!(snapshot_of(object).previous, None);
+        let junk = updated_with_previous(
+            json!({"id": "sub_Chain01", "object": "subscription"}),
+            json!("not an object"),
+        );
+        assert_eq!(junk.previous, None);
+    }
+
+    #[test]
+    fn disputes_and_refunds_name_their_charge() {
+        let dispute = kind_of(
+            "charge.dispute.created",
+            json!({"id": "du_1SfV", "object": "dispute", "amount": 4900, "currency": "usd",
+                   "charge": "ch_AcmePro0002", "payment_intent": {"id": "pi_AcmePro0002"},
+                   "reason": "fraudulent", "status": "needs_response",
+                   "evidence_details": {"due_by": 1_796_000_000}}),
+        );
+        assert_eq!(
+            dispute,
+            Some(EventKind::Dispute(Dispute {
+                id: "du_1SfV".into(),
+                charge: Some("ch_AcmePro0002".into()),
+                payment_intent: Some("pi_AcmePro0002".into()),
+                status: Some("needs_response".into()),
+                reason: Some("fraudulent".into()),
+                amount: Some(4900),
+                currency: Some("usd".into()),
+            }))
+        );
+        let closed = kind_of(
+            "charge.dispute.closed",
+            json!({"id": "dp_1", "object": "dispute", "status": "won"}),
+        );
+        assert!(matches!(closed, Some(EventKind::Dispute(d)) if d.settled_for_merchant()));
+        let refund = kind_of(
+            "charge.refunded",
+            json!({"id": "ch_AcmePro0002", "object": "charge", "amount": 4900,
+                   "amount_refunded": 4900, "refunded": true, "customer": "cus_AcmeDana0001",
+                   "payment_intent": "pi_AcmePro0002", "currency": "usd"}),
+        );
+        match refund {
+            Some(EventKind::ChargeRefunded(c)) => {
+                assert!(c.is_full());
+                assert_eq!(c.customer, cus(DANA));
+                assert_eq!(c.invoice, None);
+            }
+            other => panic!("not a refund: {other:?}"),
+        }
+        let partial = kind_of(
+            "charge.refunded",
+            json!({"id": "ch_1", "object": "charge", "amount": 4900, "amount_refunded": 900,
+                   "refunded": false, "invoice": {"id": "in_1"}}),
+        );
+        assert!(
+            matches!(partial, Some(EventKind::ChargeRefunded(c)) if !c.is_full() && c.invoice.as_deref() == Some("in_1"))
+        );
+        assert!(
+            billing_event(&event("charge.refunded", json!({"id": "dp_1", "object": "dispute"})))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_invoice_names_its_payment_in_either_place() {
+        let legacy = invoice_of(json!({"id": "in_1", "object": "invoice",
+            "charge": {"id": "ch_1", "object": "charge"}, "payment_intent": "pi_1"}));
+        assert_eq!(
+            (legacy.charge.as_deref(), legacy.payment_intent.as_deref()),
+            (Some("ch_1"), Some("pi_1"))
+        );
+        let basil = invoice_of(json!({"id": "in_2", "object": "invoice",
+            "payments": {"object": "list", "data": [{"id": "inpay_1", "object": "invoice_payment",
+                "payment": {"type": "payment_intent", "payment_intent": "pi_2"}}]}}));
+        assert_eq!(
+            (basil.charge, basil.payment_intent.as_deref()),
+            (None, Some("pi_2"))
+        );
+    }
+
+    #[test]
+    fn a_thin_event_is_recorded_not_acted_on() {
+        let body = br#"{"id":"evt_test_65R9Ijk8Hq5S","object":"v2.core.event","type":"v1.billing.meter.no_meter_found","livemode":false,"created":"2026-11-30T17:04:11.372Z","related_object":{"id":"mtr_1","type":"billing.meter","url":"/v1/billing/meters/mtr_1"}}"#;
+        assert_eq!(billing_event(body).expect("accepted"), None);
     }
 
     #[test]

@@ -34,7 +34,13 @@ pub struct EventEnvelope {
     pub api_version: Option<String>,
     pub livemode: bool,
     pub object: EventObject,
+    /// A thin event (`"object": "v2.core.event"`): it names the object it is
+    /// about (`related_object`) and carries no snapshot of it.
+    pub thin: bool,
 }
+
+/// `object` of a thin event's envelope.
+pub const THIN_EVENT_OBJECT: &str = "v2.core.event";
 
 /// `data.object`, reduced to what binds an event to a customer or workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +65,26 @@ struct RawEnvelope {
     #[serde(default)]
     livemode: bool,
     data: RawData,
+}
+
+/// A thin (v2) event: `created` in RFC 3339, no `data`, a `related_object`.
+#[derive(Deserialize)]
+struct RawThinEnvelope {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    created: String,
+    #[serde(default)]
+    livemode: bool,
+    #[serde(default)]
+    related_object: Option<RawRelatedObject>,
+}
+
+#[derive(Deserialize)]
+struct RawRelatedObject {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    object_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +122,9 @@ fn plausible_type(event_type: &str) -> bool {
 impl EventEnvelope {
     pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
         let value: Value = serde_json::from_slice(body).map_err(ParseError::NotJson)?;
+        if value.get("object").and_then(Value::as_str) == Some(THIN_EVENT_OBJECT) {
+            return Self::thin(value);
+        }
         let raw: RawEnvelope = serde_json::from_value(value).map_err(ParseError::NotAnEvent)?;
         if raw.object.as_deref().is_some_and(|o| o != "event") {
             return Err(ParseError::Invalid("`object` is not \"event\""));
@@ -140,6 +169,42 @@ impl EventEnvelope {
                 customer,
                 metadata,
             },
+            thin: false,
+        })
+    }
+
+    fn thin(value: Value) -> Result<Self, ParseError> {
+        let raw: RawThinEnvelope = serde_json::from_value(value).map_err(ParseError::NotAnEvent)?;
+        let id =
+            EventId::parse(raw.id).map_err(|_| ParseError::Invalid("`id` is not an `evt_…` id"))?;
+        if !plausible_type(&raw.event_type) {
+            return Err(ParseError::Invalid("`type` is not a Stripe event type"));
+        }
+        let created = time::OffsetDateTime::parse(
+            &raw.created,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|_| ParseError::Invalid("`created` is not an RFC 3339 time"))?
+        .unix_timestamp();
+        if created <= 0 {
+            return Err(ParseError::Invalid("`created` is not a Unix timestamp"));
+        }
+        let related = raw.related_object;
+        Ok(Self {
+            id,
+            event_type: raw.event_type,
+            created: Timestamp::from_unix(created),
+            api_version: None,
+            livemode: raw.livemode,
+            object: EventObject {
+                id: related.as_ref().and_then(|r| r.id.clone()),
+                object: related
+                    .and_then(|r| r.object_type)
+                    .unwrap_or_else(|| THIN_EVENT_OBJECT.to_owned()),
+                customer: None,
+                metadata: BTreeMap::new(),
+            },
+            thin: true,
         })
     }
 }
@@ -187,6 +252,54 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(event.object.customer.as_deref(), Some("cus_1"));
+        assert_eq!(event.api_version, None);
+    }
+
+    #[test]
+    fn a_thin_event_is_an_event_without_a_snapshot() {
+        let event = parse(
+            r#"{"id":"evt_test_65R9Ijk8Hq5SbAIbY16R9LmSDWSA4Y7qNgwNAHkG0Og","object":"v2.core.event",
+                "type":"v1.billing.meter.error_report_triggered","livemode":false,
+                "created":"2026-11-30T17:04:11.372Z","context":null,
+                "reason":{"type":"request","request":{"id":"req_v2abc","idempotency_key":"k-1"}},
+                "related_object":{"id":"mtr_test_61R9Ijk","type":"billing.meter",
+                "url":"/v1/billing/meters/mtr_test_61R9Ijk"}}"#,
+        )
+        .expect("parses");
+        assert!(event.thin);
+        assert_eq!(event.event_type, "v1.billing.meter.error_report_triggered");
+        assert_eq!(event.created.unix(), 1_796_058_251);
+        assert_eq!(event.object.object, "billing.meter");
+        assert_eq!(event.object.id.as_deref(), Some("mtr_test_61R9Ijk"));
+        assert_eq!(event.api_version, None);
+
+        let ping = parse(
+            r#"{"id":"evt_test_65RPing","object":"v2.core.event","type":"v2.core.event_destination.ping",
+                "livemode":false,"created":"2026-11-30T17:04:11Z"}"#,
+        )
+        .expect("a ping without related_object parses");
+        assert!(ping.thin);
+        assert_eq!(ping.object.object, THIN_EVENT_OBJECT);
+        for body in [
+            r#"{"id":"evt_1","object":"v2.core.event","type":"v1.x","created":"yesterday"}"#,
+            r#"{"id":"evt_1","object":"v2.core.event","type":"v1.x","created":1795000000}"#,
+            r#"{"id":"cus_1","object":"v2.core.event","type":"v1.x","created":"2026-11-30T17:04:11Z"}"#,
+        ] {
+            assert!(parse(body).is_err(), "{body} should be refused");
+        }
+    }
+
+    #[test]
+    fn older_envelopes_parse() {
+        // Before 2014-10-31 events had no api_version; before 2017-05-25
+        // `request` was a string; Connect events name the account.
+        let event = parse(
+            r#"{"id":"evt_old","object":"event","type":"customer.created","created":1400000000,
+                "api_version":null,"request":"req_old","account":"acct_1","pending_webhooks":1,
+                "data":{"object":{"id":"cus_1","object":"customer","metadata":null}}}"#,
+        )
+        .expect("parses");
+        assert!(!event.thin);
         assert_eq!(event.api_version, None);
     }
 

@@ -14,6 +14,6 @@ pub mod signature;
 pub mod subscription;
 
 pub use billing_event::billing_event;
-pub use event::{EventEnvelope, EventObject, ParseError};
+pub use event::{EventEnvelope, EventObject, ParseError, THIN_EVENT_OBJECT};
 pub use signature::{SignatureError, verify_signature};
 pub use subscription::SubscriptionView;

@@ -19,6 +19,8 @@ pub struct SubscriptionView {
     pub price_ids: Vec<String>,
     pub current_period_end: Option<i64>,
     pub cancel_at_period_end: bool,
+    /// A scheduled end; null when none (or when unscheduled again).
+    pub cancel_at: Option<i64>,
     /// `metadata.workspace_id`.
     pub metadata_workspace: Option<String>,
     /// The subscription's own `created`.
@@ -39,26 +41,8 @@ impl SubscriptionView {
             return Err("`data.object` is not a subscription");
         }
         let id = non_empty(&object["id"]).ok_or("the subscription has no `id`")?;
-        let items = object["items"]["data"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        // Since API 2025-03-31 the period lives on each item; the
-        // subscription's period ends when its last item's does.
-        let item_period_end = items
-            .iter()
-            .filter_map(|item| item["current_period_end"].as_i64())
-            .max();
-        let mut price_ids = Vec::new();
-        for item in items {
-            // Current items carry both, and `plan` is only a compatibility
-            // mirror of `price`; legacy items carry only `plan`.
-            if let Some(price) =
-                reference_id(&item["price"]).or_else(|| reference_id(&item["plan"]))
-            {
-                push_unique(&mut price_ids, price);
-            }
-        }
+        let items = list_items(&object["items"]);
+        let mut price_ids = item_prices(items);
         if price_ids.is_empty()
             && let Some(plan) = reference_id(&object["plan"])
         {
@@ -69,12 +53,46 @@ impl SubscriptionView {
             customer: reference_id(&object["customer"]).map(str::to_owned),
             status: non_empty(&object["status"]).map(str::to_owned),
             price_ids,
-            current_period_end: object["current_period_end"].as_i64().or(item_period_end),
+            current_period_end: object["current_period_end"]
+                .as_i64()
+                .or_else(|| item_period_end(items)),
             cancel_at_period_end: object["cancel_at_period_end"].as_bool().unwrap_or(false),
+            cancel_at: object["cancel_at"].as_i64(),
             metadata_workspace: metadata_string(object, "workspace_id").map(str::to_owned),
             created: object["created"].as_i64(),
         })
     }
+}
+
+/// `items.data` of a subscription (or of its `previous_attributes`).
+pub(crate) fn list_items(items: &Value) -> &[Value] {
+    items["data"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// Price ids of subscription items, in item order.
+pub(crate) fn item_prices(items: &[Value]) -> Vec<String> {
+    let mut price_ids = Vec::new();
+    for item in items {
+        // Current items carry both, and `plan` is only a compatibility
+        // mirror of `price`; legacy items carry only `plan`.
+        if let Some(price) = reference_id(&item["price"]).or_else(|| reference_id(&item["plan"]))
+        {
+            push_unique(&mut price_ids, price);
+        }
+    }
+    price_ids
+}
+
+/// Since API 2025-03-31 the period lives on each item; the subscription's
+/// period ends when its last item's does.
+pub(crate) fn item_period_end(items: &[Value]) -> Option<i64> {
+    items
+        .iter()
+        .filter_map(|item| item["current_period_end"].as_i64())
+        .max()
 }
 
 /// A non-empty string, or nothing.
@@ -169,6 +187,7 @@ mod tests {
                 price_ids: vec!["price_a".into()],
                 current_period_end: None,
                 cancel_at_period_end: false,
+                cancel_at: None,
                 metadata_workspace: None,
                 created: None,
             }

@@ -72,9 +72,14 @@ pub fn effective_plan(
         Some(_) => (free.clone(), AccessReason::FreeTier),
         None => (free.clone(), AccessReason::PlanNotInCatalog),
     };
-    // A scheduled cancellation whose `deleted` event is late still ends at period end.
-    let period_over =
-        billing.cancel_at_period_end && billing.current_period_end.is_some_and(|end| now >= end);
+    // A scheduled end that has passed ends paid access, whether or not the
+    // `deleted` event has arrived (it may be late, or lost).
+    let period_over = crate::scheduled_end(
+        billing.cancel_at,
+        billing.cancel_at_period_end,
+        billing.current_period_end,
+    )
+    .is_some_and(|end| now >= end);
     match status {
         _ if period_over && status.is_live() => (free, AccessReason::PeriodEnded),
         SubscriptionStatus::Active => paid(AccessReason::Active),

@@ -11,6 +11,10 @@ pub enum CaseKind {
     DuplicateSubscription,
     CustomerConflict,
     UnknownPrice,
+    /// A charge of the workspace's purchase is disputed (S17).
+    PaymentDisputed,
+    /// The workspace's latest paid invoice was refunded in full (S17).
+    PaymentRefunded,
 }
 
 impl CaseKind {
@@ -21,6 +25,8 @@ impl CaseKind {
             CaseKind::DuplicateSubscription => "duplicate_subscription",
             CaseKind::CustomerConflict => "customer_conflict",
             CaseKind::UnknownPrice => "unknown_price",
+            CaseKind::PaymentDisputed => "payment_disputed",
+            CaseKind::PaymentRefunded => "payment_refunded",
         }
     }
 
@@ -31,14 +37,61 @@ impl CaseKind {
             "duplicate_subscription" => CaseKind::DuplicateSubscription,
             "customer_conflict" => CaseKind::CustomerConflict,
             "unknown_price" => CaseKind::UnknownPrice,
+            "payment_disputed" => CaseKind::PaymentDisputed,
+            "payment_refunded" => CaseKind::PaymentRefunded,
             _ => return None,
         })
     }
+
+    pub const ALL: [CaseKind; 7] = [
+        CaseKind::MissingWorkspace,
+        CaseKind::EmailMismatch,
+        CaseKind::DuplicateSubscription,
+        CaseKind::CustomerConflict,
+        CaseKind::UnknownPrice,
+        CaseKind::PaymentDisputed,
+        CaseKind::PaymentRefunded,
+    ];
 
     /// The case key: what the case is about. One case per key, ever.
     pub fn key(self, purchase: &str) -> String {
         format!("{}:{purchase}", self.as_str())
     }
+}
+
+/// What support is asked to do about a `duplicate_subscription`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateAction {
+    /// A second subscription in good standing: cancel and refund it (S8).
+    RefundDuplicate,
+    /// A lapsed (`past_due`, `unpaid`) or ending subscription beside the one
+    /// that now holds the plan: cancel it so it never collects again (S15).
+    CancelLapsed,
+}
+
+impl DuplicateAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DuplicateAction::RefundDuplicate => "refund_duplicate",
+            DuplicateAction::CancelLapsed => "cancel_lapsed",
+        }
+    }
+}
+
+/// The money side of a `payment_disputed` / `payment_refunded` case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentDetails {
+    pub dispute: Option<String>,
+    pub charge: Option<String>,
+    pub payment_intent: Option<String>,
+    /// The invoice (or one-time checkout session) the payment was for, when known.
+    pub invoice: Option<String>,
+    /// The dispute's status as Stripe last wrote it.
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    pub amount: Option<i64>,
+    pub amount_refunded: Option<i64>,
+    pub currency: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +113,10 @@ pub struct CaseDetails {
     pub unknown_prices: Vec<String>,
     /// For `duplicate_subscription`: the subscription that stays.
     pub canonical: Option<String>,
+    /// For `duplicate_subscription`: what support should do with this one.
+    pub action: Option<DuplicateAction>,
+    /// For `payment_disputed` / `payment_refunded`.
+    pub payment: Option<PaymentDetails>,
     /// A `client_reference_id` the purchase carried (a hint, never a binding).
     pub client_reference_ids: Vec<String>,
 }

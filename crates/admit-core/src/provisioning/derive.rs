@@ -2,14 +2,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::binding::{Binding, bind_all};
-use super::cases::{Case, CaseDetails, CaseKind, CaseState};
+use super::binding::{Binding, Conflict, bind_all};
+use super::cases::{Case, CaseDetails, CaseKind, CaseState, DuplicateAction, PaymentDetails};
 use super::effects::{Effect, MessageKind, Recipient};
 use super::purchase::{Purchase, PurchaseKey, purchase_key, purchases};
 use super::{Facts, Settlement, UnmatchedPolicy};
 use crate::{
-    BillingEvent, BillingState, CustomerId, Email, EventId, EventKind, Plan, PlanKey,
-    SubscriptionStatus, Workspace, WorkspaceId, catalog::Catalog,
+    BillingEvent, BillingState, ChargeRefund, CustomerId, Dispute, Email, EventId, EventKind, Plan,
+    PlanKey, SubscriptionId, SubscriptionStatus, Workspace, WorkspaceId, catalog::Catalog,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,12 +51,34 @@ pub struct Derivation {
     /// workspace), to be kept as facts: `(customer|purchase, id, workspace)`.
     /// Otherwise a later change of roles would unbind a paying purchase.
     pub remember: BTreeSet<(&'static str, String, WorkspaceId)>,
+    /// Subscriptions whose latest same-second snapshots the causal chain
+    /// could not order: a fetch from Stripe settles them (DESIGN.md §2.3).
+    pub ties: BTreeSet<SubscriptionId>,
 }
 
 enum PlanResolution<'c> {
-    Known(&'c Plan),
+    /// The plan the prices buy; `unknown` are prices beside it that the
+    /// catalog does not know (an add-on, say).
+    Known {
+        plan: &'c Plan,
+        unknown: Vec<String>,
+    },
+    /// A live purchase changed to prices the catalog does not know: the plan
+    /// it had stays in force while support looks (S16).
+    Kept {
+        plan: &'c Plan,
+        unknown: Vec<String>,
+    },
     Unknown(Vec<String>),
     NotYet,
+}
+
+fn not_in_catalog(prices: &[String], catalog: &Catalog) -> Vec<String> {
+    prices
+        .iter()
+        .filter(|p| catalog.plan_for_price(p).is_none())
+        .cloned()
+        .collect()
 }
 
 fn resolve_plan<'c>(
@@ -64,14 +86,25 @@ fn resolve_plan<'c>(
     binding: &Binding,
     catalog: &'c Catalog,
 ) -> PlanResolution<'c> {
+    let best = |prices: &[String]| catalog.best_plan(prices.iter().map(String::as_str));
     if !purchase.price_ids.is_empty() {
-        return match purchase
-            .price_ids
+        if let Some(plan) = best(&purchase.price_ids) {
+            return PlanResolution::Known {
+                plan,
+                unknown: not_in_catalog(&purchase.price_ids, catalog),
+            };
+        }
+        let earlier = purchase
+            .price_history
             .iter()
-            .filter_map(|price| catalog.plan_for_price(price))
-            .find(|plan| !plan.free_tier)
-        {
-            Some(plan) => PlanResolution::Known(plan),
+            .rev()
+            .skip(1)
+            .find_map(|prices| best(prices));
+        return match earlier {
+            Some(plan) => PlanResolution::Kept {
+                plan,
+                unknown: not_in_catalog(&purchase.price_ids, catalog),
+            },
             None => PlanResolution::Unknown(purchase.price_ids.clone()),
         };
     }
@@ -84,10 +117,38 @@ fn resolve_plan<'c>(
     };
     match named {
         Some(key) => match catalog.get_str(key).filter(|p| !p.free_tier) {
-            Some(plan) => PlanResolution::Known(plan),
+            Some(plan) => PlanResolution::Known {
+                plan,
+                unknown: Vec::new(),
+            },
             None => PlanResolution::Unknown(vec![format!("plan:{key}")]),
         },
         None => PlanResolution::NotYet,
+    }
+}
+
+/// What the catalog said about a provisionable purchase's prices beyond its plan.
+enum PriceNote {
+    None,
+    /// Prices beside the plan that the catalog does not know: told, not held.
+    AddOnUnknown(Vec<String>),
+    /// The current prices are unknown; the earlier plan is kept and held.
+    KeptUnknown(Vec<String>),
+}
+
+/// How well a purchase stands, for choosing which one holds a workspace's
+/// plan: lower is better; `None` takes no part.
+fn standing(purchase: &Purchase) -> Option<u8> {
+    match purchase.status.unwrap_or(SubscriptionStatus::Active) {
+        SubscriptionStatus::Active | SubscriptionStatus::Trialing
+            if purchase.scheduled_end().is_none() =>
+        {
+            Some(0)
+        }
+        SubscriptionStatus::Active | SubscriptionStatus::Trialing => Some(1),
+        SubscriptionStatus::PastDue => Some(2),
+        SubscriptionStatus::Unpaid => Some(3),
+        _ => None,
     }
 }
 
@@ -97,6 +158,7 @@ struct Candidate<'p> {
     binding: Binding,
     plan: PlanKey,
     purchaser: Option<Email>,
+    note: PriceNote,
 }
 
 struct Builder<'f> {
@@ -269,7 +331,12 @@ pub fn derive(
     }
     // Events that belong to no purchase: customer updates, one-off invoices, setup sessions.
     for event in events {
-        if purchase_key(event).is_none() {
+        if purchase_key(event).is_none()
+            && !matches!(
+                event.kind,
+                EventKind::Dispute(_) | EventKind::ChargeRefunded(_)
+            )
+        {
             let reason = match event.kind {
                 EventKind::CustomerChanged(_) | EventKind::CustomerDeleted(_) => {
                     "customer_recorded"
@@ -297,6 +364,24 @@ pub fn derive(
             b.out.billing.entry(workspace.clone()).or_default();
         }
         if !purchase.paid {
+            if purchase.payment_failed
+                && let Some(email) = &purchaser
+            {
+                let mut effect = Effect::new(
+                    MessageKind::PaymentFailed,
+                    Recipient::Email(email.clone()),
+                    purchase.key.as_str(),
+                );
+                effect.about_checkout = true;
+                effect.workspace = binding.workspace().cloned();
+                effect.purchase = Some(purchase.key.to_string());
+                if let PlanResolution::Known { plan, .. } =
+                    resolve_plan(purchase, &binding, facts.catalog)
+                {
+                    effect.plan = Some(plan.key.clone());
+                }
+                b.effect(effect);
+            }
             let (status, reason) = if purchase.payment_failed {
                 (OutcomeStatus::Processed, "payment_failed")
             } else if binding.workspace().is_some() {
@@ -378,12 +463,26 @@ pub fn derive(
             continue;
         }
         match resolve_plan(purchase, &binding, facts.catalog) {
-            PlanResolution::Known(plan) => {
+            PlanResolution::Known { plan, unknown } => {
                 by_workspace.entry(workspace).or_default().push(Candidate {
                     purchase,
                     binding,
                     plan: plan.key.clone(),
                     purchaser,
+                    note: if unknown.is_empty() {
+                        PriceNote::None
+                    } else {
+                        PriceNote::AddOnUnknown(unknown)
+                    },
+                })
+            }
+            PlanResolution::Kept { plan, unknown } => {
+                by_workspace.entry(workspace).or_default().push(Candidate {
+                    purchase,
+                    binding,
+                    plan: plan.key.clone(),
+                    purchaser,
+                    note: PriceNote::KeptUnknown(unknown),
                 })
             }
             PlanResolution::Unknown(prices) => {
@@ -420,48 +519,352 @@ pub fn derive(
         candidates.sort_by(|x, y| {
             (x.purchase.started, &x.purchase.key).cmp(&(y.purchase.started, &y.purchase.key))
         });
-        // The earliest live purchase holds the plan; other live ones are
-        // duplicates (S8). When none is live, the latest one says how it ended.
-        let live: Vec<usize> = (0..candidates.len())
-            .filter(|&i| {
-                candidates[i]
-                    .purchase
-                    .status
-                    .unwrap_or(SubscriptionStatus::Active)
-                    .is_live()
-            })
-            .collect();
-        let canonical = live.first().copied().or(candidates.len().checked_sub(1));
-        for index in 0..candidates.len() {
+        // The purchase in the best standing holds the plan, the earliest
+        // among equals (S8): one in good standing before one scheduled to
+        // end, before `past_due`, before `unpaid` (S15). When none takes
+        // part, the latest one says how it ended.
+        let canonical = (0..candidates.len())
+            .filter_map(|i| standing(candidates[i].purchase).map(|s| (s, i)))
+            .min()
+            .map(|(_, i)| i)
+            .or(candidates.len().checked_sub(1));
+        let canonical_key = canonical.map(|c| candidates[c].purchase.key.to_string());
+        for (index, candidate) in candidates.iter().enumerate() {
             if Some(index) == canonical {
                 continue;
             }
-            let candidate = &candidates[index];
-            match canonical.filter(|_| live.contains(&index)) {
-                Some(c) => {
+            let action = match standing(candidate.purchase) {
+                Some(0) => Some(DuplicateAction::RefundDuplicate),
+                Some(_) => Some(DuplicateAction::CancelLapsed),
+                None => None,
+            };
+            match action {
+                Some(action) => {
                     let details = CaseDetails {
-                        canonical: Some(candidates[c].purchase.key.to_string()),
+                        canonical: canonical_key.clone(),
+                        action: Some(action),
                         ..CaseDetails::default()
                     };
-                    let (purchase, purchaser) = (candidate.purchase, candidate.purchaser.clone());
+                    // The purchaser of a lapsed one is not told of a refund:
+                    // support cancels it so it never collects again.
+                    let message = (action == DuplicateAction::RefundDuplicate)
+                        .then_some(MessageKind::DuplicateCharge);
                     b.hold(
                         CaseKind::DuplicateSubscription,
-                        purchase,
-                        purchaser.as_ref(),
+                        candidate.purchase,
+                        candidate.purchaser.as_ref(),
                         Some(&workspace_id),
                         details,
-                        Some(MessageKind::DuplicateCharge),
+                        message,
                     );
                 }
                 None => b.outcome(candidate.purchase, OutcomeStatus::Processed, "superseded"),
             }
+            price_note(&mut b, &workspace_id, candidate);
         }
         if let Some(index) = canonical {
             let candidate = candidates.swap_remove(index);
-            provision(&mut b, &workspace_id, candidate);
+            provision(&mut b, &workspace_id, &candidate);
+            price_note(&mut b, &workspace_id, &candidate);
         }
     }
+    for purchase in purchases.values() {
+        if purchase.tie
+            && let Some(subscription) = &purchase.subscription
+        {
+            b.out.ties.insert(subscription.clone());
+        }
+    }
+    payments(&mut b, events, &purchases, &bindings, &purchaser_of);
     b.out
+}
+
+/// The cases the catalog's view of a provisioned purchase's prices warrants.
+fn price_note(b: &mut Builder<'_>, workspace: &WorkspaceId, candidate: &Candidate<'_>) {
+    match &candidate.note {
+        PriceNote::None => {}
+        PriceNote::AddOnUnknown(prices) => {
+            let purchase = candidate.purchase;
+            let key = CaseKind::UnknownPrice.key(purchase.key.as_str());
+            b.out.cases.entry(key.clone()).or_insert_with(|| Case {
+                key,
+                kind: CaseKind::UnknownPrice,
+                state: CaseState::AutoResolved,
+                workspace: Some(workspace.clone()),
+                purchaser_email: candidate.purchaser.clone(),
+                customer: purchase.customer.clone(),
+                subscription: purchase.subscription.clone(),
+                checkout_session: purchase.session_ids.iter().next().cloned(),
+                events: purchase.events.clone(),
+                details: CaseDetails {
+                    unknown_prices: prices.clone(),
+                    ..CaseDetails::default()
+                },
+            });
+        }
+        // S16: still paying, so the plan in force stays; support updates the
+        // catalog (then replays) or the subscription. The purchaser is told
+        // nothing: nothing changed for them.
+        PriceNote::KeptUnknown(prices) => b.hold(
+            CaseKind::UnknownPrice,
+            candidate.purchase,
+            candidate.purchaser.as_ref(),
+            Some(workspace),
+            CaseDetails {
+                unknown_prices: prices.clone(),
+                ..CaseDetails::default()
+            },
+            None,
+        ),
+    }
+}
+
+/// The purchase a dispute or refund is about, and the invoice it paid when
+/// that is known: by invoice id, then by charge or payment intent, then by
+/// the customer's latest purchase.
+fn attach<'p>(
+    purchases: &'p BTreeMap<PurchaseKey, Purchase>,
+    invoice: Option<&str>,
+    refs: &[&str],
+    customer: Option<&CustomerId>,
+) -> Option<(&'p Purchase, Option<String>)> {
+    if let Some(invoice) = invoice
+        && let Some(p) = purchases.values().find(|p| {
+            p.paid_invoices.contains(invoice) || p.payments.values().any(|v| v == invoice)
+        })
+    {
+        return Some((p, Some(invoice.to_owned())));
+    }
+    for reference in refs {
+        if let Some((p, paid)) = purchases
+            .values()
+            .find_map(|p| p.payments.get(*reference).map(|paid| (p, paid)))
+        {
+            return Some((p, Some(paid.clone())));
+        }
+    }
+    let customer = customer?;
+    purchases
+        .values()
+        .filter(|p| p.customer.as_ref() == Some(customer))
+        .max_by_key(|p| (p.latest_paid.is_some(), p.started, &p.key))
+        .map(|p| (p, invoice.map(str::to_owned)))
+}
+
+/// Latest word on each object, with every event that spoke of it.
+fn latest_by<'e, T>(
+    events: &'e [BillingEvent],
+    pick: impl Fn(&'e EventKind) -> Option<&'e T>,
+    id: impl Fn(&T) -> &str,
+) -> BTreeMap<String, (&'e T, BTreeSet<EventId>)> {
+    let mut sorted: Vec<&BillingEvent> = events.iter().collect();
+    sorted.sort_by(|a, b| super::purchase::convergence_order(a, b));
+    let mut out: BTreeMap<String, (&T, BTreeSet<EventId>)> = BTreeMap::new();
+    for event in sorted {
+        if let Some(object) = pick(&event.kind) {
+            let entry = out
+                .entry(id(object).to_owned())
+                .or_insert_with(|| (object, BTreeSet::new()));
+            entry.0 = object;
+            entry.1.insert(event.id.clone());
+        }
+    }
+    out
+}
+
+/// A held money case about a purchase (S17): a support alert, no change of
+/// access (Stripe cancels or not, and admit follows the subscription).
+struct PaymentCase<'p> {
+    kind: CaseKind,
+    about: String,
+    purchase: Option<&'p Purchase>,
+    workspace: Option<WorkspaceId>,
+    purchaser: Option<Email>,
+    customer: Option<CustomerId>,
+    events: BTreeSet<EventId>,
+    payment: PaymentDetails,
+}
+
+fn hold_payment(b: &mut Builder<'_>, case: PaymentCase<'_>) {
+    let key = case.kind.key(&case.about);
+    let outcome = |b: &mut Builder<'_>, status, reason| {
+        for id in &case.events {
+            b.out
+                .outcomes
+                .insert(id.clone(), EventOutcome { status, reason });
+        }
+    };
+    if b.facts.settlements.get(&key) == Some(&Settlement::Dismissed) {
+        outcome(b, OutcomeStatus::Processed, "settled_dismissed");
+        return;
+    }
+    outcome(b, OutcomeStatus::Held, case.kind.as_str());
+    let purchase_key = case.purchase.map(|p| p.key.to_string());
+    let mut alert = Effect::new(MessageKind::SupportAlert, Recipient::Support, &key);
+    alert.case_key = Some(key.clone());
+    alert.workspace.clone_from(&case.workspace);
+    alert.purchase.clone_from(&purchase_key);
+    alert.purchaser_email.clone_from(&case.purchaser);
+    b.effect(alert);
+    b.out.cases.insert(
+        key.clone(),
+        Case {
+            key,
+            kind: case.kind,
+            state: CaseState::Held,
+            workspace: case.workspace,
+            purchaser_email: case.purchaser,
+            customer: case
+                .purchase
+                .and_then(|p| p.customer.clone())
+                .or(case.customer),
+            subscription: case.purchase.and_then(|p| p.subscription.clone()),
+            checkout_session: case
+                .purchase
+                .and_then(|p| p.session_ids.iter().next().cloned()),
+            events: case.events,
+            details: CaseDetails {
+                payment: Some(case.payment),
+                ..CaseDetails::default()
+            },
+        },
+    );
+}
+
+/// S17: disputes, and full refunds of the latest paid invoice.
+fn payments(
+    b: &mut Builder<'_>,
+    events: &[BillingEvent],
+    purchases: &BTreeMap<PurchaseKey, Purchase>,
+    bindings: &BTreeMap<PurchaseKey, (Binding, Option<Conflict>)>,
+    purchaser_of: &BTreeMap<PurchaseKey, Option<Email>>,
+) {
+    let workspace_of = |p: &Purchase| {
+        bindings
+            .get(&p.key)
+            .and_then(|(binding, _)| binding.workspace().cloned())
+    };
+    let purchaser = |p: &Purchase| purchaser_of.get(&p.key).cloned().flatten();
+    let disputes = latest_by(
+        events,
+        |kind| match kind {
+            EventKind::Dispute(d) => Some(d),
+            _ => None,
+        },
+        |d: &Dispute| d.id.as_str(),
+    );
+    for (id, (dispute, ids)) in disputes {
+        if dispute.settled_for_merchant() {
+            for event in ids {
+                b.out.outcomes.insert(
+                    event,
+                    EventOutcome {
+                        status: OutcomeStatus::Processed,
+                        reason: "dispute_won",
+                    },
+                );
+            }
+            continue;
+        }
+        let refs: Vec<&str> = [&dispute.charge, &dispute.payment_intent]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let found = attach(purchases, None, &refs, None);
+        let purchase = found.as_ref().map(|(p, _)| *p);
+        hold_payment(
+            b,
+            PaymentCase {
+                kind: CaseKind::PaymentDisputed,
+                about: id.clone(),
+                purchase,
+                workspace: purchase.and_then(workspace_of),
+                purchaser: purchase.and_then(purchaser),
+                customer: None,
+                events: ids,
+                payment: PaymentDetails {
+                    dispute: Some(id),
+                    charge: dispute.charge.clone(),
+                    payment_intent: dispute.payment_intent.clone(),
+                    invoice: found.and_then(|(_, invoice)| invoice),
+                    status: dispute.status.clone(),
+                    reason: dispute.reason.clone(),
+                    amount: dispute.amount,
+                    amount_refunded: None,
+                    currency: dispute.currency.clone(),
+                },
+            },
+        );
+    }
+    let refunds = latest_by(
+        events,
+        |kind| match kind {
+            EventKind::ChargeRefunded(c) => Some(c),
+            _ => None,
+        },
+        |c: &ChargeRefund| c.id.as_str(),
+    );
+    for (id, (charge, ids)) in refunds {
+        let refs: Vec<&str> = std::iter::once(charge.id.as_str())
+            .chain(charge.payment_intent.as_deref())
+            .collect();
+        let found = attach(
+            purchases,
+            charge.invoice.as_deref(),
+            &refs,
+            charge.customer.as_ref(),
+        );
+        // A full refund of what the workspace last paid (or of a payment
+        // admit cannot place, which may be it) needs a person; a partial
+        // refund or one of an older invoice is only recorded.
+        let held = match &found {
+            Some((p, Some(invoice))) => charge.is_full() && p.latest_paid.as_ref() == Some(invoice),
+            Some((_, None)) => charge.is_full(),
+            None => false,
+        };
+        if !held {
+            let reason = if found.is_some() {
+                "refund_recorded"
+            } else {
+                "refund_not_linked"
+            };
+            for event in ids {
+                b.out.outcomes.insert(
+                    event,
+                    EventOutcome {
+                        status: OutcomeStatus::Processed,
+                        reason,
+                    },
+                );
+            }
+            continue;
+        }
+        let purchase = found.as_ref().map(|(p, _)| *p);
+        hold_payment(
+            b,
+            PaymentCase {
+                kind: CaseKind::PaymentRefunded,
+                about: id.clone(),
+                purchase,
+                workspace: purchase.and_then(workspace_of),
+                purchaser: purchase.and_then(purchaser),
+                customer: charge.customer.clone(),
+                events: ids,
+                payment: PaymentDetails {
+                    dispute: None,
+                    charge: Some(id),
+                    payment_intent: charge.payment_intent.clone(),
+                    invoice: found.and_then(|(_, invoice)| invoice),
+                    status: None,
+                    reason: None,
+                    amount: charge.amount,
+                    amount_refunded: charge.amount_refunded,
+                    currency: charge.currency.clone(),
+                },
+            },
+        );
+    }
 }
 
 fn paid_plan_applies(status: SubscriptionStatus) -> bool {
@@ -470,13 +873,15 @@ fn paid_plan_applies(status: SubscriptionStatus) -> bool {
 
 /// Rows S1–S4, S11, S12: the billing state and the messages of the purchase
 /// that holds a workspace's plan.
-fn provision(b: &mut Builder<'_>, workspace_id: &WorkspaceId, candidate: Candidate<'_>) {
+fn provision(b: &mut Builder<'_>, workspace_id: &WorkspaceId, candidate: &Candidate<'_>) {
     let Candidate {
         purchase,
         binding,
         plan,
         purchaser,
+        ..
     } = candidate;
+    let purchase = *purchase;
     let status = purchase.status.unwrap_or(SubscriptionStatus::Active);
     let free = b.facts.catalog.free_plan().key.clone();
     let state = BillingState {
@@ -490,6 +895,7 @@ fn provision(b: &mut Builder<'_>, workspace_id: &WorkspaceId, candidate: Candida
         stripe_subscription_id: purchase.subscription.clone(),
         current_period_end: purchase.current_period_end,
         cancel_at_period_end: purchase.cancel_at_period_end,
+        cancel_at: purchase.scheduled_end(),
         purchaser_email: purchaser.clone(),
         updated_by_event: Some(purchase.last_event.clone()),
         past_due_since: purchase.past_due_since,
@@ -522,7 +928,7 @@ fn provision(b: &mut Builder<'_>, workspace_id: &WorkspaceId, candidate: Candida
     let purchaser_administers = purchaser_role.is_some_and(|r| r.administers());
 
     if status.is_live() {
-        let (onboard, billing_contact): (Vec<Email>, Option<Email>) = match (&binding, &purchaser) {
+        let (onboard, billing_contact): (Vec<Email>, Option<Email>) = match (binding, purchaser) {
             (_, Some(p)) if purchaser_administers => (vec![p.clone()], None),
             (
                 Binding::Trusted {
@@ -603,7 +1009,7 @@ fn provision(b: &mut Builder<'_>, workspace_id: &WorkspaceId, candidate: Candida
         | SubscriptionStatus::IncompleteExpired => {
             Some(purchase.ended.or(purchase.current_period_end))
         }
-        s if s.is_live() && purchase.cancel_at_period_end => Some(purchase.current_period_end),
+        s if s.is_live() && purchase.scheduled_end().is_some() => Some(purchase.scheduled_end()),
         _ => None,
     };
     if let Some(access_ends) = ending {

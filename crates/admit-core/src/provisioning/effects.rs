@@ -54,6 +54,9 @@ pub struct Effect {
     pub access_ends: Option<Timestamp>,
     /// Who paid, for messages about a held case (support needs to know).
     pub purchaser_email: Option<Email>,
+    /// A `payment_failed` about a checkout whose payment did not go through,
+    /// rather than about a renewal.
+    pub about_checkout: bool,
 }
 
 impl Effect {
@@ -75,6 +78,7 @@ impl Effect {
             grace_ends: None,
             access_ends: None,
             purchaser_email: None,
+            about_checkout: false,
         }
     }
 }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 pub use access::{Access, AccessReason, access, effective_plan};
 pub use binding::Binding;
-pub use cases::{Case, CaseDetails, CaseKind, CaseState};
+pub use cases::{Case, CaseDetails, CaseKind, CaseState, DuplicateAction, PaymentDetails};
 pub use derive::{Derivation, EventOutcome, OutcomeStatus, WorkspaceRequest, derive};
 pub use effects::{Effect, MessageKind, Recipient};
 pub use purchase::{Purchase, PurchaseKey, convergence_order, purchase_key, purchases};

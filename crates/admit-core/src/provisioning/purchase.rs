@@ -48,6 +48,21 @@ pub struct Purchase {
     pub price_ids: Vec<String>,
     pub current_period_end: Option<Timestamp>,
     pub cancel_at_period_end: bool,
+    pub cancel_at: Option<Timestamp>,
+    /// Every set of prices the purchase has had, oldest first (consecutive
+    /// repeats once): a change to an unknown price keeps the last known plan.
+    pub price_history: Vec<Vec<String>>,
+    /// Charge and payment-intent ids → the invoice (or, for a one-time
+    /// payment, the checkout session) they paid.
+    pub payments: BTreeMap<String, String>,
+    /// The last invoice (or one-time session) paid, in convergence order.
+    pub latest_paid: Option<String>,
+    /// Every invoice paid.
+    pub paid_invoices: BTreeSet<String>,
+    /// The last snapshots of the subscription were taken in the same second
+    /// and neither their causal chain nor anything later orders them: the
+    /// fold's status precedence chose, and a fetch from Stripe can settle it.
+    pub tie: bool,
     /// `metadata.workspace_id` values seen, by source, in precedence order
     /// (checkout before subscription before invoice).
     pub metadata_workspaces: Vec<String>,
@@ -97,12 +112,122 @@ fn precedence(kind: &EventKind) -> u8 {
             ..
         } => 5,
         EventKind::CustomerDeleted(_) => 6,
+        EventKind::Dispute(_) | EventKind::ChargeRefunded(_) => 7,
     }
 }
 
 /// The convergence order of DESIGN.md §2.3.
 pub fn convergence_order(a: &BillingEvent, b: &BillingEvent) -> std::cmp::Ordering {
     (a.created, precedence(&a.kind), &a.id).cmp(&(b.created, precedence(&b.kind), &b.id))
+}
+
+/// Where the causal chain says nothing about two same-second snapshots, the
+/// one further along Stripe's lifecycle is taken as the later: a
+/// subscription moves from `incomplete` through `trialing` and `active` to
+/// `past_due`, `unpaid`, `paused`, and finally `canceled` /
+/// `incomplete_expired`. A status admit does not know comes first, so a
+/// known one wins.
+fn status_precedence(status: Option<SubscriptionStatus>) -> u8 {
+    match status {
+        None => 0,
+        Some(SubscriptionStatus::Incomplete) => 1,
+        Some(SubscriptionStatus::Trialing) => 2,
+        Some(SubscriptionStatus::Active) => 3,
+        Some(SubscriptionStatus::PastDue) => 4,
+        Some(SubscriptionStatus::Unpaid) => 5,
+        Some(SubscriptionStatus::Paused) => 6,
+        Some(SubscriptionStatus::Canceled) => 7,
+        Some(SubscriptionStatus::IncompleteExpired) => 8,
+    }
+}
+
+/// A subscription update that may share its second with others.
+fn update_snapshot(event: &BillingEvent) -> Option<&crate::SubscriptionSnapshot> {
+    match &event.kind {
+        EventKind::Subscription {
+            change:
+                SubscriptionChange::Updated | SubscriptionChange::Paused | SubscriptionChange::Resumed,
+            subscription,
+        } => Some(subscription),
+        _ => None,
+    }
+}
+
+/// Reorders each run of same-second updates (already sorted by
+/// [`convergence_order`]) by their causal chain: an update whose
+/// `previous_attributes` describe another's snapshot comes after it. Where
+/// the chain leaves a choice, [`status_precedence`] then the event id decide.
+/// Returns whether the last run's final snapshot was such a choice.
+fn causal_order(events: &mut [&BillingEvent]) -> bool {
+    let mut tie = false;
+    let mut start = 0;
+    while start < events.len() {
+        let mut end = start + 1;
+        if update_snapshot(events[start]).is_some() {
+            while end < events.len()
+                && events[end].created == events[start].created
+                && update_snapshot(events[end]).is_some()
+            {
+                end += 1;
+            }
+        }
+        if end - start > 1 {
+            tie = order_run(&mut events[start..end]);
+        } else if events[start].subscription().is_some()
+            && matches!(events[start].kind, EventKind::Subscription { .. })
+        {
+            // A later snapshot of its own settles any earlier tie.
+            tie = false;
+        }
+        start = end;
+    }
+    tie
+}
+
+/// Topological order of one run; `true` when its last element is not forced
+/// by the chain.
+fn order_run(run: &mut [&BillingEvent]) -> bool {
+    let n = run.len();
+    let snapshots: Vec<&crate::SubscriptionSnapshot> = run
+        .iter()
+        .map(|e| update_snapshot(e).unwrap_or_else(|| unreachable!("a run holds updates only")))
+        .collect();
+    // after[a][b]: b's previous_attributes describe a's snapshot.
+    let describes = |a: usize, b: usize| {
+        a != b
+            && snapshots[b]
+                .previous
+                .as_ref()
+                .and_then(|p| p.describes(snapshots[a]))
+                == Some(true)
+    };
+    let mut after = vec![vec![false; n]; n];
+    for a in 0..n {
+        for b in 0..n {
+            // Two snapshots that describe each other say nothing.
+            after[a][b] = describes(a, b) && !describes(b, a);
+        }
+    }
+    let sinks = (0..n).filter(|&a| !after[a].iter().any(|&x| x)).count();
+    let mut placed = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    let fallback = |i: usize| (status_precedence(snapshots[i].status), &run[i].id);
+    for _ in 0..n {
+        let ready = (0..n)
+            .filter(|&b| !placed[b] && (0..n).all(|a| placed[a] || !after[a][b]))
+            .min_by(|&x, &y| fallback(x).cmp(&fallback(y)));
+        // A cycle (contradictory chains): the fallback breaks it.
+        let next = ready.unwrap_or_else(|| {
+            (0..n)
+                .filter(|&i| !placed[i])
+                .min_by(|&x, &y| fallback(x).cmp(&fallback(y)))
+                .unwrap_or_else(|| unreachable!("an unplaced element remains"))
+        });
+        placed[next] = true;
+        order.push(run[next]);
+    }
+    run.copy_from_slice(&order);
+    sinks != 1
 }
 
 /// The purchase an event belongs to, if any.
@@ -136,7 +261,11 @@ pub fn purchases(events: &[BillingEvent]) -> BTreeMap<PurchaseKey, Purchase> {
         .into_iter()
         .filter_map(|(key, mut events)| {
             events.sort_by(|a, b| convergence_order(a, b));
-            fold(key.clone(), &events).map(|p| (key, p))
+            let tie = causal_order(&mut events);
+            fold(key.clone(), &events).map(|mut p| {
+                p.tie = tie;
+                (key, p)
+            })
         })
         .collect()
 }
@@ -169,6 +298,36 @@ fn set_status(p: &mut Purchase, status: SubscriptionStatus, at: Timestamp) {
     p.status = Some(status);
 }
 
+fn set_prices(p: &mut Purchase, prices: &[String]) {
+    if prices.is_empty() {
+        return;
+    }
+    p.price_ids = prices.to_vec();
+    if p.price_history.last().is_none_or(|last| last != prices) {
+        p.price_history.push(prices.to_vec());
+    }
+}
+
+fn record_payment(p: &mut Purchase, invoice: &crate::Invoice) {
+    for reference in [&invoice.charge, &invoice.payment_intent]
+        .into_iter()
+        .flatten()
+    {
+        p.payments.insert(reference.clone(), invoice.id.clone());
+    }
+}
+
+impl Purchase {
+    /// When paid access is scheduled to end, if it is.
+    pub fn scheduled_end(&self) -> Option<Timestamp> {
+        crate::scheduled_end(
+            self.cancel_at,
+            self.cancel_at_period_end,
+            self.current_period_end,
+        )
+    }
+}
+
 fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
     let first = events.first()?;
     let last = events.last()?;
@@ -184,6 +343,12 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
         price_ids: Vec::new(),
         current_period_end: None,
         cancel_at_period_end: false,
+        cancel_at: None,
+        price_history: Vec::new(),
+        payments: BTreeMap::new(),
+        latest_paid: None,
+        paid_invoices: BTreeSet::new(),
+        tie: false,
         metadata_workspaces: Vec::new(),
         metadata_plan: None,
         client_reference_ids: BTreeSet::new(),
@@ -222,7 +387,10 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                     p.purchaser_email.clone_from(&c.purchaser_email);
                 }
                 if p.price_ids.is_empty() {
-                    p.price_ids.clone_from(&c.price_ids);
+                    set_prices(&mut p, &c.price_ids);
+                }
+                if let Some(intent) = &c.payment_intent {
+                    p.payments.insert(intent.clone(), c.session_id.clone());
                 }
                 let paid_now = match &event.kind {
                     EventKind::CheckoutCompleted(c) => c.paid,
@@ -236,6 +404,7 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                     p.paid = true;
                     p.payment_failed = false;
                     if c.mode == CheckoutMode::Payment {
+                        p.latest_paid = Some(c.session_id.clone());
                         set_status(&mut p, SubscriptionStatus::Active, event.created);
                     } else if matches!(p.status, Some(SubscriptionStatus::Incomplete)) {
                         // A paid subscription checkout means the first invoice is paid.
@@ -255,13 +424,16 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                     s.metadata_workspace.as_deref(),
                 );
                 if !s.price_ids.is_empty() {
-                    p.price_ids.clone_from(&s.price_ids);
+                    set_prices(&mut p, &s.price_ids);
                 }
                 if s.current_period_end.is_some() {
                     p.current_period_end = s.current_period_end;
                 }
+                // Each snapshot is the whole schedule: a null `cancel_at`
+                // unschedules. Once ended, nothing reschedules it.
                 if !p.status.is_some_and(SubscriptionStatus::is_terminal) {
                     p.cancel_at_period_end = s.cancel_at_period_end;
+                    p.cancel_at = s.cancel_at;
                 }
                 let status = match (change, s.status) {
                     (_, Some(status)) => Some(status),
@@ -278,8 +450,10 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                     invoice_email.clone_from(&i.customer_email);
                 }
                 if p.price_ids.is_empty() {
-                    p.price_ids.clone_from(&i.price_ids);
+                    set_prices(&mut p, &i.price_ids);
                 }
+                record_payment(&mut p, i);
+                p.latest_paid = Some(i.id.clone());
                 paid_invoices.insert(i.id.clone());
                 p.unpaid_failed_invoices.remove(&i.id);
                 p.paid = true;
@@ -299,6 +473,7 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                 if invoice_email.is_none() {
                     invoice_email.clone_from(&i.customer_email);
                 }
+                record_payment(&mut p, i);
                 if !paid_invoices.contains(&i.id) {
                     p.unpaid_failed_invoices.insert(i.id.clone());
                 }
@@ -309,12 +484,16 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                     set_status(&mut p, SubscriptionStatus::PastDue, event.created);
                 }
             }
-            EventKind::CustomerChanged(_) | EventKind::CustomerDeleted(_) => {}
+            EventKind::CustomerChanged(_)
+            | EventKind::CustomerDeleted(_)
+            | EventKind::Dispute(_)
+            | EventKind::ChargeRefunded(_) => {}
         }
     }
     if p.purchaser_email.is_none() {
         p.purchaser_email = invoice_email;
     }
+    p.paid_invoices = paid_invoices;
     p.metadata_workspaces = checkout_workspaces;
     for w in subscription_workspaces
         .into_iter()

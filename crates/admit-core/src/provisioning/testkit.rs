@@ -177,6 +177,8 @@ impl Story {
             cancel_at_period_end,
             metadata_workspace: self.metadata_workspace.clone(),
             created: Some(Timestamp::from_unix(self.t + 1)),
+            cancel_at: None,
+            previous: None,
         }
     }
 
@@ -237,6 +239,8 @@ impl Story {
             metadata_workspace: self.metadata_workspace.clone(),
             billing_reason: Some(reason.to_owned()),
             price_ids: vec![self.price.clone()],
+            charge: Some(format!("ch_{}_{invoice}", self.n)),
+            payment_intent: Some(format!("pi_{}_{invoice}", self.n)),
         };
         let kind = if paid {
             EventKind::InvoicePaid(facts)
@@ -261,6 +265,7 @@ impl Story {
                 client_reference_id: self.metadata_workspace.clone(),
                 metadata_plan: None,
                 price_ids: Vec::new(),
+                payment_intent: None,
             }),
         )
     }

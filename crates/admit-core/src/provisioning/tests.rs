@@ -719,6 +719,7 @@ fn one_time_payment_checkout_provisions_the_plan_it_names() {
             client_reference_id: None,
             metadata_plan: Some("pro".into()),
             price_ids: Vec::new(),
+            payment_intent: None,
         }),
     };
     let d = world.derive(std::slice::from_ref(&checkout));
@@ -781,12 +782,27 @@ fn an_unpaid_first_subscription_does_not_block_a_fresh_one() {
     ));
     events.extend(second.purchase());
     let d = world.derive(&events);
-    assert!(held(&d).is_empty());
     assert_eq!(
         billing(&d, "ws_acme01").stripe_subscription_id,
         Some(sub("sub_Story0043"))
     );
     assert_eq!(status(&d, "ws_acme01"), Some(SubscriptionStatus::Active));
+    // The unpaid one is still open at Stripe and could collect again: support cancels it (S15).
+    assert_eq!(
+        held(&d),
+        [(
+            "duplicate_subscription:sub_Story0042",
+            CaseKind::DuplicateSubscription
+        )]
+    );
+    let case = &d.cases["duplicate_subscription:sub_Story0042"];
+    assert_eq!(case.details.action, Some(DuplicateAction::CancelLapsed));
+    assert_eq!(case.details.canonical.as_deref(), Some("sub_Story0043"));
+    assert!(
+        !keys(&d).iter().any(|k| k.starts_with("duplicate_charge:")),
+        "{:?}",
+        keys(&d)
+    );
 }
 
 #[test]
@@ -806,6 +822,7 @@ fn a_one_time_checkout_without_a_price_is_a_case_not_a_silent_hold() {
             client_reference_id: None,
             metadata_plan: None,
             price_ids: Vec::new(),
+            payment_intent: None,
         }),
     };
     let d = world.derive(&[checkout]);
