@@ -72,6 +72,7 @@ impl App {
             self.state.config.clone(),
             self.state.clock.clone(),
         )
+        .with_stripe(self.state.stripe.clone())
     }
 
     /// The outbox sender of this app (tests step it with `drain`).

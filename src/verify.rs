@@ -249,6 +249,7 @@ mod tests {
                 limits: BTreeMap::from([("seats".to_owned(), seats)]),
             },
             free_tier: free,
+            rank: 0,
         };
         Catalog::new([
             plan("free", &[], 3, true),

@@ -95,6 +95,9 @@ struct RawPlan {
     limits: BTreeMap<String, i64>,
     #[serde(default)]
     free_tier: bool,
+    /// Which plan wins when one subscription carries prices of several.
+    #[serde(default)]
+    rank: i64,
 }
 
 /// A value whose origin matters for the start-up message.
@@ -461,6 +464,7 @@ fn catalog(plans: BTreeMap<String, RawPlan>) -> Result<Catalog, ConfigError> {
                 limits: plan.limits,
             },
             free_tier: plan.free_tier,
+            rank: plan.rank,
         });
     }
     Catalog::new(checked).map_err(|problem| {

@@ -28,7 +28,7 @@ pub fn billing_view(state: Option<&BillingState>, app: &AppState, now: Timestamp
         return json!({
             "subscription_status": null, "subscription_plan": null, "stripe_customer_id": null,
             "stripe_subscription_id": null, "current_period_end": null, "cancel_at_period_end": null,
-            "purchaser_email": null, "updated_by_event": null, "past_due_since": null,
+            "cancel_at": null, "purchaser_email": null, "updated_by_event": null, "past_due_since": null,
             "grace_period_ends": null, "plan_reason": null,
         });
     };
@@ -41,6 +41,14 @@ pub fn billing_view(state: Option<&BillingState>, app: &AppState, now: Timestamp
         "stripe_subscription_id": state.stripe_subscription_id.as_ref().map(|s| s.as_str()),
         "current_period_end": state.current_period_end.map(Timestamp::unix),
         "cancel_at_period_end": state.cancel_at_period_end,
+        // The scheduled end: `cancel_at`, else the period end when
+        // `cancel_at_period_end` (rows written before it was stored).
+        "cancel_at": admit_core::scheduled_end(
+            state.cancel_at,
+            state.cancel_at_period_end,
+            state.current_period_end,
+        )
+        .map(Timestamp::unix),
         "purchaser_email": state.purchaser_email.as_ref().map(Email::as_str),
         "updated_by_event": state.updated_by_event.as_ref().map(|e| e.as_str()),
         "past_due_since": state.past_due_since.map(Timestamp::unix),

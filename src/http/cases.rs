@@ -35,6 +35,7 @@ pub fn case_view(case: &StoredCase) -> Value {
         "state": case.state,
         "created_at": case.created_at.unix(),
         "details": case.details,
+        "actions": case_actions(&case.kind),
         "resolution": case.resolution,
         "resolution_workspace_id": case.resolution_workspace,
         "resolution_role": case.resolution_role,
@@ -42,6 +43,12 @@ pub fn case_view(case: &StoredCase) -> Value {
         "resolved_by": case.resolved_by,
         "resolved_at": case.resolved_at.map(|t| t.unix()),
     })
+}
+
+/// The resolution actions a case of this kind accepts; reconciliation's
+/// `duplicate_customer` is settled by hand at Stripe and then dismissed.
+fn case_actions(kind: &str) -> &'static [&'static str] {
+    admit_core::provisioning::CaseKind::parse(kind).map_or(&["dismiss"], |k| k.actions())
 }
 
 #[derive(Debug, Deserialize)]

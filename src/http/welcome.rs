@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use admit_store::SessionPayment;
+
 use super::AppState;
 use super::error::ApiError;
 use crate::mail::welcome::{WelcomeState, render_welcome};
@@ -21,7 +23,19 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize)]
 struct WelcomeQuery {
     session_id: Option<String>,
+    /// How many times the finishing page for a session admit had not heard
+    /// of has reloaded itself.
+    wait: Option<u32>,
 }
+
+/// The success redirect can beat the webhook: a session admit has not heard
+/// of gets the finishing page for this many 3-second reloads (two minutes)
+/// before it is called unknown.
+const UNKNOWN_SESSION_RELOADS: u32 = 40;
+
+/// What the pending page promises: ACH debits settle within 4 business days,
+/// SEPA debits usually within 5 and at most about 6 (docs/decisions/0007).
+const BANK_DEBIT_BUSINESS_DAYS: u32 = 6;
 
 fn page(status: StatusCode, html: String) -> Response {
     (
@@ -137,7 +151,15 @@ async fn welcome(
         status = state.store.session_status(&session).await?;
     }
     if !status.known {
-        return Ok(page(StatusCode::NOT_FOUND, render(&WelcomeState::Unknown)?));
+        let waited = query.wait.unwrap_or(0);
+        if waited >= UNKNOWN_SESSION_RELOADS {
+            return Ok(page(StatusCode::NOT_FOUND, render(&WelcomeState::Unknown)?));
+        }
+        let next = format!("/welcome?session_id={session}&wait={}", waited + 1);
+        return Ok(page(
+            StatusCode::OK,
+            render(&WelcomeState::Finishing { next: Some(&next) })?,
+        ));
     }
     if let Some(case_id) = &status.held_case {
         let email = status.purchaser_email.as_deref();
@@ -149,6 +171,27 @@ async fn welcome(
             })?,
         ));
     }
+    if status.unprocessed == 0 {
+        match status.payment {
+            SessionPayment::Failed => {
+                return Ok(page(
+                    StatusCode::OK,
+                    render(&WelcomeState::PaymentFailed {
+                        app_home_url: &mail.app_home_url,
+                    })?,
+                ));
+            }
+            SessionPayment::Pending => {
+                return Ok(page(
+                    StatusCode::OK,
+                    render(&WelcomeState::PaymentPending {
+                        business_days: BANK_DEBIT_BUSINESS_DAYS,
+                    })?,
+                ));
+            }
+            SessionPayment::Unknown => {}
+        }
+    }
     let ready = match (&status.workspace, status.unprocessed) {
         (Some(workspace_id), 0) => {
             let workspace = state.store.get_workspace(workspace_id).await?;
@@ -158,7 +201,10 @@ async fn welcome(
         _ => None,
     };
     let Some((workspace, billing)) = ready else {
-        return Ok(page(StatusCode::OK, render(&WelcomeState::Finishing)?));
+        return Ok(page(
+            StatusCode::OK,
+            render(&WelcomeState::Finishing { next: None })?,
+        ));
     };
     let plan_name = billing
         .subscription_plan

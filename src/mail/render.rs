@@ -61,7 +61,7 @@ macro_rules! templates {
     };
 }
 
-const TEMPLATES: [(&str, &str); 34] = templates![
+const TEMPLATES: [(&str, &str); 39] = templates![
     "_email.html",
     "_button.html",
     "_help.html",
@@ -81,6 +81,9 @@ const TEMPLATES: [(&str, &str); 34] = templates![
     "payment_failed/subject.txt",
     "payment_failed/body.txt",
     "payment_failed/body.html",
+    "payment_failed_checkout/subject.txt",
+    "payment_failed_checkout/body.txt",
+    "payment_failed_checkout/body.html",
     "cancellation/subject.txt",
     "cancellation/body.txt",
     "cancellation/body.html",
@@ -96,6 +99,8 @@ const TEMPLATES: [(&str, &str); 34] = templates![
     "welcome/finishing.html",
     "welcome/held.html",
     "welcome/unknown.html",
+    "welcome/pending.html",
+    "welcome/failed.html",
 ];
 
 fn build_environment() -> Result<Environment<'static>, minijinja::Error> {
@@ -219,6 +224,7 @@ struct View<'a> {
     workspace_id: Option<&'a str>,
     /// The plan's name for sentences ("paid" when unknown: "the paid plan").
     plan: &'a str,
+    plan_name: Option<&'a str>,
     features: Vec<&'a str>,
     limits: Vec<(&'a str, i64)>,
     purchase: Option<&'a str>,
@@ -231,6 +237,34 @@ struct View<'a> {
     purchaser_email: Option<&'a str>,
     grace_ends: Option<i64>,
     access_ends: Option<i64>,
+    /// A flavour of the case kind (`cancel_lapsed`, `plan_kept`).
+    case_variant: Option<&'a str>,
+    /// What an operator may do about the case, in order.
+    case_actions: Vec<&'a str>,
+    payment_charge: Option<&'a str>,
+    payment_dispute: Option<&'a str>,
+    payment_status: Option<&'a str>,
+    payment_reason: Option<&'a str>,
+    /// "49.00 USD"
+    payment_amount: Option<String>,
+}
+
+/// Stripe amounts are in the currency's smallest unit; these have no decimals.
+const ZERO_DECIMAL: &[&str] = &[
+    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
+    "xaf", "xof", "xpf",
+];
+
+fn money(payment: &Value) -> Option<String> {
+    let amount = payment.get("amount").and_then(Value::as_i64)?;
+    let currency = text(payment, "currency").unwrap_or("");
+    let code = currency.to_uppercase();
+    Some(if ZERO_DECIMAL.contains(&currency) {
+        format!("{amount} {code}")
+    } else {
+        format!("{}.{:02} {code}", amount / 100, (amount % 100).abs())
+    })
+    .map(|s| s.trim().to_owned())
 }
 
 fn text<'p>(payload: &'p Value, key: &str) -> Option<&'p str> {
@@ -269,6 +303,12 @@ impl<'a> View<'a> {
             })
             .unwrap_or_default();
         limits.sort_unstable();
+        let payment = payload.get("payment").filter(|p| p.is_object());
+        let payment_text = |key| payment.and_then(|p| text(p, key));
+        let mut case_actions = texts(payload, "case_actions");
+        if case_actions.is_empty() {
+            case_actions = vec!["bind", "invite_purchaser", "mark_refunded", "dismiss"];
+        }
         Self {
             subject: String::new(),
             product_name: ctx.product_name,
@@ -281,6 +321,7 @@ impl<'a> View<'a> {
             workspace_name,
             workspace_id: text(payload, "workspace_id"),
             plan: text(payload, "plan_name").unwrap_or("paid"),
+            plan_name: text(payload, "plan_name"),
             features: texts(payload, "features"),
             limits,
             purchase: text(payload, "purchase"),
@@ -294,6 +335,13 @@ impl<'a> View<'a> {
             purchaser_email: text(payload, "purchaser_email"),
             grace_ends: payload.get("grace_ends").and_then(Value::as_i64),
             access_ends: payload.get("access_ends").and_then(Value::as_i64),
+            case_variant: text(payload, "case_variant"),
+            case_actions,
+            payment_charge: payment_text("charge"),
+            payment_dispute: payment_text("dispute"),
+            payment_status: payment_text("status"),
+            payment_reason: payment_text("reason"),
+            payment_amount: payment.and_then(money),
         }
     }
 }
@@ -321,7 +369,16 @@ pub fn render_message(
         return Err(RenderError::UnknownKind(kind.to_owned()));
     };
     let env = environment()?;
-    let template = |part: &str| env.get_template(&format!("{kind}/{part}"));
+    // A checkout whose delayed payment failed is a `payment_failed` of its
+    // own: nothing was ever active, so there is no grace to speak of.
+    let folder = if *kind == "payment_failed"
+        && payload.get("checkout").and_then(Value::as_bool) == Some(true)
+    {
+        "payment_failed_checkout"
+    } else {
+        kind
+    };
+    let template = |part: &str| env.get_template(&format!("{folder}/{part}"));
     let mut view = View::new(recipient, payload, signin_link, ctx);
     let subject = one_line(&template("subject.txt")?.render(&view)?);
     view.subject.clone_from(&subject);
@@ -354,6 +411,8 @@ pub(super) mod samples {
 
     /// One sample per kind: (kind, when it is sent, recipient, payload).
     pub struct Sample {
+        /// The heading in docs/messages.md: the kind, and its flavour when it has several.
+        pub name: &'static str,
         pub kind: &'static str,
         pub when: &'static str,
         pub recipient: &'static str,
@@ -403,6 +462,7 @@ pub(super) mod samples {
     pub fn all() -> Vec<Sample> {
         vec![
             Sample {
+                name: "onboarding",
                 kind: "onboarding",
                 when: "S1–S4: a payment provisioned a workspace. To the purchaser when they administer it (or started the checkout), else to the workspace's owners.",
                 recipient: "dana@acme.test",
@@ -413,6 +473,7 @@ pub(super) mod samples {
                 ),
             },
             Sample {
+                name: "billing_contact_notice",
                 kind: "billing_contact_notice",
                 when: "S2: the purchaser paid for a workspace they do not administer. To the purchaser; no access is granted.",
                 recipient: "accounts-payable@acme.test",
@@ -427,6 +488,7 @@ pub(super) mod samples {
                 ),
             },
             Sample {
+                name: "access_delayed",
                 kind: "access_delayed",
                 when: "S5 (no workspace matched) and S10 (price not in the catalog): the payment is held. To the purchaser.",
                 recipient: "sam@northpeak.test",
@@ -440,6 +502,7 @@ pub(super) mod samples {
                 ),
             },
             Sample {
+                name: "duplicate_charge",
                 kind: "duplicate_charge",
                 when: "S8: a second subscription for a workspace that already has one. To the purchaser of the second.",
                 recipient: "lee@acme.test",
@@ -455,6 +518,7 @@ pub(super) mod samples {
                 ),
             },
             Sample {
+                name: "payment_failed",
                 kind: "payment_failed",
                 when: "S11: a renewal payment failed (one message per failed invoice). To the purchaser, else the owners.",
                 recipient: "dana@acme.test",
@@ -465,6 +529,18 @@ pub(super) mod samples {
                 ),
             },
             Sample {
+                name: "payment_failed (checkout)",
+                kind: "payment_failed",
+                when: "S18: a checkout's delayed payment (a bank debit) failed. To the purchaser.",
+                recipient: "dana@acme.test",
+                payload: acme_pro(
+                    "payment_failed",
+                    "cs_live_a1Qx7kB7WZ01zgkWcZ0SeatsDebit",
+                    json!({ "checkout": true }),
+                ),
+            },
+            Sample {
+                name: "cancellation",
                 kind: "cancellation",
                 when: "S12: the subscription is canceled, unpaid or expired, or set to cancel at period end. To the owners.",
                 recipient: "dana@acme.test",
@@ -475,8 +551,9 @@ pub(super) mod samples {
                 ),
             },
             Sample {
+                name: "support_alert",
                 kind: "support_alert",
-                when: "Every held case (S5, S8, S9, S10). To ADMIT_SUPPORT_EMAIL.",
+                when: "Every held case (S5, S8, S9, S10; the flavours below for S15–S17). To ADMIT_SUPPORT_EMAIL.",
                 recipient: "help@northwind.example",
                 payload: payload(
                     "support_alert",
@@ -484,10 +561,95 @@ pub(super) mod samples {
                         "purchase": "sub_1SkR4nB7WZ01zgkW8xQp2LmA",
                         "case_key": "missing_workspace:sub_1SkR4nB7WZ01zgkW8xQp2LmA",
                         "case_id": "case_c7d15b2c4eb9ec758631",
+                        "case_actions": ["bind", "invite_purchaser", "mark_refunded", "dismiss"],
+                    }),
+                ),
+            },
+            Sample {
+                name: "support_alert (duplicate_subscription, cancel_lapsed)",
+                kind: "support_alert",
+                when: "S15: a new subscription holds the plan while an older one is past due, unpaid or ending. To ADMIT_SUPPORT_EMAIL; the purchaser of the new one gets onboarding.",
+                recipient: "help@northwind.example",
+                payload: payload(
+                    "support_alert",
+                    json!({
+                        "workspace_id": "ws_acme01",
+                        "workspace_name": "Acme Design",
+                        "purchase": "sub_1SkP2qB7WZ01zgkWa9Tc4HvE",
+                        "purchaser_email": "dana@acme.test",
+                        "case_key": "duplicate_subscription:sub_1SkP2qB7WZ01zgkWa9Tc4HvE",
+                        "case_id": "case_2f8e61c09d4b7a35e1c0",
+                        "case_variant": "cancel_lapsed",
+                        "case_actions": ["invite_purchaser", "mark_refunded", "dismiss"],
+                    }),
+                ),
+            },
+            Sample {
+                name: "support_alert (unknown_price, plan kept)",
+                kind: "support_alert",
+                when: "S16: a live subscription changed to a price the catalog does not know; the plan in force is kept. To ADMIT_SUPPORT_EMAIL only.",
+                recipient: "help@northwind.example",
+                payload: payload(
+                    "support_alert",
+                    json!({
+                        "workspace_id": "ws_acme01",
+                        "workspace_name": "Acme Design",
+                        "purchase": "sub_1SkP2qB7WZ01zgkWa9Tc4HvE",
+                        "case_key": "unknown_price:sub_1SkP2qB7WZ01zgkWa9Tc4HvE",
+                        "case_id": "case_93ad0c5e7b2f41d8a6e2",
+                        "case_variant": "plan_kept",
+                        "case_actions": ["invite_purchaser", "mark_refunded", "dismiss"],
+                    }),
+                ),
+            },
+            Sample {
+                name: "support_alert (payment_disputed)",
+                kind: "support_alert",
+                when: "S17: a charge of a workspace's purchase is disputed. To ADMIT_SUPPORT_EMAIL; access follows the subscription.",
+                recipient: "help@northwind.example",
+                payload: payload(
+                    "support_alert",
+                    json!({
+                        "workspace_id": "ws_acme01",
+                        "workspace_name": "Acme Design",
+                        "purchase": "sub_1SkP2qB7WZ01zgkWa9Tc4HvE",
+                        "purchaser_email": "dana@acme.test",
+                        "case_key": "payment_disputed:du_1SkV3dB7WZ01zgkW0Dispute",
+                        "case_id": "case_5c1e9a7f3b2d86e40a91",
+                        "case_actions": ["mark_refunded", "dismiss"],
+                        "payment": {"dispute": "du_1SkV3dB7WZ01zgkW0Dispute", "charge": "ch_3SkV2aB7WZ01zgkW1Renewal",
+                                    "status": "needs_response", "reason": "product_not_received",
+                                    "amount": 4900, "currency": "usd"},
+                    }),
+                ),
+            },
+            Sample {
+                name: "support_alert (payment_refunded)",
+                kind: "support_alert",
+                when: "S17: the workspace's latest paid invoice was refunded in full. To ADMIT_SUPPORT_EMAIL; access follows the subscription.",
+                recipient: "help@northwind.example",
+                payload: payload(
+                    "support_alert",
+                    json!({
+                        "workspace_id": "ws_acme01",
+                        "workspace_name": "Acme Design",
+                        "purchase": "sub_1SkP2qB7WZ01zgkWa9Tc4HvE",
+                        "case_key": "payment_refunded:ch_3SkV2aB7WZ01zgkW1Renewal",
+                        "case_id": "case_e04b7d2a95c3f1186b7d",
+                        "case_actions": ["mark_refunded", "dismiss"],
+                        "payment": {"charge": "ch_3SkV2aB7WZ01zgkW1Renewal", "invoice": "in_1SkV2aB7WZ01zgkWRenewal",
+                                    "amount": 4900, "amount_refunded": 4900, "currency": "usd"},
                     }),
                 ),
             },
         ]
+    }
+
+    pub fn named(name: &str) -> Sample {
+        all()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no sample named {name}"))
     }
 
     pub fn sample(kind: &str) -> Sample {
@@ -502,7 +664,7 @@ pub(super) mod samples {
 mod tests {
     use serde_json::json;
 
-    use super::samples::{CTX, SIGNIN_LINK, sample};
+    use super::samples::{CTX, SIGNIN_LINK, named, sample};
     use super::*;
     use crate::mail::welcome::render_welcome;
 
@@ -521,6 +683,56 @@ mod tests {
 
     fn text_snapshot(r: &Rendered) -> String {
         format!("Subject: {}\n\n{}", r.subject, r.text)
+    }
+
+    fn render_named(name: &str) -> Rendered {
+        let s = named(name);
+        render_message(s.kind, s.recipient, &s.payload, None, &CTX).expect("renders")
+    }
+
+    #[test]
+    fn payment_failed_for_a_checkout() {
+        let r = render_named("payment_failed (checkout)");
+        assert!(r.text.contains("did not go through"), "{}", r.text);
+        assert!(!r.text.contains("renewal"), "{}", r.text);
+        insta::assert_snapshot!("payment_failed_checkout_text", text_snapshot(&r));
+        insta::assert_snapshot!("payment_failed_checkout_html", r.html);
+    }
+
+    #[test]
+    fn support_alerts_for_s15_to_s17() {
+        for (name, snapshot, says) in [
+            (
+                "support_alert (duplicate_subscription, cancel_lapsed)",
+                "support_alert_cancel_lapsed",
+                "Cancel the lapsed subscription",
+            ),
+            (
+                "support_alert (unknown_price, plan kept)",
+                "support_alert_plan_kept",
+                "keeps the plan it had",
+            ),
+            (
+                "support_alert (payment_disputed)",
+                "support_alert_payment_disputed",
+                "49.00 USD",
+            ),
+            (
+                "support_alert (payment_refunded)",
+                "support_alert_payment_refunded",
+                "refunded in full",
+            ),
+        ] {
+            let r = render_named(name);
+            assert!(r.text.contains(says), "{name}: {}", r.text);
+            assert!(!printed_none(&r.text), "{name}: {}", r.text);
+            insta::assert_snapshot!(format!("{snapshot}_text"), text_snapshot(&r));
+            insta::assert_snapshot!(format!("{snapshot}_html"), r.html);
+        }
+        // Money cases offer no bind: the alert lists only what applies.
+        let r = render_named("support_alert (payment_disputed)");
+        assert!(!r.text.contains(r#""action":"bind""#), "{}", r.text);
+        assert!(r.text.contains(r#""action":"mark_refunded""#), "{}", r.text);
     }
 
     #[test]
@@ -735,14 +947,16 @@ mod tests {
             let r = render_message(s.kind, s.recipient, &s.payload, link, &CTX).expect("renders");
             doc.push_str(&format!(
                 "\n## `{}`\n\n{}\n\n- To: `{}`\n- Subject: **{}**\n\n```text\n{}```\n",
-                s.kind, s.when, s.recipient, r.subject, r.text
+                s.name, s.when, s.recipient, r.subject, r.text
             ));
         }
         doc.push_str(
             "\n## Welcome page\n\n\
-             `GET /welcome?session_id=…`, where Stripe Checkout's success URL lands. One of four\n\
+             `GET /welcome?session_id=…`, where Stripe Checkout's success URL lands. One of six\n\
              states; below, each page's title and `<main>` (the full pages are in\n\
-             `src/mail/snapshots/`). Only *Finishing* refreshes itself (every 3 seconds).\n",
+             `src/mail/snapshots/`). Only *Finishing* refreshes itself (every 3 seconds); for a\n\
+             session admit has not heard of yet it does so for about two minutes, then shows\n\
+             *Unknown*.\n",
         );
         for (name, state) in crate::mail::welcome::samples::all() {
             let html =

@@ -16,8 +16,15 @@ pub enum WelcomeState<'a> {
         app_home_url: &'a str,
     },
     /// The webhook is not processed yet: the page refreshes itself every 3 s
-    /// and explains this can take a minute.
-    Finishing,
+    /// and explains this can take a minute. `next` is the URL it reloads
+    /// (for a session admit has not heard of yet, with a count of waits);
+    /// `None` reloads the same address.
+    Finishing { next: Option<&'a str> },
+    /// Completed with a delayed method (a bank debit): paid when the bank
+    /// confirms, which can take days. No refresh: an email follows.
+    PaymentPending { business_days: u32 },
+    /// The delayed payment failed: nothing is active; how to try again.
+    PaymentFailed { app_home_url: &'a str },
     /// Held for a person: the access-delayed text with the case reference.
     Held {
         case_id: &'a str,
@@ -36,6 +43,8 @@ struct Page<'a> {
     sign_in_email: Option<&'a str>,
     app_home_url: Option<&'a str>,
     case_id: Option<&'a str>,
+    next_url: Option<&'a str>,
+    business_days: Option<u32>,
 }
 
 pub fn render_welcome(
@@ -51,6 +60,8 @@ pub fn render_welcome(
         sign_in_email: None,
         app_home_url: None,
         case_id: None,
+        next_url: None,
+        business_days: None,
     };
     let template = match *state {
         WelcomeState::Ready {
@@ -65,7 +76,18 @@ pub fn render_welcome(
             page.app_home_url = Some(app_home_url);
             "welcome/ready.html"
         }
-        WelcomeState::Finishing => "welcome/finishing.html",
+        WelcomeState::Finishing { next } => {
+            page.next_url = next;
+            "welcome/finishing.html"
+        }
+        WelcomeState::PaymentPending { business_days } => {
+            page.business_days = Some(business_days);
+            "welcome/pending.html"
+        }
+        WelcomeState::PaymentFailed { app_home_url } => {
+            page.app_home_url = Some(app_home_url);
+            "welcome/failed.html"
+        }
         WelcomeState::Held {
             case_id,
             sign_in_email,
@@ -97,7 +119,17 @@ pub(super) mod samples {
                     app_home_url: "https://app.northwind.example",
                 },
             ),
-            ("Finishing", WelcomeState::Finishing),
+            ("Finishing", WelcomeState::Finishing { next: None }),
+            (
+                "Payment pending",
+                WelcomeState::PaymentPending { business_days: 6 },
+            ),
+            (
+                "Payment failed",
+                WelcomeState::PaymentFailed {
+                    app_home_url: "https://app.northwind.example",
+                },
+            ),
             (
                 "Held",
                 WelcomeState::Held {
@@ -147,6 +179,34 @@ mod tests {
     #[test]
     fn unknown() {
         insta::assert_snapshot!("welcome_unknown", page(&sample("Unknown")));
+    }
+
+    #[test]
+    fn payment_pending() {
+        let html = page(&sample("Payment pending"));
+        assert!(html.contains("up to 6 business days"), "{html}");
+        insta::assert_snapshot!("welcome_payment_pending", html);
+    }
+
+    #[test]
+    fn payment_failed() {
+        let html = page(&sample("Payment failed"));
+        assert!(html.contains("did not go through"), "{html}");
+        assert!(!html.contains("pay again"), "{html}");
+        insta::assert_snapshot!("welcome_payment_failed", html);
+    }
+
+    #[test]
+    fn a_finishing_page_for_an_unknown_session_reloads_its_next_address() {
+        let html = page(&WelcomeState::Finishing {
+            next: Some("/welcome?session_id=cs_test_a1&wait=3"),
+        });
+        assert!(
+            html.contains(
+                r#"<meta http-equiv="refresh" content="3;url=/welcome?session_id=cs_test_a1&amp;wait=3">"#
+            ),
+            "{html}"
+        );
     }
 
     #[test]

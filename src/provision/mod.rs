@@ -9,4 +9,4 @@ mod writes;
 pub use ingest::new_event;
 pub use keys::event_keys;
 pub use worker::{Processor, Step};
-pub use writes::{case_id, plan_writes};
+pub use writes::{Followups, case_id, plan_writes, plan_writes_with_followups};

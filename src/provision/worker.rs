@@ -8,7 +8,7 @@ use admit_store::{EventStatus, ProvisionOutcome, Store, StoreError};
 use tokio::sync::Notify;
 
 use super::keys::event_keys;
-use super::writes::{Policy, plan_writes};
+use super::writes::{Followups, Policy, plan_writes_with_followups};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::telemetry::error_chain;
@@ -34,6 +34,8 @@ pub struct Processor {
     store: Arc<dyn Store>,
     config: Arc<Config>,
     clock: Arc<dyn Clock>,
+    /// Settles same-second ties by asking Stripe (DESIGN.md §2.3), when a key is configured.
+    stripe: Option<admit_stripe::api::StripeClient>,
 }
 
 fn retry_delay(attempts: i64) -> i64 {
@@ -49,6 +51,42 @@ impl Processor {
             store,
             config,
             clock,
+            stripe: None,
+        }
+    }
+
+    /// A processor that fetches a subscription from Stripe when its latest
+    /// same-second snapshots cannot be ordered by their causal chain.
+    pub fn with_stripe(mut self, stripe: Option<admit_stripe::api::StripeClient>) -> Self {
+        self.stripe = stripe;
+        self
+    }
+
+    /// Records Stripe's current word on each tied subscription as an event
+    /// (stamped now, so it orders after the tie); the processor then
+    /// derives again from it. A failed fetch leaves the documented status
+    /// precedence in force.
+    async fn settle_ties(&self, followups: &Followups) {
+        let Some(client) = &self.stripe else { return };
+        for subscription in &followups.ties {
+            let object = match client.retrieve_subscription(subscription.as_str()).await {
+                Ok(object) => object,
+                Err(error) => {
+                    tracing::warn!(subscription = %subscription, error = %error, "could not fetch a subscription to settle a same-second tie");
+                    continue;
+                }
+            };
+            let kind = crate::stripe_sync::subscription_event_type(&object);
+            match crate::stripe_sync::record_object(&self.store, kind, &object, self.clock.now())
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(subscription = %subscription, "same-second tie settled from Stripe");
+                }
+                Err(error) => {
+                    tracing::warn!(subscription = %subscription, error = %error, "could not record a fetched subscription");
+                }
+            }
         }
     }
 
@@ -70,8 +108,16 @@ impl Processor {
         let event = match admit_stripe::billing_event(&stored.payload) {
             Ok(Some(event)) => event,
             Ok(None) => {
+                // A thin (v2) event names an object without a snapshot of
+                // it: kept, and nothing to act on.
+                let thin = admit_stripe::EventEnvelope::parse(&stored.payload).is_ok_and(|e| e.thin);
+                let reason = if thin {
+                    "thin_event"
+                } else {
+                    "type_not_handled"
+                };
                 self.store
-                    .finish_event_unprovisioned(&id, EventStatus::Ignored, "type_not_handled", None)
+                    .finish_event_unprovisioned(&id, EventStatus::Ignored, reason, None)
                     .await?;
                 return Ok(Step::Done(id));
             }
@@ -94,11 +140,20 @@ impl Processor {
             support_email: self.config.support_email.as_ref(),
             mode: self.config.stripe.mode,
         };
-        let decide = |snapshot: &admit_store::ScopeSnapshot| plan_writes(snapshot, &policy, now);
+        let followups = std::sync::Mutex::new(Followups::default());
+        let decide = |snapshot: &admit_store::ScopeSnapshot| {
+            let (write, next) = plan_writes_with_followups(snapshot, &policy, now)?;
+            if let Ok(mut slot) = followups.lock() {
+                *slot = next;
+            }
+            Ok(write)
+        };
         for _ in 0..MAX_AGAIN {
             match self.store.provision(&id, &keys, now, &decide).await {
                 Ok(ProvisionOutcome::Written) => {
                     tracing::info!(event_id = %id, event_type = %stored.event_type, "event provisioned");
+                    let next = followups.lock().map(|f| f.clone()).unwrap_or_default();
+                    self.settle_ties(&next).await;
                     return Ok(Step::Done(id));
                 }
                 Ok(ProvisionOutcome::Again) => continue,

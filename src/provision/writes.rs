@@ -40,6 +40,7 @@ fn billing_json(state: &BillingState) -> Value {
         "stripe_subscription_id": state.stripe_subscription_id.as_ref().map(|s| s.as_str()),
         "current_period_end": state.current_period_end.map(Timestamp::unix),
         "cancel_at_period_end": state.cancel_at_period_end,
+        "cancel_at": state.cancel_at.map(Timestamp::unix),
         "purchaser_email": state.purchaser_email.as_ref().map(Email::as_str),
         "updated_by_event": state.updated_by_event.as_ref().map(EventId::as_str),
     })
@@ -53,7 +54,23 @@ fn details_json(case: &Case) -> Value {
         "bound_workspace": d.bound_workspace.as_ref().map(|w| w.as_str()),
         "unknown_prices": d.unknown_prices,
         "canonical_subscription": d.canonical,
+        "action": d.action.map(|a| a.as_str()),
         "client_reference_ids": d.client_reference_ids,
+        "payment": d.payment.as_ref().map(payment_json),
+    })
+}
+
+fn payment_json(p: &admit_core::provisioning::PaymentDetails) -> Value {
+    json!({
+        "dispute": p.dispute,
+        "charge": p.charge,
+        "payment_intent": p.payment_intent,
+        "invoice": p.invoice,
+        "status": p.status,
+        "reason": p.reason,
+        "amount": p.amount,
+        "amount_refunded": p.amount_refunded,
+        "currency": p.currency,
     })
 }
 
@@ -115,6 +132,15 @@ fn outbox_write(
             "purchaser_email": effect.purchaser_email.as_ref().map(Email::as_str),
             "grace_ends": effect.grace_ends.map(Timestamp::unix),
             "access_ends": effect.access_ends.map(Timestamp::unix),
+            "checkout": effect.about_checkout,
+            "case_variant": effect.variant,
+            "case_actions": effect
+                .case_key
+                .as_deref()
+                .and_then(|key| key.split_once(':'))
+                .and_then(|(kind, _)| admit_core::provisioning::CaseKind::parse(kind))
+                .map(|kind| kind.actions()),
+            "payment": effect.payment.as_ref().map(payment_json),
         }),
         not_before: now.plus_seconds(policy.outbox_settle_secs),
     }
@@ -223,6 +249,13 @@ fn case_changes(
     }
 }
 
+/// What a derivation asks of the shell besides the writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Followups {
+    /// Subscriptions whose same-second snapshots only Stripe can order.
+    pub ties: BTreeSet<admit_core::SubscriptionId>,
+}
+
 /// Derives the scope and returns what to write. `Err` only when the snapshot
 /// itself is unusable.
 pub fn plan_writes(
@@ -230,6 +263,15 @@ pub fn plan_writes(
     policy: &Policy<'_>,
     now: Timestamp,
 ) -> Result<ScopeWrite, String> {
+    plan_writes_with_followups(snapshot, policy, now).map(|(write, _)| write)
+}
+
+/// [`plan_writes`], also returning what the shell should do next.
+pub fn plan_writes_with_followups(
+    snapshot: &ScopeSnapshot,
+    policy: &Policy<'_>,
+    now: Timestamp,
+) -> Result<(ScopeWrite, Followups), String> {
     let mut events: Vec<BillingEvent> = Vec::new();
     for stored in &snapshot.events {
         // Events of the other Stripe mode never provision; malformed or
@@ -252,6 +294,9 @@ pub fn plan_writes(
         grace_period_secs: policy.grace_period_secs,
     };
     let derivation = derive(facts, &events, &snapshot.workspaces);
+    let followups = Followups {
+        ties: derivation.ties.clone(),
+    };
     let actor = format!("stripe:{}", snapshot.claimed);
     let mut write = ScopeWrite::default();
 
@@ -266,7 +311,7 @@ pub fn plan_writes(
                 purchase: r.purchase.clone(),
             })
             .collect();
-        return Ok(write);
+        return Ok((write, followups));
     }
 
     for (workspace, state) in &derivation.billing {
@@ -374,5 +419,5 @@ pub fn plan_writes(
                 .push((id.clone(), status, outcome.reason.to_owned()));
         }
     }
-    Ok(write)
+    Ok((write, followups))
 }

@@ -253,6 +253,7 @@ mod tests {
             prices: prices.iter().map(|p| (*p).to_owned()).collect(),
             entitlements: admit_core::Entitlements::default(),
             free_tier: free,
+            rank: 0,
         };
         Catalog::new([
             plan("free", &[], true),

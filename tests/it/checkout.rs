@@ -386,7 +386,8 @@ async fn the_welcome_page_syncs_from_stripe_within_a_fetch_budget() {
             .send()
             .await
             .expect("request");
-        assert_eq!(response.status().as_u16(), 404);
+        // Unheard of yet: the page waits (the webhook may still be on its way).
+        assert_eq!(response.status().as_u16(), 200);
         app.clock.advance(10);
     }
     let asked = requests(&server, "GET", "/v1/checkout/sessions/cs_test_Unknown0001")

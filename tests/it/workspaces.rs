@@ -47,7 +47,7 @@ async fn creates_a_workspace_with_the_given_id_and_reads_it_back() {
         "billing": {
             "subscription_status": null, "subscription_plan": null, "stripe_customer_id": null,
             "stripe_subscription_id": null, "current_period_end": null, "cancel_at_period_end": null,
-            "purchaser_email": null, "updated_by_event": null, "past_due_since": null,
+            "cancel_at": null, "purchaser_email": null, "updated_by_event": null, "past_due_since": null,
             "grace_period_ends": null, "plan_reason": null,
         },
     });

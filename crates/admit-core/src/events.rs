@@ -126,30 +126,33 @@ pub struct PreviousAttributes {
     pub price_ids: Option<Vec<String>>,
 }
 
-impl PreviousAttributes {
-    /// Whether `earlier` is the snapshot this update changed: every compared
-    /// field present here equals `earlier`'s. `None` when no compared field
-    /// is present, so the chain says nothing.
-    pub fn describes(&self, earlier: &SubscriptionSnapshot) -> Option<bool> {
-        let checks = [
-            self.status.map(|s| s == earlier.status),
-            self.cancel_at_period_end
-                .map(|c| c == earlier.cancel_at_period_end),
-            self.cancel_at.map(|c| c == earlier.cancel_at),
-            self.current_period_end
-                .map(|e| Some(e) == earlier.current_period_end),
-            self.price_ids.as_ref().map(|p| *p == earlier.price_ids),
-        ];
-        let mut any = false;
-        for check in checks.into_iter().flatten() {
-            if !check {
-                return Some(false);
-            }
-            any = true;
-        }
-        any.then_some(true)
+impl SubscriptionSnapshot {
+    /// Whether `self` is the snapshot that `later` changed: `later`'s
+    /// `previous_attributes` name at least one compared field, and `self`
+    /// equals `later` with those fields set back to their earlier values
+    /// (what an update does not name, it did not change).
+    pub fn precedes(&self, later: &SubscriptionSnapshot) -> bool {
+        let Some(previous) = &later.previous else {
+            return false;
+        };
+        let named = previous.status.is_some()
+            || previous.cancel_at_period_end.is_some()
+            || previous.cancel_at.is_some()
+            || previous.current_period_end.is_some()
+            || previous.price_ids.is_some();
+        named
+            && self.status == previous.status.unwrap_or(later.status)
+            && self.cancel_at_period_end
+                == previous
+                    .cancel_at_period_end
+                    .unwrap_or(later.cancel_at_period_end)
+            && self.cancel_at == previous.cancel_at.unwrap_or(later.cancel_at)
+            && self.current_period_end
+                == previous.current_period_end.or(later.current_period_end)
+            && previous.price_ids.as_ref().unwrap_or(&later.price_ids) == &self.price_ids
     }
 }
+
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invoice {

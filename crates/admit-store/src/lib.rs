@@ -24,7 +24,8 @@ pub use events::{EventSource, EventStatus, InsertOutcome, NewEvent, StoredEvent}
 pub use outbox::OutboxStore;
 pub use provisioning::{
     CaseResolution, CaseWrite, Decide, EventKeys, OutboxRow, OutboxWrite, ProvisionOutcome,
-    ProvisioningStore, ScopeEvent, ScopeSnapshot, ScopeWrite, SessionStatus, StoredCase,
+    ProvisioningStore, ScopeEvent, ScopeSnapshot, ScopeWrite, SessionPayment, SessionStatus,
+    StoredCase,
     WorkspaceCreation,
 };
 pub use signin::{RedeemedToken, SigninStore};

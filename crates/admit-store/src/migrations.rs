@@ -28,6 +28,11 @@ const SQLITE: &[Embedded] = &[
         description: "delivery",
         sql: include_str!("../migrations/sqlite/0003_delivery.sql"),
     },
+    Embedded {
+        version: 4,
+        description: "billing semantics",
+        sql: include_str!("../migrations/sqlite/0004_billing_semantics.sql"),
+    },
 ];
 
 fn migrator(embedded: &[Embedded]) -> Migrator {

@@ -24,6 +24,10 @@ pub struct EventKeys {
     pub session: Option<String>,
     pub workspace_hint: Option<String>,
     pub purchaser_email: Option<String>,
+    /// The charge and payment intent the event names (an invoice's payment,
+    /// a dispute's or a refund's charge).
+    pub charge: Option<String>,
+    pub payment_intent: Option<String>,
 }
 
 /// An inbox row within a scope.
@@ -196,6 +200,20 @@ pub struct SessionStatus {
     /// The workspace the purchase is bound to.
     pub workspace: Option<WorkspaceId>,
     pub purchaser_email: Option<String>,
+    /// Where the payment of the checkout stands, from its events' outcomes.
+    pub payment: SessionPayment,
+}
+
+/// The payment of a checkout as its processed events tell it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SessionPayment {
+    /// Paid, or nothing says otherwise yet.
+    #[default]
+    Unknown,
+    /// Completed with a delayed method (a bank debit) not yet confirmed.
+    Pending,
+    /// The delayed payment failed.
+    Failed,
 }
 
 /// The decision the caller runs inside the scope's transaction: pure code

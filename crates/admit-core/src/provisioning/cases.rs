@@ -53,6 +53,21 @@ impl CaseKind {
         CaseKind::PaymentRefunded,
     ];
 
+    /// What an operator may do about a case of this kind, in the order a
+    /// console offers them. Money cases are settled at Stripe: support only
+    /// records what it did.
+    pub fn actions(self) -> &'static [&'static str] {
+        match self {
+            CaseKind::MissingWorkspace => &["bind", "invite_purchaser", "mark_refunded", "dismiss"],
+            CaseKind::CustomerConflict => &["bind", "invite_purchaser", "mark_refunded", "dismiss"],
+            CaseKind::EmailMismatch => &["invite_purchaser", "dismiss"],
+            CaseKind::DuplicateSubscription | CaseKind::UnknownPrice => {
+                &["invite_purchaser", "mark_refunded", "dismiss"]
+            }
+            CaseKind::PaymentDisputed | CaseKind::PaymentRefunded => &["mark_refunded", "dismiss"],
+        }
+    }
+
     /// The case key: what the case is about. One case per key, ever.
     pub fn key(self, purchase: &str) -> String {
         format!("{}:{purchase}", self.as_str())

@@ -236,6 +236,11 @@ impl Builder<'_> {
         alert.workspace = workspace.cloned();
         alert.purchase = Some(purchase.key.to_string());
         alert.purchaser_email = purchaser.cloned();
+        alert.variant = match (kind, details.action, purchaser_message) {
+            (_, Some(DuplicateAction::CancelLapsed), _) => Some("cancel_lapsed"),
+            (CaseKind::UnknownPrice, _, None) => Some("plan_kept"),
+            _ => None,
+        };
         self.effect(alert);
         if let (Some(message), Some(email)) = (purchaser_message, purchaser) {
             let mut effect = Effect::new(
@@ -705,6 +710,7 @@ fn hold_payment(b: &mut Builder<'_>, case: PaymentCase<'_>) {
     alert.workspace.clone_from(&case.workspace);
     alert.purchase.clone_from(&purchase_key);
     alert.purchaser_email.clone_from(&case.purchaser);
+    alert.payment = Some(case.payment.clone());
     b.effect(alert);
     b.out.cases.insert(
         key.clone(),

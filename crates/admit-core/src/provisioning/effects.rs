@@ -2,6 +2,7 @@
 //! message to one recipient about one thing. The outbox is unique on the key,
 //! so deriving a message twice sends it once.
 
+use super::cases::PaymentDetails;
 use crate::{Email, PlanKey, Timestamp, WorkspaceId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -57,6 +58,11 @@ pub struct Effect {
     /// A `payment_failed` about a checkout whose payment did not go through,
     /// rather than about a renewal.
     pub about_checkout: bool,
+    /// For a support alert: which flavour of its case kind (`cancel_lapsed`
+    /// for a lapsed duplicate, `plan_kept` for a plan change to an unknown price).
+    pub variant: Option<&'static str>,
+    /// For a support alert about a dispute or a refund.
+    pub payment: Option<PaymentDetails>,
 }
 
 impl Effect {
@@ -79,6 +85,8 @@ impl Effect {
             access_ends: None,
             purchaser_email: None,
             about_checkout: false,
+            variant: None,
+            payment: None,
         }
     }
 }

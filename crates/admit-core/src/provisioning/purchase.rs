@@ -192,15 +192,8 @@ fn order_run(run: &mut [&BillingEvent]) -> bool {
         .iter()
         .map(|e| update_snapshot(e).unwrap_or_else(|| unreachable!("a run holds updates only")))
         .collect();
-    // after[a][b]: b's previous_attributes describe a's snapshot.
-    let describes = |a: usize, b: usize| {
-        a != b
-            && snapshots[b]
-                .previous
-                .as_ref()
-                .and_then(|p| p.describes(snapshots[a]))
-                == Some(true)
-    };
+    // after[a][b]: b's previous_attributes make a its snapshot before.
+    let describes = |a: usize, b: usize| a != b && snapshots[a].precedes(snapshots[b]);
     let mut after = vec![vec![false; n]; n];
     for a in 0..n {
         for b in 0..n {

@@ -103,8 +103,9 @@ impl Store for SqliteStore {
         let result = sqlx::query(
             "INSERT INTO stripe_events (id, type, created, api_version, livemode, object_type,
                  object_id, customer_id, metadata, payload, headers, source, received_at,
-                 subscription_id, checkout_session_id, workspace_hint, purchaser_email)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 subscription_id, checkout_session_id, workspace_hint, purchaser_email,
+                 charge_id, payment_intent_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(event.id.as_str())
@@ -124,6 +125,8 @@ impl Store for SqliteStore {
         .bind(&event.keys.session)
         .bind(&event.keys.workspace_hint)
         .bind(&event.keys.purchaser_email)
+        .bind(&event.keys.charge)
+        .bind(&event.keys.payment_intent)
         .execute(&self.pool)
         .await?;
         Ok(if result.rows_affected() == 1 {

@@ -21,7 +21,8 @@ use crate::directory::Actor;
 use crate::events::EventStatus;
 use crate::provisioning::{
     CaseResolution, CaseWrite, Decide, EventKeys, OutboxRow, OutboxWrite, ProvisionOutcome,
-    ProvisioningStore, ScopeEvent, ScopeSnapshot, ScopeWrite, SessionStatus, StoredCase,
+    ProvisioningStore, ScopeEvent, ScopeSnapshot, ScopeWrite, SessionPayment, SessionStatus,
+    StoredCase,
 };
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
@@ -57,6 +58,8 @@ struct Sets {
     sessions: BTreeSet<String>,
     workspaces: BTreeSet<String>,
     emails: BTreeSet<String>,
+    /// Charge and payment-intent ids (their prefixes keep them apart).
+    payments: BTreeSet<String>,
 }
 
 impl Sets {
@@ -66,6 +69,7 @@ impl Sets {
             + self.sessions.len()
             + self.workspaces.len()
             + self.emails.len()
+            + self.payments.len()
     }
 
     fn add_keys(&mut self, keys: &EventKeys) {
@@ -79,6 +83,8 @@ impl Sets {
         add(&mut self.sessions, &keys.session);
         add(&mut self.workspaces, &keys.workspace_hint);
         add(&mut self.emails, &keys.purchaser_email);
+        add(&mut self.payments, &keys.charge);
+        add(&mut self.payments, &keys.payment_intent);
     }
 
     fn add_stripe(&mut self, kind: &str, id: String) {
@@ -114,6 +120,8 @@ fn row_keys(row: &SqliteRow) -> Result<EventKeys, StoreError> {
         session: row.try_get("checkout_session_id")?,
         workspace_hint: row.try_get("workspace_hint")?,
         purchaser_email: row.try_get("purchaser_email")?,
+        charge: row.try_get("charge_id")?,
+        payment_intent: row.try_get("payment_intent_id")?,
     })
 }
 
@@ -127,19 +135,22 @@ async fn grow_scope(
         let before = (sets.size(), events.len());
         let rows = sqlx::query(
             "SELECT id, type, livemode, payload, status, outcome, customer_id, subscription_id, checkout_session_id,
-                    workspace_hint, purchaser_email
+                    workspace_hint, purchaser_email, charge_id, payment_intent_id
              FROM stripe_events
              WHERE id = ?1
                 OR customer_id IN (SELECT value FROM json_each(?2))
                 OR subscription_id IN (SELECT value FROM json_each(?3))
                 OR checkout_session_id IN (SELECT value FROM json_each(?4))
-                OR workspace_hint IN (SELECT value FROM json_each(?5))",
+                OR workspace_hint IN (SELECT value FROM json_each(?5))
+                OR charge_id IN (SELECT value FROM json_each(?6))
+                OR payment_intent_id IN (SELECT value FROM json_each(?6))",
         )
         .bind(claimed.as_str())
         .bind(json_list(&sets.customers))
         .bind(json_list(&sets.subscriptions))
         .bind(json_list(&sets.sessions))
         .bind(json_list(&sets.workspaces))
+        .bind(json_list(&sets.payments))
         .fetch_all(&mut *conn)
         .await?;
         for row in &rows {
@@ -277,14 +288,21 @@ async fn load_snapshot(
         }
     }
 
+    // Money cases (a dispute admit could not place) may name no purchase:
+    // they are found by the events they hold.
+    let event_ids: BTreeSet<String> = events.keys().cloned().collect();
     let mut settlements = BTreeMap::new();
     for row in sqlx::query(
         "SELECT case_key, resolution FROM cases WHERE resolution IN ('mark_refunded', 'dismiss')
            AND (stripe_subscription_id IN (SELECT value FROM json_each(?1))
-                OR checkout_session_id IN (SELECT value FROM json_each(?2)))",
+                OR checkout_session_id IN (SELECT value FROM json_each(?2))
+                OR (kind IN ('payment_disputed', 'payment_refunded')
+                    AND EXISTS (SELECT 1 FROM json_each(cases.event_ids) held
+                                WHERE held.value IN (SELECT value FROM json_each(?3)))))",
     )
     .bind(json_list(&sets.subscriptions))
     .bind(json_list(&sets.sessions))
+    .bind(json_list(&event_ids))
     .fetch_all(&mut *conn)
     .await?
     {
@@ -310,11 +328,15 @@ async fn load_snapshot(
         "SELECT * FROM cases
          WHERE stripe_subscription_id IN (SELECT value FROM json_each(?1))
             OR checkout_session_id IN (SELECT value FROM json_each(?2))
-            OR stripe_customer_id IN (SELECT value FROM json_each(?3))",
+            OR stripe_customer_id IN (SELECT value FROM json_each(?3))
+            OR (kind IN ('payment_disputed', 'payment_refunded')
+                AND EXISTS (SELECT 1 FROM json_each(cases.event_ids) held
+                            WHERE held.value IN (SELECT value FROM json_each(?4))))",
     )
     .bind(json_list(&sets.subscriptions))
     .bind(json_list(&sets.sessions))
     .bind(json_list(&sets.customers))
+    .bind(json_list(&event_ids))
     .fetch_all(&mut *conn)
     .await?
     {
@@ -382,6 +404,7 @@ async fn billing_state(
             .map_err(corrupt)?,
         current_period_end: ts(row.try_get("current_period_end")?),
         cancel_at_period_end: row.try_get("cancel_at_period_end")?,
+        cancel_at: ts(row.try_get("cancel_at")?),
         purchaser_email: email
             .map(|e| Email::parse(&e))
             .transpose()
@@ -423,13 +446,15 @@ async fn write_keys(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE stripe_events SET customer_id = ?, subscription_id = ?, checkout_session_id = ?,
-             workspace_hint = ?, purchaser_email = ? WHERE id = ?",
+             workspace_hint = ?, purchaser_email = ?, charge_id = ?, payment_intent_id = ? WHERE id = ?",
     )
     .bind(&keys.customer)
     .bind(&keys.subscription)
     .bind(&keys.session)
     .bind(&keys.workspace_hint)
     .bind(&keys.purchaser_email)
+    .bind(&keys.charge)
+    .bind(&keys.payment_intent)
     .bind(id.as_str())
     .execute(&mut *conn)
     .await?;
@@ -476,8 +501,8 @@ async fn apply(
         sqlx::query(
             "INSERT INTO billing_states (workspace_id, subscription_status, subscription_plan, stripe_customer_id,
                  stripe_subscription_id, current_period_end, cancel_at_period_end, purchaser_email,
-                 updated_by_event, past_due_since, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 updated_by_event, past_due_since, updated_at, cancel_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (workspace_id) DO UPDATE SET
                  subscription_status = excluded.subscription_status,
                  subscription_plan = excluded.subscription_plan,
@@ -488,7 +513,8 @@ async fn apply(
                  purchaser_email = excluded.purchaser_email,
                  updated_by_event = excluded.updated_by_event,
                  past_due_since = excluded.past_due_since,
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at,
+                 cancel_at = excluded.cancel_at",
         )
         .bind(workspace.as_str())
         .bind(state.subscription_status.map(SubscriptionStatus::as_str))
@@ -501,6 +527,7 @@ async fn apply(
         .bind(state.updated_by_event.as_ref().map(EventId::as_str))
         .bind(state.past_due_since.map(Timestamp::unix))
         .bind(now.unix())
+        .bind(state.cancel_at.map(Timestamp::unix))
         .execute(&mut *conn)
         .await?;
     }
@@ -828,13 +855,24 @@ impl ProvisioningStore for SqliteStore {
         {
             return Err(StoreError::CaseAlreadyResolved);
         }
+        if admit_core::provisioning::CaseKind::parse(&case.kind)
+            .is_some_and(|kind| !kind.actions().contains(&resolution.as_str()))
+        {
+            return Err(StoreError::ResolutionInvalid(
+                "this action does not apply to this kind of case (see the case's `actions`)",
+            ));
+        }
         let purchase = case
             .subscription_id
             .clone()
-            .or_else(|| case.checkout_session_id.clone())
-            .ok_or(StoreError::ResolutionInvalid("the case names no purchase"))?;
+            .or_else(|| case.checkout_session_id.clone());
         let cause = format!("case {}", case.id);
-        let bind = |workspace: &WorkspaceId| (workspace.clone(), purchase.clone());
+        let bind = |workspace: &WorkspaceId| -> Result<(WorkspaceId, String), StoreError> {
+            let purchase = purchase
+                .clone()
+                .ok_or(StoreError::ResolutionInvalid("the case names no purchase"))?;
+            Ok((workspace.clone(), purchase))
+        };
         let binding = match resolution {
             CaseResolution::Bind { workspace } => {
                 if !matches!(
@@ -845,7 +883,7 @@ impl ProvisioningStore for SqliteStore {
                         "bind applies to missing_workspace and customer_conflict cases",
                     ));
                 }
-                Some(bind(workspace))
+                Some(bind(workspace)?)
             }
             CaseResolution::InvitePurchaser { workspace, role } => {
                 let email = case
@@ -861,7 +899,9 @@ impl ProvisioningStore for SqliteStore {
                     return Err(StoreError::WorkspaceNotFound);
                 }
                 add_member(&mut tx, workspace, &email, *role, &actor.0, &cause, now).await?;
-                (case.kind == "missing_workspace").then(|| bind(workspace))
+                (case.kind == "missing_workspace")
+                    .then(|| bind(workspace))
+                    .transpose()?
             }
             CaseResolution::MarkRefunded { .. } | CaseResolution::Dismiss { .. } => None,
         };
@@ -1121,6 +1161,25 @@ impl ProvisioningStore for SqliteStore {
         .fetch_optional(&mut *conn)
         .await?;
         let workspace = linked.map(parse_workspace).transpose()?;
+        // The processor writes the purchase's outcome on each of its events.
+        let outcomes: Vec<String> = sqlx::query_scalar(
+            "SELECT outcome FROM stripe_events
+             WHERE checkout_session_id = ? AND outcome IS NOT NULL
+               AND type LIKE 'checkout.session.%'",
+        )
+        .bind(session_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let payment = if outcomes.iter().any(|o| o == "payment_failed") {
+            SessionPayment::Failed
+        } else if outcomes
+            .iter()
+            .any(|o| o == "not_paid_yet" || o == "awaiting_binding")
+        {
+            SessionPayment::Pending
+        } else {
+            SessionPayment::Unknown
+        };
         let (intent_workspace, intent_email) = intent.clone().unzip();
         Ok(SessionStatus {
             known: intent.is_some() || counts.0 > 0,
@@ -1128,6 +1187,7 @@ impl ProvisioningStore for SqliteStore {
             held_case,
             workspace: workspace.or(intent_workspace.map(parse_workspace).transpose()?),
             purchaser_email: email.or(intent_email.flatten()),
+            payment,
         })
     }
 
