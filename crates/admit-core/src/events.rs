@@ -147,12 +147,10 @@ impl SubscriptionSnapshot {
                     .cancel_at_period_end
                     .unwrap_or(later.cancel_at_period_end)
             && self.cancel_at == previous.cancel_at.unwrap_or(later.cancel_at)
-            && self.current_period_end
-                == previous.current_period_end.or(later.current_period_end)
+            && self.current_period_end == previous.current_period_end.or(later.current_period_end)
             && previous.price_ids.as_ref().unwrap_or(&later.price_ids) == &self.price_ids
     }
 }
-
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invoice {

@@ -25,8 +25,7 @@ pub use outbox::OutboxStore;
 pub use provisioning::{
     CaseResolution, CaseWrite, Decide, EventKeys, OutboxRow, OutboxWrite, ProvisionOutcome,
     ProvisioningStore, ScopeEvent, ScopeSnapshot, ScopeWrite, SessionPayment, SessionStatus,
-    StoredCase,
-    WorkspaceCreation,
+    StoredCase, WorkspaceCreation,
 };
 pub use signin::{RedeemedToken, SigninStore};
 pub use sqlite::SqliteStore;

@@ -14,8 +14,7 @@ use admit_core::{
 use serde_json::Value;
 
 use crate::subscription::{
-    item_period_end, item_prices, list_items, metadata_string, non_empty, push_unique,
-    reference_id,
+    item_period_end, item_prices, list_items, metadata_string, non_empty, push_unique, reference_id,
 };
 use crate::{EventEnvelope, ParseError, SubscriptionView};
 
@@ -204,7 +203,8 @@ fn previous_attributes(previous: &Value) -> PreviousAttributes {
                 .and_then(SubscriptionStatus::parse)
         }),
         cancel_at_period_end: previous["cancel_at_period_end"].as_bool(),
-        cancel_at: present("cancel_at").then(|| previous["cancel_at"].as_i64().map(Timestamp::from_unix)),
+        cancel_at: present("cancel_at")
+            .then(|| previous["cancel_at"].as_i64().map(Timestamp::from_unix)),
         current_period_end: previous["current_period_end"]
             .as_i64()
             .or_else(|| items.and_then(item_period_end))
@@ -842,8 +842,11 @@ mod tests {
             matches!(partial, Some(EventKind::ChargeRefunded(c)) if !c.is_full() && c.invoice.as_deref() == Some("in_1"))
         );
         assert!(
-            billing_event(&event("charge.refunded", json!({"id": "dp_1", "object": "dispute"})))
-                .is_err()
+            billing_event(&event(
+                "charge.refunded",
+                json!({"id": "dp_1", "object": "dispute"})
+            ))
+            .is_err()
         );
     }
 

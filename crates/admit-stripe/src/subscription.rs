@@ -78,8 +78,7 @@ pub(crate) fn item_prices(items: &[Value]) -> Vec<String> {
     for item in items {
         // Current items carry both, and `plan` is only a compatibility
         // mirror of `price`; legacy items carry only `plan`.
-        if let Some(price) = reference_id(&item["price"]).or_else(|| reference_id(&item["plan"]))
-        {
+        if let Some(price) = reference_id(&item["price"]).or_else(|| reference_id(&item["plan"])) {
             push_unique(&mut price_ids, price);
         }
     }

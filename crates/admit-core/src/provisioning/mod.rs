@@ -81,6 +81,8 @@ pub struct Facts<'a> {
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
+mod semantics;
+#[cfg(test)]
 mod testkit;
 #[cfg(test)]
 mod tests;

@@ -154,12 +154,15 @@ fn update_snapshot(event: &BillingEvent) -> Option<&crate::SubscriptionSnapshot>
 }
 
 /// Reorders each run of same-second updates (already sorted by
-/// [`convergence_order`]) by their causal chain: an update whose
-/// `previous_attributes` describe another's snapshot comes after it. Where
-/// the chain leaves a choice, [`status_precedence`] then the event id decide.
-/// Returns whether the last run's final snapshot was such a choice.
+/// [`convergence_order`]) by their causal chain: starting from the snapshot
+/// before the run, the next update is the one whose `previous_attributes`
+/// make the current snapshot its earlier state. Where the chain leaves a
+/// choice, [`status_precedence`] then the event id decide. Returns whether
+/// the last run of the purchase needed such a choice (a tie only Stripe can
+/// settle).
 fn causal_order(events: &mut [&BillingEvent]) -> bool {
     let mut tie = false;
+    let mut anchor: Option<&crate::SubscriptionSnapshot> = None;
     let mut start = 0;
     while start < events.len() {
         let mut end = start + 1;
@@ -172,55 +175,110 @@ fn causal_order(events: &mut [&BillingEvent]) -> bool {
             }
         }
         if end - start > 1 {
-            tie = order_run(&mut events[start..end]);
-        } else if events[start].subscription().is_some()
-            && matches!(events[start].kind, EventKind::Subscription { .. })
-        {
+            tie = order_run(&mut events[start..end], anchor);
+        } else if matches!(events[start].kind, EventKind::Subscription { .. }) {
             // A later snapshot of its own settles any earlier tie.
             tie = false;
+        }
+        if let Some(last) = events[start..end].iter().rev().find_map(|e| match &e.kind {
+            EventKind::Subscription { subscription, .. } => Some(subscription),
+            _ => None,
+        }) {
+            anchor = Some(last);
         }
         start = end;
     }
     tie
 }
 
-/// Topological order of one run; `true` when its last element is not forced
-/// by the chain.
-fn order_run(run: &mut [&BillingEvent]) -> bool {
-    let n = run.len();
+/// Runs longer than this are ordered greedily instead of searched.
+const MAX_SEARCHED_RUN: usize = 8;
+
+/// Orders one run as a chain from `anchor`: the order in which every update
+/// changes the snapshot before it. `true` when the chain does not decide
+/// alone (none or several such orders), so the fallback chose.
+fn order_run(run: &mut [&BillingEvent], anchor: Option<&crate::SubscriptionSnapshot>) -> bool {
     let snapshots: Vec<&crate::SubscriptionSnapshot> = run
         .iter()
         .map(|e| update_snapshot(e).unwrap_or_else(|| unreachable!("a run holds updates only")))
         .collect();
-    // after[a][b]: b's previous_attributes make a its snapshot before.
-    let describes = |a: usize, b: usize| a != b && snapshots[a].precedes(snapshots[b]);
-    let mut after = vec![vec![false; n]; n];
-    for a in 0..n {
-        for b in 0..n {
-            // Two snapshots that describe each other say nothing.
-            after[a][b] = describes(a, b) && !describes(b, a);
+    let n = run.len();
+    let fallback = |i: usize| (status_precedence(snapshots[i].status), &run[i].id);
+    let follows = |from: Option<usize>, to: usize| match from {
+        Some(i) => snapshots[i].precedes(snapshots[to]),
+        None => anchor.is_some_and(|a| a.precedes(snapshots[to])),
+    };
+    if n <= MAX_SEARCHED_RUN {
+        let mut found = Vec::new();
+        let mut path = Vec::with_capacity(n);
+        chains(n, &follows, &mut path, &mut found);
+        if let [only] = found.as_slice() {
+            let order: Vec<&BillingEvent> = only.iter().map(|&i| run[i]).collect();
+            run.copy_from_slice(&order);
+            return false;
         }
     }
-    let sinks = (0..n).filter(|&a| !after[a].iter().any(|&x| x)).count();
+    // No chain, or several: greedy, the chain where it speaks, else the fallback.
     let mut placed = vec![false; n];
     let mut order = Vec::with_capacity(n);
-    let fallback = |i: usize| (status_precedence(snapshots[i].status), &run[i].id);
+    let mut current = None;
     for _ in 0..n {
-        let ready = (0..n)
-            .filter(|&b| !placed[b] && (0..n).all(|a| placed[a] || !after[a][b]))
-            .min_by(|&x, &y| fallback(x).cmp(&fallback(y)));
-        // A cycle (contradictory chains): the fallback breaks it.
-        let next = ready.unwrap_or_else(|| {
-            (0..n)
-                .filter(|&i| !placed[i])
-                .min_by(|&x, &y| fallback(x).cmp(&fallback(y)))
-                .unwrap_or_else(|| unreachable!("an unplaced element remains"))
-        });
-        placed[next] = true;
-        order.push(run[next]);
+        let remaining: Vec<usize> = (0..n).filter(|&i| !placed[i]).collect();
+        let mut next: Vec<usize> = remaining
+            .iter()
+            .copied()
+            .filter(|&i| follows(current, i))
+            .collect();
+        if next.is_empty() {
+            next = remaining;
+        }
+        let pick = next
+            .into_iter()
+            .min_by(|&x, &y| fallback(x).cmp(&fallback(y)))
+            .unwrap_or_else(|| unreachable!("an unplaced element remains"));
+        placed[pick] = true;
+        current = Some(pick);
+        order.push(run[pick]);
     }
     run.copy_from_slice(&order);
-    sinks != 1
+    true
+}
+
+/// Collects up to two complete chains (every element, each following the
+/// one before it; the first following the anchor, or anything without one).
+fn chains(
+    n: usize,
+    follows: &dyn Fn(Option<usize>, usize) -> bool,
+    path: &mut Vec<usize>,
+    found: &mut Vec<Vec<usize>>,
+) {
+    if found.len() > 1 {
+        return;
+    }
+    if path.len() == n {
+        found.push(path.clone());
+        return;
+    }
+    let last = path.last().copied();
+    for next in 0..n {
+        if path.contains(&next) {
+            continue;
+        }
+        // Without an anchor, the first may be any; after it the chain must hold.
+        if (last.is_some() || follows(None, next) || no_anchor_start(follows, n))
+            && (last.is_none() || follows(last, next))
+        {
+            path.push(next);
+            chains(n, follows, path, found);
+            path.pop();
+        }
+    }
+}
+
+/// Whether no element follows the anchor (there is none, or the chain from
+/// it is missing), so a chain may start anywhere.
+fn no_anchor_start(follows: &dyn Fn(Option<usize>, usize) -> bool, n: usize) -> bool {
+    !(0..n).any(|i| follows(None, i))
 }
 
 /// The purchase an event belongs to, if any.
