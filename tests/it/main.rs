@@ -12,6 +12,7 @@ mod mail;
 mod ops;
 mod provisioning;
 mod restart;
+mod semantics;
 mod signin;
 mod smtp;
 mod stripe_localstripe;

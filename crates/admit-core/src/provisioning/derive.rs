@@ -656,21 +656,19 @@ fn attach<'p>(
         .map(|p| (p, invoice.map(str::to_owned)))
 }
 
-/// Latest word on each object, with every event that spoke of it.
-fn latest_by<'e, T>(
+/// Every word on each object in convergence order, with the events that spoke of it.
+fn history_by<'e, T>(
     events: &'e [BillingEvent],
     pick: impl Fn(&'e EventKind) -> Option<&'e T>,
     id: impl Fn(&T) -> &str,
-) -> BTreeMap<String, (&'e T, BTreeSet<EventId>)> {
+) -> BTreeMap<String, (Vec<&'e T>, BTreeSet<EventId>)> {
     let mut sorted: Vec<&BillingEvent> = events.iter().collect();
     sorted.sort_by(|a, b| super::purchase::convergence_order(a, b));
-    let mut out: BTreeMap<String, (&T, BTreeSet<EventId>)> = BTreeMap::new();
+    let mut out: BTreeMap<String, (Vec<&T>, BTreeSet<EventId>)> = BTreeMap::new();
     for event in sorted {
         if let Some(object) = pick(&event.kind) {
-            let entry = out
-                .entry(id(object).to_owned())
-                .or_insert_with(|| (object, BTreeSet::new()));
-            entry.0 = object;
+            let entry = out.entry(id(object).to_owned()).or_default();
+            entry.0.push(object);
             entry.1.insert(event.id.clone());
         }
     }
@@ -751,7 +749,7 @@ fn payments(
             .and_then(|(binding, _)| binding.workspace().cloned())
     };
     let purchaser = |p: &Purchase| purchaser_of.get(&p.key).cloned().flatten();
-    let disputes = latest_by(
+    let disputes = history_by(
         events,
         |kind| match kind {
             EventKind::Dispute(d) => Some(d),
@@ -759,7 +757,10 @@ fn payments(
         },
         |d: &Dispute| d.id.as_str(),
     );
-    for (id, (dispute, ids)) in disputes {
+    for (id, (history, ids)) in disputes {
+        let Some(dispute) = history.last().copied() else {
+            continue;
+        };
         if dispute.settled_for_merchant() {
             for event in ids {
                 b.out.outcomes.insert(
@@ -803,7 +804,7 @@ fn payments(
             },
         );
     }
-    let refunds = latest_by(
+    let refunds = history_by(
         events,
         |kind| match kind {
             EventKind::ChargeRefunded(c) => Some(c),
@@ -811,7 +812,16 @@ fn payments(
         },
         |c: &ChargeRefund| c.id.as_str(),
     );
-    for (id, (charge, ids)) in refunds {
+    for (id, (history, ids)) in refunds {
+        // Refunds only add up: the most refunded word on the charge is the
+        // latest, whatever the order of same-second events.
+        let Some(charge) = history
+            .iter()
+            .copied()
+            .max_by_key(|c| (c.is_full(), c.amount_refunded.unwrap_or(0)))
+        else {
+            continue;
+        };
         let refs: Vec<&str> = std::iter::once(charge.id.as_str())
             .chain(charge.payment_intent.as_deref())
             .collect();
