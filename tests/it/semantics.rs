@@ -529,6 +529,81 @@ async fn same_second_updates_of_an_older_account_follow_their_chain() {
     }
 }
 
+#[tokio::test]
+async fn a_tie_the_chain_cannot_break_is_settled_by_asking_stripe() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let sub = Sub::new(9, "dana@acme.test", T);
+    let server = MockServer::start().await;
+    // Stripe's word now: active.
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/subscriptions/{}", sub.id)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(sub.object(
+            "active",
+            PRO,
+            json!({}),
+        )))
+        .mount(&server)
+        .await;
+    let app = crate::helpers::spawn_app_with(&[
+        ("ADMIT_STRIPE_API_KEY", "sk_test_admit_ties"),
+        ("ADMIT_STRIPE_API_BASE", &server.uri()),
+    ])
+    .await;
+    app.post_json(
+        "/v1/workspaces",
+        &json!({"id": WS, "name": "Acme Rockets", "owner_email": "dana@acme.test"}),
+    )
+    .await
+    .expect(201);
+    deliver(&app, &sub.purchase()).await;
+    let t = T + 30 * DAY;
+    // The events arrive a minute after Stripe made them; a fetch is stamped now.
+    app.clock.advance(t + 60 - app.clock_now().unix());
+    // Two snapshots in one second with nothing to chain them (as a fetch or
+    // an old endpoint records them): the precedence alone would say past_due.
+    deliver(
+        &app,
+        &[
+            event(
+                "evt_1Sem9aPastDue",
+                "customer.subscription.updated",
+                t,
+                sub.object("past_due", PRO, json!({})),
+                None,
+            ),
+            event(
+                "evt_1Sem9zTrialing",
+                "customer.subscription.updated",
+                t,
+                sub.object("trialing", PRO, json!({})),
+                None,
+            ),
+        ],
+    )
+    .await;
+    let asked = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.url.path() == format!("/v1/subscriptions/{}", sub.id))
+        .count();
+    assert!(asked >= 1, "Stripe was asked");
+    let state = billing(&app).await;
+    assert_eq!(state["subscription_status"], "active", "{state}");
+    let settled_by = state["updated_by_event"]
+        .as_str()
+        .expect("an event")
+        .to_owned();
+    let fetched = app
+        .get(&format!("/v1/events/{settled_by}"))
+        .await
+        .expect(200);
+    assert_eq!(fetched["source"], "api_fetch");
+}
+
 // ---- 5. a plan change to a price outside the catalog ---------------------------
 
 #[tokio::test]
