@@ -251,6 +251,25 @@ async fn a_cancel_at_ends_paid_access_without_the_deletion_event_in_every_order(
             "{order}: {after}"
         );
         assert_eq!(billing(&app).await["subscription_plan"], "free", "{order}");
+        // The deletion arrives (late): the same answer.
+        deliver(
+            &app,
+            &[event(
+                "evt_1Sem1Deleted",
+                "customer.subscription.deleted",
+                end,
+                sub.object(
+                    "canceled",
+                    PRO,
+                    json!({"cancel_at": end, "canceled_at": T + 5 * DAY, "ended_at": end}),
+                ),
+                None,
+            )],
+        )
+        .await;
+        let deleted = access(&app, "dana@acme.test").await;
+        assert_eq!(deleted["reason"], "period_ended", "{order}: {deleted}");
+        assert_eq!(deleted["subscription_status"], "canceled", "{order}");
     }
 }
 

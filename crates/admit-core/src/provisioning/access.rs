@@ -74,6 +74,8 @@ pub fn effective_plan(
     };
     // A scheduled end that has passed ends paid access, whether or not the
     // `deleted` event has arrived (it may be late, or lost).
+    // Once it has passed, a scheduled end reads `period_ended` before and
+    // after Stripe's deletion arrives: one answer for one situation.
     let period_over = crate::scheduled_end(
         billing.cancel_at,
         billing.cancel_at_period_end,
@@ -81,7 +83,9 @@ pub fn effective_plan(
     )
     .is_some_and(|end| now >= end);
     match status {
-        _ if period_over && status.is_live() => (free, AccessReason::PeriodEnded),
+        _ if period_over && (status.is_live() || status == SubscriptionStatus::Canceled) => {
+            (free, AccessReason::PeriodEnded)
+        }
         SubscriptionStatus::Active => paid(AccessReason::Active),
         SubscriptionStatus::Trialing => paid(AccessReason::Trialing),
         SubscriptionStatus::PastDue => {

@@ -113,6 +113,41 @@ fn a_cancel_at_schedules_the_end_and_access_ends_when_it_passes() {
 }
 
 #[test]
+fn after_the_deletion_a_scheduled_end_still_reads_period_ended_and_an_immediate_one_canceled() {
+    let world = World::standard();
+    let story = Story::new(6, "dana@acme.test", Some(WS));
+    let end = story.t + 20 * DAY;
+    let mut events = story.purchase();
+    events.push(flexible_schedule(&story, 5 * DAY, end));
+    events.push(edit(
+        story.subscription(
+            "sub_deleted",
+            20 * DAY,
+            SubscriptionChange::Deleted,
+            Canceled,
+        ),
+        |s| s.cancel_at = at(end),
+    ));
+    let d = assert_order_free(&world, &events);
+    assert_eq!(
+        access_at(&d, &world, "dana@acme.test", end + 1).reason,
+        AccessReason::PeriodEnded
+    );
+    let mut now = story.purchase();
+    now.push(story.subscription(
+        "sub_deleted_now",
+        5 * DAY,
+        SubscriptionChange::Deleted,
+        Canceled,
+    ));
+    let d = world.derive(&now);
+    assert_eq!(
+        access_at(&d, &world, "dana@acme.test", story.t + 6 * DAY).reason,
+        AccessReason::Canceled
+    );
+}
+
+#[test]
 fn a_custom_cancel_at_before_the_period_end_wins_over_the_period_end() {
     let world = World::standard();
     let story = Story::new(2, "dana@acme.test", Some(WS));
