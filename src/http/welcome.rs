@@ -155,11 +155,27 @@ async fn welcome(
         if waited >= UNKNOWN_SESSION_RELOADS {
             return Ok(page(StatusCode::NOT_FOUND, render(&WelcomeState::Unknown)?));
         }
-        let next = format!("/welcome?session_id={session}&wait={}", waited + 1);
+        // Relative, so it stays under whatever path admit is served at.
+        let next = format!("welcome?session_id={session}&wait={}", waited + 1);
         return Ok(page(
             StatusCode::OK,
             render(&WelcomeState::Finishing { next: Some(&next) })?,
         ));
+    }
+    // A subscription that holds its workspace's plan is ready, whatever else
+    // support is looking at (a dispute, a plan change to an unknown price).
+    if let (Some(subscription), Some(workspace_id), 0) =
+        (&status.subscription, &status.workspace, status.unprocessed)
+    {
+        let billing = state.store.get_billing(workspace_id).await?;
+        let holds_the_plan = billing.as_ref().is_some_and(|b| {
+            b.subscription_status.is_some_and(|s| s.is_live())
+                && b.stripe_subscription_id.as_ref().map(|s| s.as_str())
+                    == Some(subscription.as_str())
+        });
+        if holds_the_plan {
+            status.held_case = None;
+        }
     }
     if let Some(case_id) = &status.held_case {
         let email = status.purchaser_email.as_deref();

@@ -255,16 +255,27 @@ const ZERO_DECIMAL: &[&str] = &[
     "xaf", "xof", "xpf",
 ];
 
+/// And these have three.
+const THREE_DECIMAL: &[&str] = &["bhd", "jod", "kwd", "omr", "tnd"];
+
 fn money(payment: &Value) -> Option<String> {
     let amount = payment.get("amount").and_then(Value::as_i64)?;
     let currency = text(payment, "currency").unwrap_or("");
     let code = currency.to_uppercase();
-    Some(if ZERO_DECIMAL.contains(&currency) {
-        format!("{amount} {code}")
+    let (whole, fraction) = if ZERO_DECIMAL.contains(&currency) {
+        (amount.to_string(), String::new())
+    } else if THREE_DECIMAL.contains(&currency) {
+        (
+            (amount / 1000).to_string(),
+            format!(".{:03}", (amount % 1000).abs()),
+        )
     } else {
-        format!("{}.{:02} {code}", amount / 100, (amount % 100).abs())
-    })
-    .map(|s| s.trim().to_owned())
+        (
+            (amount / 100).to_string(),
+            format!(".{:02}", (amount % 100).abs()),
+        )
+    };
+    Some(format!("{whole}{fraction} {code}").trim().to_owned())
 }
 
 fn text<'p>(payload: &'p Value, key: &str) -> Option<&'p str> {

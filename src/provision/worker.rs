@@ -68,7 +68,7 @@ impl Processor {
     /// precedence in force.
     async fn settle_ties(&self, followups: &Followups) {
         let Some(client) = &self.stripe else { return };
-        for subscription in &followups.ties {
+        for (subscription, latest) in &followups.ties {
             let object = match client.retrieve_subscription(subscription.as_str()).await {
                 Ok(object) => object,
                 Err(error) => {
@@ -77,9 +77,14 @@ impl Processor {
                 }
             };
             let kind = crate::stripe_sync::subscription_event_type(&object);
-            match crate::stripe_sync::record_object(&self.store, kind, &object, self.clock.now())
-                .await
-            {
+            // Stripe's word now must order after the tie it settles, even if
+            // this clock is behind Stripe's.
+            let now = self.clock.now();
+            let stamp = latest
+                .map(|t| t.plus_seconds(1))
+                .filter(|t| *t > now)
+                .unwrap_or(now);
+            match crate::stripe_sync::record_object(&self.store, kind, &object, stamp).await {
                 Ok(_) => {
                     tracing::info!(subscription = %subscription, "same-second tie settled from Stripe");
                 }

@@ -208,6 +208,17 @@ fn case_changes(
                 entry.cause = Some(case.key.clone());
                 write.audit.push(entry);
             }
+            // Held before, informational now (a plan change back to a
+            // catalog price with an unknown add-on): settled by itself.
+            (CaseState::AutoResolved, Some(s)) if s.state == "held" => {
+                write.cases.push(case_write(case, "resolved", Some("auto")));
+                let mut entry = audit(actor, "case.resolved", now, workspace);
+                entry.subject = Some(format!("case:{}", s.id));
+                entry.before = Some(json!({ "state": "held" }));
+                entry.after = Some(json!({ "state": "resolved", "resolution": "auto" }));
+                entry.cause = Some("a later event settled it".into());
+                write.audit.push(entry);
+            }
             (CaseState::AutoResolved, Some(_)) => {}
         }
     }
@@ -252,8 +263,9 @@ fn case_changes(
 /// What a derivation asks of the shell besides the writes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Followups {
-    /// Subscriptions whose same-second snapshots only Stripe can order.
-    pub ties: BTreeSet<admit_core::SubscriptionId>,
+    /// Subscriptions whose same-second snapshots only Stripe can order,
+    /// with the latest second any of their events names.
+    pub ties: BTreeMap<admit_core::SubscriptionId, Option<Timestamp>>,
 }
 
 /// Derives the scope and returns what to write. `Err` only when the snapshot
@@ -295,7 +307,18 @@ pub fn plan_writes_with_followups(
     };
     let derivation = derive(facts, &events, &snapshot.workspaces);
     let followups = Followups {
-        ties: derivation.ties.clone(),
+        ties: derivation
+            .ties
+            .iter()
+            .map(|sub| {
+                let latest = events
+                    .iter()
+                    .filter(|e| e.subscription() == Some(sub))
+                    .map(|e| e.created)
+                    .max();
+                (sub.clone(), latest)
+            })
+            .collect(),
     };
     let actor = format!("stripe:{}", snapshot.claimed);
     let mut write = ScopeWrite::default();
@@ -381,7 +404,7 @@ pub fn plan_writes_with_followups(
 
     for effect in derivation.effects.values() {
         let existing = snapshot.outbox.get(&effect.key).map(String::as_str);
-        if matches!(existing, None | Some("superseded")) {
+        if matches!(existing, None | Some("superseded" | "pending")) {
             write
                 .outbox
                 .push(outbox_write(effect, snapshot, policy, now));

@@ -367,6 +367,47 @@ async fn unscheduling_restores_the_paid_state_in_either_order() {
     }
 }
 
+#[tokio::test]
+async fn a_moved_end_date_reaches_the_notice_still_waiting_to_be_sent() {
+    let app = acme().await;
+    let sub = Sub::new(10, "dana@acme.test", T);
+    deliver(&app, &sub.purchase()).await;
+    let (first, moved) = (T + 20 * DAY, T + 25 * DAY);
+    deliver(
+        &app,
+        &[event(
+            "evt_1Sem10Schedule",
+            "customer.subscription.updated",
+            T + 5 * DAY,
+            sub.object("active", PRO, json!({"cancel_at": first})),
+            Some(json!({"cancel_at": null})),
+        )],
+    )
+    .await;
+    deliver(
+        &app,
+        &[event(
+            "evt_1Sem10Moved",
+            "customer.subscription.updated",
+            T + 6 * DAY,
+            sub.object("active", PRO, json!({"cancel_at": moved})),
+            Some(json!({"cancel_at": first})),
+        )],
+    )
+    .await;
+    let rows = app
+        .state
+        .store
+        .list_outbox(Some("pending"), 100)
+        .await
+        .expect("outbox");
+    let notice = rows
+        .iter()
+        .find(|r| r.kind == "cancellation")
+        .unwrap_or_else(|| panic!("a pending cancellation notice: {rows:?}"));
+    assert_eq!(notice.payload["access_ends"], moved, "{:?}", notice.payload);
+}
+
 // ---- 2. a lapsed subscription beside a newly paid one -------------------------
 
 #[tokio::test]
@@ -707,6 +748,18 @@ async fn a_dispute_holds_a_case_for_support_and_access_follows_the_subscription(
         "access does not change by itself"
     );
     assert_eq!(access(&app, "dana@acme.test").await["reason"], "active");
+    // The purchaser's success page still says ready: the dispute is support's.
+    let page = app
+        .client
+        .get(app.url(&format!("/welcome?session_id={}", sub.session)))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("Pro"), "{page}");
+    assert!(!page.contains("case_"), "{page}");
     let held = cases(&app, "held").await;
     let case = held
         .iter()

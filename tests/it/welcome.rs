@@ -53,7 +53,7 @@ async fn the_page_follows_the_purchase_from_finishing_to_ready() {
     assert_eq!(status, 200);
     assert!(
         early.contains("Finishing your setup")
-            && early.contains(&format!("url=/welcome?session_id={SESSION}&amp;wait=1"))
+            && early.contains(&format!("url=welcome?session_id={SESSION}&amp;wait=1"))
             && !early.contains("Acme Rockets"),
         "{early}"
     );

@@ -101,6 +101,15 @@ impl SubscriptionSnapshot {
     }
 }
 
+/// Status, `cancel_at_period_end`, `cancel_at`, period end, prices.
+pub type ComparedFields<'a> = (
+    Option<SubscriptionStatus>,
+    bool,
+    Option<Timestamp>,
+    Option<Timestamp>,
+    &'a [String],
+);
+
 /// The scheduled end of a subscription (DESIGN.md §2.3).
 pub fn scheduled_end(
     cancel_at: Option<Timestamp>,
@@ -127,21 +136,18 @@ pub struct PreviousAttributes {
 }
 
 impl SubscriptionSnapshot {
-    /// Whether `self` is the snapshot that `later` changed: `later`'s
-    /// `previous_attributes` name at least one compared field, and `self`
-    /// equals `later` with those fields set back to their earlier values
-    /// (what an update does not name, it did not change).
+    /// Whether `self` is the snapshot that `later` changed: `self` equals
+    /// `later` with the fields its `previous_attributes` name set back to
+    /// their earlier values (what an update does not name, it did not
+    /// change). An update that names none of the compared fields (a new
+    /// payment method, say) follows any snapshot equal to it. Without
+    /// `previous_attributes` at all (a fetched object, an old endpoint) an
+    /// update follows nothing: the chain says nothing about it.
     pub fn precedes(&self, later: &SubscriptionSnapshot) -> bool {
         let Some(previous) = &later.previous else {
             return false;
         };
-        let named = previous.status.is_some()
-            || previous.cancel_at_period_end.is_some()
-            || previous.cancel_at.is_some()
-            || previous.current_period_end.is_some()
-            || previous.price_ids.is_some();
-        named
-            && self.status == previous.status.unwrap_or(later.status)
+        self.status == previous.status.unwrap_or(later.status)
             && self.cancel_at_period_end
                 == previous
                     .cancel_at_period_end
@@ -149,6 +155,18 @@ impl SubscriptionSnapshot {
             && self.cancel_at == previous.cancel_at.unwrap_or(later.cancel_at)
             && self.current_period_end == previous.current_period_end.or(later.current_period_end)
             && previous.price_ids.as_ref().unwrap_or(&later.price_ids) == &self.price_ids
+    }
+
+    /// The fields the causal chain compares, for telling whether two
+    /// orders end in the same state.
+    pub fn compared(&self) -> ComparedFields<'_> {
+        (
+            self.status,
+            self.cancel_at_period_end,
+            self.cancel_at,
+            self.current_period_end,
+            &self.price_ids,
+        )
     }
 }
 

@@ -59,3 +59,71 @@ pub(crate) fn sqlite() -> Migrator {
 pub(crate) fn sqlite_versions() -> impl Iterator<Item = i64> {
     SQLITE.iter().map(|m| m.version)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An inbox row as a release before version 4 stored it.
+    async fn insert(pool: &sqlx::SqlitePool, id: &str, event_type: &str, object: &str) {
+        let payload = format!(
+            r#"{{"id":"{id}","object":"event","type":"{event_type}","created":1795000000,"data":{{"object":{object}}}}}"#
+        );
+        sqlx::query(
+            "INSERT INTO stripe_events (id, type, created, livemode, object_type, metadata, payload,
+                 headers, source, received_at)
+             VALUES (?, ?, 1795000000, 0, 'invoice', '{}', ?, '{}', 'webhook', 1795000001)",
+        )
+        .bind(id)
+        .bind(event_type)
+        .bind(payload.into_bytes())
+        .execute(pool)
+        .await
+        .expect("insert");
+    }
+
+    #[tokio::test]
+    async fn version_4_fills_the_payment_ids_of_events_stored_before_it() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("in-memory database");
+        migrator(&SQLITE[..3])
+            .run(&pool)
+            .await
+            .expect("versions 1-3");
+        insert(
+            &pool,
+            "evt_old_paid",
+            "invoice.paid",
+            r#"{"id":"in_1","object":"invoice","charge":{"id":"ch_1","object":"charge"},"payment_intent":"pi_1"}"#,
+        )
+        .await;
+        insert(
+            &pool,
+            "evt_old_customer",
+            "customer.created",
+            r#"{"id":"cus_1","object":"customer","charge":"ch_not_a_payment"}"#,
+        )
+        .await;
+        migrator(SQLITE).run(&pool).await.expect("version 4");
+        let ids: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT id, charge_id, payment_intent_id FROM stripe_events ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("read");
+        assert_eq!(
+            ids,
+            [
+                ("evt_old_customer".into(), None, None),
+                (
+                    "evt_old_paid".into(),
+                    Some("ch_1".into()),
+                    Some("pi_1".into())
+                ),
+            ]
+        );
+    }
+}

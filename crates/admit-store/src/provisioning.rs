@@ -202,6 +202,8 @@ pub struct SessionStatus {
     pub purchaser_email: Option<String>,
     /// Where the payment of the checkout stands, from its events' outcomes.
     pub payment: SessionPayment,
+    /// The subscription the checkout created, when its events name one.
+    pub subscription: Option<String>,
 }
 
 /// The payment of a checkout as its processed events tell it.

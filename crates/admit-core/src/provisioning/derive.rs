@@ -9,7 +9,8 @@ use super::purchase::{Purchase, PurchaseKey, purchase_key, purchases};
 use super::{Facts, Settlement, UnmatchedPolicy};
 use crate::{
     BillingEvent, BillingState, ChargeRefund, CustomerId, Dispute, Email, EventId, EventKind, Plan,
-    PlanKey, SubscriptionId, SubscriptionStatus, Workspace, WorkspaceId, catalog::Catalog,
+    PlanKey, SubscriptionId, SubscriptionStatus, Timestamp, Workspace, WorkspaceId,
+    catalog::Catalog,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +153,41 @@ fn standing(purchase: &Purchase) -> Option<u8> {
     }
 }
 
+/// Which of a workspace's purchases (sorted by start) holds its plan. In
+/// start order, each purchase either duplicates the one reigning when it
+/// began (that one was in good standing then: S8) or replaces it (it was
+/// lapsed, ending or over then: S15) — judged as of the newcomer's start, so
+/// a replaced subscription that recovers later does not take the plan back.
+/// Among the reigning one and its duplicates, the best standing now wins,
+/// the earliest among equals; when none is live, the latest says how it ended.
+fn choose_canonical(events: &[BillingEvent], candidates: &[Candidate<'_>]) -> Option<usize> {
+    let live: Vec<usize> = (0..candidates.len())
+        .filter(|&i| standing(candidates[i].purchase).is_some())
+        .collect();
+    let mut contenders: Vec<usize> = Vec::new();
+    for &i in &live {
+        let newcomer = candidates[i].purchase;
+        let reigning_was_good = contenders.iter().any(|&r| {
+            let then = super::purchase::purchase_until(
+                events,
+                &candidates[r].purchase.key,
+                newcomer.started,
+            );
+            then.as_ref().and_then(standing) == Some(0)
+        });
+        if !reigning_was_good {
+            contenders.clear();
+        }
+        contenders.push(i);
+    }
+    contenders
+        .into_iter()
+        .filter_map(|i| standing(candidates[i].purchase).map(|s| (s, i)))
+        .min()
+        .map(|(_, i)| i)
+        .or(candidates.len().checked_sub(1))
+}
+
 /// A provisionable purchase of one workspace.
 struct Candidate<'p> {
     purchase: &'p Purchase,
@@ -179,8 +215,16 @@ impl Builder<'_> {
         self.out.effects.entry(effect.key.clone()).or_insert(effect);
     }
 
-    /// A refund takes the purchase out for good, whatever case it was held by.
+    /// A refund takes the purchase out for good, whatever case it was held
+    /// by — except a plan change to an unknown price (S16): that purchase
+    /// is still paying for a plan the catalog knows.
     fn refunded(&self, purchase: &Purchase) -> bool {
+        let kept_plan = purchase.price_history.iter().any(|prices| {
+            self.facts
+                .catalog
+                .best_plan(prices.iter().map(String::as_str))
+                .is_some()
+        });
         [
             CaseKind::MissingWorkspace,
             CaseKind::DuplicateSubscription,
@@ -188,6 +232,7 @@ impl Builder<'_> {
             CaseKind::UnknownPrice,
         ]
         .iter()
+        .filter(|kind| !(kept_plan && **kind == CaseKind::UnknownPrice))
         .any(|kind| {
             self.facts.settlements.get(&kind.key(purchase.key.as_str()))
                 == Some(&Settlement::Refunded)
@@ -241,6 +286,10 @@ impl Builder<'_> {
             (CaseKind::UnknownPrice, _, None) => Some("plan_kept"),
             _ => None,
         };
+        // A case that comes back as another flavour is news to support.
+        if let Some(variant) = alert.variant {
+            alert.key = format!("support_alert:{key}:{variant}:support");
+        }
         self.effect(alert);
         if let (Some(message), Some(email)) = (purchaser_message, purchaser) {
             let mut effect = Effect::new(
@@ -524,25 +573,23 @@ pub fn derive(
         candidates.sort_by(|x, y| {
             (x.purchase.started, &x.purchase.key).cmp(&(y.purchase.started, &y.purchase.key))
         });
-        // The purchase in the best standing holds the plan, the earliest
-        // among equals (S8): one in good standing before one scheduled to
-        // end, before `past_due`, before `unpaid` (S15). When none takes
-        // part, the latest one says how it ended.
-        let canonical = (0..candidates.len())
-            .filter_map(|i| standing(candidates[i].purchase).map(|s| (s, i)))
-            .min()
-            .map(|(_, i)| i)
-            .or(candidates.len().checked_sub(1));
+        let canonical = choose_canonical(events, &candidates);
         let canonical_key = canonical.map(|c| candidates[c].purchase.key.to_string());
+        let canonical_started = canonical.map(|c| candidates[c].purchase.started);
         for (index, candidate) in candidates.iter().enumerate() {
             if Some(index) == canonical {
                 continue;
             }
-            let action = match standing(candidate.purchase) {
-                Some(0) => Some(DuplicateAction::RefundDuplicate),
-                Some(_) => Some(DuplicateAction::CancelLapsed),
-                None => None,
-            };
+            // A later purchase beside the one that holds the plan is a
+            // duplicate to refund (S8); an earlier one it replaced (or that
+            // lapsed since) is to be cancelled (S15); one that ended is done.
+            let action = standing(candidate.purchase).map(|_| {
+                if canonical_started.is_some_and(|c| candidate.purchase.started > c) {
+                    DuplicateAction::RefundDuplicate
+                } else {
+                    DuplicateAction::CancelLapsed
+                }
+            });
             match action {
                 Some(action) => {
                     let details = CaseDetails {
@@ -562,10 +609,10 @@ pub fn derive(
                         details,
                         message,
                     );
+                    price_note(&mut b, &workspace_id, candidate);
                 }
                 None => b.outcome(candidate.purchase, OutcomeStatus::Processed, "superseded"),
             }
-            price_note(&mut b, &workspace_id, candidate);
         }
         if let Some(index) = canonical {
             let candidate = candidates.swap_remove(index);
@@ -635,7 +682,7 @@ fn attach<'p>(
 ) -> Option<(&'p Purchase, Option<String>)> {
     if let Some(invoice) = invoice
         && let Some(p) = purchases.values().find(|p| {
-            p.paid_invoices.contains(invoice) || p.payments.values().any(|v| v == invoice)
+            p.paid_invoices.contains_key(invoice) || p.payments.values().any(|v| v == invoice)
         })
     {
         return Some((p, Some(invoice.to_owned())));
@@ -661,14 +708,14 @@ fn history_by<'e, T>(
     events: &'e [BillingEvent],
     pick: impl Fn(&'e EventKind) -> Option<&'e T>,
     id: impl Fn(&T) -> &str,
-) -> BTreeMap<String, (Vec<&'e T>, BTreeSet<EventId>)> {
+) -> BTreeMap<String, (Vec<(&'e T, Timestamp)>, BTreeSet<EventId>)> {
     let mut sorted: Vec<&BillingEvent> = events.iter().collect();
     sorted.sort_by(|a, b| super::purchase::convergence_order(a, b));
-    let mut out: BTreeMap<String, (Vec<&T>, BTreeSet<EventId>)> = BTreeMap::new();
+    let mut out: BTreeMap<String, (Vec<(&T, Timestamp)>, BTreeSet<EventId>)> = BTreeMap::new();
     for event in sorted {
         if let Some(object) = pick(&event.kind) {
             let entry = out.entry(id(object).to_owned()).or_default();
-            entry.0.push(object);
+            entry.0.push((object, event.created));
             entry.1.insert(event.id.clone());
         }
     }
@@ -697,9 +744,16 @@ fn hold_payment(b: &mut Builder<'_>, case: PaymentCase<'_>) {
                 .insert(id.clone(), EventOutcome { status, reason });
         }
     };
-    if b.facts.settlements.get(&key) == Some(&Settlement::Dismissed) {
-        outcome(b, OutcomeStatus::Processed, "settled_dismissed");
-        return;
+    match b.facts.settlements.get(&key) {
+        Some(Settlement::Dismissed) => {
+            outcome(b, OutcomeStatus::Processed, "settled_dismissed");
+            return;
+        }
+        Some(Settlement::Refunded) => {
+            outcome(b, OutcomeStatus::Processed, "settled_refunded");
+            return;
+        }
+        None => {}
     }
     outcome(b, OutcomeStatus::Held, case.kind.as_str());
     let purchase_key = case.purchase.map(|p| p.key.to_string());
@@ -758,7 +812,7 @@ fn payments(
         |d: &Dispute| d.id.as_str(),
     );
     for (id, (history, ids)) in disputes {
-        let Some(dispute) = history.last().copied() else {
+        let Some((dispute, _)) = history.last().copied() else {
             continue;
         };
         if dispute.settled_for_merchant() {
@@ -815,10 +869,10 @@ fn payments(
     for (id, (history, ids)) in refunds {
         // Refunds only add up: the most refunded word on the charge is the
         // latest, whatever the order of same-second events.
-        let Some(charge) = history
+        let Some((charge, refunded_at)) = history
             .iter()
             .copied()
-            .max_by_key(|c| (c.is_full(), c.amount_refunded.unwrap_or(0)))
+            .max_by_key(|(c, _)| (c.is_full(), c.amount_refunded.unwrap_or(0)))
         else {
             continue;
         };
@@ -835,7 +889,10 @@ fn payments(
         // admit cannot place, which may be it) needs a person; a partial
         // refund or one of an older invoice is only recorded.
         let held = match &found {
-            Some((p, Some(invoice))) => charge.is_full() && p.latest_paid.as_ref() == Some(invoice),
+            // The latest as of the refund: a renewal paid since does not settle it.
+            Some((p, Some(invoice))) => {
+                charge.is_full() && p.latest_paid_at(refunded_at) == Some(invoice.as_str())
+            }
             Some((_, None)) => charge.is_full(),
             None => false,
         };

@@ -20,7 +20,9 @@ pub use binding::Binding;
 pub use cases::{Case, CaseDetails, CaseKind, CaseState, DuplicateAction, PaymentDetails};
 pub use derive::{Derivation, EventOutcome, OutcomeStatus, WorkspaceRequest, derive};
 pub use effects::{Effect, MessageKind, Recipient};
-pub use purchase::{Purchase, PurchaseKey, convergence_order, purchase_key, purchases};
+pub use purchase::{
+    Purchase, PurchaseKey, convergence_order, purchase_key, purchase_until, purchases,
+};
 
 use crate::{Catalog, CustomerId, Directory, Email, PlanKey, WorkspaceId};
 

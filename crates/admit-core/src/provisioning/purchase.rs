@@ -57,8 +57,8 @@ pub struct Purchase {
     pub payments: BTreeMap<String, String>,
     /// The last invoice (or one-time session) paid, in convergence order.
     pub latest_paid: Option<String>,
-    /// Every invoice paid.
-    pub paid_invoices: BTreeSet<String>,
+    /// Every invoice (or one-time session) paid, with when.
+    pub paid_invoices: BTreeMap<String, Timestamp>,
     /// The last snapshots of the subscription were taken in the same second
     /// and neither their causal chain nor anything later orders them: the
     /// fold's status precedence chose, and a fetch from Stripe can settle it.
@@ -196,7 +196,8 @@ const MAX_SEARCHED_RUN: usize = 8;
 
 /// Orders one run as a chain from `anchor`: the order in which every update
 /// changes the snapshot before it. `true` when the chain does not decide
-/// alone (none or several such orders), so the fallback chose.
+/// the final state alone (no such order, or several ending differently), so
+/// the fallback chose.
 fn order_run(run: &mut [&BillingEvent], anchor: Option<&crate::SubscriptionSnapshot>) -> bool {
     let snapshots: Vec<&crate::SubscriptionSnapshot> = run
         .iter()
@@ -204,30 +205,54 @@ fn order_run(run: &mut [&BillingEvent], anchor: Option<&crate::SubscriptionSnaps
         .collect();
     let n = run.len();
     let fallback = |i: usize| (status_precedence(snapshots[i].status), &run[i].id);
-    let follows = |from: Option<usize>, to: usize| match from {
-        Some(i) => snapshots[i].precedes(snapshots[to]),
-        None => anchor.is_some_and(|a| a.precedes(snapshots[to])),
-    };
+    // follows[i][j]: j changed i's snapshot; from_anchor[j]: j changed the anchor.
+    let follows: Vec<Vec<bool>> = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| i != j && snapshots[i].precedes(snapshots[j]))
+                .collect()
+        })
+        .collect();
+    let from_anchor: Vec<bool> = (0..n)
+        .map(|j| anchor.is_some_and(|a| a.precedes(snapshots[j])))
+        .collect();
+    // Without a link from the anchor, a chain may start anywhere.
+    let free_start = !from_anchor.iter().any(|&f| f);
     if n <= MAX_SEARCHED_RUN {
         let mut found = Vec::new();
         let mut path = Vec::with_capacity(n);
-        chains(n, &follows, &mut path, &mut found);
-        if let [only] = found.as_slice() {
-            let order: Vec<&BillingEvent> = only.iter().map(|&i| run[i]).collect();
+        let step = |from: Option<usize>, to: usize| match from {
+            Some(i) => follows[i][to],
+            None => free_start || from_anchor[to],
+        };
+        chains(n, &step, &mut path, &mut found);
+        // Among the chains, the fallback's favourite order; the chain decided
+        // if every chain ends in the same state.
+        if let Some(best) = found.iter().min_by(|a, b| {
+            a.iter()
+                .map(|&i| fallback(i))
+                .cmp(b.iter().map(|&i| fallback(i)))
+        }) {
+            let last = |chain: &Vec<usize>| chain.last().map(|&i| snapshots[i].compared());
+            let decided = found.iter().all(|chain| last(chain) == last(best));
+            let order: Vec<&BillingEvent> = best.iter().map(|&i| run[i]).collect();
             run.copy_from_slice(&order);
-            return false;
+            return !decided;
         }
     }
-    // No chain, or several: greedy, the chain where it speaks, else the fallback.
+    // No chain: greedy, the chain where it speaks, else the fallback.
     let mut placed = vec![false; n];
     let mut order = Vec::with_capacity(n);
-    let mut current = None;
+    let mut current: Option<usize> = None;
     for _ in 0..n {
         let remaining: Vec<usize> = (0..n).filter(|&i| !placed[i]).collect();
         let mut next: Vec<usize> = remaining
             .iter()
             .copied()
-            .filter(|&i| follows(current, i))
+            .filter(|&j| match current {
+                Some(i) => follows[i][j],
+                None => from_anchor[j],
+            })
             .collect();
         if next.is_empty() {
             next = remaining;
@@ -244,15 +269,17 @@ fn order_run(run: &mut [&BillingEvent], anchor: Option<&crate::SubscriptionSnaps
     true
 }
 
-/// Collects up to two complete chains (every element, each following the
-/// one before it; the first following the anchor, or anything without one).
+/// Collects complete chains (every element once, each one following the one
+/// before it), stopping at a handful: two that end differently already make
+/// a tie.
 fn chains(
     n: usize,
-    follows: &dyn Fn(Option<usize>, usize) -> bool,
+    step: &dyn Fn(Option<usize>, usize) -> bool,
     path: &mut Vec<usize>,
     found: &mut Vec<Vec<usize>>,
 ) {
-    if found.len() > 1 {
+    const ENOUGH: usize = 8;
+    if found.len() >= ENOUGH {
         return;
     }
     if path.len() == n {
@@ -261,24 +288,12 @@ fn chains(
     }
     let last = path.last().copied();
     for next in 0..n {
-        if path.contains(&next) {
-            continue;
-        }
-        // Without an anchor, the first may be any; after it the chain must hold.
-        if (last.is_some() || follows(None, next) || no_anchor_start(follows, n))
-            && (last.is_none() || follows(last, next))
-        {
+        if !path.contains(&next) && step(last, next) {
             path.push(next);
-            chains(n, follows, path, found);
+            chains(n, step, path, found);
             path.pop();
         }
     }
-}
-
-/// Whether no element follows the anchor (there is none, or the chain from
-/// it is missing), so a chain may start anywhere.
-fn no_anchor_start(follows: &dyn Fn(Option<usize>, usize) -> bool, n: usize) -> bool {
-    !(0..n).any(|i| follows(None, i))
 }
 
 /// The purchase an event belongs to, if any.
@@ -319,6 +334,25 @@ pub fn purchases(events: &[BillingEvent]) -> BTreeMap<PurchaseKey, Purchase> {
             })
         })
         .collect()
+}
+
+/// One purchase as its events up to `until` (inclusive) tell it: how it
+/// stood at that moment.
+pub fn purchase_until(
+    events: &[BillingEvent],
+    key: &PurchaseKey,
+    until: Timestamp,
+) -> Option<Purchase> {
+    let mut unique: BTreeMap<&EventId, &BillingEvent> = BTreeMap::new();
+    for event in events {
+        if event.created <= until && purchase_key(event).as_ref() == Some(key) {
+            unique.entry(&event.id).or_insert(event);
+        }
+    }
+    let mut events: Vec<&BillingEvent> = unique.into_values().collect();
+    events.sort_by(|a, b| convergence_order(a, b));
+    causal_order(&mut events);
+    fold(key.clone(), &events)
 }
 
 fn push_unique(list: &mut Vec<String>, value: Option<&str>) {
@@ -369,6 +403,15 @@ fn record_payment(p: &mut Purchase, invoice: &crate::Invoice) {
 }
 
 impl Purchase {
+    /// The invoice (or one-time session) paid last at or before `at`.
+    pub fn latest_paid_at(&self, at: Timestamp) -> Option<&str> {
+        self.paid_invoices
+            .iter()
+            .filter(|(_, paid)| **paid <= at)
+            .max_by_key(|(invoice, paid)| (**paid, *invoice))
+            .map(|(invoice, _)| invoice.as_str())
+    }
+
     /// When paid access is scheduled to end, if it is.
     pub fn scheduled_end(&self) -> Option<Timestamp> {
         crate::scheduled_end(
@@ -398,7 +441,7 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
         price_history: Vec::new(),
         payments: BTreeMap::new(),
         latest_paid: None,
-        paid_invoices: BTreeSet::new(),
+        paid_invoices: BTreeMap::new(),
         tie: false,
         metadata_workspaces: Vec::new(),
         metadata_plan: None,
@@ -456,6 +499,9 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                     p.payment_failed = false;
                     if c.mode == CheckoutMode::Payment {
                         p.latest_paid = Some(c.session_id.clone());
+                        p.paid_invoices
+                            .entry(c.session_id.clone())
+                            .or_insert(event.created);
                         set_status(&mut p, SubscriptionStatus::Active, event.created);
                     } else if matches!(p.status, Some(SubscriptionStatus::Incomplete)) {
                         // A paid subscription checkout means the first invoice is paid.
@@ -505,6 +551,7 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                 }
                 record_payment(&mut p, i);
                 p.latest_paid = Some(i.id.clone());
+                p.paid_invoices.entry(i.id.clone()).or_insert(event.created);
                 paid_invoices.insert(i.id.clone());
                 p.unpaid_failed_invoices.remove(&i.id);
                 p.paid = true;
@@ -544,7 +591,6 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
     if p.purchaser_email.is_none() {
         p.purchaser_email = invoice_email;
     }
-    p.paid_invoices = paid_invoices;
     p.metadata_workspaces = checkout_workspaces;
     for w in subscription_workspaces
         .into_iter()

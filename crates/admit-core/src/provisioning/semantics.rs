@@ -274,8 +274,74 @@ fn a_new_paid_subscription_replaces_a_past_due_one() {
         "{:?}",
         keys(&d)
     );
-    let alert = &d.effects["support_alert:duplicate_subscription:sub_Story0010:support"];
+    let alert =
+        &d.effects["support_alert:duplicate_subscription:sub_Story0010:cancel_lapsed:support"];
     assert_eq!(alert.variant, Some("cancel_lapsed"));
+}
+
+#[test]
+fn a_replaced_subscription_that_recovers_does_not_take_the_plan_back() {
+    let world = World::standard();
+    let first = Story::new(18, "dana@acme.test", Some(WS));
+    let second = second_purchase(&first, 19, "lee@acme.test");
+    let mut events = first.purchase();
+    events.extend(first.renewal_fails());
+    events.extend(second.purchase());
+    // Stripe's retry collects the old one after the new one was bought.
+    events.push(first.invoice(
+        "retry_paid",
+        45 * DAY,
+        "renewal",
+        true,
+        "subscription_cycle",
+    ));
+    events.push(first.subscription("sub_recovered", 45 * DAY + 1, Updated, Active));
+    let d = assert_order_free(&world, &events);
+    assert_eq!(
+        billing(&d, WS).stripe_subscription_id,
+        Some(sub("sub_Story0019"))
+    );
+    assert_eq!(
+        d.cases["duplicate_subscription:sub_Story0018"]
+            .details
+            .action,
+        Some(DuplicateAction::CancelLapsed)
+    );
+    assert!(
+        !keys(&d).iter().any(|k| k.starts_with("duplicate_charge:")),
+        "the new purchaser is never told of a refund: {:?}",
+        keys(&d)
+    );
+}
+
+#[test]
+fn a_fixed_term_subscription_bought_beside_an_active_one_is_a_duplicate_to_refund() {
+    let world = World::standard();
+    let first = Story::new(24, "dana@acme.test", Some(WS));
+    let second = second_purchase(&first, 25, "lee@acme.test");
+    let mut events = first.purchase();
+    // Bought with an end date from the start.
+    events.extend(
+        second
+            .purchase()
+            .into_iter()
+            .map(|e| edit(e, |s| s.cancel_at = at(second.t + 90 * DAY))),
+    );
+    let d = assert_order_free(&world, &events);
+    assert_eq!(
+        billing(&d, WS).stripe_subscription_id,
+        Some(sub("sub_Story0024"))
+    );
+    assert_eq!(
+        d.cases["duplicate_subscription:sub_Story0025"]
+            .details
+            .action,
+        Some(DuplicateAction::RefundDuplicate)
+    );
+    assert!(
+        d.effects
+            .contains_key("duplicate_charge:sub_Story0025:lee@acme.test")
+    );
 }
 
 #[test]
@@ -376,6 +442,38 @@ fn same_second_updates_follow_previous_attributes_not_event_ids() {
     // Status precedence alone would say past_due; the chain says active.
     let d = assert_order_free(&world, &events);
     assert_eq!(billing(&d, WS).subscription_status, Some(Active));
+    assert!(d.ties.is_empty());
+}
+
+#[test]
+fn an_update_that_changes_nothing_admit_compares_is_a_step_of_the_chain() {
+    let world = World::standard();
+    let story = Story::new(22, "dana@acme.test", Some(WS));
+    let t = 30 * DAY;
+    let mut events = story.purchase();
+    events.extend(story.renewal_fails());
+    // In one second: the customer changes the card (nothing compared
+    // changes), the retry is paid, the subscription is active again.
+    let card = renamed(
+        edit(story.subscription("card", t + 10, Updated, PastDue), |s| {
+            s.previous = Some(PreviousAttributes::default());
+        }),
+        "evt_z_card",
+    );
+    let active = renamed(
+        edit(story.subscription("active", t + 10, Updated, Active), |s| {
+            s.previous = Some(PreviousAttributes {
+                status: Some(Some(PastDue)),
+                ..PreviousAttributes::default()
+            });
+        }),
+        "evt_a_active",
+    );
+    events.push(story.invoice("retry_paid", t + 10, "renewal", true, "subscription_cycle"));
+    events.extend([card, active]);
+    let d = assert_order_free(&world, &events);
+    assert_eq!(billing(&d, WS).subscription_status, Some(Active));
+    assert_eq!(billing(&d, WS).past_due_since, None);
     assert!(d.ties.is_empty());
 }
 
@@ -606,7 +704,7 @@ fn a_plan_change_to_an_unknown_price_keeps_the_plan_in_force() {
     // Support is alerted; the paying customer is told nothing.
     assert!(
         d.effects
-            .contains_key("support_alert:unknown_price:sub_Story0040:support")
+            .contains_key("support_alert:unknown_price:sub_Story0040:plan_kept:support")
     );
     assert!(
         !keys(&d).iter().any(|k| k.starts_with("access_delayed:")),
@@ -616,6 +714,32 @@ fn a_plan_change_to_an_unknown_price_keeps_the_plan_in_force() {
     assert_eq!(
         d.outcomes[&EventId::parse("evt_s40_sub_repriced").expect("id")].reason,
         "unknown_price"
+    );
+}
+
+#[test]
+fn marking_a_plan_kept_case_refunded_does_not_take_out_a_paying_subscription() {
+    let mut world = World::standard();
+    let story = Story::new(44, "dana@acme.test", Some(WS));
+    let mut events = story.purchase();
+    events.push(story.subscription_with(
+        "sub_repriced",
+        10 * DAY,
+        Updated,
+        Active,
+        false,
+        "price_NotInCatalog",
+    ));
+    world
+        .settlements
+        .insert("unknown_price:sub_Story0044".into(), Settlement::Refunded);
+    let d = world.derive(&events);
+    assert_eq!(
+        billing(&d, WS)
+            .subscription_plan
+            .as_ref()
+            .map(|p| p.as_str()),
+        Some("pro")
     );
 }
 
@@ -808,6 +932,15 @@ fn a_full_refund_of_the_latest_invoice_is_held_and_others_are_recorded() {
         billing(&d, WS),
         billing(&base, WS),
         "access follows the subscription"
+    );
+
+    // The next renewal is paid: the refund case stays for support.
+    let mut renewed = full_latest.clone();
+    renewed.push(story.invoice("next_paid", 60 * DAY, "next", true, "subscription_cycle"));
+    let d = world.derive(&renewed);
+    assert_eq!(
+        d.cases["payment_refunded:ch_51_renewal"].state,
+        CaseState::Held
     );
 
     for (label, refund) in [

@@ -592,8 +592,14 @@ async fn apply(
                  next_attempt_at, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
              ON CONFLICT (idempotency_key) DO UPDATE SET
-                 state = 'pending', payload = excluded.payload, next_attempt_at = excluded.next_attempt_at
-             WHERE outbox.state = 'superseded'",
+                 state = 'pending', payload = excluded.payload,
+                 next_attempt_at = CASE WHEN outbox.state = 'superseded'
+                     THEN excluded.next_attempt_at ELSE outbox.next_attempt_at END
+             -- A withdrawn message is revived; a pending one not yet leased
+             -- takes the latest facts (a moved cancellation date, say).
+             WHERE outbox.state = 'superseded'
+                OR (outbox.state = 'pending' AND outbox.payload <> excluded.payload
+                    AND (outbox.lease_until IS NULL OR outbox.lease_until <= excluded.created_at))",
         )
         .bind(&message.idempotency_key)
         .bind(&message.kind)
@@ -1188,6 +1194,7 @@ impl ProvisioningStore for SqliteStore {
             workspace: workspace.or(intent_workspace.map(parse_workspace).transpose()?),
             purchaser_email: email.or(intent_email.flatten()),
             payment,
+            subscription: subscriptions.first().cloned(),
         })
     }
 
