@@ -703,15 +703,18 @@ fn attach<'p>(
         .map(|p| (p, invoice.map(str::to_owned)))
 }
 
+/// What the events said of one object, when, and which events said it.
+type History<'e, T> = (Vec<(&'e T, Timestamp)>, BTreeSet<EventId>);
+
 /// Every word on each object in convergence order, with the events that spoke of it.
 fn history_by<'e, T>(
     events: &'e [BillingEvent],
     pick: impl Fn(&'e EventKind) -> Option<&'e T>,
     id: impl Fn(&T) -> &str,
-) -> BTreeMap<String, (Vec<(&'e T, Timestamp)>, BTreeSet<EventId>)> {
+) -> BTreeMap<String, History<'e, T>> {
     let mut sorted: Vec<&BillingEvent> = events.iter().collect();
     sorted.sort_by(|a, b| super::purchase::convergence_order(a, b));
-    let mut out: BTreeMap<String, (Vec<(&T, Timestamp)>, BTreeSet<EventId>)> = BTreeMap::new();
+    let mut out: BTreeMap<String, History<'e, T>> = BTreeMap::new();
     for event in sorted {
         if let Some(object) = pick(&event.kind) {
             let entry = out.entry(id(object).to_owned()).or_default();
