@@ -56,6 +56,9 @@ pub struct Report {
     /// `expected plan <p>, found <q> (<why>)`. Empty for PASS.
     pub reasons: Vec<String>,
     pub access: Access,
+    /// The event that last changed the billing state and the scenario
+    /// (S1–S18) that decided it.
+    pub decided_by: Option<(String, Option<String>)>,
 }
 
 /// PASS when the email is a member and, if a plan is expected, the effective
@@ -85,6 +88,7 @@ pub fn judge(access: Access, expected_plan: Option<&PlanKey>) -> Report {
         },
         reasons,
         access,
+        decided_by: None,
     }
 }
 
@@ -112,7 +116,12 @@ pub async fn check(
         grace_period_secs,
         now,
     );
-    Ok(judge(access, request.plan.as_ref()))
+    let mut report = judge(access, request.plan.as_ref());
+    if let Some(event) = &billing.updated_by_event {
+        let scenario = store.get_event(event).await?.and_then(|e| e.scenario);
+        report.decided_by = Some((event.to_string(), scenario));
+    }
+    Ok(report)
 }
 
 /// The human-readable report.
@@ -159,6 +168,21 @@ pub fn render_text(request: &Request, report: &Report) -> String {
         ("features", features),
         ("limits", limits),
         ("reason", access.reason.as_str().to_owned()),
+        (
+            "decided by",
+            report
+                .decided_by
+                .as_ref()
+                .map_or_else(none, |(event, scenario)| {
+                    match scenario
+                        .as_deref()
+                        .and_then(admit_core::provisioning::Scenario::parse)
+                    {
+                        Some(s) => format!("{s} ({}), event {event}", s.what()),
+                        None => format!("event {event}"),
+                    }
+                }),
+        ),
     ];
     let mut text = String::new();
     for (label, value) in rows {
@@ -178,6 +202,9 @@ struct JsonReport<'a> {
     verdict: Verdict,
     reasons: &'a [String],
     access: JsonAccess<'a>,
+    /// The scenario that set the current billing state.
+    scenario: Option<&'a str>,
+    updated_by_event: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -213,6 +240,11 @@ pub fn render_json(report: &Report) -> Result<String, serde_json::Error> {
             },
             reason: access.reason.as_str(),
         },
+        scenario: report
+            .decided_by
+            .as_ref()
+            .and_then(|(_, scenario)| scenario.as_deref()),
+        updated_by_event: report.decided_by.as_ref().map(|(event, _)| event.as_str()),
     })
 }
 
@@ -416,8 +448,22 @@ mod tests {
                     "subscription_status": "past_due",
                     "entitlements": {"features": ["sso"], "limits": {"seats": 25}},
                     "reason": "not_a_member"
-                }
+                },
+                "scenario": null,
+                "updated_by_event": null
             })
+        );
+        let mut decided = report.clone();
+        decided.decided_by = Some(("evt_1".into(), Some("S11".into())));
+        let json: serde_json::Value =
+            serde_json::from_str(&render_json(&decided).expect("json")).expect("parses");
+        assert_eq!(
+            (json["scenario"].as_str(), json["updated_by_event"].as_str()),
+            (Some("S11"), Some("evt_1"))
+        );
+        assert!(
+            render_text(&request, &decided)
+                .contains("decided by    S11 (renewal payment failed), event evt_1")
         );
     }
 

@@ -26,6 +26,7 @@ pub fn case_view(case: &StoredCase) -> Value {
     json!({
         "id": case.id,
         "kind": case.kind,
+        "scenario": case.scenario,
         "workspace_id": case.workspace_id,
         "purchaser_email": case.purchaser_email,
         "stripe_customer_id": case.customer_id,

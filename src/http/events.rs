@@ -50,6 +50,9 @@ struct EventView {
     last_error: Option<String>,
     /// Why the event has its status (`provisioned`, `missing_workspace`, …).
     outcome: Option<String>,
+    /// The row of the decision table that decided it (`S1`…`S18`); null for
+    /// events that decide nothing.
+    scenario: Option<String>,
 }
 
 async fn read(
@@ -74,5 +77,6 @@ async fn read(
         attempts: event.attempts,
         last_error: event.last_error,
         outcome: event.outcome,
+        scenario: event.scenario,
     }))
 }

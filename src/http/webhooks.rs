@@ -134,6 +134,11 @@ async fn ingest(
     );
     Ok((
         StatusCode::OK,
-        Json(json!({"received": true, "id": event.id.as_str(), "duplicate": duplicate})),
+        // A redelivery changes nothing (S6); a new event's scenario is known
+        // once it is processed (`GET /v1/events/{id}`).
+        Json(json!({
+            "received": true, "id": event.id.as_str(), "duplicate": duplicate,
+            "scenario": duplicate.then_some("S6"),
+        })),
     ))
 }

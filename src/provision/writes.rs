@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use admit_core::provisioning::{
-    Case, CaseState, Derivation, Effect, Facts, OutcomeStatus, Recipient, UnmatchedPolicy, derive,
+    Case, CaseState, Derivation, Effect, Facts, OutcomeStatus, Recipient, Scenario,
+    UnmatchedPolicy, derive,
 };
 use admit_core::{BillingEvent, BillingState, Catalog, Email, EventId, Timestamp};
 use admit_store::{
-    AuditEntry, CaseWrite, EventStatus, OutboxWrite, ScopeSnapshot, ScopeWrite, StoredCase,
-    WorkspaceCreation,
+    AuditEntry, CaseWrite, EventStatus, EventStatusWrite, OutboxWrite, ScopeSnapshot, ScopeWrite,
+    StoredCase, WorkspaceCreation,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -79,6 +80,7 @@ fn case_write(case: &Case, state: &str, resolution: Option<&str>) -> CaseWrite {
         id: case_id(&case.key),
         key: case.key.clone(),
         kind: case.kind.as_str().to_owned(),
+        scenario: Some(case.scenario.as_str().to_owned()),
         workspace_id: case.workspace.as_ref().map(ToString::to_string),
         purchaser_email: case.purchaser_email.as_ref().map(ToString::to_string),
         customer_id: case.customer.as_ref().map(ToString::to_string),
@@ -234,6 +236,7 @@ fn case_changes(
                 id: stored_case.id.clone(),
                 key: stored_case.key.clone(),
                 kind: stored_case.kind.clone(),
+                scenario: stored_case.scenario.clone(),
                 workspace_id: stored_case.workspace_id.clone(),
                 purchaser_email: stored_case.purchaser_email.clone(),
                 customer_id: stored_case.customer_id.clone(),
@@ -301,6 +304,7 @@ pub fn plan_writes_with_followups(
         intents: &snapshot.intents,
         customer_bindings: &snapshot.customer_bindings,
         purchase_bindings: &snapshot.purchase_bindings,
+        remembered_purchases: &snapshot.remembered_purchases,
         settlements: &snapshot.settlements,
         policy: policy.unmatched,
         grace_period_secs: policy.grace_period_secs,
@@ -347,14 +351,17 @@ pub fn plan_writes_with_followups(
             continue;
         }
         write.billing.push((workspace.clone(), state.clone()));
+        let scenario = derivation.billing_scenarios.get(workspace).copied();
         let mut entry = audit(&actor, "billing.changed", now, Some(workspace));
         entry.subject = Some("billing".into());
         entry.before = before.map(billing_json);
-        entry.after = Some(billing_json(state));
-        entry.cause = state
-            .updated_by_event
-            .as_ref()
-            .map(|e| format!("stripe event {e}"));
+        let mut after = billing_json(state);
+        after["scenario"] = json!(scenario.map(Scenario::as_str));
+        entry.after = Some(after);
+        entry.cause = state.updated_by_event.as_ref().map(|e| match scenario {
+            Some(s) => format!("stripe event {e} ({s}: {})", s.what()),
+            None => format!("stripe event {e}"),
+        });
         write.audit.push(entry);
     }
 
@@ -422,25 +429,61 @@ pub fn plan_writes_with_followups(
     if !derivation.outcomes.contains_key(&snapshot.claimed) {
         // Every billing event gets an outcome; if one ever does not, it is held
         // visibly instead of being leased and retried forever.
-        write.event_statuses.push((
-            snapshot.claimed.clone(),
-            EventStatus::Held,
-            "unaccounted".to_owned(),
-        ));
+        write.event_statuses.push(EventStatusWrite {
+            id: snapshot.claimed.clone(),
+            status: EventStatus::Held,
+            outcome: "unaccounted".to_owned(),
+            scenario: None,
+        });
     }
+    let late = arrived_late(snapshot, &events);
     for (id, outcome) in &derivation.outcomes {
         let status = match outcome.status {
             OutcomeStatus::Processed => EventStatus::Processed,
             OutcomeStatus::Held => EventStatus::Held,
         };
         let current = snapshot.events.iter().find(|e| &e.id == id);
-        let same = current
-            .is_some_and(|e| e.status == status && e.outcome.as_deref() == Some(outcome.reason));
+        // An event that came after a later one of its purchase was decided
+        // by convergence (S7), and says so for good.
+        let scenario = if (id == &snapshot.claimed && late)
+            || current.is_some_and(|e| e.scenario.as_deref() == Some(Scenario::S7.as_str()))
+        {
+            Some(Scenario::S7)
+        } else {
+            outcome.scenario
+        };
+        let same = current.is_some_and(|e| {
+            e.status == status
+                && e.outcome.as_deref() == Some(outcome.reason)
+                && e.scenario.as_deref() == scenario.map(Scenario::as_str)
+        });
         if !same || id == &snapshot.claimed {
-            write
-                .event_statuses
-                .push((id.clone(), status, outcome.reason.to_owned()));
+            write.event_statuses.push(EventStatusWrite {
+                id: id.clone(),
+                status,
+                outcome: outcome.reason.to_owned(),
+                scenario: scenario.map(|s| s.as_str().to_owned()),
+            });
         }
     }
     Ok((write, followups))
+}
+
+/// Whether the claimed event arrived after an event of its own purchase
+/// that Stripe created later had already been processed.
+fn arrived_late(snapshot: &ScopeSnapshot, events: &[BillingEvent]) -> bool {
+    let Some(claimed) = events.iter().find(|e| e.id == snapshot.claimed) else {
+        return false;
+    };
+    let Some(key) = admit_core::provisioning::purchase_key(claimed) else {
+        return false;
+    };
+    events.iter().any(|other| {
+        other.created > claimed.created
+            && admit_core::provisioning::purchase_key(other).as_ref() == Some(&key)
+            && snapshot.events.iter().any(|stored| {
+                stored.id == other.id
+                    && matches!(stored.status, EventStatus::Processed | EventStatus::Held)
+            })
+    })
 }

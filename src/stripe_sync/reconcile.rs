@@ -196,6 +196,8 @@ async fn open_duplicate_customer_case(
     let id = case_id(&key);
     let workspace_id = WorkspaceId::parse(workspace.to_owned()).ok();
     let case = CaseWrite {
+        // Reconciliation's own kind, outside the decision table.
+        scenario: None,
         id: id.clone(),
         key: key.clone(),
         kind: "duplicate_customer".into(),

@@ -118,6 +118,8 @@ pub struct StoredEvent {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub outcome: Option<String>,
+    /// The scenario (S1–S18) that decided it, once processed.
+    pub scenario: Option<String>,
 }
 
 impl fmt::Debug for StoredEvent {

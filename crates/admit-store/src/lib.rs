@@ -23,9 +23,9 @@ pub use error::StoreError;
 pub use events::{EventSource, EventStatus, InsertOutcome, NewEvent, StoredEvent};
 pub use outbox::OutboxStore;
 pub use provisioning::{
-    CaseResolution, CaseWrite, Decide, EventKeys, OutboxRow, OutboxWrite, ProvisionOutcome,
-    ProvisioningStore, ScopeEvent, ScopeSnapshot, ScopeWrite, SessionPayment, SessionStatus,
-    StoredCase, WorkspaceCreation,
+    CaseResolution, CaseWrite, Decide, EventKeys, EventStatusWrite, OutboxRow, OutboxWrite,
+    ProvisionOutcome, ProvisioningStore, ScopeEvent, ScopeSnapshot, ScopeWrite, SessionPayment,
+    SessionStatus, StoredCase, WorkspaceCreation,
 };
 pub use signin::{RedeemedToken, SigninStore};
 pub use sqlite::SqliteStore;

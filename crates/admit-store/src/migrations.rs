@@ -33,6 +33,11 @@ const SQLITE: &[Embedded] = &[
         description: "billing semantics",
         sql: include_str!("../migrations/sqlite/0004_billing_semantics.sql"),
     },
+    Embedded {
+        version: 5,
+        description: "scenarios",
+        sql: include_str!("../migrations/sqlite/0005_scenarios.sql"),
+    },
 ];
 
 fn migrator(embedded: &[Embedded]) -> Migrator {

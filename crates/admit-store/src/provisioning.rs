@@ -39,6 +39,7 @@ pub struct ScopeEvent {
     pub payload: Vec<u8>,
     pub status: EventStatus,
     pub outcome: Option<String>,
+    pub scenario: Option<String>,
 }
 
 /// A case as stored.
@@ -47,6 +48,8 @@ pub struct StoredCase {
     pub id: String,
     pub key: String,
     pub kind: String,
+    /// The scenario (S1–S18) that held it; `None` for cases no derivation opened.
+    pub scenario: Option<String>,
     pub workspace_id: Option<String>,
     pub purchaser_email: Option<String>,
     pub customer_id: Option<String>,
@@ -73,6 +76,8 @@ pub struct ScopeSnapshot {
     pub intents: BTreeMap<String, CheckoutIntent>,
     pub customer_bindings: BTreeMap<CustomerId, WorkspaceId>,
     pub purchase_bindings: BTreeMap<String, WorkspaceId>,
+    /// Purchase bindings rule 3 found and admit kept (source `purchaser_administers`).
+    pub remembered_purchases: BTreeSet<String>,
     pub settlements: BTreeMap<String, Settlement>,
     /// Workspaces whose billing state this scope decides.
     pub workspaces: BTreeSet<WorkspaceId>,
@@ -88,6 +93,7 @@ pub struct CaseWrite {
     pub id: String,
     pub key: String,
     pub kind: String,
+    pub scenario: Option<String>,
     pub workspace_id: Option<String>,
     pub purchaser_email: Option<String>,
     pub customer_id: Option<String>,
@@ -126,7 +132,7 @@ pub struct WorkspaceCreation {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScopeWrite {
     pub event_keys: Vec<(EventId, EventKeys)>,
-    pub event_statuses: Vec<(EventId, EventStatus, String)>,
+    pub event_statuses: Vec<EventStatusWrite>,
     pub billing: Vec<(WorkspaceId, BillingState)>,
     /// Stripe ids whose links are replaced: (kind, id).
     pub unlink: Vec<(String, String)>,
@@ -139,6 +145,16 @@ pub struct ScopeWrite {
     pub create_workspaces: Vec<WorkspaceCreation>,
     /// Bindings to keep as facts: (`customer` | `purchase`, id, workspace, source).
     pub bindings: Vec<(String, String, WorkspaceId, String)>,
+}
+
+/// An event's status after a derivation, with the machine-readable reason
+/// and the scenario (S1–S18) that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventStatusWrite {
+    pub id: EventId,
+    pub status: EventStatus,
+    pub outcome: String,
+    pub scenario: Option<String>,
 }
 
 /// What `provision` did.

@@ -59,9 +59,13 @@ impl Binding {
 fn direct(purchase: &Purchase, facts: &Facts<'_>) -> Option<Binding> {
     let operator = std::iter::once(purchase.key.as_str())
         .chain(purchase.session_ids.iter().map(String::as_str))
-        .find_map(|id| facts.purchase_bindings.get(id));
-    if let Some(workspace) = operator {
-        return Some(Binding::Operator(workspace.clone()));
+        .find_map(|id| facts.purchase_bindings.get(id).map(|w| (id, w)));
+    if let Some((id, workspace)) = operator {
+        return Some(if facts.remembered_purchases.contains(id) {
+            Binding::PurchaserAdministers(workspace.clone())
+        } else {
+            Binding::Operator(workspace.clone())
+        });
     }
     if let Some(intent) = purchase
         .session_ids

@@ -140,6 +140,8 @@ pub struct CaseDetails {
 pub struct Case {
     pub key: String,
     pub kind: CaseKind,
+    /// The row of the decision table that held it.
+    pub scenario: super::Scenario,
     pub state: CaseState,
     pub workspace: Option<WorkspaceId>,
     pub purchaser_email: Option<Email>,

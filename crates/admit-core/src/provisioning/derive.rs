@@ -6,6 +6,7 @@ use super::binding::{Binding, Conflict, bind_all};
 use super::cases::{Case, CaseDetails, CaseKind, CaseState, DuplicateAction, PaymentDetails};
 use super::effects::{Effect, MessageKind, Recipient};
 use super::purchase::{Purchase, PurchaseKey, purchase_key, purchases};
+use super::scenario::Scenario;
 use super::{Facts, Settlement, UnmatchedPolicy};
 use crate::{
     BillingEvent, BillingState, ChargeRefund, CustomerId, Dispute, Email, EventId, EventKind, Plan,
@@ -24,6 +25,9 @@ pub enum OutcomeStatus {
 pub struct EventOutcome {
     pub status: OutcomeStatus,
     pub reason: &'static str,
+    /// The row of the decision table that decided it; `None` for events
+    /// that decide nothing (a customer update, a setup session).
+    pub scenario: Option<Scenario>,
 }
 
 /// A workspace to create for an unmatched purchase (policy `create_workspace`).
@@ -52,6 +56,8 @@ pub struct Derivation {
     /// workspace), to be kept as facts: `(customer|purchase, id, workspace)`.
     /// Otherwise a later change of roles would unbind a paying purchase.
     pub remember: BTreeSet<(&'static str, String, WorkspaceId)>,
+    /// The scenario that decided each workspace's billing state.
+    pub billing_scenarios: BTreeMap<WorkspaceId, Scenario>,
     /// Subscriptions whose latest same-second snapshots the causal chain
     /// could not order: a fetch from Stripe settles them (DESIGN.md §2.3).
     pub ties: BTreeSet<SubscriptionId>,
@@ -203,11 +209,22 @@ struct Builder<'f> {
 }
 
 impl Builder<'_> {
-    fn outcome(&mut self, purchase: &Purchase, status: OutcomeStatus, reason: &'static str) {
+    fn outcome(
+        &mut self,
+        purchase: &Purchase,
+        status: OutcomeStatus,
+        reason: &'static str,
+        scenario: Option<Scenario>,
+    ) {
         for id in &purchase.events {
-            self.out
-                .outcomes
-                .insert(id.clone(), EventOutcome { status, reason });
+            self.out.outcomes.insert(
+                id.clone(),
+                EventOutcome {
+                    status,
+                    reason,
+                    scenario,
+                },
+            );
         }
     }
 
@@ -269,13 +286,30 @@ impl Builder<'_> {
         purchaser_message: Option<MessageKind>,
     ) {
         let key = kind.key(purchase.key.as_str());
+        let scenario = match (kind, details.action, purchaser_message) {
+            (CaseKind::MissingWorkspace, _, _) => Scenario::S5,
+            (CaseKind::DuplicateSubscription, Some(DuplicateAction::CancelLapsed), _) => {
+                Scenario::S15
+            }
+            (CaseKind::DuplicateSubscription, _, _) => Scenario::S8,
+            (CaseKind::CustomerConflict, _, _) => Scenario::S9,
+            (CaseKind::UnknownPrice, _, None) => Scenario::S16,
+            (CaseKind::UnknownPrice, _, Some(_)) => Scenario::S10,
+            (CaseKind::EmailMismatch, _, _) => Scenario::S2,
+            (CaseKind::PaymentDisputed | CaseKind::PaymentRefunded, _, _) => Scenario::S17,
+        };
         // An operator dismissed exactly this case: it is not raised again (a
         // different case about the same purchase still can be).
         if self.facts.settlements.get(&key) == Some(&Settlement::Dismissed) {
-            self.outcome(purchase, OutcomeStatus::Processed, "settled_dismissed");
+            self.outcome(
+                purchase,
+                OutcomeStatus::Processed,
+                "settled_dismissed",
+                Some(scenario),
+            );
             return;
         }
-        self.outcome(purchase, OutcomeStatus::Held, kind.as_str());
+        self.outcome(purchase, OutcomeStatus::Held, kind.as_str(), Some(scenario));
         let mut alert = Effect::new(MessageKind::SupportAlert, Recipient::Support, &key);
         alert.case_key = Some(key.clone());
         alert.workspace = workspace.cloned();
@@ -307,6 +341,7 @@ impl Builder<'_> {
             Case {
                 key,
                 kind,
+                scenario,
                 state: CaseState::Held,
                 workspace: workspace.cloned(),
                 purchaser_email: purchaser.cloned(),
@@ -402,6 +437,7 @@ pub fn derive(
                 EventOutcome {
                     status: OutcomeStatus::Processed,
                     reason,
+                    scenario: None,
                 },
             );
         }
@@ -444,11 +480,14 @@ pub fn derive(
                 // Kept, and applied when a binding arrives (DESIGN.md §2.3).
                 (OutcomeStatus::Held, "awaiting_binding")
             };
-            b.outcome(purchase, status, reason);
+            // A checkout completed unpaid waits for its bank (S18).
+            let scenario = (purchase.payment_failed || purchase.awaiting_async_payment)
+                .then_some(Scenario::S18);
+            b.outcome(purchase, status, reason, scenario);
             continue;
         }
         if b.refunded(purchase) {
-            b.outcome(purchase, OutcomeStatus::Processed, "settled_refunded");
+            b.outcome(purchase, OutcomeStatus::Processed, "settled_refunded", None);
             continue;
         }
         let client_refs: Vec<String> = purchase.client_reference_ids.iter().cloned().collect();
@@ -479,7 +518,12 @@ pub fn derive(
                         owner: owner.clone(),
                         purchase: purchase.key.to_string(),
                     });
-                    b.outcome(purchase, OutcomeStatus::Held, "awaiting_workspace");
+                    b.outcome(
+                        purchase,
+                        OutcomeStatus::Held,
+                        "awaiting_workspace",
+                        Some(Scenario::S5),
+                    );
                     continue;
                 }
                 let details = CaseDetails {
@@ -556,7 +600,7 @@ pub fn derive(
             // A subscription's own events bring its price; a one-time checkout
             // has nothing more coming, so it needs a person.
             PlanResolution::NotYet if purchase.subscription.is_some() => {
-                b.outcome(purchase, OutcomeStatus::Held, "awaiting_price");
+                b.outcome(purchase, OutcomeStatus::Held, "awaiting_price", None);
             }
             PlanResolution::NotYet => b.hold(
                 CaseKind::UnknownPrice,
@@ -576,6 +620,7 @@ pub fn derive(
         let canonical = choose_canonical(events, &candidates);
         let canonical_key = canonical.map(|c| candidates[c].purchase.key.to_string());
         let canonical_started = canonical.map(|c| candidates[c].purchase.started);
+        let mut replaced_lapsed = false;
         for (index, candidate) in candidates.iter().enumerate() {
             if Some(index) == canonical {
                 continue;
@@ -590,6 +635,7 @@ pub fn derive(
                     DuplicateAction::CancelLapsed
                 }
             });
+            replaced_lapsed |= action == Some(DuplicateAction::CancelLapsed);
             match action {
                 Some(action) => {
                     let details = CaseDetails {
@@ -611,12 +657,17 @@ pub fn derive(
                     );
                     price_note(&mut b, &workspace_id, candidate);
                 }
-                None => b.outcome(candidate.purchase, OutcomeStatus::Processed, "superseded"),
+                None => b.outcome(
+                    candidate.purchase,
+                    OutcomeStatus::Processed,
+                    "superseded",
+                    None,
+                ),
             }
         }
         if let Some(index) = canonical {
             let candidate = candidates.swap_remove(index);
-            provision(&mut b, &workspace_id, &candidate);
+            provision(&mut b, &workspace_id, &candidate, replaced_lapsed);
             price_note(&mut b, &workspace_id, &candidate);
         }
     }
@@ -641,6 +692,7 @@ fn price_note(b: &mut Builder<'_>, workspace: &WorkspaceId, candidate: &Candidat
             b.out.cases.entry(key.clone()).or_insert_with(|| Case {
                 key,
                 kind: CaseKind::UnknownPrice,
+                scenario: Scenario::S10,
                 state: CaseState::AutoResolved,
                 workspace: Some(workspace.clone()),
                 purchaser_email: candidate.purchaser.clone(),
@@ -742,9 +794,14 @@ fn hold_payment(b: &mut Builder<'_>, case: PaymentCase<'_>) {
     let key = case.kind.key(&case.about);
     let outcome = |b: &mut Builder<'_>, status, reason| {
         for id in &case.events {
-            b.out
-                .outcomes
-                .insert(id.clone(), EventOutcome { status, reason });
+            b.out.outcomes.insert(
+                id.clone(),
+                EventOutcome {
+                    status,
+                    reason,
+                    scenario: Some(Scenario::S17),
+                },
+            );
         }
     };
     match b.facts.settlements.get(&key) {
@@ -772,6 +829,7 @@ fn hold_payment(b: &mut Builder<'_>, case: PaymentCase<'_>) {
         Case {
             key,
             kind: case.kind,
+            scenario: Scenario::S17,
             state: CaseState::Held,
             workspace: case.workspace,
             purchaser_email: case.purchaser,
@@ -825,6 +883,7 @@ fn payments(
                     EventOutcome {
                         status: OutcomeStatus::Processed,
                         reason: "dispute_won",
+                        scenario: Some(Scenario::S17),
                     },
                 );
             }
@@ -911,6 +970,7 @@ fn payments(
                     EventOutcome {
                         status: OutcomeStatus::Processed,
                         reason,
+                        scenario: Some(Scenario::S17),
                     },
                 );
             }
@@ -949,7 +1009,48 @@ fn paid_plan_applies(status: SubscriptionStatus) -> bool {
 
 /// Rows S1–S4, S11, S12: the billing state and the messages of the purchase
 /// that holds a workspace's plan.
-fn provision(b: &mut Builder<'_>, workspace_id: &WorkspaceId, candidate: &Candidate<'_>) {
+/// The row that decided a provisioned purchase: its state first (S11, S12),
+/// then whether it replaced a lapsed subscription (S15), then its binding.
+fn provisioned_scenario(
+    b: &Builder<'_>,
+    workspace_id: &WorkspaceId,
+    candidate: &Candidate<'_>,
+    replaced_lapsed: bool,
+) -> Scenario {
+    let purchase = candidate.purchase;
+    let status = purchase.status.unwrap_or(SubscriptionStatus::Active);
+    let purchaser = candidate.purchaser.as_ref();
+    let administers =
+        b.facts.directory.get(workspace_id).is_some_and(|w| {
+            purchaser.is_none_or(|p| w.role_of(p).is_some_and(|r| r.administers()))
+        });
+    let initiated = matches!(
+        &candidate.binding,
+        Binding::Trusted { intent: Some(intent), .. } if purchaser == Some(&intent.initiator)
+    );
+    match status {
+        SubscriptionStatus::PastDue => Scenario::S11,
+        SubscriptionStatus::Canceled
+        | SubscriptionStatus::Unpaid
+        | SubscriptionStatus::IncompleteExpired => Scenario::S12,
+        s if s.is_live() && purchase.scheduled_end().is_some() => Scenario::S12,
+        _ if replaced_lapsed => Scenario::S15,
+        _ => match &candidate.binding {
+            Binding::KnownCustomer(_) => Scenario::S3,
+            Binding::PurchaserAdministers(_) => Scenario::S4,
+            _ if administers || initiated => Scenario::S1,
+            _ => Scenario::S2,
+        },
+    }
+}
+
+fn provision(
+    b: &mut Builder<'_>,
+    workspace_id: &WorkspaceId,
+    candidate: &Candidate<'_>,
+    replaced_lapsed: bool,
+) {
+    let scenario = provisioned_scenario(b, workspace_id, candidate, replaced_lapsed);
     let Candidate {
         purchase,
         binding,
@@ -977,7 +1078,15 @@ fn provision(b: &mut Builder<'_>, workspace_id: &WorkspaceId, candidate: &Candid
         past_due_since: purchase.past_due_since,
     };
     b.out.billing.insert(workspace_id.clone(), state);
-    b.outcome(purchase, OutcomeStatus::Processed, "provisioned");
+    b.out
+        .billing_scenarios
+        .insert(workspace_id.clone(), scenario);
+    b.outcome(
+        purchase,
+        OutcomeStatus::Processed,
+        "provisioned",
+        Some(scenario),
+    );
     if matches!(binding, Binding::PurchaserAdministers(_)) {
         b.out
             .remember
@@ -1047,6 +1156,7 @@ fn provision(b: &mut Builder<'_>, workspace_id: &WorkspaceId, candidate: &Candid
                 Case {
                     key,
                     kind: CaseKind::EmailMismatch,
+                    scenario: Scenario::S2,
                     state: CaseState::AutoResolved,
                     workspace: Some(workspace_id.clone()),
                     purchaser_email: Some(contact),

@@ -12,8 +12,9 @@ mod cases;
 mod derive;
 mod effects;
 mod purchase;
+mod scenario;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use access::{Access, AccessReason, access, effective_plan};
 pub use binding::Binding;
@@ -23,6 +24,7 @@ pub use effects::{Effect, MessageKind, Recipient};
 pub use purchase::{
     Purchase, PurchaseKey, convergence_order, purchase_key, purchase_until, purchases,
 };
+pub use scenario::Scenario;
 
 use crate::{Catalog, CustomerId, Directory, Email, PlanKey, WorkspaceId};
 
@@ -73,6 +75,9 @@ pub struct Facts<'a> {
     /// Purchases (subscription or session id) bound by an operator's
     /// resolution or by a workspace created for them.
     pub purchase_bindings: &'a BTreeMap<String, WorkspaceId>,
+    /// Those of `purchase_bindings` that rule 3 found (the purchaser
+    /// administers the workspace) and admit kept as facts: they stay S4.
+    pub remembered_purchases: &'a BTreeSet<String>,
     /// Held cases an operator settled, by case key.
     pub settlements: &'a BTreeMap<String, Settlement>,
     pub policy: UnmatchedPolicy,

@@ -80,6 +80,9 @@ pub struct Purchase {
     pub paid: bool,
     /// A one-time checkout whose delayed payment failed.
     pub payment_failed: bool,
+    /// A checkout completed unpaid: a delayed method (a bank debit) still
+    /// waiting for its bank.
+    pub awaiting_async_payment: bool,
     /// Invoices that failed and were not paid afterwards.
     pub unpaid_failed_invoices: BTreeSet<String>,
     pub events: BTreeSet<EventId>,
@@ -452,6 +455,7 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
         past_due_since: None,
         paid: false,
         payment_failed: false,
+        awaiting_async_payment: false,
         unpaid_failed_invoices: BTreeSet::new(),
         events: events.iter().map(|e| e.id.clone()).collect(),
         last_event: last.id.clone(),
@@ -494,9 +498,13 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                 if matches!(event.kind, EventKind::CheckoutAsyncPaymentFailed(_)) && !p.paid {
                     p.payment_failed = true;
                 }
+                if matches!(event.kind, EventKind::CheckoutCompleted(_)) && !c.paid && !p.paid {
+                    p.awaiting_async_payment = true;
+                }
                 if paid_now {
                     p.paid = true;
                     p.payment_failed = false;
+                    p.awaiting_async_payment = false;
                     if c.mode == CheckoutMode::Payment {
                         p.latest_paid = Some(c.session_id.clone());
                         p.paid_invoices

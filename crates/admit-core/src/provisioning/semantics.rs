@@ -1015,3 +1015,75 @@ fn a_failed_async_payment_tells_the_purchaser_and_provisions_nothing() {
     assert_eq!(message.plan.as_ref().map(|p| p.as_str()), Some("pro"));
     assert_eq!(d.outcomes[&completed.id].reason, "payment_failed");
 }
+
+// ---- the rows these situations name ---------------------------------------------
+
+#[test]
+fn the_stripe_situations_name_their_rows() {
+    let world = World::standard();
+    let scenario_of =
+        |d: &Derivation, id: &str| d.outcomes[&EventId::parse(id).expect("id")].scenario;
+
+    let first = Story::new(60, "dana@acme.test", Some(WS));
+    let second = second_purchase(&first, 61, "lee@acme.test");
+    let mut events = first.purchase();
+    events.extend(first.renewal_fails());
+    events.extend(second.purchase());
+    let d = world.derive(&events);
+    assert_eq!(scenario_of(&d, "evt_s61_checkout"), Some(Scenario::S15));
+    assert_eq!(scenario_of(&d, "evt_s60_checkout"), Some(Scenario::S15));
+    assert_eq!(
+        d.cases["duplicate_subscription:sub_Story0060"].scenario,
+        Scenario::S15
+    );
+    assert_eq!(d.billing_scenarios[&ws_id(WS)], Scenario::S15);
+
+    let story = Story::new(62, "dana@acme.test", Some(WS));
+    let mut events = story.purchase();
+    events.push(story.subscription_with(
+        "sub_repriced",
+        10 * DAY,
+        Updated,
+        Active,
+        false,
+        "price_NotInCatalog",
+    ));
+    events.push(dispute_event(
+        "evt_s62_dispute",
+        story.t + 11 * DAY,
+        "ch_62_first",
+        "needs_response",
+    ));
+    let d = world.derive(&events);
+    assert_eq!(scenario_of(&d, "evt_s62_sub_repriced"), Some(Scenario::S16));
+    assert_eq!(scenario_of(&d, "evt_s62_dispute"), Some(Scenario::S17));
+    assert_eq!(
+        d.cases["payment_disputed:du_1SfVDispute01"].scenario,
+        Scenario::S17
+    );
+    assert_eq!(
+        scenario_of(&d, "evt_s62_customer"),
+        None,
+        "a customer update decides nothing"
+    );
+
+    let unpaid = BillingEvent {
+        id: EventId::parse("evt_sepa_only").expect("id"),
+        created: Timestamp::from_unix(T0),
+        kind: EventKind::CheckoutCompleted(Checkout {
+            session_id: "cs_test_Sepa62".into(),
+            mode: CheckoutMode::Payment,
+            paid: false,
+            customer: Some(cus("cus_Sepa62")),
+            subscription: None,
+            purchaser_email: Some(email("dana@acme.test")),
+            metadata_workspace: Some(WS.into()),
+            client_reference_id: None,
+            metadata_plan: Some("pro".into()),
+            price_ids: Vec::new(),
+            payment_intent: None,
+        }),
+    };
+    let d = world.derive(&[unpaid]);
+    assert_eq!(scenario_of(&d, "evt_sepa_only"), Some(Scenario::S18));
+}

@@ -56,6 +56,7 @@ pub struct World {
     pub intents: BTreeMap<String, CheckoutIntent>,
     pub customer_bindings: BTreeMap<CustomerId, WorkspaceId>,
     pub purchase_bindings: BTreeMap<String, WorkspaceId>,
+    pub remembered_purchases: BTreeSet<String>,
     pub settlements: BTreeMap<String, Settlement>,
     pub policy: UnmatchedPolicy,
 }
@@ -79,6 +80,7 @@ impl World {
             intents: BTreeMap::new(),
             customer_bindings: BTreeMap::new(),
             purchase_bindings: BTreeMap::new(),
+            remembered_purchases: BTreeSet::new(),
             settlements: BTreeMap::new(),
             policy: UnmatchedPolicy::Hold,
         }
@@ -91,6 +93,7 @@ impl World {
             intents: &self.intents,
             customer_bindings: &self.customer_bindings,
             purchase_bindings: &self.purchase_bindings,
+            remembered_purchases: &self.remembered_purchases,
             settlements: &self.settlements,
             policy: self.policy,
             grace_period_secs: 7 * DAY,

@@ -69,6 +69,7 @@ fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
         attempts: row.try_get("attempts")?,
         last_error: row.try_get("last_error")?,
         outcome: row.try_get("outcome")?,
+        scenario: row.try_get("scenario")?,
     })
 }
 

@@ -134,7 +134,7 @@ async fn grow_scope(
     for _ in 0..MAX_SCOPE_ROUNDS {
         let before = (sets.size(), events.len());
         let rows = sqlx::query(
-            "SELECT id, type, livemode, payload, status, outcome, customer_id, subscription_id, checkout_session_id,
+            "SELECT id, type, livemode, payload, status, outcome, scenario, customer_id, subscription_id, checkout_session_id,
                     workspace_hint, purchaser_email, charge_id, payment_intent_id
              FROM stripe_events
              WHERE id = ?1
@@ -170,6 +170,7 @@ async fn grow_scope(
                     status: EventStatus::parse(&status)
                         .ok_or_else(|| corrupt("unknown event status"))?,
                     outcome: row.try_get("outcome")?,
+                    scenario: row.try_get("scenario")?,
                 },
             );
         }
@@ -268,8 +269,9 @@ async fn load_snapshot(
 
     let mut customer_bindings = BTreeMap::new();
     let mut purchase_bindings = BTreeMap::new();
+    let mut remembered_purchases = BTreeSet::new();
     for row in sqlx::query(
-        "SELECT kind, stripe_id, workspace_id FROM bindings
+        "SELECT kind, stripe_id, workspace_id, source FROM bindings
          WHERE (kind = 'customer' AND stripe_id IN (SELECT value FROM json_each(?1)))
             OR (kind = 'purchase' AND stripe_id IN (SELECT value FROM json_each(?2)))",
     )
@@ -284,6 +286,10 @@ async fn load_snapshot(
         if kind == "customer" {
             customer_bindings.insert(CustomerId::parse(stripe_id).map_err(corrupt)?, workspace);
         } else {
+            let source: String = row.try_get("source")?;
+            if source == "purchaser_administers" {
+                remembered_purchases.insert(stripe_id.clone());
+            }
             purchase_bindings.insert(stripe_id, workspace);
         }
     }
@@ -362,6 +368,7 @@ async fn load_snapshot(
         intents,
         customer_bindings,
         purchase_bindings,
+        remembered_purchases,
         settlements,
         workspaces: existing,
         billing,
@@ -421,6 +428,7 @@ fn stored_case(row: &SqliteRow) -> Result<StoredCase, StoreError> {
         id: row.try_get("id")?,
         key: row.try_get("case_key")?,
         kind: row.try_get("kind")?,
+        scenario: row.try_get("scenario")?,
         workspace_id: row.try_get("workspace_id")?,
         purchaser_email: row.try_get("purchaser_email")?,
         customer_id: row.try_get("stripe_customer_id")?,
@@ -553,10 +561,11 @@ async fn apply(
         sqlx::query(
             "INSERT INTO cases (id, case_key, kind, workspace_id, purchaser_email, stripe_customer_id,
                  stripe_subscription_id, checkout_session_id, event_ids, details, state, resolution,
-                 resolved_by, created_at, resolved_at)
+                 resolved_by, created_at, resolved_at, scenario)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, CASE WHEN ?12 IS NULL THEN NULL ELSE 'system' END, ?13,
-                     CASE WHEN ?11 = 'resolved' THEN ?13 ELSE NULL END)
+                     CASE WHEN ?11 = 'resolved' THEN ?13 ELSE NULL END, ?14)
              ON CONFLICT (case_key) DO UPDATE SET
+                 scenario = COALESCE(excluded.scenario, cases.scenario),
                  workspace_id = excluded.workspace_id,
                  purchaser_email = excluded.purchaser_email,
                  stripe_customer_id = excluded.stripe_customer_id,
@@ -582,6 +591,7 @@ async fn apply(
         .bind(&case.state)
         .bind(case.resolution.as_deref().filter(|_| resolved))
         .bind(now.unix())
+        .bind(&case.scenario)
         .execute(&mut *conn)
         .await?;
     }
@@ -641,16 +651,17 @@ async fn apply(
     for entry in &write.audit {
         audit::insert(conn, entry).await?;
     }
-    for (id, status, reason) in &write.event_statuses {
+    for event in &write.event_statuses {
         sqlx::query(
-            "UPDATE stripe_events SET status = ?, outcome = ?, processed_at = ?, lease_until = NULL,
-                 next_attempt_at = NULL, last_error = NULL
+            "UPDATE stripe_events SET status = ?, outcome = ?, scenario = ?, processed_at = ?,
+                 lease_until = NULL, next_attempt_at = NULL, last_error = NULL
              WHERE id = ?",
         )
-        .bind(status.as_str())
-        .bind(reason)
+        .bind(event.status.as_str())
+        .bind(&event.outcome)
+        .bind(&event.scenario)
         .bind(now.unix())
-        .bind(id.as_str())
+        .bind(event.id.as_str())
         .execute(&mut *conn)
         .await?;
     }
