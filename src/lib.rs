@@ -14,6 +14,7 @@ pub mod startup;
 pub mod stripe_sync;
 pub mod telemetry;
 pub mod verify;
+pub mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;

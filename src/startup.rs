@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -15,6 +16,7 @@ use crate::mail::sender::Sender;
 use crate::mail::transport::Transport;
 use crate::metrics::Metrics;
 use crate::provision::Processor;
+use crate::worker;
 
 #[derive(Debug)]
 pub struct App {
@@ -90,63 +92,95 @@ impl App {
         http::router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
-    /// requests finish and closes the database.
+    /// Serves until `shutdown` resolves. Then, within
+    /// `ADMIT_SHUTDOWN_GRACE_SECS`: stops accepting, stops the workers
+    /// claiming, lets in-flight requests and steps finish; what is still
+    /// running at the deadline is cut short (its transaction rolls back) and
+    /// its leases given back, so the next start takes it at once. Then the
+    /// database is closed.
     pub async fn run(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router();
-        // One stop signal per worker: `notify_one` keeps its permit for a
-        // worker that is busy when shutdown starts.
-        let mut workers: Vec<_> = if self.state.config.process_in_background {
-            let processor_stop = Arc::new(tokio::sync::Notify::new());
-            let sender_stop = Arc::new(tokio::sync::Notify::new());
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let poll = Duration::from_secs(1);
+        let processor = self.processor();
+        let sender = self.sender();
+        let (processor_task, sender_task) = if self.state.config.process_in_background {
             // The sender polls; it has its own wake so it never takes the processor's.
-            let sender_wake = Arc::new(tokio::sync::Notify::new());
-            vec![
-                (
-                    processor_stop.clone(),
-                    tokio::spawn(
-                        self.processor()
-                            .run(self.state.wake.clone(), processor_stop),
-                    ),
-                ),
-                (
-                    sender_stop.clone(),
-                    tokio::spawn(self.sender().run(sender_wake, sender_stop)),
-                ),
-            ]
+            let processor_task = tokio::spawn(worker::run(
+                processor.clone(),
+                self.state.wake.clone(),
+                poll,
+                stop.clone(),
+            ));
+            let sender_task = tokio::spawn(worker::run(
+                sender.clone(),
+                Arc::new(tokio::sync::Notify::new()),
+                poll,
+                stop.clone(),
+            ));
+            (Some(processor_task), Some(sender_task))
         } else {
-            Vec::new()
+            (None, None)
         };
         let interval = self.state.config.stripe.reconcile_interval_secs;
-        if interval > 0
-            && let Some(client) = self.state.stripe.clone()
-        {
-            let stop = Arc::new(tokio::sync::Notify::new());
-            workers.push((
+        let reconcile_task = match self.state.stripe.clone() {
+            Some(client) if interval > 0 => Some(tokio::spawn(reconcile_periodically(
+                self.state.clone(),
+                client,
+                interval,
                 stop.clone(),
-                tokio::spawn(reconcile_periodically(
-                    self.state.clone(),
-                    client,
-                    interval,
-                    stop,
-                )),
-            ));
+            ))),
+            _ => None,
+        };
+
+        let (signal_tx, mut draining) = tokio::sync::watch::channel(false);
+        let mut server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = draining.wait_for(|stopping| *stopping).await;
+                })
+                .await
+        });
+        let served = tokio::select! {
+            served = &mut server => Some(served),
+            () = shutdown => None,
+        };
+        let _ = signal_tx.send(true);
+        let _ = stop_tx.send(true);
+        let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
+        let deadline = tokio::time::Instant::now() + grace;
+
+        if let Some(task) = processor_task {
+            worker::finish_or_cut(&processor, task, deadline).await;
         }
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the HTTP server failed");
-        for (stop, worker) in workers {
-            // A worker finishes the step it is in; an interrupted transaction rolls back.
-            stop.notify_one();
-            let _ = worker.await;
+        if let Some(task) = sender_task {
+            worker::finish_or_cut(&sender, task, deadline).await;
         }
+        if let Some(task) = reconcile_task {
+            // Reconciliation only records; cutting it short loses nothing.
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::warn!("shutdown grace period over: reconciliation cut short");
+            }
+        }
+        let result = match served {
+            Some(served) => served,
+            None => match tokio::time::timeout_at(deadline, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    server.abort();
+                    tracing::warn!("shutdown grace period over: open connections closed");
+                    Ok(Ok(()))
+                }
+            },
+        };
         self.state.store.close().await;
         result
+            .context("the HTTP server task failed")?
+            .context("the HTTP server failed")
     }
 }
 
@@ -155,12 +189,12 @@ async fn reconcile_periodically(
     state: AppState,
     client: admit_stripe::api::StripeClient,
     interval: u64,
-    stop: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
-            () = stop.notified() => return,
-            () = tokio::time::sleep(std::time::Duration::from_secs(interval)) => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
+            () = tokio::time::sleep(Duration::from_secs(interval)) => {}
         }
         let support = state
             .config

@@ -73,6 +73,7 @@ struct Raw {
     grace_period_days: i64,
     unmatched_purchase: String,
     outbox_settle_secs: u64,
+    shutdown_grace_secs: u64,
     process_in_background: bool,
     #[serde(default, deserialize_with = "optional_string")]
     support_email: Option<String>,
@@ -128,6 +129,9 @@ pub struct Config {
     pub unmatched_purchase: UnmatchedPolicy,
     /// How long a freshly derived email waits before it may be sent.
     pub outbox_settle_secs: u64,
+    /// On SIGTERM, how long in-flight work may take before it is cut short
+    /// and its leases given back.
+    pub shutdown_grace_secs: u64,
     /// Run the inbox processor inside `serve`.
     pub process_in_background: bool,
     /// The address customers are told to write to; unset by default.
@@ -162,6 +166,7 @@ impl fmt::Debug for Config {
             .field("grace_period_secs", &self.grace_period_secs)
             .field("unmatched_purchase", &self.unmatched_purchase)
             .field("outbox_settle_secs", &self.outbox_settle_secs)
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("process_in_background", &self.process_in_background)
             .field("support_email", &self.support_email)
             .field("mail", &self.mail)
@@ -376,6 +381,13 @@ impl Config {
                 fix: "set ADMIT_OUTBOX_SETTLE_SECS between 0 and 3600 (5 is the default)",
             });
         }
+        if raw.shutdown_grace_secs > 600 {
+            return Err(ConfigError::Invalid {
+                key: "shutdown_grace_secs",
+                problem: format!("{} is out of range", raw.shutdown_grace_secs),
+                fix: "set ADMIT_SHUTDOWN_GRACE_SECS between 0 and 600 (10 is the default)",
+            });
+        }
         let support_email = match raw.support_email.filter(|e| !e.trim().is_empty()) {
             None => None,
             // The address itself stays out of the message, like every address.
@@ -405,6 +417,7 @@ impl Config {
             grace_period_secs: raw.grace_period_days * 86_400,
             unmatched_purchase,
             outbox_settle_secs: raw.outbox_settle_secs,
+            shutdown_grace_secs: raw.shutdown_grace_secs,
             process_in_background: raw.process_in_background,
             support_email,
             mail,

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use admit_core::{Email, Timestamp, WorkspaceId};
 use admit_store::{OutboxRow, Store, StoreError};
-use tokio::sync::Notify;
 
 use super::render::{MailContext, render_message};
 use super::transport::{Transport, build_message};
@@ -22,13 +21,14 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::{Metrics, OutboxFailureLabels, OutboxSentLabels};
 use crate::telemetry::error_chain;
+use crate::worker::{InFlight, Worker};
 
 /// How long a claimed message is reserved; well beyond the transport's
 /// whole-send timeout, so two senders never hold the same row.
 const LEASE_SECS: i64 = 300;
 /// Retry backoff: 30 s, 1 min, 2 min … capped at an hour.
-const RETRY_BASE_SECS: i64 = 30;
-const RETRY_CAP_SECS: i64 = 3600;
+const RETRY: admit_core::Backoff =
+    admit_core::Backoff::new(Duration::from_secs(30), Duration::from_secs(3600));
 const NO_SUPPORT_ADDRESS: &str = "no support address configured: set ADMIT_SUPPORT_EMAIL";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,7 @@ pub struct Sender {
     clock: Arc<dyn Clock>,
     transport: Arc<Transport>,
     metrics: Arc<Metrics>,
+    in_flight: InFlight<i64>,
 }
 
 /// Why an attempt failed, as stored in `last_error`; `permanent` skips the retries.
@@ -73,10 +74,10 @@ impl Failure {
 
 /// The wait after a failed attempt, given the attempts made before it.
 fn retry_delay(previous_attempts: i64) -> i64 {
-    let exponent = u32::try_from(previous_attempts.clamp(0, 20)).unwrap_or(0);
-    RETRY_BASE_SECS
-        .saturating_mul(2i64.saturating_pow(exponent))
-        .min(RETRY_CAP_SECS)
+    let retry = u32::try_from(previous_attempts.max(0))
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
+    RETRY.delay_secs(retry)
 }
 
 impl Sender {
@@ -93,6 +94,7 @@ impl Sender {
             clock,
             transport,
             metrics,
+            in_flight: InFlight::default(),
         }
     }
 
@@ -102,6 +104,13 @@ impl Sender {
         let Some(row) = self.store.claim_next_message(now, LEASE_SECS).await? else {
             return Ok(Step::Empty);
         };
+        self.in_flight.hold(row.id);
+        let recorded = self.deliver(row, now).await;
+        self.in_flight.done();
+        recorded
+    }
+
+    async fn deliver(&self, row: OutboxRow, now: Timestamp) -> Result<Step, StoreError> {
         match self.attempt(&row, now).await {
             Ok(()) => {
                 self.store.mark_sent(row.id, self.clock.now()).await?;
@@ -257,24 +266,20 @@ impl Sender {
         }
         Ok(done)
     }
+}
 
-    /// Runs until `stop` is notified: wakes on `wake` or every second (retries
-    /// and settled messages come due).
-    pub async fn run(self, wake: Arc<Notify>, stop: Arc<Notify>) {
-        loop {
-            match self.send_next().await {
-                Ok(Step::Done(_)) => continue,
-                Ok(Step::Empty) => {}
-                Err(error) => tracing::error!(
-                    error = %error_chain(&error),
-                    "outbox sender failed; retrying"
-                ),
-            }
-            tokio::select! {
-                () = stop.notified() => return,
-                () = wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
+impl Worker for Sender {
+    const NAME: &'static str = "outbox sender";
+
+    async fn step(&self) -> Result<bool, StoreError> {
+        Ok(matches!(self.send_next().await?, Step::Done(_)))
+    }
+
+    async fn release(&self) {
+        if let Some(id) = self.in_flight.take()
+            && let Err(error) = self.store.release_message(id).await
+        {
+            tracing::error!(outbox_id = id, error = %error_chain(&error), "could not release a message's lease");
         }
     }
 }

@@ -5,21 +5,21 @@ use std::time::Duration;
 
 use admit_core::EventId;
 use admit_store::{EventStatus, ProvisionOutcome, Store, StoreError};
-use tokio::sync::Notify;
 
 use super::keys::event_keys;
 use super::writes::{Followups, Policy, plan_writes_with_followups};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::telemetry::error_chain;
+use crate::worker::{InFlight, Worker};
 
 /// How long a claimed event is reserved for the worker that claimed it.
 const LEASE_SECS: i64 = 60;
 /// Creating a workspace for an unmatched purchase re-runs the derivation once.
 const MAX_AGAIN: usize = 3;
 /// Retry backoff: 5 s, 10 s, 20 s … capped at an hour.
-const RETRY_BASE_SECS: i64 = 5;
-const RETRY_CAP_SECS: i64 = 3600;
+const RETRY: admit_core::Backoff =
+    admit_core::Backoff::new(Duration::from_secs(5), Duration::from_secs(3600));
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -36,13 +36,12 @@ pub struct Processor {
     clock: Arc<dyn Clock>,
     /// Settles same-second ties by asking Stripe (DESIGN.md §2.3), when a key is configured.
     stripe: Option<admit_stripe::api::StripeClient>,
+    in_flight: InFlight<EventId>,
 }
 
+/// The wait after the `attempts`-th failed attempt.
 fn retry_delay(attempts: i64) -> i64 {
-    let exponent = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
-    RETRY_BASE_SECS
-        .saturating_mul(2i64.saturating_pow(exponent))
-        .min(RETRY_CAP_SECS)
+    RETRY.delay_secs(u32::try_from(attempts.max(0)).unwrap_or(u32::MAX))
 }
 
 impl Processor {
@@ -52,6 +51,7 @@ impl Processor {
             config,
             clock,
             stripe: None,
+            in_flight: InFlight::default(),
         }
     }
 
@@ -101,6 +101,13 @@ impl Processor {
         let Some(id) = self.store.claim_next_event(now, LEASE_SECS).await? else {
             return Ok(Step::Empty);
         };
+        self.in_flight.hold(id.clone());
+        let settled = self.settle(id, now).await;
+        self.in_flight.done();
+        settled
+    }
+
+    async fn settle(&self, id: EventId, now: admit_core::Timestamp) -> Result<Step, StoreError> {
         let Some(stored) = self.store.get_event(&id).await? else {
             return Ok(Step::Done(id));
         };
@@ -179,7 +186,7 @@ impl Processor {
                 }
             }
         }
-        let retry_at = now.plus_seconds(RETRY_BASE_SECS);
+        let retry_at = now.plus_seconds(retry_delay(1));
         self.store
             .finish_event_unprovisioned(
                 &id,
@@ -199,24 +206,20 @@ impl Processor {
         }
         Ok(done)
     }
+}
 
-    /// Runs until `stop` is notified: wakes on `wake` (an event was stored)
-    /// or every second (retries come due).
-    pub async fn run(self, wake: Arc<Notify>, stop: Arc<Notify>) {
-        loop {
-            match self.process_next().await {
-                Ok(Step::Done(_)) => continue,
-                Ok(Step::Empty) => {}
-                Err(error) => tracing::error!(
-                    error = format!("{error:#}"),
-                    "inbox processor failed; retrying"
-                ),
-            }
-            tokio::select! {
-                () = stop.notified() => return,
-                () = wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
+impl Worker for Processor {
+    const NAME: &'static str = "inbox processor";
+
+    async fn step(&self) -> Result<bool, StoreError> {
+        Ok(matches!(self.process_next().await?, Step::Done(_)))
+    }
+
+    async fn release(&self) {
+        if let Some(id) = self.in_flight.take()
+            && let Err(error) = self.store.release_event(&id).await
+        {
+            tracing::error!(event_id = %id, error = %error_chain(&error), "could not release an event's lease");
         }
     }
 }

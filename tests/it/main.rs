@@ -14,6 +14,7 @@ mod provisioning;
 mod restart;
 mod scenarios;
 mod semantics;
+mod shutdown;
 mod signin;
 mod smtp;
 mod stripe_localstripe;

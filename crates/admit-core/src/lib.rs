@@ -4,6 +4,7 @@
 //! [`Timestamp`] argument, so every decision is a pure function of its inputs
 //! (DESIGN.md §4). The shell (`admit`) owns sockets, files and the database.
 
+pub mod backoff;
 pub mod billing;
 pub mod catalog;
 pub mod directory;
@@ -13,6 +14,7 @@ pub mod ids;
 pub mod provisioning;
 pub mod time;
 
+pub use backoff::Backoff;
 pub use billing::{BillingState, SubscriptionStatus};
 pub use catalog::{Catalog, CatalogError, Entitlements, Plan, PlanKey};
 pub use directory::{Directory, Role, Workspace};

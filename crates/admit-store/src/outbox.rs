@@ -31,4 +31,8 @@ pub trait OutboxStore: Send + Sync {
     async fn resend(&self, id: i64, actor: &str, now: Timestamp) -> Result<OutboxRow, StoreError>;
 
     async fn get_message(&self, id: i64) -> Result<Option<OutboxRow>, StoreError>;
+
+    /// Gives up the lease on a message this process claimed but could not
+    /// finish (a shutdown cut it short), so a restart sends it at once.
+    async fn release_message(&self, id: i64) -> Result<(), StoreError>;
 }

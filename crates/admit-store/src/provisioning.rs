@@ -252,6 +252,10 @@ pub trait ProvisioningStore: Send + Sync {
         lease_secs: i64,
     ) -> Result<Option<EventId>, StoreError>;
 
+    /// Gives up the lease on an event this process claimed but could not
+    /// finish (a shutdown cut it short), so a restart takes it at once.
+    async fn release_event(&self, id: &EventId) -> Result<(), StoreError>;
+
     /// In one transaction: loads the claimed event's scope, runs `decide`,
     /// writes its result.
     async fn provision(

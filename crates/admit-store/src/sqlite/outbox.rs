@@ -38,6 +38,14 @@ impl OutboxStore for SqliteStore {
         row.as_ref().map(outbox_row).transpose()
     }
 
+    async fn release_message(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET lease_until = NULL WHERE id = ? AND state = 'pending'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn mark_sent(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1, lease_until = NULL

@@ -772,6 +772,17 @@ impl ProvisioningStore for SqliteStore {
         id.map(parse_event_id).transpose()
     }
 
+    async fn release_event(&self, id: &EventId) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE stripe_events SET lease_until = NULL
+             WHERE id = ? AND status IN ('received', 'failed')",
+        )
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn provision(
         &self,
         claimed: &EventId,

@@ -74,18 +74,18 @@ impl fmt::Debug for StripeClient {
     }
 }
 
-/// The first retry waits this long; each further one twice as long as the
-/// last, up to [`BACKOFF_CAP`].
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// The first retry waits half a second; each further one twice as long as
+/// the last, up to [`BACKOFF_CAP`].
 const BACKOFF_CAP: Duration = Duration::from_secs(8);
+const BACKOFF: admit_core::Backoff =
+    admit_core::Backoff::new(Duration::from_millis(500), BACKOFF_CAP);
 /// A `Retry-After` beyond this is read as this: a caller waiting longer than
 /// a minute on one call is better served by an error it can act on.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 
+/// The wait before a retry, `retry` retries having been made before it.
 fn backoff(retry: u32) -> Duration {
-    BACKOFF_BASE
-        .saturating_mul(2u32.saturating_pow(retry))
-        .min(BACKOFF_CAP)
+    BACKOFF.delay(retry.saturating_add(1))
 }
 
 /// One attempt that did not produce a result.
