@@ -3,10 +3,10 @@
 
 mod ingest;
 mod keys;
+mod persist;
 mod worker;
-mod writes;
 
 pub use ingest::new_event;
 pub use keys::event_keys;
+pub use persist::{Followups, case_id, plan_writes, plan_writes_with_followups};
 pub use worker::{Processor, Step};
-pub use writes::{Followups, case_id, plan_writes, plan_writes_with_followups};

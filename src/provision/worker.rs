@@ -7,7 +7,7 @@ use admit_core::EventId;
 use admit_store::{EventStatus, ProvisionOutcome, Store, StoreError};
 
 use super::keys::event_keys;
-use super::writes::{Followups, Policy, plan_writes_with_followups};
+use super::persist::{Followups, Policy, plan_writes_with_followups};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::telemetry::error_chain;

@@ -9,6 +9,7 @@
 mod access;
 mod binding;
 mod cases;
+mod changes;
 mod derive;
 mod effects;
 mod purchase;
@@ -19,6 +20,11 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use access::{Access, AccessReason, access, effective_plan};
 pub use binding::Binding;
 pub use cases::{Case, CaseDetails, CaseKind, CaseState, DuplicateAction, PaymentDetails};
+pub use changes::{
+    BillingChange, BindingKind, CaseChange, CaseTransition, Changes, EventState, LinkKind,
+    OutboxChange, OutboxState, OutboxTransition, OutcomeChange, Stored, StoredCase,
+    StoredCaseState, StoredEvent, changes,
+};
 pub use derive::{Derivation, EventOutcome, OutcomeStatus, WorkspaceRequest, derive};
 pub use effects::{Effect, MessageKind, Recipient};
 pub use purchase::{
