@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod inbox;
 pub mod mail;
 pub mod metrics;
 pub mod provision;

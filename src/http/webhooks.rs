@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::inbox::new_event;
 use crate::metrics::{ReceivedLabels, RejectedLabels};
-use crate::provision::new_event;
 
 /// Stripe's events are far smaller; anything bigger is not from Stripe.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -1,12 +1,8 @@
 //! The inbox processor: claims received events, derives their scope through
 //! the core and writes the result in one transaction (DESIGN.md §4).
 
-mod ingest;
-mod keys;
 mod persist;
 mod worker;
 
-pub use ingest::new_event;
-pub use keys::event_keys;
 pub use persist::{Followups, case_id, plan_writes, plan_writes_with_followups};
 pub use worker::{Processor, Step};

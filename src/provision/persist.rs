@@ -229,7 +229,7 @@ pub fn plan_writes_with_followups(
             })
             .collect(),
     };
-    let actor = format!("stripe:{}", snapshot.claimed);
+    let actor = admit_core::Actor::Stripe(snapshot.claimed.clone()).to_string();
     let mut write = ScopeWrite::default();
 
     if !derivation.workspaces_to_create.is_empty() {

@@ -6,10 +6,10 @@ use std::time::Duration;
 use admit_core::EventId;
 use admit_store::{EventStatus, ProvisionOutcome, Store, StoreError};
 
-use super::keys::event_keys;
 use super::persist::{Followups, Policy, plan_writes_with_followups};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::inbox::event_keys;
 use crate::telemetry::error_chain;
 use crate::worker::{InFlight, Worker};
 

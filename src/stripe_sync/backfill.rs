@@ -9,7 +9,7 @@ use admit_store::{EventSource, InsertOutcome, Store};
 use admit_stripe::api::{StripeClient, event_body};
 
 use super::SyncError;
-use crate::provision::new_event;
+use crate::inbox::new_event;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackfillReport {

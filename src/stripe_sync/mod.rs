@@ -19,7 +19,7 @@ pub use backfill::{BackfillReport, backfill};
 pub use reconcile::{DriftRow, ReconcileReport, reconcile};
 
 use crate::config::Config;
-use crate::provision::new_event;
+use crate::inbox::new_event;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {

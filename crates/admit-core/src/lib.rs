@@ -4,6 +4,7 @@
 //! [`Timestamp`] argument, so every decision is a pure function of its inputs
 //! (DESIGN.md §4). The shell (`admit`) owns sockets, files and the database.
 
+pub mod actor;
 pub mod backoff;
 pub mod billing;
 pub mod catalog;
@@ -14,6 +15,7 @@ pub mod ids;
 pub mod provisioning;
 pub mod time;
 
+pub use actor::{Actor, OperatorRole, SystemTask};
 pub use backoff::Backoff;
 pub use billing::{BillingState, SubscriptionStatus};
 pub use catalog::{Catalog, CatalogError, Entitlements, Plan, PlanKey};

@@ -6,14 +6,7 @@ use crate::StoreError;
 use crate::audit::StoredAuditEntry;
 
 /// Who asks for a change; recorded as the audit entry's actor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor(pub String);
-
-impl Actor {
-    pub fn api() -> Self {
-        Self("api".to_owned())
-    }
-}
+pub use admit_core::Actor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberChange {

@@ -258,7 +258,7 @@ impl DirectoryStore for SqliteStore {
             &mut tx,
             &AuditEntry {
                 at: now,
-                actor: actor.0.clone(),
+                actor: actor.to_string(),
                 action: "workspace.created".into(),
                 workspace_id: Some(id.clone()),
                 subject: Some("workspace".into()),
@@ -274,7 +274,7 @@ impl DirectoryStore for SqliteStore {
             &mut tx,
             &AuditEntry {
                 at: now,
-                actor: actor.0.clone(),
+                actor: actor.to_string(),
                 action: "member.added".into(),
                 workspace_id: Some(id.clone()),
                 subject: Some(member_subject(owner)),
@@ -324,7 +324,14 @@ impl DirectoryStore for SqliteStore {
             _ => {}
         }
         let change = write_member(
-            &mut tx, workspace, email, current, role, &actor.0, None, now,
+            &mut tx,
+            workspace,
+            email,
+            current,
+            role,
+            &actor.to_string(),
+            None,
+            now,
         )
         .await?;
         tx.commit().await?;
@@ -357,7 +364,7 @@ impl DirectoryStore for SqliteStore {
             &mut tx,
             &AuditEntry {
                 at: now,
-                actor: actor.0.clone(),
+                actor: actor.to_string(),
                 action: "member.removed".into(),
                 workspace_id: Some(workspace.clone()),
                 subject: Some(member_subject(email)),
@@ -602,7 +609,7 @@ mod tests {
         let (_dir, store) = fresh().await;
         let id = with_owner(&store, "ws_acme", "dana@acme.test").await;
         let sam = email("sam@acme.test");
-        let admin = Actor("admin:ops".into());
+        let admin = Actor::operator("ops", admit_core::OperatorRole::Admin);
         store
             .put_member(&id, &sam, Role::Member, &admin, NOW.plus_seconds(1))
             .await
@@ -640,7 +647,7 @@ mod tests {
             vec![
                 (
                     "member.removed",
-                    "admin:ops",
+                    "operator:ops",
                     Some("member:sam@acme.test"),
                     role("admin"),
                     None,
@@ -648,7 +655,7 @@ mod tests {
                 ),
                 (
                     "member.role_changed",
-                    "admin:ops",
+                    "operator:ops",
                     Some("member:sam@acme.test"),
                     role("member"),
                     role("admin"),
@@ -656,7 +663,7 @@ mod tests {
                 ),
                 (
                     "member.added",
-                    "admin:ops",
+                    "operator:ops",
                     Some("member:sam@acme.test"),
                     None,
                     role("member"),

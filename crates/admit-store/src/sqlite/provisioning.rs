@@ -687,7 +687,7 @@ async fn create_workspaces(
                 conn,
                 &AuditEntry {
                     at: now,
-                    actor: "system".into(),
+                    actor: Actor::System(admit_core::SystemTask::Provisioning).to_string(),
                     action: "workspace.created".into(),
                     workspace_id: Some(creation.id.clone()),
                     subject: Some("workspace".into()),
@@ -703,7 +703,7 @@ async fn create_workspaces(
                 &creation.id,
                 &creation.owner,
                 Role::Owner,
-                "system",
+                &Actor::System(admit_core::SystemTask::Provisioning).to_string(),
                 &cause,
                 now,
             )
@@ -926,7 +926,16 @@ impl ProvisioningStore for SqliteStore {
                 if load_workspace(&mut tx, workspace).await?.is_none() {
                     return Err(StoreError::WorkspaceNotFound);
                 }
-                add_member(&mut tx, workspace, &email, *role, &actor.0, &cause, now).await?;
+                add_member(
+                    &mut tx,
+                    workspace,
+                    &email,
+                    *role,
+                    &actor.to_string(),
+                    &cause,
+                    now,
+                )
+                .await?;
                 (case.kind == "missing_workspace")
                     .then(|| bind(workspace))
                     .transpose()?
@@ -972,7 +981,7 @@ impl ProvisioningStore for SqliteStore {
         .bind(&workspace)
         .bind(role)
         .bind(&note)
-        .bind(&actor.0)
+        .bind(&actor.to_string())
         .bind(now.unix())
         .bind(&case.id)
         .execute(&mut *tx)
@@ -981,7 +990,7 @@ impl ProvisioningStore for SqliteStore {
             &mut tx,
             &AuditEntry {
                 at: now,
-                actor: actor.0.clone(),
+                actor: actor.to_string(),
                 action: "case.resolved".into(),
                 workspace_id: workspace
                     .clone()
