@@ -981,7 +981,7 @@ impl ProvisioningStore for SqliteStore {
         .bind(&workspace)
         .bind(role)
         .bind(&note)
-        .bind(&actor.to_string())
+        .bind(actor.to_string())
         .bind(now.unix())
         .bind(&case.id)
         .execute(&mut *tx)
