@@ -113,3 +113,88 @@ impl Directory {
         self.workspaces.values()
     }
 }
+
+/// What setting a member's role does, given the role they have now and how
+/// many owners the workspace has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberPlan {
+    Unchanged,
+    Write,
+}
+
+/// A workspace must keep an owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the workspace's last owner can be neither removed nor demoted")]
+pub struct LastOwner;
+
+/// Setting `role` for a member who has `current` (or none).
+pub fn plan_role_change(
+    current: Option<Role>,
+    role: Role,
+    owners: usize,
+) -> Result<MemberPlan, LastOwner> {
+    match current {
+        Some(current) if current == role => Ok(MemberPlan::Unchanged),
+        Some(Role::Owner) if owners <= 1 => Err(LastOwner),
+        _ => Ok(MemberPlan::Write),
+    }
+}
+
+/// Removing a member who has `current`.
+pub fn plan_removal(current: Role, owners: usize) -> Result<(), LastOwner> {
+    if current == Role::Owner && owners <= 1 {
+        Err(LastOwner)
+    } else {
+        Ok(())
+    }
+}
+
+/// Inviting someone with `role`: an invitation never demotes (an owner
+/// invited as a member stays an owner).
+pub fn plan_invitation(current: Option<Role>, role: Role) -> MemberPlan {
+    match current {
+        Some(current) if current <= role => MemberPlan::Unchanged,
+        _ => MemberPlan::Write,
+    }
+}
+
+#[cfg(test)]
+mod member_rule_tests {
+    use super::*;
+
+    #[test]
+    fn the_last_owner_stays_and_invitations_never_demote() {
+        assert_eq!(
+            plan_role_change(None, Role::Member, 1),
+            Ok(MemberPlan::Write)
+        );
+        assert_eq!(
+            plan_role_change(Some(Role::Admin), Role::Admin, 1),
+            Ok(MemberPlan::Unchanged)
+        );
+        assert_eq!(
+            plan_role_change(Some(Role::Owner), Role::Admin, 1),
+            Err(LastOwner)
+        );
+        assert_eq!(
+            plan_role_change(Some(Role::Owner), Role::Admin, 2),
+            Ok(MemberPlan::Write)
+        );
+        assert_eq!(plan_removal(Role::Owner, 1), Err(LastOwner));
+        assert_eq!(plan_removal(Role::Owner, 2), Ok(()));
+        assert_eq!(plan_removal(Role::Member, 1), Ok(()));
+        assert_eq!(
+            plan_invitation(Some(Role::Owner), Role::Member),
+            MemberPlan::Unchanged
+        );
+        assert_eq!(
+            plan_invitation(Some(Role::Admin), Role::Admin),
+            MemberPlan::Unchanged
+        );
+        assert_eq!(
+            plan_invitation(Some(Role::Member), Role::Admin),
+            MemberPlan::Write
+        );
+        assert_eq!(plan_invitation(None, Role::Member), MemberPlan::Write);
+    }
+}

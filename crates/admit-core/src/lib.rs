@@ -19,7 +19,10 @@ pub use actor::{Actor, OperatorRole, SystemTask};
 pub use backoff::Backoff;
 pub use billing::{BillingState, SubscriptionStatus};
 pub use catalog::{Catalog, CatalogError, Entitlements, Plan, PlanKey};
-pub use directory::{Directory, Role, Workspace};
+pub use directory::{
+    Directory, LastOwner, MemberPlan, Role, Workspace, plan_invitation, plan_removal,
+    plan_role_change,
+};
 pub use email::{Email, EmailError};
 pub use events::{
     BillingEvent, ChargeRefund, Checkout, CheckoutMode, CustomerSnapshot, Dispute, EventKind,

@@ -13,6 +13,7 @@ mod changes;
 mod derive;
 mod effects;
 mod purchase;
+mod resolution;
 mod scenario;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +31,7 @@ pub use effects::{Effect, MessageKind, Recipient};
 pub use purchase::{
     Purchase, PurchaseKey, convergence_order, purchase_key, purchase_until, purchases,
 };
+pub use resolution::{ResolutionAction, ResolutionPlan, ResolutionRefused, plan_resolution};
 pub use scenario::Scenario;
 
 use crate::{Catalog, CustomerId, Directory, Email, PlanKey, WorkspaceId};

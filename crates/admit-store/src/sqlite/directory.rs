@@ -200,23 +200,19 @@ pub(crate) async fn role_of(
     role.as_deref().map(parse_role).transpose()
 }
 
-/// Refuses a change that would leave `workspace` without an owner. Only sound
-/// inside a write transaction that has not yet changed the owner in question.
-async fn ensure_another_owner(
+/// How many owners `workspace` has, read inside the caller's write
+/// transaction so the last-owner rule holds against concurrent changes.
+pub(crate) async fn owner_count(
     conn: &mut SqliteConnection,
     workspace: &WorkspaceId,
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
     let owners: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM members WHERE workspace_id = ? AND role = 'owner'",
     )
     .bind(workspace.as_str())
     .fetch_one(conn)
     .await?;
-    if owners > 1 {
-        Ok(())
-    } else {
-        Err(StoreError::LastOwner)
-    }
+    usize::try_from(owners).map_err(|_| StoreError::Corrupt("negative owner count".into()))
 }
 
 #[async_trait::async_trait]
@@ -315,13 +311,14 @@ impl DirectoryStore for SqliteStore {
             return Err(StoreError::WorkspaceNotFound);
         }
         let current = role_of(&mut tx, workspace, email).await?;
-        match current {
-            Some(current) if current == role => {
+        let owners = owner_count(&mut tx, workspace).await?;
+        match admit_core::plan_role_change(current, role, owners) {
+            Err(admit_core::LastOwner) => return Err(StoreError::LastOwner),
+            Ok(admit_core::MemberPlan::Unchanged) => {
                 tx.rollback().await?;
                 return Ok(MemberChange::Unchanged);
             }
-            Some(Role::Owner) => ensure_another_owner(&mut tx, workspace).await?,
-            _ => {}
+            Ok(admit_core::MemberPlan::Write) => {}
         }
         let change = write_member(
             &mut tx,
@@ -352,9 +349,8 @@ impl DirectoryStore for SqliteStore {
         let role = role_of(&mut tx, workspace, email)
             .await?
             .ok_or(StoreError::MemberNotFound)?;
-        if role == Role::Owner {
-            ensure_another_owner(&mut tx, workspace).await?;
-        }
+        let owners = owner_count(&mut tx, workspace).await?;
+        admit_core::plan_removal(role, owners).map_err(|_| StoreError::LastOwner)?;
         sqlx::query("DELETE FROM members WHERE workspace_id = ? AND email = ?")
             .bind(workspace.as_str())
             .bind(email.as_str())

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use admit_core::provisioning::{CheckoutIntent, Settlement};
+use admit_core::provisioning::{
+    CaseKind, CheckoutIntent, ResolutionAction, ResolutionRefused, Settlement, plan_resolution,
+};
 use admit_core::{
     BillingState, CustomerId, Email, EventId, PlanKey, Role, SubscriptionId, SubscriptionStatus,
     Timestamp, WorkspaceId,
@@ -480,7 +482,7 @@ async fn add_member(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let current = role_of(conn, workspace, email).await?;
-    if current.is_some_and(|r| r <= role) {
+    if admit_core::plan_invitation(current, role) == admit_core::MemberPlan::Unchanged {
         return Ok(());
     }
     write_member(
@@ -877,82 +879,74 @@ impl ProvisioningStore for SqliteStore {
             .map(stored_case)
             .transpose()?
             .ok_or(StoreError::CaseNotFound)?;
-        let informational = case.kind == "email_mismatch";
-        if case.state == "resolved"
-            && !(informational && matches!(resolution, CaseResolution::InvitePurchaser { .. }))
-        {
-            return Err(StoreError::CaseAlreadyResolved);
-        }
-        if admit_core::provisioning::CaseKind::parse(&case.kind)
-            .is_some_and(|kind| !kind.actions().contains(&resolution.as_str()))
-        {
-            return Err(StoreError::ResolutionInvalid(
+        let action = match resolution {
+            CaseResolution::Bind { .. } => ResolutionAction::Bind,
+            CaseResolution::InvitePurchaser { .. } => ResolutionAction::InvitePurchaser,
+            CaseResolution::MarkRefunded { .. } => ResolutionAction::MarkRefunded,
+            CaseResolution::Dismiss { .. } => ResolutionAction::Dismiss,
+        };
+        let plan = plan_resolution(
+            CaseKind::parse(&case.kind),
+            case.state == "resolved",
+            action,
+        )
+        .map_err(|refused| match refused {
+            ResolutionRefused::AlreadyResolved => StoreError::CaseAlreadyResolved,
+            ResolutionRefused::NotForThisKind => StoreError::ResolutionInvalid(
                 "this action does not apply to this kind of case (see the case's `actions`)",
-            ));
-        }
+            ),
+        })?;
         let purchase = case
             .subscription_id
             .clone()
             .or_else(|| case.checkout_session_id.clone());
         let cause = format!("case {}", case.id);
-        let bind = |workspace: &WorkspaceId| -> Result<(WorkspaceId, String), StoreError> {
+        let chosen = match resolution {
+            CaseResolution::Bind { workspace }
+            | CaseResolution::InvitePurchaser { workspace, .. } => Some(workspace),
+            _ => None,
+        };
+        if let Some(workspace) = chosen
+            && load_workspace(&mut tx, workspace).await?.is_none()
+        {
+            return Err(StoreError::WorkspaceNotFound);
+        }
+        if plan.add_purchaser
+            && let CaseResolution::InvitePurchaser { workspace, role } = resolution
+        {
+            let email = case
+                .purchaser_email
+                .as_deref()
+                .map(Email::parse)
+                .transpose()
+                .map_err(corrupt)?
+                .ok_or(StoreError::ResolutionInvalid(
+                    "the case has no purchaser email to invite",
+                ))?;
+            add_member(
+                &mut tx,
+                workspace,
+                &email,
+                *role,
+                &actor.to_string(),
+                &cause,
+                now,
+            )
+            .await?;
+        }
+        if plan.bind_purchase
+            && let Some(workspace) = chosen
+        {
             let purchase = purchase
                 .clone()
                 .ok_or(StoreError::ResolutionInvalid("the case names no purchase"))?;
-            Ok((workspace.clone(), purchase))
-        };
-        let binding = match resolution {
-            CaseResolution::Bind { workspace } => {
-                if !matches!(
-                    case.kind.as_str(),
-                    "missing_workspace" | "customer_conflict"
-                ) {
-                    return Err(StoreError::ResolutionInvalid(
-                        "bind applies to missing_workspace and customer_conflict cases",
-                    ));
-                }
-                Some(bind(workspace)?)
-            }
-            CaseResolution::InvitePurchaser { workspace, role } => {
-                let email = case
-                    .purchaser_email
-                    .as_deref()
-                    .map(Email::parse)
-                    .transpose()
-                    .map_err(corrupt)?
-                    .ok_or(StoreError::ResolutionInvalid(
-                        "the case has no purchaser email to invite",
-                    ))?;
-                if load_workspace(&mut tx, workspace).await?.is_none() {
-                    return Err(StoreError::WorkspaceNotFound);
-                }
-                add_member(
-                    &mut tx,
-                    workspace,
-                    &email,
-                    *role,
-                    &actor.to_string(),
-                    &cause,
-                    now,
-                )
-                .await?;
-                (case.kind == "missing_workspace")
-                    .then(|| bind(workspace))
-                    .transpose()?
-            }
-            CaseResolution::MarkRefunded { .. } | CaseResolution::Dismiss { .. } => None,
-        };
-        if let Some((workspace, purchase)) = &binding {
-            if load_workspace(&mut tx, workspace).await?.is_none() {
-                return Err(StoreError::WorkspaceNotFound);
-            }
             sqlx::query(
                 "INSERT INTO bindings (kind, stripe_id, workspace_id, source, created_at)
                  VALUES ('purchase', ?, ?, ?, ?)
                  ON CONFLICT (kind, stripe_id) DO UPDATE SET workspace_id = excluded.workspace_id,
                      source = excluded.source, created_at = excluded.created_at",
             )
-            .bind(purchase)
+            .bind(&purchase)
             .bind(workspace.as_str())
             .bind(&cause)
             .bind(now.unix())
