@@ -129,7 +129,8 @@ async fn create(
     }
     let price = choose_price(&client, &plan.prices, body.interval.as_deref()).await?;
     let now = state.clock.now();
-    let customer = match state.store.customer_for_workspace(&workspace_id).await? {
+    let customers = state.store.workspace_customers(&workspace_id).await?;
+    let customer = match admit_core::checkout_customer(&customers) {
         Some(customer) => customer,
         None => {
             let email = purchaser.as_ref().unwrap_or(&initiator);

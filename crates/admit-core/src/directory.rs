@@ -198,3 +198,50 @@ mod member_rule_tests {
         assert_eq!(plan_invitation(None, Role::Member), MemberPlan::Write);
     }
 }
+
+/// The Stripe customers a workspace is known by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkspaceCustomers {
+    /// Customers bound to it outside the events (admit created them for it,
+    /// or an operator bound them), with when.
+    pub bound: Vec<(crate::CustomerId, crate::Timestamp)>,
+    /// The customer its billing state names.
+    pub billing: Option<crate::CustomerId>,
+}
+
+/// The customer a new checkout for the workspace uses: the first one admit
+/// bound to it, else the one it pays with; `None` creates one. One customer
+/// per workspace keeps a second checkout from splitting its billing.
+pub fn checkout_customer(customers: &WorkspaceCustomers) -> Option<crate::CustomerId> {
+    customers
+        .bound
+        .iter()
+        .min_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)))
+        .map(|(customer, _)| customer.clone())
+        .or_else(|| customers.billing.clone())
+}
+
+#[cfg(test)]
+mod checkout_customer_tests {
+    use super::*;
+    use crate::{CustomerId, Timestamp};
+
+    fn cus(raw: &str) -> CustomerId {
+        CustomerId::parse(raw).expect("id")
+    }
+
+    #[test]
+    fn the_first_bound_customer_then_the_paying_one_then_none() {
+        let mut known = WorkspaceCustomers {
+            bound: vec![
+                (cus("cus_Later"), Timestamp::from_unix(20)),
+                (cus("cus_First"), Timestamp::from_unix(10)),
+            ],
+            billing: Some(cus("cus_Paying")),
+        };
+        assert_eq!(checkout_customer(&known), Some(cus("cus_First")));
+        known.bound.clear();
+        assert_eq!(checkout_customer(&known), Some(cus("cus_Paying")));
+        assert_eq!(checkout_customer(&WorkspaceCustomers::default()), None);
+    }
+}

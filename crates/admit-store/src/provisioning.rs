@@ -324,12 +324,12 @@ pub trait ProvisioningStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError>;
 
-    /// The Stripe customer a workspace pays with: one admit created for it,
-    /// or the one its billing state names.
-    async fn customer_for_workspace(
+    /// The Stripe customers a workspace is known by (bound to it, and the
+    /// one its billing state names); the core chooses among them.
+    async fn workspace_customers(
         &self,
         workspace: &WorkspaceId,
-    ) -> Result<Option<CustomerId>, StoreError>;
+    ) -> Result<admit_core::WorkspaceCustomers, StoreError>;
 
     /// The workspace a subscription was bound to by the last derivation.
     async fn workspace_of_subscription(

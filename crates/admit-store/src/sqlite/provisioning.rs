@@ -1074,22 +1074,38 @@ impl ProvisioningStore for SqliteStore {
         rows.iter().map(outbox_row).collect()
     }
 
-    async fn customer_for_workspace(
+    async fn workspace_customers(
         &self,
         workspace: &WorkspaceId,
-    ) -> Result<Option<CustomerId>, StoreError> {
-        let id: Option<String> = sqlx::query_scalar(
-            "SELECT stripe_id FROM (
-                 SELECT stripe_id, 0 AS rank, created_at FROM bindings WHERE kind = 'customer' AND workspace_id = ?1
-                 UNION ALL
-                 SELECT stripe_customer_id, 1, updated_at FROM billing_states
-                 WHERE workspace_id = ?1 AND stripe_customer_id IS NOT NULL)
-             ORDER BY rank, created_at LIMIT 1",
+    ) -> Result<admit_core::WorkspaceCustomers, StoreError> {
+        let bound: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT stripe_id, created_at FROM bindings WHERE kind = 'customer' AND workspace_id = ?",
+        )
+        .bind(workspace.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let billing: Option<String> = sqlx::query_scalar(
+            "SELECT stripe_customer_id FROM billing_states
+             WHERE workspace_id = ? AND stripe_customer_id IS NOT NULL",
         )
         .bind(workspace.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        id.map(CustomerId::parse).transpose().map_err(corrupt)
+        Ok(admit_core::WorkspaceCustomers {
+            bound: bound
+                .into_iter()
+                .map(|(id, at)| {
+                    Ok((
+                        CustomerId::parse(id).map_err(corrupt)?,
+                        Timestamp::from_unix(at),
+                    ))
+                })
+                .collect::<Result<_, StoreError>>()?,
+            billing: billing
+                .map(CustomerId::parse)
+                .transpose()
+                .map_err(corrupt)?,
+        })
     }
 
     async fn workspace_of_subscription(
