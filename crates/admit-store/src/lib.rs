@@ -10,6 +10,7 @@ mod events;
 mod migrations;
 pub mod outbox;
 pub mod provisioning;
+mod scope;
 pub mod signin;
 mod sqlite;
 

@@ -15,20 +15,7 @@ use crate::audit::AuditEntry;
 use crate::events::EventStatus;
 use crate::{Actor, StoreError};
 
-/// The ids an inbox row is found by. Computed from the parsed event at
-/// ingestion, and again when the event is processed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EventKeys {
-    pub customer: Option<String>,
-    pub subscription: Option<String>,
-    pub session: Option<String>,
-    pub workspace_hint: Option<String>,
-    pub purchaser_email: Option<String>,
-    /// The charge and payment intent the event names (an invoice's payment,
-    /// a dispute's or a refund's charge).
-    pub charge: Option<String>,
-    pub payment_intent: Option<String>,
-}
+pub use admit_core::provisioning::EventKeys;
 
 /// An inbox row within a scope.
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ mod effects;
 mod purchase;
 mod resolution;
 mod scenario;
+mod scope;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,6 +34,7 @@ pub use purchase::{
 };
 pub use resolution::{ResolutionAction, ResolutionPlan, ResolutionRefused, plan_resolution};
 pub use scenario::Scenario;
+pub use scope::{EventKeys, MAX_SCOPE_ROUNDS, ScopeKeys};
 
 use crate::{Catalog, CustomerId, Directory, Email, PlanKey, WorkspaceId};
 

@@ -15,10 +15,13 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
+mod apply;
 mod audit;
 mod directory;
 mod outbox;
 mod provisioning;
+mod rows;
+mod scope;
 mod signin;
 
 use crate::events::{EventStatus, InsertOutcome, NewEvent, StoredEvent};

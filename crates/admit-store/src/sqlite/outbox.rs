@@ -7,7 +7,7 @@
 use admit_core::{Timestamp, WorkspaceId};
 use serde_json::json;
 
-use super::provisioning::outbox_row;
+use super::rows::outbox_row;
 use super::{SqliteStore, audit};
 use crate::StoreError;
 use crate::audit::AuditEntry;

@@ -1,0 +1,65 @@
+//! The scope fixpoint, written once for every dialect: each round asks the
+//! dialect's [`ScopeQueries`] for what the ids reached so far touch, until a
+//! round adds nothing. The policy (what grows what, the round limit) is the
+//! core's (`admit_core::provisioning::ScopeKeys`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use admit_core::EventId;
+use admit_core::provisioning::{EventKeys, MAX_SCOPE_ROUNDS, ScopeKeys};
+
+use crate::StoreError;
+use crate::provisioning::ScopeEvent;
+
+/// The three lookups a scope grows by, in the caller's transaction.
+pub(crate) trait ScopeQueries: Send {
+    /// The claimed event and every event naming one of the ids.
+    fn events_touching<'a>(
+        &'a mut self,
+        claimed: &'a EventId,
+        keys: &'a ScopeKeys,
+    ) -> impl Future<Output = Result<Vec<(ScopeEvent, EventKeys)>, StoreError>> + Send + 'a;
+
+    /// Links, bindings and checkout intents naming one of the ids or
+    /// workspaces: `(kind, stripe id, workspace)`.
+    fn links_touching<'a>(
+        &'a mut self,
+        keys: &'a ScopeKeys,
+    ) -> impl Future<Output = Result<Vec<(String, String, String)>, StoreError>> + Send + 'a;
+
+    /// The workspaces these emails own or administer.
+    fn administered_by<'a>(
+        &'a mut self,
+        emails: &'a BTreeSet<String>,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send + 'a;
+}
+
+/// Grows `keys` to a fixpoint; returns the scope's events by id. A scope
+/// that does not close within the core's round limit fails (and is retried
+/// later, visibly) instead of letting a derivation see part of it.
+pub(crate) async fn grow_scope<Q: ScopeQueries>(
+    queries: &mut Q,
+    claimed: &EventId,
+    keys: &mut ScopeKeys,
+) -> Result<BTreeMap<String, ScopeEvent>, StoreError> {
+    let mut events = BTreeMap::new();
+    for _ in 0..MAX_SCOPE_ROUNDS {
+        let before = (keys.size(), events.len());
+        for (event, event_keys) in queries.events_touching(claimed, keys).await? {
+            keys.add_event(&event_keys);
+            events.entry(event.id.to_string()).or_insert(event);
+        }
+        for (kind, id, workspace) in queries.links_touching(keys).await? {
+            keys.add_link(&kind, id, workspace);
+        }
+        let emails = keys.emails.clone();
+        keys.add_administered(queries.administered_by(&emails).await?);
+        if (keys.size(), events.len()) == before {
+            return Ok(events);
+        }
+    }
+    Err(StoreError::Decision(format!(
+        "the scope of event {claimed} did not close within {MAX_SCOPE_ROUNDS} rounds"
+    )))
+}

@@ -1,0 +1,291 @@
+//! Writing a derivation's result, in the scope's transaction.
+
+use admit_core::{
+    CustomerId, Email, EventId, PlanKey, Role, SubscriptionId, SubscriptionStatus, Timestamp,
+    WorkspaceId,
+};
+use serde_json::json;
+use sqlx::SqliteConnection;
+
+use super::audit;
+use super::directory::{role_of, write_member};
+use super::rows::corrupt;
+use crate::StoreError;
+use crate::audit::AuditEntry;
+use crate::directory::Actor;
+use crate::provisioning::{EventKeys, ScopeWrite};
+
+pub(super) async fn write_keys(
+    conn: &mut SqliteConnection,
+    id: &EventId,
+    keys: &EventKeys,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE stripe_events SET customer_id = ?, subscription_id = ?, checkout_session_id = ?,
+             workspace_hint = ?, purchaser_email = ?, charge_id = ?, payment_intent_id = ? WHERE id = ?",
+    )
+    .bind(&keys.customer)
+    .bind(&keys.subscription)
+    .bind(&keys.session)
+    .bind(&keys.workspace_hint)
+    .bind(&keys.purchaser_email)
+    .bind(&keys.charge)
+    .bind(&keys.payment_intent)
+    .bind(id.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Invites someone into a workspace; an invitation never demotes anyone.
+pub(super) async fn add_member(
+    conn: &mut SqliteConnection,
+    workspace: &WorkspaceId,
+    email: &Email,
+    role: Role,
+    actor: &str,
+    cause: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let current = role_of(conn, workspace, email).await?;
+    if admit_core::plan_invitation(current, role) == admit_core::MemberPlan::Unchanged {
+        return Ok(());
+    }
+    write_member(
+        conn,
+        workspace,
+        email,
+        current,
+        role,
+        actor,
+        Some(cause),
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn apply(
+    conn: &mut SqliteConnection,
+    write: &ScopeWrite,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for (id, keys) in &write.event_keys {
+        write_keys(conn, id, keys).await?;
+    }
+    for (workspace, state) in &write.billing {
+        sqlx::query(
+            "INSERT INTO billing_states (workspace_id, subscription_status, subscription_plan, stripe_customer_id,
+                 stripe_subscription_id, current_period_end, cancel_at_period_end, purchaser_email,
+                 updated_by_event, past_due_since, updated_at, cancel_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (workspace_id) DO UPDATE SET
+                 subscription_status = excluded.subscription_status,
+                 subscription_plan = excluded.subscription_plan,
+                 stripe_customer_id = excluded.stripe_customer_id,
+                 stripe_subscription_id = excluded.stripe_subscription_id,
+                 current_period_end = excluded.current_period_end,
+                 cancel_at_period_end = excluded.cancel_at_period_end,
+                 purchaser_email = excluded.purchaser_email,
+                 updated_by_event = excluded.updated_by_event,
+                 past_due_since = excluded.past_due_since,
+                 updated_at = excluded.updated_at,
+                 cancel_at = excluded.cancel_at",
+        )
+        .bind(workspace.as_str())
+        .bind(state.subscription_status.map(SubscriptionStatus::as_str))
+        .bind(state.subscription_plan.as_ref().map(PlanKey::as_str))
+        .bind(state.stripe_customer_id.as_ref().map(CustomerId::as_str))
+        .bind(state.stripe_subscription_id.as_ref().map(SubscriptionId::as_str))
+        .bind(state.current_period_end.map(Timestamp::unix))
+        .bind(state.cancel_at_period_end)
+        .bind(state.purchaser_email.as_ref().map(Email::as_str))
+        .bind(state.updated_by_event.as_ref().map(EventId::as_str))
+        .bind(state.past_due_since.map(Timestamp::unix))
+        .bind(now.unix())
+        .bind(state.cancel_at.map(Timestamp::unix))
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (kind, stripe_id) in &write.unlink {
+        sqlx::query("DELETE FROM stripe_links WHERE kind = ? AND stripe_id = ?")
+            .bind(kind)
+            .bind(stripe_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for (kind, stripe_id, workspace) in &write.links {
+        sqlx::query(
+            "INSERT OR IGNORE INTO stripe_links (kind, stripe_id, workspace_id) VALUES (?, ?, ?)",
+        )
+        .bind(kind)
+        .bind(stripe_id)
+        .bind(workspace.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    for case in &write.cases {
+        let resolved = case.state == "resolved";
+        sqlx::query(
+            "INSERT INTO cases (id, case_key, kind, workspace_id, purchaser_email, stripe_customer_id,
+                 stripe_subscription_id, checkout_session_id, event_ids, details, state, resolution,
+                 resolved_by, created_at, resolved_at, scenario)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, CASE WHEN ?12 IS NULL THEN NULL ELSE 'system' END, ?13,
+                     CASE WHEN ?11 = 'resolved' THEN ?13 ELSE NULL END, ?14)
+             ON CONFLICT (case_key) DO UPDATE SET
+                 scenario = COALESCE(excluded.scenario, cases.scenario),
+                 workspace_id = excluded.workspace_id,
+                 purchaser_email = excluded.purchaser_email,
+                 stripe_customer_id = excluded.stripe_customer_id,
+                 stripe_subscription_id = excluded.stripe_subscription_id,
+                 checkout_session_id = excluded.checkout_session_id,
+                 event_ids = excluded.event_ids,
+                 details = excluded.details,
+                 state = excluded.state,
+                 resolution = excluded.resolution,
+                 resolved_by = excluded.resolved_by,
+                 resolved_at = excluded.resolved_at",
+        )
+        .bind(&case.id)
+        .bind(&case.key)
+        .bind(&case.kind)
+        .bind(&case.workspace_id)
+        .bind(&case.purchaser_email)
+        .bind(&case.customer_id)
+        .bind(&case.subscription_id)
+        .bind(&case.checkout_session_id)
+        .bind(serde_json::to_string(&case.event_ids).map_err(corrupt)?)
+        .bind(case.details.to_string())
+        .bind(&case.state)
+        .bind(case.resolution.as_deref().filter(|_| resolved))
+        .bind(now.unix())
+        .bind(&case.scenario)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for message in &write.outbox {
+        // A message withdrawn earlier and warranted again is revived, not duplicated.
+        sqlx::query(
+            "INSERT INTO outbox (idempotency_key, kind, recipient, workspace_id, about, case_key, payload, state,
+                 next_attempt_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
+             ON CONFLICT (idempotency_key) DO UPDATE SET
+                 state = 'pending', payload = excluded.payload,
+                 next_attempt_at = CASE WHEN outbox.state = 'superseded'
+                     THEN excluded.next_attempt_at ELSE outbox.next_attempt_at END
+             -- A withdrawn message is revived; a pending one not yet leased
+             -- takes the latest facts (a moved cancellation date, say).
+             WHERE outbox.state = 'superseded'
+                OR (outbox.state = 'pending' AND outbox.payload <> excluded.payload
+                    AND (outbox.lease_until IS NULL OR outbox.lease_until <= excluded.created_at))",
+        )
+        .bind(&message.idempotency_key)
+        .bind(&message.kind)
+        .bind(&message.recipient)
+        .bind(&message.workspace_id)
+        .bind(&message.about)
+        .bind(&message.case_key)
+        .bind(message.payload.to_string())
+        .bind(message.not_before.unix())
+        .bind(now.unix())
+        .execute(&mut *conn)
+        .await?;
+    }
+    for key in &write.supersede {
+        // A message the sender holds a lease on may be on the wire already: it
+        // is left to finish as `sent` rather than recorded as withdrawn.
+        sqlx::query(
+            "UPDATE outbox SET state = 'superseded'
+             WHERE idempotency_key = ? AND state = 'pending' AND (lease_until IS NULL OR lease_until <= ?)",
+        )
+        .bind(key)
+        .bind(now.unix())
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (kind, stripe_id, workspace, source) in &write.bindings {
+        sqlx::query(
+            "INSERT OR IGNORE INTO bindings (kind, stripe_id, workspace_id, source, created_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(kind)
+        .bind(stripe_id)
+        .bind(workspace.as_str())
+        .bind(source)
+        .bind(now.unix())
+        .execute(&mut *conn)
+        .await?;
+    }
+    for entry in &write.audit {
+        audit::insert(conn, entry).await?;
+    }
+    for event in &write.event_statuses {
+        sqlx::query(
+            "UPDATE stripe_events SET status = ?, outcome = ?, scenario = ?, processed_at = ?,
+                 lease_until = NULL, next_attempt_at = NULL, last_error = NULL
+             WHERE id = ?",
+        )
+        .bind(event.status.as_str())
+        .bind(&event.outcome)
+        .bind(&event.scenario)
+        .bind(now.unix())
+        .bind(event.id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn create_workspaces(
+    conn: &mut SqliteConnection,
+    write: &ScopeWrite,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for creation in &write.create_workspaces {
+        let inserted =
+            sqlx::query("INSERT OR IGNORE INTO workspaces (id, name, created_at) VALUES (?, ?, ?)")
+                .bind(creation.id.as_str())
+                .bind(&creation.name)
+                .bind(now.unix())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        if inserted == 1 {
+            audit::insert(
+                conn,
+                &AuditEntry {
+                    at: now,
+                    actor: Actor::System(admit_core::SystemTask::Provisioning).to_string(),
+                    action: "workspace.created".into(),
+                    workspace_id: Some(creation.id.clone()),
+                    subject: Some("workspace".into()),
+                    before: None,
+                    after: Some(json!({ "name": creation.name })),
+                    cause: Some(format!("unmatched purchase {}", creation.purchase)),
+                },
+            )
+            .await?;
+            let cause = format!("unmatched purchase {}", creation.purchase);
+            add_member(
+                conn,
+                &creation.id,
+                &creation.owner,
+                Role::Owner,
+                &Actor::System(admit_core::SystemTask::Provisioning).to_string(),
+                &cause,
+                now,
+            )
+            .await?;
+        }
+        sqlx::query(
+            "INSERT OR IGNORE INTO bindings (kind, stripe_id, workspace_id, source, created_at)
+             VALUES ('purchase', ?, ?, 'created_workspace', ?)",
+        )
+        .bind(&creation.purchase)
+        .bind(creation.id.as_str())
+        .bind(now.unix())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}

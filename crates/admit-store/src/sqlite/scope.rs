@@ -1,0 +1,266 @@
+//! The SQLite side of a scope: the three lookups the fixpoint grows by,
+//! and the snapshot of everything a derivation of the scope reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use admit_core::provisioning::{CheckoutIntent, EventKeys, ScopeKeys, Settlement};
+use admit_core::{CustomerId, Email, EventId, PlanKey, WorkspaceId};
+use sqlx::{Row, SqliteConnection};
+
+use super::directory::load_workspace;
+use super::rows::{
+    billing_state, corrupt, json_list, parse_event_id, parse_workspace, row_keys, stored_case,
+};
+use crate::StoreError;
+use crate::events::EventStatus;
+use crate::provisioning::{ScopeEvent, ScopeSnapshot};
+use crate::scope::{ScopeQueries, grow_scope};
+
+impl ScopeQueries for SqliteConnection {
+    async fn events_touching(
+        &mut self,
+        claimed: &EventId,
+        keys: &ScopeKeys,
+    ) -> Result<Vec<(ScopeEvent, EventKeys)>, StoreError> {
+        {
+            let rows = sqlx::query(
+                "SELECT id, type, livemode, payload, status, outcome, scenario, customer_id,
+                        subscription_id, checkout_session_id, workspace_hint, purchaser_email,
+                        charge_id, payment_intent_id
+                 FROM stripe_events
+                 WHERE id = ?1
+                    OR customer_id IN (SELECT value FROM json_each(?2))
+                    OR subscription_id IN (SELECT value FROM json_each(?3))
+                    OR checkout_session_id IN (SELECT value FROM json_each(?4))
+                    OR workspace_hint IN (SELECT value FROM json_each(?5))
+                    OR charge_id IN (SELECT value FROM json_each(?6))
+                    OR payment_intent_id IN (SELECT value FROM json_each(?6))",
+            )
+            .bind(claimed.as_str())
+            .bind(json_list(&keys.customers))
+            .bind(json_list(&keys.subscriptions))
+            .bind(json_list(&keys.sessions))
+            .bind(json_list(&keys.workspaces))
+            .bind(json_list(&keys.payments))
+            .fetch_all(&mut *self)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    let status: String = row.try_get("status")?;
+                    let event = ScopeEvent {
+                        id: parse_event_id(row.try_get("id")?)?,
+                        event_type: row.try_get("type")?,
+                        livemode: row.try_get("livemode")?,
+                        payload: row.try_get("payload")?,
+                        status: EventStatus::parse(&status)
+                            .ok_or_else(|| corrupt("unknown event status"))?,
+                        outcome: row.try_get("outcome")?,
+                        scenario: row.try_get("scenario")?,
+                    };
+                    Ok((event, row_keys(row)?))
+                })
+                .collect()
+        }
+    }
+
+    async fn links_touching(
+        &mut self,
+        keys: &ScopeKeys,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        {
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT kind, stripe_id, workspace_id FROM stripe_links
+                 WHERE workspace_id IN (SELECT value FROM json_each(?1))
+                    OR (kind = 'customer' AND stripe_id IN (SELECT value FROM json_each(?2)))
+                    OR (kind = 'subscription' AND stripe_id IN (SELECT value FROM json_each(?3)))
+                    OR (kind = 'session' AND stripe_id IN (SELECT value FROM json_each(?4)))
+                 UNION
+                 SELECT kind, stripe_id, workspace_id FROM bindings
+                 WHERE workspace_id IN (SELECT value FROM json_each(?1))
+                    OR (kind = 'customer' AND stripe_id IN (SELECT value FROM json_each(?2)))
+                    OR (kind = 'purchase' AND stripe_id IN (SELECT value FROM json_each(?3)))
+                    OR (kind = 'purchase' AND stripe_id IN (SELECT value FROM json_each(?4)))
+                 UNION
+                 SELECT 'session', session_id, workspace_id FROM checkout_intents
+                 WHERE session_id IN (SELECT value FROM json_each(?4))",
+            )
+            .bind(json_list(&keys.workspaces))
+            .bind(json_list(&keys.customers))
+            .bind(json_list(&keys.subscriptions))
+            .bind(json_list(&keys.sessions))
+            .fetch_all(&mut *self)
+            .await?;
+            Ok(rows)
+        }
+    }
+
+    async fn administered_by(
+        &mut self,
+        emails: &BTreeSet<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        {
+            Ok(sqlx::query_scalar(
+                "SELECT DISTINCT workspace_id FROM members
+                 WHERE role IN ('owner', 'admin') AND email IN (SELECT value FROM json_each(?))",
+            )
+            .bind(json_list(emails))
+            .fetch_all(&mut *self)
+            .await?)
+        }
+    }
+}
+
+pub(super) async fn load_snapshot(
+    conn: &mut SqliteConnection,
+    claimed: &EventId,
+    keys: &EventKeys,
+) -> Result<ScopeSnapshot, StoreError> {
+    let mut sets = ScopeKeys::default();
+    sets.add_event(keys);
+    let events = grow_scope(conn, claimed, &mut sets).await?;
+
+    let mut workspaces = Vec::new();
+    for raw in &sets.workspaces {
+        let Ok(id) = WorkspaceId::parse(raw.clone()) else {
+            continue;
+        };
+        if let Some(workspace) = load_workspace(conn, &id).await? {
+            workspaces.push(workspace);
+        }
+    }
+    let existing: BTreeSet<WorkspaceId> = workspaces.iter().map(|w| w.id.clone()).collect();
+
+    let mut intents = BTreeMap::new();
+    for row in sqlx::query(
+        "SELECT session_id, workspace_id, initiator_email, purchaser_email, plan FROM checkout_intents
+         WHERE session_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json_list(&sets.sessions))
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let session: String = row.try_get("session_id")?;
+        let initiator: String = row.try_get("initiator_email")?;
+        let purchaser: Option<String> = row.try_get("purchaser_email")?;
+        let plan: String = row.try_get("plan")?;
+        intents.insert(
+            session.clone(),
+            CheckoutIntent {
+                session_id: session,
+                workspace: parse_workspace(row.try_get("workspace_id")?)?,
+                initiator: Email::parse(&initiator).map_err(corrupt)?,
+                purchaser: purchaser.map(|p| Email::parse(&p)).transpose().map_err(corrupt)?,
+                plan: PlanKey::new(plan),
+            },
+        );
+    }
+
+    let mut customer_bindings = BTreeMap::new();
+    let mut purchase_bindings = BTreeMap::new();
+    let mut remembered_purchases = BTreeSet::new();
+    for row in sqlx::query(
+        "SELECT kind, stripe_id, workspace_id, source FROM bindings
+         WHERE (kind = 'customer' AND stripe_id IN (SELECT value FROM json_each(?1)))
+            OR (kind = 'purchase' AND stripe_id IN (SELECT value FROM json_each(?2)))",
+    )
+    .bind(json_list(&sets.customers))
+    .bind(json_list(&sets.purchases()))
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let kind: String = row.try_get("kind")?;
+        let stripe_id: String = row.try_get("stripe_id")?;
+        let workspace = parse_workspace(row.try_get("workspace_id")?)?;
+        if kind == "customer" {
+            customer_bindings.insert(CustomerId::parse(stripe_id).map_err(corrupt)?, workspace);
+        } else {
+            let source: String = row.try_get("source")?;
+            if source == "purchaser_administers" {
+                remembered_purchases.insert(stripe_id.clone());
+            }
+            purchase_bindings.insert(stripe_id, workspace);
+        }
+    }
+
+    // Money cases (a dispute admit could not place) may name no purchase:
+    // they are found by the events they hold.
+    let event_ids: BTreeSet<String> = events.keys().cloned().collect();
+    let mut settlements = BTreeMap::new();
+    for row in sqlx::query(
+        "SELECT case_key, resolution FROM cases WHERE resolution IN ('mark_refunded', 'dismiss')
+           AND (stripe_subscription_id IN (SELECT value FROM json_each(?1))
+                OR checkout_session_id IN (SELECT value FROM json_each(?2))
+                OR (kind IN ('payment_disputed', 'payment_refunded')
+                    AND EXISTS (SELECT 1 FROM json_each(cases.event_ids) held
+                                WHERE held.value IN (SELECT value FROM json_each(?3)))))",
+    )
+    .bind(json_list(&sets.subscriptions))
+    .bind(json_list(&sets.sessions))
+    .bind(json_list(&event_ids))
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let key: String = row.try_get("case_key")?;
+        let resolution: String = row.try_get("resolution")?;
+        let settlement = if resolution == "mark_refunded" {
+            Settlement::Refunded
+        } else {
+            Settlement::Dismissed
+        };
+        settlements.insert(key, settlement);
+    }
+
+    let mut billing = BTreeMap::new();
+    for workspace in &existing {
+        if let Some(state) = billing_state(conn, workspace).await? {
+            billing.insert(workspace.clone(), state);
+        }
+    }
+
+    let mut cases = BTreeMap::new();
+    for row in sqlx::query(
+        "SELECT * FROM cases
+         WHERE stripe_subscription_id IN (SELECT value FROM json_each(?1))
+            OR checkout_session_id IN (SELECT value FROM json_each(?2))
+            OR stripe_customer_id IN (SELECT value FROM json_each(?3))
+            OR (kind IN ('payment_disputed', 'payment_refunded')
+                AND EXISTS (SELECT 1 FROM json_each(cases.event_ids) held
+                            WHERE held.value IN (SELECT value FROM json_each(?4))))",
+    )
+    .bind(json_list(&sets.subscriptions))
+    .bind(json_list(&sets.sessions))
+    .bind(json_list(&sets.customers))
+    .bind(json_list(&event_ids))
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let case = stored_case(&row)?;
+        cases.insert(case.key.clone(), case);
+    }
+
+    let mut outbox = BTreeMap::new();
+    for row in sqlx::query(
+        "SELECT idempotency_key, state FROM outbox WHERE about IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json_list(&sets.purchases()))
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        outbox.insert(row.try_get(0)?, row.try_get(1)?);
+    }
+
+    Ok(ScopeSnapshot {
+        claimed: claimed.clone(),
+        events: events.into_values().collect(),
+        directory: admit_core::Directory::new(workspaces),
+        intents,
+        customer_bindings,
+        purchase_bindings,
+        remembered_purchases,
+        settlements,
+        workspaces: existing,
+        billing,
+        cases,
+        outbox,
+    })
+}
