@@ -17,11 +17,13 @@ use sqlx::sqlite::{
 
 mod apply;
 mod audit;
+mod cases;
 mod directory;
 mod outbox;
 mod provisioning;
 mod rows;
 mod scope;
+mod session;
 mod signin;
 
 use crate::events::{EventStatus, InsertOutcome, NewEvent, StoredEvent};
