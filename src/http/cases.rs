@@ -2,8 +2,9 @@
 //! support decides about them. Resolving re-runs provisioning for the events
 //! the case held.
 
+use admit_core::provisioning::CaseKind;
 use admit_core::{Role, WorkspaceId};
-use admit_store::{Actor, CaseResolution, StoredCase};
+use admit_store::{Actor, CaseQuery, CaseResolution, StoredCase};
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -49,12 +50,17 @@ pub fn case_view(case: &StoredCase) -> Value {
 /// The resolution actions a case of this kind accepts; reconciliation's
 /// `duplicate_customer` is settled by hand at Stripe and then dismissed.
 fn case_actions(kind: &str) -> &'static [&'static str] {
-    admit_core::provisioning::CaseKind::parse(kind).map_or(&["dismiss"], |k| k.actions())
+    CaseKind::parse(kind).map_or(&["dismiss"], |k| k.actions())
 }
 
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     state: Option<String>,
+    kind: Option<String>,
+    workspace_id: Option<String>,
+    stripe_id: Option<String>,
+    email: Option<String>,
+    cursor: Option<String>,
     limit: Option<i64>,
 }
 
@@ -64,11 +70,36 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let filter = super::state_filter(query.state.as_deref(), &["held", "resolved"])?;
-    let limit = super::page_limit(query.limit)?;
-    let cases = state.store.list_cases(filter, limit).await?;
-    Ok(Json(
-        json!({ "cases": cases.iter().map(case_view).collect::<Vec<_>>() }),
-    ))
+    let kind = query
+        .kind
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            let known = CaseKind::parse(&k).is_some() || k == "duplicate_customer";
+            if known {
+                Ok(k)
+            } else {
+                Err(ApiError::InvalidRequest(format!(
+                    "kind {k:?} is not a case kind"
+                )))
+            }
+        })
+        .transpose()?;
+    let page = state
+        .store
+        .cases(&CaseQuery {
+            state: filter.map(str::to_owned),
+            kind,
+            workspace: super::workspace_filter(query.workspace_id)?,
+            stripe_id: query.stripe_id.filter(|s| !s.is_empty()),
+            email: super::email_filter(query.email)?,
+            after: super::cursor(query.cursor.as_deref())?,
+            limit: super::page_size(query.limit)?,
+        })
+        .await?;
+    Ok(Json(json!({
+        "cases": page.items.iter().map(case_view).collect::<Vec<_>>(),
+        "next_cursor": page.next.map(|c| c.encode()),
+    })))
 }
 
 async fn read(

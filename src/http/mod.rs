@@ -64,6 +64,43 @@ fn state_filter<'q>(raw: Option<&'q str>, allowed: &[&str]) -> Result<Option<&'q
     }
 }
 
+/// `?limit=` of the paged list routes: 100 by default, 1 to 1000.
+fn page_size(limit: Option<i64>) -> Result<u32, ApiError> {
+    u32::try_from(page_limit(limit)?)
+        .map_err(|_| ApiError::InvalidRequest("limit must be between 1 and 1000".into()))
+}
+
+/// `?cursor=` of the paged list routes: what a previous page's `next_cursor` said.
+fn cursor(raw: Option<&str>) -> Result<Option<admit_store::Cursor>, ApiError> {
+    match raw.filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(raw) => admit_store::Cursor::decode(raw).map(Some).ok_or_else(|| {
+            ApiError::InvalidRequest("cursor must be a next_cursor this API returned".into())
+        }),
+    }
+}
+
+/// `?workspace_id=` of the list routes.
+fn workspace_filter(raw: Option<String>) -> Result<Option<admit_core::WorkspaceId>, ApiError> {
+    raw.filter(|w| !w.is_empty())
+        .map(|w| {
+            admit_core::WorkspaceId::parse(w)
+                .map_err(|e| ApiError::WorkspaceIdInvalid(e.to_string()))
+        })
+        .transpose()
+}
+
+/// `?email=` of the list routes, normalised as admit stores emails.
+fn email_filter(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    raw.filter(|e| !e.is_empty())
+        .map(|e| {
+            admit_core::Email::parse(&e)
+                .map(String::from)
+                .map_err(|error| ApiError::EmailInvalid(error.to_string()))
+        })
+        .transpose()
+}
+
 /// `?limit=` of the list routes: 100 by default, 1 to 1000.
 fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     let limit = limit.unwrap_or(100);

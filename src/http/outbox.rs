@@ -1,7 +1,7 @@
 //! `GET /v1/outbox` and `POST /v1/outbox/{id}/resend`: what was (and will be)
 //! sent, for operators.
 
-use admit_store::OutboxRow;
+use admit_store::{OutboxQuery, OutboxRow};
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -39,6 +39,10 @@ pub fn message_view(row: &OutboxRow) -> Value {
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     state: Option<String>,
+    kind: Option<String>,
+    recipient: Option<String>,
+    workspace_id: Option<String>,
+    cursor: Option<String>,
     limit: Option<i64>,
 }
 
@@ -50,11 +54,21 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let filter = super::state_filter(query.state.as_deref(), STATES)?;
-    let limit = super::page_limit(query.limit)?;
-    let rows = state.store.list_outbox(filter, limit).await?;
-    Ok(Json(
-        json!({ "messages": rows.iter().map(message_view).collect::<Vec<_>>() }),
-    ))
+    let page = state
+        .store
+        .outbox(&OutboxQuery {
+            state: filter.map(str::to_owned),
+            kind: query.kind.filter(|k| !k.is_empty()),
+            recipient: query.recipient.filter(|r| !r.is_empty()),
+            workspace: super::workspace_filter(query.workspace_id)?,
+            after: super::cursor(query.cursor.as_deref())?,
+            limit: super::page_size(query.limit)?,
+        })
+        .await?;
+    Ok(Json(json!({
+        "messages": page.items.iter().map(message_view).collect::<Vec<_>>(),
+        "next_cursor": page.next.map(|c| c.encode()),
+    })))
 }
 
 async fn resend(

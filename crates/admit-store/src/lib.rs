@@ -7,6 +7,7 @@ pub mod audit;
 pub mod directory;
 mod error;
 mod events;
+pub mod list;
 mod migrations;
 pub mod outbox;
 pub mod provisioning;
@@ -22,6 +23,9 @@ pub use audit::{AuditEntry, StoredAuditEntry};
 pub use directory::{Actor, DirectoryStore, MemberChange};
 pub use error::StoreError;
 pub use events::{EventSource, EventStatus, InsertOutcome, NewEvent, StoredEvent};
+pub use list::{
+    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListStore, OutboxQuery, Page,
+};
 pub use outbox::OutboxStore;
 pub use provisioning::{
     CaseResolution, CaseWrite, Decide, EventKeys, EventStatusWrite, OutboxRow, OutboxWrite,
@@ -36,6 +40,7 @@ pub use sqlite::SqliteStore;
 pub trait Store:
     DirectoryStore
     + ProvisioningStore
+    + ListStore
     + OutboxStore
     + SigninStore
     + Send

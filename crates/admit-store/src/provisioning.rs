@@ -268,13 +268,6 @@ pub trait ProvisioningStore: Send + Sync {
         workspace: &WorkspaceId,
     ) -> Result<Option<BillingState>, StoreError>;
 
-    /// `state` = `held` | `resolved` | `None` for all; newest first.
-    async fn list_cases(
-        &self,
-        state: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<StoredCase>, StoreError>;
-
     async fn get_case(&self, id: &str) -> Result<Option<StoredCase>, StoreError>;
 
     /// Records an operator's resolution with its facts (binding, membership,

@@ -40,32 +40,31 @@ pub(crate) async fn for_workspace(
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            let json = |column: &str| -> Result<Option<serde_json::Value>, StoreError> {
-                let text: Option<String> = row.try_get(column)?;
-                text.map(|t| {
-                    serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string()))
-                })
+    rows.iter().map(audit_row).collect()
+}
+
+/// One `audit_log` row.
+pub(crate) fn audit_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredAuditEntry, StoreError> {
+    let json = |column: &str| -> Result<Option<serde_json::Value>, StoreError> {
+        let text: Option<String> = row.try_get(column)?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    };
+    let workspace_id: Option<String> = row.try_get("workspace_id")?;
+    Ok(StoredAuditEntry {
+        id: row.try_get("id")?,
+        entry: AuditEntry {
+            at: Timestamp::from_unix(row.try_get("at")?),
+            actor: row.try_get("actor")?,
+            action: row.try_get("action")?,
+            workspace_id: workspace_id
+                .map(WorkspaceId::parse)
                 .transpose()
-            };
-            let workspace_id: Option<String> = row.try_get("workspace_id")?;
-            Ok(StoredAuditEntry {
-                id: row.try_get("id")?,
-                entry: AuditEntry {
-                    at: Timestamp::from_unix(row.try_get("at")?),
-                    actor: row.try_get("actor")?,
-                    action: row.try_get("action")?,
-                    workspace_id: workspace_id
-                        .map(WorkspaceId::parse)
-                        .transpose()
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    subject: row.try_get("subject")?,
-                    before: json("before")?,
-                    after: json("after")?,
-                    cause: row.try_get("cause")?,
-                },
-            })
-        })
-        .collect()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            subject: row.try_get("subject")?,
+            before: json("before")?,
+            after: json("after")?,
+            cause: row.try_get("cause")?,
+        },
+    })
 }

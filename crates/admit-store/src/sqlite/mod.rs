@@ -19,6 +19,7 @@ mod apply;
 mod audit;
 mod cases;
 mod directory;
+mod list;
 mod outbox;
 mod provisioning;
 mod rows;

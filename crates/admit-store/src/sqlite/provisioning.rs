@@ -120,19 +120,6 @@ impl ProvisioningStore for SqliteStore {
         billing_state(&mut conn, workspace).await
     }
 
-    async fn list_cases(
-        &self,
-        state: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<StoredCase>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM cases WHERE ?1 IS NULL OR state = ?1 ORDER BY created_at DESC, id LIMIT ?2")
-            .bind(state)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(stored_case).collect()
-    }
-
     async fn get_case(&self, id: &str) -> Result<Option<StoredCase>, StoreError> {
         let row = sqlx::query("SELECT * FROM cases WHERE id = ?")
             .bind(id)

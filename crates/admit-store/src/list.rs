@@ -1,0 +1,157 @@
+//! Typed list queries for what operators browse (cases, events, outbox,
+//! audit), with filters and a cursor: the shape the console and the CLI use.
+
+use admit_core::{EventId, Timestamp, WorkspaceId};
+
+use crate::StoreError;
+use crate::audit::StoredAuditEntry;
+use crate::events::EventStatus;
+use crate::provisioning::{OutboxRow, StoredCase};
+
+/// Where the next page starts: opaque to callers, `<sort key>.<id>` inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub(crate) at: i64,
+    pub(crate) id: String,
+}
+
+impl Cursor {
+    pub(crate) fn new(at: i64, id: impl Into<String>) -> Self {
+        Self { at, id: id.into() }
+    }
+
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.at, self.id)
+    }
+
+    /// `None` for anything that is not a cursor this store handed out.
+    pub fn decode(raw: &str) -> Option<Self> {
+        let (at, id) = raw.split_once('.')?;
+        let at = at.parse().ok()?;
+        (!id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_graphic()))
+            .then(|| Self::new(at, id))
+    }
+}
+
+/// One page of a list, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+impl<T> Page<T> {
+    /// Cuts a `limit + 1` fetch into a page and its cursor.
+    pub(crate) fn from_fetch(
+        mut items: Vec<T>,
+        limit: usize,
+        cursor: impl Fn(&T) -> Cursor,
+    ) -> Self {
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(&cursor)
+        });
+        Self {
+            items,
+            next: next.flatten(),
+        }
+    }
+}
+
+/// Filters of the held-case queue. Every filter set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaseQuery {
+    /// `held` or `resolved`.
+    pub state: Option<String>,
+    pub kind: Option<String>,
+    pub workspace: Option<WorkspaceId>,
+    /// A customer, subscription or checkout session id.
+    pub stripe_id: Option<String>,
+    /// The purchaser's email (normalised).
+    pub email: Option<String>,
+    pub after: Option<Cursor>,
+    pub limit: u32,
+}
+
+/// An inbox row as a list shows it (no payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSummary {
+    pub id: EventId,
+    pub event_type: String,
+    pub created: Timestamp,
+    pub received_at: Timestamp,
+    pub status: EventStatus,
+    pub outcome: Option<String>,
+    pub scenario: Option<String>,
+    pub workspace_hint: Option<String>,
+    pub customer_id: Option<String>,
+    pub subscription_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    pub event_type: Option<String>,
+    pub status: Option<EventStatus>,
+    pub outcome: Option<String>,
+    pub scenario: Option<String>,
+    /// `metadata.workspace_id` as sent, or a workspace the event is linked to.
+    pub workspace: Option<WorkspaceId>,
+    /// The event, its object, customer, subscription or checkout session.
+    pub stripe_id: Option<String>,
+    pub purchaser_email: Option<String>,
+    /// Received at or after.
+    pub since: Option<Timestamp>,
+    pub after: Option<Cursor>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxQuery {
+    /// `pending`, `sent`, `dead` or `superseded`.
+    pub state: Option<String>,
+    pub kind: Option<String>,
+    pub recipient: Option<String>,
+    pub workspace: Option<WorkspaceId>,
+    pub after: Option<Cursor>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub workspace: Option<WorkspaceId>,
+    pub actor: Option<String>,
+    pub after: Option<Cursor>,
+    pub limit: u32,
+}
+
+#[async_trait::async_trait]
+pub trait ListStore: Send + Sync {
+    async fn cases(&self, query: &CaseQuery) -> Result<Page<StoredCase>, StoreError>;
+    async fn events(&self, query: &EventQuery) -> Result<Page<EventSummary>, StoreError>;
+    async fn outbox(&self, query: &OutboxQuery) -> Result<Page<OutboxRow>, StoreError>;
+    async fn audit(&self, query: &AuditQuery) -> Result<Page<StoredAuditEntry>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_what_they_did_not_make() {
+        let cursor = Cursor::new(1_795_000_000, "case_0b6e");
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        for bad in ["", "x", "12", "12.", "a.b", "12.has space"] {
+            assert_eq!(Cursor::decode(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_fetch_of_one_more_than_the_limit_says_where_the_next_page_starts() {
+        let page = Page::from_fetch(vec![5, 4, 3], 2, |n| Cursor::new(*n, n.to_string()));
+        assert_eq!(page.items, [5, 4]);
+        assert_eq!(page.next, Some(Cursor::new(4, "4")));
+        let last = Page::from_fetch(vec![2, 1], 2, |n| Cursor::new(*n, n.to_string()));
+        assert_eq!(last.next, None);
+    }
+}
