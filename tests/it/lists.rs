@@ -1,22 +1,12 @@
 //! The operators' lists over HTTP: filters by what a customer or Stripe
 //! gives, newest first, paged by `next_cursor`.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::helpers::{PRIMARY_SECRET, TestApp, spawn_app};
-use crate::stripe_story::{DAY, Sub, T, WS};
+use crate::helpers::{PRIMARY_SECRET, TestApp};
+use crate::stripe_story::{DAY, Sub, T, WS, acme};
 
-async fn acme() -> TestApp {
-    let app = spawn_app().await;
-    app.post_json(
-        "/v1/workspaces",
-        &json!({"id": WS, "name": "Acme Rockets", "owner_email": "dana@acme.test"}),
-    )
-    .await
-    .expect(201);
-    app
-}
-
+/// Posts every event, then processes them.
 async fn deliver(app: &TestApp, events: &[Vec<u8>]) {
     for body in events {
         app.post_signed(body, PRIMARY_SECRET).await.expect(200);

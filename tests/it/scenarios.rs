@@ -3,23 +3,11 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{PRIMARY_SECRET, TestApp, spawn_app};
-use crate::stripe_story::{DAY, Sub, T, WS, event};
+use crate::helpers::{PRIMARY_SECRET, TestApp};
+use crate::stripe_story::{DAY, Sub, T, WS, deliver, event};
 
 async fn acme() -> TestApp {
-    let app = spawn_app().await;
-    app.post_json(
-        "/v1/workspaces",
-        &json!({"id": WS, "name": "Acme Rockets", "owner_email": "dana@acme.test"}),
-    )
-    .await
-    .expect(201);
-    app.put_json(
-        &format!("/v1/workspaces/{WS}/members/lee@acme.test"),
-        &json!({"role": "admin"}),
-    )
-    .await
-    .expect(200);
+    let app = crate::stripe_story::acme().await;
     app.post_json(
         "/v1/workspaces",
         &json!({"id": "ws_other", "name": "Other", "owner_email": "olga@other.test"}),
@@ -27,13 +15,6 @@ async fn acme() -> TestApp {
     .await
     .expect(201);
     app
-}
-
-async fn deliver(app: &TestApp, events: &[Vec<u8>]) {
-    for body in events {
-        app.post_signed(body, PRIMARY_SECRET).await.expect(200);
-        app.drain().await;
-    }
 }
 
 async fn scenario_of_event(app: &TestApp, id: &str) -> Value {

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{PRIMARY_SECRET, TestApp, spawn_app};
-use crate::stripe_story::{DAY, PRO, Sub, T, WS, event};
+use crate::stripe_story::{DAY, PRO, Sub, T, WS, acme, deliver, event};
 
 /// The three delivery orders every order-sensitive test runs.
 fn orders(events: &[Vec<u8>]) -> Vec<(&'static str, Vec<Vec<u8>>)> {
@@ -20,31 +20,6 @@ fn orders(events: &[Vec<u8>]) -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("reversed", reversed),
         ("shuffled", shuffled),
     ]
-}
-
-async fn acme() -> TestApp {
-    let app = spawn_app().await;
-    app.post_json(
-        "/v1/workspaces",
-        &json!({"id": WS, "name": "Acme Rockets", "owner_email": "dana@acme.test"}),
-    )
-    .await
-    .expect(201);
-    app.put_json(
-        &format!("/v1/workspaces/{WS}/members/lee@acme.test"),
-        &json!({"role": "admin"}),
-    )
-    .await
-    .expect(200);
-    app
-}
-
-/// Posts each event signed and processes it as it arrives.
-async fn deliver(app: &TestApp, events: &[Vec<u8>]) {
-    for body in events {
-        app.post_signed(body, PRIMARY_SECRET).await.expect(200);
-        app.drain().await;
-    }
 }
 
 async fn billing(app: &TestApp) -> Value {

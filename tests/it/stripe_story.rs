@@ -3,6 +3,34 @@
 
 use serde_json::{Value, json};
 
+use crate::helpers::{PRIMARY_SECRET, TestApp, spawn_app};
+
+/// A test app with `ws_acme01` owned by dana, with lee as an admin.
+pub async fn acme() -> TestApp {
+    let app = spawn_app().await;
+    app.post_json(
+        "/v1/workspaces",
+        &json!({"id": WS, "name": "Acme Rockets", "owner_email": "dana@acme.test"}),
+    )
+    .await
+    .expect(201);
+    app.put_json(
+        &format!("/v1/workspaces/{WS}/members/lee@acme.test"),
+        &json!({"role": "admin"}),
+    )
+    .await
+    .expect(200);
+    app
+}
+
+/// Posts each event signed and processes it as it arrives.
+pub async fn deliver(app: &TestApp, events: &[Vec<u8>]) {
+    for body in events {
+        app.post_signed(body, PRIMARY_SECRET).await.expect(200);
+        app.drain().await;
+    }
+}
+
 pub const WS: &str = "ws_acme01";
 pub const DAY: i64 = 86_400;
 pub const T: i64 = 1_795_000_000;
