@@ -222,7 +222,7 @@ async fn reconcile_periodically(
                 state.wake.notify_one();
             }
             Err(error) => {
-                tracing::warn!(error = %error, "reconciliation with Stripe failed; trying again next time")
+                tracing::warn!(error = %crate::telemetry::error_chain(&error), "reconciliation with Stripe failed; trying again next time")
             }
         }
     }

@@ -23,7 +23,7 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.store.check_ready().await.map_err(|e| {
-        tracing::warn!(error = %e, "not ready");
+        tracing::warn!(error = %crate::telemetry::error_chain(&e), "not ready");
         ApiError::NotReady(e.to_string())
     })?;
     Ok(Json(json!({"status": "ready"})))

@@ -98,7 +98,7 @@ async fn sync_from_stripe(state: &AppState, session: &str) -> bool {
         Ok(object) => object,
         Err(error) => {
             if !error.is_not_found() {
-                tracing::warn!(error = %error, "welcome page could not fetch the checkout session");
+                tracing::warn!(error = %crate::telemetry::error_chain(&error), "welcome page could not fetch the checkout session");
             }
             return false;
         }

@@ -13,7 +13,7 @@ use admit_core::provisioning::{
 use admit_core::{BillingEvent, BillingState, Catalog, Email, EventId, Timestamp};
 use admit_store::{
     AuditEntry, CaseWrite, EventStatus, EventStatusWrite, OutboxWrite, ScopeSnapshot, ScopeWrite,
-    StoredCase, WorkspaceCreation,
+    StoreError, StoredCase, WorkspaceCreation,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -182,7 +182,7 @@ pub fn plan_writes(
     snapshot: &ScopeSnapshot,
     policy: &Policy<'_>,
     now: Timestamp,
-) -> Result<ScopeWrite, String> {
+) -> Result<ScopeWrite, StoreError> {
     plan_writes_with_followups(snapshot, policy, now).map(|(write, _)| write)
 }
 
@@ -191,7 +191,7 @@ pub fn plan_writes_with_followups(
     snapshot: &ScopeSnapshot,
     policy: &Policy<'_>,
     now: Timestamp,
-) -> Result<(ScopeWrite, Followups), String> {
+) -> Result<(ScopeWrite, Followups), StoreError> {
     let mut events: Vec<BillingEvent> = Vec::new();
     for stored in &snapshot.events {
         // Events of the other Stripe mode never provision; malformed or

@@ -72,7 +72,7 @@ impl Processor {
             let object = match client.retrieve_subscription(subscription.as_str()).await {
                 Ok(object) => object,
                 Err(error) => {
-                    tracing::warn!(subscription = %subscription, error = %error, "could not fetch a subscription to settle a same-second tie");
+                    tracing::warn!(subscription = %subscription, error = %error_chain(&error), "could not fetch a subscription to settle a same-second tie");
                     continue;
                 }
             };
@@ -89,7 +89,7 @@ impl Processor {
                     tracing::info!(subscription = %subscription, "same-second tie settled from Stripe");
                 }
                 Err(error) => {
-                    tracing::warn!(subscription = %subscription, error = %error, "could not record a fetched subscription");
+                    tracing::warn!(subscription = %subscription, error = %error_chain(&error), "could not record a fetched subscription");
                 }
             }
         }
@@ -136,7 +136,7 @@ impl Processor {
             }
             Err(error) => {
                 // Malformed content does not improve with retries: failed, visible, kept.
-                tracing::warn!(event_id = %id, error = %error, "event cannot be read");
+                tracing::warn!(event_id = %id, error = %error_chain(&error), "event cannot be read");
                 self.store
                     .finish_event_unprovisioned(&id, EventStatus::Failed, &error.to_string(), None)
                     .await?;

@@ -223,7 +223,7 @@ pub enum SessionPayment {
 
 /// The decision the caller runs inside the scope's transaction: pure code
 /// from snapshot to writes.
-pub type Decide<'a> = dyn Fn(&ScopeSnapshot) -> Result<ScopeWrite, String> + Send + Sync + 'a;
+pub type Decide<'a> = dyn Fn(&ScopeSnapshot) -> Result<ScopeWrite, StoreError> + Send + Sync + 'a;
 
 #[async_trait::async_trait]
 pub trait ProvisioningStore: Send + Sync {
@@ -245,6 +245,12 @@ pub trait ProvisioningStore: Send + Sync {
 
     /// In one transaction: loads the claimed event's scope, runs `decide`,
     /// writes its result.
+    ///
+    /// Concurrency contract: `provision` is serialisable per scope. No other
+    /// `provision` whose scope overlaps this one's can read or write between
+    /// this one's scope read and its commit, so two events of one workspace
+    /// never derive from each other's half-written state. Every backend must
+    /// keep this (SQLite: one writer under `BEGIN IMMEDIATE`).
     async fn provision(
         &self,
         claimed: &EventId,

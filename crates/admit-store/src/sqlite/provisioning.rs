@@ -73,7 +73,7 @@ impl ProvisioningStore for SqliteStore {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         write_keys(&mut tx, claimed, keys).await?;
         let snapshot = load_snapshot(&mut tx, claimed, keys).await?;
-        let write = decide(&snapshot).map_err(StoreError::Decision)?;
+        let write = decide(&snapshot)?;
         if !write.create_workspaces.is_empty() {
             create_workspaces(&mut tx, &write, now).await?;
             sqlx::query("UPDATE stripe_events SET lease_until = NULL WHERE id = ?")
