@@ -160,9 +160,10 @@ impl App {
         if let Some(task) = sender_task {
             worker::finish_or_cut(&sender, task, deadline).await;
         }
-        if let Some(task) = reconcile_task {
+        if let Some(mut task) = reconcile_task {
             // Reconciliation only records; cutting it short loses nothing.
-            if tokio::time::timeout_at(deadline, task).await.is_err() {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
                 tracing::warn!("shutdown grace period over: reconciliation cut short");
             }
         }
@@ -171,13 +172,23 @@ impl App {
             None => match tokio::time::timeout_at(deadline, &mut server).await {
                 Ok(served) => served,
                 Err(_) => {
+                    // Connections still open end with the process.
                     server.abort();
-                    tracing::warn!("shutdown grace period over: open connections closed");
+                    tracing::warn!(
+                        "shutdown grace period over: no longer waiting for open connections"
+                    );
                     Ok(Ok(()))
                 }
             },
         };
-        self.state.store.close().await;
+        // Closing waits for connections in use; a handler past the deadline
+        // must not hold the exit.
+        if tokio::time::timeout(Duration::from_secs(2), self.state.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections still in use at exit");
+        }
         result
             .context("the HTTP server task failed")?
             .context("the HTTP server failed")

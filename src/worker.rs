@@ -102,7 +102,13 @@ pub async fn finish_or_cut<W: Worker>(
     deadline: tokio::time::Instant,
 ) -> bool {
     match tokio::time::timeout_at(deadline, &mut task).await {
-        Ok(_) => true,
+        Ok(Ok(())) => true,
+        // A step that panicked holds its lease too.
+        Ok(Err(error)) => {
+            tracing::error!(worker = W::NAME, error = %error, "background worker ended abnormally");
+            worker.release().await;
+            true
+        }
         Err(_) => {
             task.abort();
             let _ = task.await;

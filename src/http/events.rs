@@ -67,7 +67,7 @@ async fn list(
             stripe_id: nonempty(query.stripe_id),
             purchaser_email: super::email_filter(query.email)?,
             since: query.since.map(Timestamp::from_unix),
-            after: super::cursor(query.cursor.as_deref())?,
+            after: super::cursor(query.cursor.as_deref(), admit_store::ListKind::Events)?,
             limit: super::page_size(query.limit)?,
         })
         .await?;

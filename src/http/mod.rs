@@ -71,12 +71,17 @@ fn page_size(limit: Option<i64>) -> Result<u32, ApiError> {
 }
 
 /// `?cursor=` of the paged list routes: what a previous page's `next_cursor` said.
-fn cursor(raw: Option<&str>) -> Result<Option<admit_store::Cursor>, ApiError> {
+fn cursor(
+    raw: Option<&str>,
+    list: admit_store::ListKind,
+) -> Result<Option<admit_store::Cursor>, ApiError> {
     match raw.filter(|c| !c.is_empty()) {
         None => Ok(None),
-        Some(raw) => admit_store::Cursor::decode(raw).map(Some).ok_or_else(|| {
-            ApiError::InvalidRequest("cursor must be a next_cursor this API returned".into())
-        }),
+        Some(raw) => admit_store::Cursor::decode(raw, list)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::InvalidRequest("cursor must be a next_cursor this API returned".into())
+            }),
     }
 }
 

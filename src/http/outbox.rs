@@ -59,9 +59,13 @@ async fn list(
         .outbox(&OutboxQuery {
             state: filter.map(str::to_owned),
             kind: query.kind.filter(|k| !k.is_empty()),
-            recipient: query.recipient.filter(|r| !r.is_empty()),
+            // An address is compared as admit stores it; `support` as it is.
+            recipient: query
+                .recipient
+                .filter(|r| !r.is_empty())
+                .map(|r| admit_core::Email::parse(&r).map_or(r, String::from)),
             workspace: super::workspace_filter(query.workspace_id)?,
-            after: super::cursor(query.cursor.as_deref())?,
+            after: super::cursor(query.cursor.as_deref(), admit_store::ListKind::Outbox)?,
             limit: super::page_size(query.limit)?,
         })
         .await?;

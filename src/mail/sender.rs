@@ -46,7 +46,7 @@ pub struct Sender {
     clock: Arc<dyn Clock>,
     transport: Arc<Transport>,
     metrics: Arc<Metrics>,
-    in_flight: InFlight<i64>,
+    in_flight: InFlight<(i64, Timestamp)>,
 }
 
 /// Why an attempt failed, as stored in `last_error`; `permanent` skips the retries.
@@ -104,7 +104,7 @@ impl Sender {
         let Some(row) = self.store.claim_next_message(now, LEASE_SECS).await? else {
             return Ok(Step::Empty);
         };
-        self.in_flight.hold(row.id);
+        self.in_flight.hold((row.id, now.plus_seconds(LEASE_SECS)));
         let recorded = self.deliver(row, now).await;
         self.in_flight.done();
         recorded
@@ -276,8 +276,8 @@ impl Worker for Sender {
     }
 
     async fn release(&self) {
-        if let Some(id) = self.in_flight.take()
-            && let Err(error) = self.store.release_message(id).await
+        if let Some((id, lease_until)) = self.in_flight.take()
+            && let Err(error) = self.store.release_message(id, lease_until).await
         {
             tracing::error!(outbox_id = id, error = %error_chain(&error), "could not release a message's lease");
         }

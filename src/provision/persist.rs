@@ -256,6 +256,7 @@ pub fn plan_writes_with_followups(
                     state: event_state(e.status),
                     outcome: e.outcome.clone(),
                     scenario: e.scenario.as_deref().and_then(Scenario::parse),
+                    received_at: e.received_at,
                 },
             )
         })
@@ -435,8 +436,11 @@ fn persist_case(
         (CaseTransition::Update, Some(case)) => {
             let update = case_write(case, "held", None);
             // Nothing to record when the stored row already says it.
-            if stored.is_none_or(|s| update.event_ids != s.event_ids || update.details != s.details)
-            {
+            if stored.is_none_or(|s| {
+                update.event_ids != s.event_ids
+                    || update.details != s.details
+                    || update.scenario != s.scenario
+            }) {
                 write.cases.push(update);
             }
             return;

@@ -36,7 +36,7 @@ pub struct Processor {
     clock: Arc<dyn Clock>,
     /// Settles same-second ties by asking Stripe (DESIGN.md §2.3), when a key is configured.
     stripe: Option<admit_stripe::api::StripeClient>,
-    in_flight: InFlight<EventId>,
+    in_flight: InFlight<(EventId, admit_core::Timestamp)>,
 }
 
 /// The wait after the `attempts`-th failed attempt.
@@ -101,7 +101,8 @@ impl Processor {
         let Some(id) = self.store.claim_next_event(now, LEASE_SECS).await? else {
             return Ok(Step::Empty);
         };
-        self.in_flight.hold(id.clone());
+        self.in_flight
+            .hold((id.clone(), now.plus_seconds(LEASE_SECS)));
         let settled = self.settle(id, now).await;
         self.in_flight.done();
         settled
@@ -216,8 +217,8 @@ impl Worker for Processor {
     }
 
     async fn release(&self) {
-        if let Some(id) = self.in_flight.take()
-            && let Err(error) = self.store.release_event(&id).await
+        if let Some((id, lease_until)) = self.in_flight.take()
+            && let Err(error) = self.store.release_event(&id, lease_until).await
         {
             tracing::error!(event_id = %id, error = %error_chain(&error), "could not release an event's lease");
         }

@@ -24,7 +24,7 @@ pub use directory::{Actor, DirectoryStore, MemberChange};
 pub use error::StoreError;
 pub use events::{EventSource, EventStatus, InsertOutcome, NewEvent, StoredEvent};
 pub use list::{
-    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListStore, OutboxQuery, Page,
+    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListKind, ListStore, OutboxQuery, Page,
 };
 pub use outbox::OutboxStore;
 pub use provisioning::{

@@ -8,28 +8,54 @@ use crate::audit::StoredAuditEntry;
 use crate::events::EventStatus;
 use crate::provisioning::{OutboxRow, StoredCase};
 
-/// Where the next page starts: opaque to callers, `<sort key>.<id>` inside.
+/// Which list a cursor pages through: a cursor of one list is no cursor of another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    Cases,
+    Events,
+    Outbox,
+    Audit,
+}
+
+impl ListKind {
+    fn tag(self) -> &'static str {
+        match self {
+            ListKind::Cases => "c",
+            ListKind::Events => "e",
+            ListKind::Outbox => "o",
+            ListKind::Audit => "a",
+        }
+    }
+}
+
+/// Where the next page starts: opaque to callers, `<list>.<sort key>.<id>` inside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
+    pub(crate) list: ListKind,
     pub(crate) at: i64,
     pub(crate) id: String,
 }
 
 impl Cursor {
-    pub(crate) fn new(at: i64, id: impl Into<String>) -> Self {
-        Self { at, id: id.into() }
+    pub(crate) fn new(list: ListKind, at: i64, id: impl Into<String>) -> Self {
+        Self {
+            list,
+            at,
+            id: id.into(),
+        }
     }
 
     pub fn encode(&self) -> String {
-        format!("{}.{}", self.at, self.id)
+        format!("{}.{}.{}", self.list.tag(), self.at, self.id)
     }
 
-    /// `None` for anything that is not a cursor this store handed out.
-    pub fn decode(raw: &str) -> Option<Self> {
-        let (at, id) = raw.split_once('.')?;
+    /// `None` for anything that is not a cursor of `list` this store handed out.
+    pub fn decode(raw: &str, list: ListKind) -> Option<Self> {
+        let rest = raw.strip_prefix(list.tag())?.strip_prefix('.')?;
+        let (at, id) = rest.split_once('.')?;
         let at = at.parse().ok()?;
         (!id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_graphic()))
-            .then(|| Self::new(at, id))
+            .then(|| Self::new(list, at, id))
     }
 }
 
@@ -139,19 +165,28 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_refuse_what_they_did_not_make() {
-        let cursor = Cursor::new(1_795_000_000, "case_0b6e");
-        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
-        for bad in ["", "x", "12", "12.", "a.b", "12.has space"] {
-            assert_eq!(Cursor::decode(bad), None, "{bad:?}");
+        let cursor = Cursor::new(ListKind::Cases, 1_795_000_000, "case_0b6e");
+        assert_eq!(
+            Cursor::decode(&cursor.encode(), ListKind::Cases),
+            Some(cursor.clone())
+        );
+        assert_eq!(
+            Cursor::decode(&cursor.encode(), ListKind::Outbox),
+            None,
+            "a cases cursor pages no other list"
+        );
+        for bad in ["", "x", "c.12", "c.12.", "c.a.b", "c.12.has space", "12.id"] {
+            assert_eq!(Cursor::decode(bad, ListKind::Cases), None, "{bad:?}");
         }
     }
 
     #[test]
     fn a_fetch_of_one_more_than_the_limit_says_where_the_next_page_starts() {
-        let page = Page::from_fetch(vec![5, 4, 3], 2, |n| Cursor::new(*n, n.to_string()));
+        let at = |n: &i64| Cursor::new(ListKind::Audit, *n, n.to_string());
+        let page = Page::from_fetch(vec![5, 4, 3], 2, at);
         assert_eq!(page.items, [5, 4]);
-        assert_eq!(page.next, Some(Cursor::new(4, "4")));
-        let last = Page::from_fetch(vec![2, 1], 2, |n| Cursor::new(*n, n.to_string()));
+        assert_eq!(page.next, Some(Cursor::new(ListKind::Audit, 4, "4")));
+        let last = Page::from_fetch(vec![2, 1], 2, at);
         assert_eq!(last.next, None);
     }
 }

@@ -38,6 +38,11 @@ const SQLITE: &[Embedded] = &[
         description: "scenarios",
         sql: include_str!("../migrations/sqlite/0005_scenarios.sql"),
     },
+    Embedded {
+        version: 6,
+        description: "list indexes",
+        sql: include_str!("../migrations/sqlite/0006_list_indexes.sql"),
+    },
 ];
 
 fn migrator(embedded: &[Embedded]) -> Migrator {

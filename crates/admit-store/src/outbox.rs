@@ -34,5 +34,6 @@ pub trait OutboxStore: Send + Sync {
 
     /// Gives up the lease on a message this process claimed but could not
     /// finish (a shutdown cut it short), so a restart sends it at once.
-    async fn release_message(&self, id: i64) -> Result<(), StoreError>;
+    /// `lease_until` is the lease the claim set: one taken since is left alone.
+    async fn release_message(&self, id: i64, lease_until: Timestamp) -> Result<(), StoreError>;
 }

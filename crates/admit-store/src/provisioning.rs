@@ -27,6 +27,7 @@ pub struct ScopeEvent {
     pub status: EventStatus,
     pub outcome: Option<String>,
     pub scenario: Option<String>,
+    pub received_at: Timestamp,
 }
 
 /// A case as stored.
@@ -241,7 +242,9 @@ pub trait ProvisioningStore: Send + Sync {
 
     /// Gives up the lease on an event this process claimed but could not
     /// finish (a shutdown cut it short), so a restart takes it at once.
-    async fn release_event(&self, id: &EventId) -> Result<(), StoreError>;
+    /// `lease_until` is the lease the claim set: a lease someone else has
+    /// taken since is left alone.
+    async fn release_event(&self, id: &EventId, lease_until: Timestamp) -> Result<(), StoreError>;
 
     /// In one transaction: loads the claimed event's scope, runs `decide`,
     /// writes its result.

@@ -59,13 +59,11 @@ impl Binding {
 fn direct(purchase: &Purchase, facts: &Facts<'_>) -> Option<Binding> {
     let operator = std::iter::once(purchase.key.as_str())
         .chain(purchase.session_ids.iter().map(String::as_str))
-        .find_map(|id| facts.purchase_bindings.get(id).map(|w| (id, w)));
-    if let Some((id, workspace)) = operator {
-        return Some(if facts.remembered_purchases.contains(id) {
-            Binding::PurchaserAdministers(workspace.clone())
-        } else {
-            Binding::Operator(workspace.clone())
-        });
+        .find_map(|id| facts.purchase_bindings.get(id));
+    if let Some(workspace) = operator {
+        // A kept rule-3 binding is a fact like an operator's: the messages
+        // follow the purchaser's role now; its scenario stays S4.
+        return Some(Binding::Operator(workspace.clone()));
     }
     if let Some(intent) = purchase
         .session_ids

@@ -56,6 +56,9 @@ pub struct StoredEvent {
     pub state: EventState,
     pub outcome: Option<String>,
     pub scenario: Option<Scenario>,
+    /// When admit received it: with Stripe's `created`, this says whether it
+    /// arrived out of order.
+    pub received_at: crate::Timestamp,
 }
 
 /// What storage holds for the scope of one claimed event.
@@ -305,23 +308,26 @@ fn case_changes(derivation: &Derivation, stored: &BTreeMap<String, StoredCase>) 
     out
 }
 
-/// Whether the claimed event arrived after an event of its own purchase
-/// that Stripe created later had already been processed.
-fn arrived_late(claimed: &EventId, events: &[BillingEvent], stored: Stored<'_>) -> bool {
-    let Some(event) = events.iter().find(|e| &e.id == claimed) else {
-        return false;
-    };
-    let Some(key) = purchase_key(event) else {
-        return false;
-    };
-    events.iter().any(|other| {
-        other.created > event.created
-            && purchase_key(other).as_ref() == Some(&key)
-            && stored
-                .events
-                .get(&other.id)
-                .is_some_and(|s| matches!(s.state, EventState::Processed | EventState::Held))
-    })
+/// Events that arrived after an event of their own purchase that Stripe
+/// created later: their effect came from re-deriving the set (S7). A pure
+/// function of what is stored, so it does not depend on when processing ran.
+fn arrived_late(events: &[BillingEvent], stored: Stored<'_>) -> BTreeSet<EventId> {
+    let received = |id: &EventId| stored.events.get(id).map(|e| e.received_at);
+    let mut late = BTreeSet::new();
+    for event in events {
+        let (Some(key), Some(arrived)) = (purchase_key(event), received(&event.id)) else {
+            continue;
+        };
+        let overtaken = events.iter().any(|other| {
+            other.created > event.created
+                && purchase_key(other).as_ref() == Some(&key)
+                && received(&other.id).is_some_and(|r| r < arrived)
+        });
+        if overtaken {
+            late.insert(event.id.clone());
+        }
+    }
+    late
 }
 
 fn outcome_changes(
@@ -340,18 +346,16 @@ fn outcome_changes(
             scenario: None,
         });
     }
-    let late = arrived_late(stored.claimed, events, stored);
+    let late = arrived_late(events, stored);
     for (id, outcome) in &derivation.outcomes {
         let state = match outcome.status {
             OutcomeStatus::Processed => EventState::Processed,
             OutcomeStatus::Held => EventState::Held,
         };
         let current = stored.events.get(id);
-        // An event that came after a later one of its purchase was decided by
-        // convergence (S7), and says so for good.
-        let scenario = if (id == stored.claimed && late)
-            || current.is_some_and(|e| e.scenario == Some(Scenario::S7))
-        {
+        // A late event whose purchase was provisioned was decided by
+        // convergence (S7); one of a held purchase names the case's row.
+        let scenario = if late.contains(id) && outcome.reason == "provisioned" {
             Some(Scenario::S7)
         } else {
             outcome.scenario
@@ -633,7 +637,7 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_are_rewritten_when_they_change_and_a_late_arrival_is_s7_for_good() {
+    fn outcomes_are_rewritten_when_they_change_and_a_late_arrival_is_s7() {
         let world = World::standard();
         let events = Story::new(6, "dana@acme.test", Some("ws_acme01")).purchase();
         let d = world.derive(&events);
@@ -648,10 +652,21 @@ mod tests {
                         state: EventState::Processed,
                         outcome: Some(outcome.reason.to_owned()),
                         scenario: outcome.scenario,
+                        received_at: crate::Timestamp::from_unix(T0 + 100),
                     },
                 );
             }
         }
+        // The subscription's creation arrives last of all.
+        storage.events.insert(
+            EventId::parse("evt_s6_sub_created").expect("id"),
+            StoredEvent {
+                state: EventState::Received,
+                outcome: None,
+                scenario: None,
+                received_at: crate::Timestamp::from_unix(T0 + 200),
+            },
+        );
         let c = storage.changes("evt_s6_sub_created", &d, &events);
         assert_eq!(
             c.outcomes
@@ -661,12 +676,14 @@ mod tests {
             [("evt_s6_sub_created", Some(Scenario::S7))],
             "only the late one is written; the rest are unchanged"
         );
+        // Whoever is processed next, the late one stays S7: it is a fact of arrival.
         storage.events.insert(
             EventId::parse("evt_s6_sub_created").expect("id"),
             StoredEvent {
                 state: EventState::Processed,
                 outcome: Some("provisioned".into()),
                 scenario: Some(Scenario::S7),
+                received_at: crate::Timestamp::from_unix(T0 + 200),
             },
         );
         let c = storage.changes("evt_s6_checkout", &d, &events);

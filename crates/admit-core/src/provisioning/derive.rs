@@ -967,10 +967,11 @@ fn payments(
             for event in ids {
                 b.out.outcomes.insert(
                     event,
+                    // Only recorded: no row of the table decided anything.
                     EventOutcome {
                         status: OutcomeStatus::Processed,
                         reason,
-                        scenario: Some(Scenario::S17),
+                        scenario: None,
                     },
                 );
             }
@@ -1028,6 +1029,15 @@ fn provisioned_scenario(
         &candidate.binding,
         Binding::Trusted { intent: Some(intent), .. } if purchaser == Some(&intent.initiator)
     );
+    let remembered = std::iter::once(purchase.key.as_str())
+        .chain(purchase.session_ids.iter().map(String::as_str))
+        .any(|id| b.facts.remembered_purchases.contains(id));
+    // An operator who invited the purchaser (any role) onboards them: S1.
+    let invited = matches!(candidate.binding, Binding::Operator(_))
+        && b.facts
+            .directory
+            .get(workspace_id)
+            .is_some_and(|w| purchaser.is_some_and(|p| w.role_of(p).is_some()));
     match status {
         SubscriptionStatus::PastDue => Scenario::S11,
         SubscriptionStatus::Canceled
@@ -1035,10 +1045,13 @@ fn provisioned_scenario(
         | SubscriptionStatus::IncompleteExpired => Scenario::S12,
         s if s.is_live() && purchase.scheduled_end().is_some() => Scenario::S12,
         _ if replaced_lapsed => Scenario::S15,
+        // Still paying for the plan in force after a change to an unknown price.
+        _ if matches!(candidate.note, PriceNote::KeptUnknown(_)) => Scenario::S16,
         _ => match &candidate.binding {
             Binding::KnownCustomer(_) => Scenario::S3,
             Binding::PurchaserAdministers(_) => Scenario::S4,
-            _ if administers || initiated => Scenario::S1,
+            Binding::Operator(_) if remembered => Scenario::S4,
+            _ if administers || initiated || invited => Scenario::S1,
             _ => Scenario::S2,
         },
     }

@@ -1087,3 +1087,65 @@ fn the_stripe_situations_name_their_rows() {
     let d = world.derive(&[unpaid]);
     assert_eq!(scenario_of(&d, "evt_sepa_only"), Some(Scenario::S18));
 }
+
+#[test]
+fn kept_and_operator_bindings_name_their_rows_and_message_by_the_role_now() {
+    // Lee bought as the admin of one workspace (rule 3); the binding was kept.
+    let mut world = World::standard();
+    let story = Story::new(70, "lee@acme.test", None);
+    world
+        .purchase_bindings
+        .insert("sub_Story0070".into(), ws_id(WS));
+    world.remembered_purchases.insert("sub_Story0070".into());
+    let d = world.derive(&story.purchase());
+    assert_eq!(d.billing_scenarios[&ws_id(WS)], Scenario::S4);
+
+    // Lee is no longer a member: still S4, and Lee is told who administers it.
+    world.directory =
+        crate::Directory::new([workspace(WS, &[("dana@acme.test", crate::Role::Owner)])]);
+    let d = world.derive(&story.purchase());
+    assert_eq!(d.billing_scenarios[&ws_id(WS)], Scenario::S4);
+    assert!(
+        d.effects
+            .contains_key("billing_contact_notice:sub_Story0070:lee@acme.test"),
+        "{:?}",
+        keys(&d)
+    );
+
+    // An operator invited a stranger as a plain member: S1, and they are onboarded.
+    let mut world = World::standard();
+    let stranger = Story::new(71, "sam@else.test", None);
+    world
+        .purchase_bindings
+        .insert("sub_Story0071".into(), ws_id(WS));
+    world.directory = crate::Directory::new([workspace(
+        WS,
+        &[
+            ("dana@acme.test", crate::Role::Owner),
+            ("sam@else.test", crate::Role::Member),
+        ],
+    )]);
+    let d = world.derive(&stranger.purchase());
+    assert_eq!(d.billing_scenarios[&ws_id(WS)], Scenario::S1);
+    assert!(
+        d.effects
+            .contains_key("onboarding:sub_Story0071:sam@else.test")
+    );
+}
+
+#[test]
+fn a_kept_plan_names_s16_on_its_billing_too() {
+    let world = World::standard();
+    let story = Story::new(72, "dana@acme.test", Some(WS));
+    let mut events = story.purchase();
+    events.push(story.subscription_with(
+        "sub_repriced",
+        10 * DAY,
+        Updated,
+        Active,
+        false,
+        "price_NotInCatalog",
+    ));
+    let d = world.derive(&events);
+    assert_eq!(d.billing_scenarios[&ws_id(WS)], Scenario::S16);
+}

@@ -11,7 +11,7 @@ use crate::StoreError;
 use crate::audit::StoredAuditEntry;
 use crate::events::EventStatus;
 use crate::list::{
-    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListStore, OutboxQuery, Page,
+    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListKind, ListStore, OutboxQuery, Page,
 };
 use crate::provisioning::{OutboxRow, StoredCase};
 
@@ -58,7 +58,7 @@ impl ListStore for SqliteStore {
             .map(stored_case)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_fetch(cases, limit, |c| {
-            Cursor::new(c.created_at.unix(), c.id.clone())
+            Cursor::new(ListKind::Cases, c.created_at.unix(), c.id.clone())
         }))
     }
 
@@ -121,7 +121,7 @@ impl ListStore for SqliteStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Page::from_fetch(events, limit, |e| {
-            Cursor::new(e.received_at.unix(), e.id.as_str())
+            Cursor::new(ListKind::Events, e.received_at.unix(), e.id.as_str())
         }))
     }
 
@@ -147,7 +147,7 @@ impl ListStore for SqliteStore {
         .await?;
         let messages = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_fetch(messages, limit, |m| {
-            Cursor::new(m.id, m.id.to_string())
+            Cursor::new(ListKind::Outbox, m.id, m.id.to_string())
         }))
     }
 
@@ -170,7 +170,7 @@ impl ListStore for SqliteStore {
         .await?;
         let entries = rows.iter().map(audit_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_fetch(entries, limit, |e| {
-            Cursor::new(e.id, e.id.to_string())
+            Cursor::new(ListKind::Audit, e.id, e.id.to_string())
         }))
     }
 }

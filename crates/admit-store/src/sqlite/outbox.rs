@@ -38,11 +38,15 @@ impl OutboxStore for SqliteStore {
         row.as_ref().map(outbox_row).transpose()
     }
 
-    async fn release_message(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET lease_until = NULL WHERE id = ? AND state = 'pending'")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    async fn release_message(&self, id: i64, lease_until: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET lease_until = NULL
+             WHERE id = ? AND lease_until = ? AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(lease_until.unix())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -52,12 +52,13 @@ impl ProvisioningStore for SqliteStore {
         id.map(parse_event_id).transpose()
     }
 
-    async fn release_event(&self, id: &EventId) -> Result<(), StoreError> {
+    async fn release_event(&self, id: &EventId, lease_until: Timestamp) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE stripe_events SET lease_until = NULL
-             WHERE id = ? AND status IN ('received', 'failed')",
+             WHERE id = ? AND lease_until = ? AND status IN ('received', 'failed')",
         )
         .bind(id.as_str())
+        .bind(lease_until.unix())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -98,7 +99,8 @@ impl ProvisioningStore for SqliteStore {
         let failed = status == EventStatus::Failed;
         sqlx::query(
             "UPDATE stripe_events SET status = ?, outcome = ?, last_error = ?, next_attempt_at = ?,
-                 lease_until = NULL, processed_at = CASE WHEN ? THEN processed_at ELSE unixepoch() END
+                 lease_until = NULL, scenario = NULL,
+                 processed_at = CASE WHEN ? THEN processed_at ELSE unixepoch() END
              WHERE id = ?",
         )
         .bind(status.as_str())
@@ -283,7 +285,8 @@ impl ProvisioningStore for SqliteStore {
 
     async fn requeue_event(&self, id: &EventId) -> Result<bool, StoreError> {
         let changed = sqlx::query(
-            "UPDATE stripe_events SET status = 'received', next_attempt_at = NULL, lease_until = NULL WHERE id = ?",
+"UPDATE stripe_events SET status = 'received', next_attempt_at = NULL, lease_until = NULL,
+                 scenario = NULL WHERE id = ?",
         )
         .bind(id.as_str())
         .execute(&self.pool)

@@ -24,7 +24,7 @@ impl ScopeQueries for SqliteConnection {
     ) -> Result<Vec<(ScopeEvent, EventKeys)>, StoreError> {
         {
             let rows = sqlx::query(
-                "SELECT id, type, livemode, payload, status, outcome, scenario, customer_id,
+                "SELECT id, type, livemode, payload, status, outcome, scenario, received_at, customer_id,
                         subscription_id, checkout_session_id, workspace_hint, purchaser_email,
                         charge_id, payment_intent_id
                  FROM stripe_events
@@ -56,6 +56,7 @@ impl ScopeQueries for SqliteConnection {
                             .ok_or_else(|| corrupt("unknown event status"))?,
                         outcome: row.try_get("outcome")?,
                         scenario: row.try_get("scenario")?,
+                        received_at: admit_core::Timestamp::from_unix(row.try_get("received_at")?),
                     };
                     Ok((event, row_keys(row)?))
                 })
