@@ -64,6 +64,74 @@ enum Command {
     /// Operators' view of outgoing email: list messages, or queue one again.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Send signed, realistic Stripe event sequences to a running admit (like
+    /// `stripe trigger`), with the webhook secret and address of this configuration.
+    #[command(subcommand)]
+    Simulate(SimulateCommand),
+}
+
+#[derive(Debug, Args)]
+struct SimulateTarget {
+    /// admit's address (default: http://<ADMIT_LISTEN>).
+    #[arg(long)]
+    url: Option<String>,
+    /// Deliver every event this many times (Stripe delivers at least once).
+    #[arg(long, default_value_t = 1)]
+    duplicate: u32,
+    /// Deliver the events in a random order.
+    #[arg(long)]
+    shuffle: bool,
+    /// Wait until the events are processed and print the purchaser's access.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum SimulateCommand {
+    /// A paid subscription checkout for a workspace.
+    Checkout {
+        #[arg(long, value_parser = parse_workspace)]
+        workspace: WorkspaceId,
+        /// The purchaser's email.
+        #[arg(long, value_parser = parse_email)]
+        email: Email,
+        /// A plan key of the catalog (default: the highest-ranked paid plan).
+        #[arg(long)]
+        plan: Option<String>,
+        /// Paid by someone else at the purchaser's company (billing@<their domain>),
+        /// who administers nothing.
+        #[arg(long)]
+        mismatch: bool,
+        /// A Payment Link purchase: no workspace in the metadata.
+        #[arg(long)]
+        unbound: bool,
+        #[command(flatten)]
+        target: SimulateTarget,
+    },
+    /// The workspace's renewal payment fails: `past_due`.
+    RenewalFailed {
+        #[arg(long, value_parser = parse_workspace)]
+        workspace: WorkspaceId,
+        #[command(flatten)]
+        target: SimulateTarget,
+    },
+    /// The workspace's subscription is canceled (or scheduled to end).
+    Cancel {
+        #[arg(long, value_parser = parse_workspace)]
+        workspace: WorkspaceId,
+        /// Schedule the end instead of ending now.
+        #[arg(long)]
+        at_period_end: bool,
+        #[command(flatten)]
+        target: SimulateTarget,
+    },
+    /// The workspace's first payment is disputed.
+    Dispute {
+        #[arg(long, value_parser = parse_workspace)]
+        workspace: WorkspaceId,
+        #[command(flatten)]
+        target: SimulateTarget,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +184,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve
         | Command::Migrate
         | Command::Outbox(_)
+        | Command::Simulate(_)
         | Command::Backfill { .. }
         | Command::Reconcile { .. } => ExitCode::FAILURE,
     };
@@ -145,7 +214,117 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Outbox(command) => outbox(config, command).await.map(|()| ExitCode::SUCCESS),
         Command::Backfill { since } => backfill(config, since).await.map(|()| ExitCode::SUCCESS),
         Command::Reconcile { apply } => reconcile(config, apply).await.map(|()| ExitCode::SUCCESS),
+        Command::Simulate(command) => simulate(config, command).await.map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// The price a simulated checkout buys: the plan's first price.
+fn simulated_price(config: &Config, plan: Option<&str>) -> anyhow::Result<String> {
+    let plan = match plan {
+        Some(key) => config
+            .catalog
+            .get_str(key)
+            .filter(|p| !p.free_tier)
+            .ok_or_else(|| anyhow::anyhow!("plan {key:?} is not a paid plan of the catalog"))?,
+        None => config
+            .catalog
+            .plans()
+            .filter(|p| !p.free_tier)
+            .max_by(|a, b| (a.rank, &b.key).cmp(&(b.rank, &a.key)))
+            .ok_or_else(|| anyhow::anyhow!("the catalog has no paid plan"))?,
+    };
+    plan.prices
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("plan {} lists no price", plan.key))
+}
+
+/// The subscription admit holds for `workspace`, from its billing state.
+async fn existing_purchase(
+    config: &Config,
+    workspace: &WorkspaceId,
+    url: Option<String>,
+) -> anyhow::Result<crate::simulate::Purchase> {
+    let target = crate::simulate::Target::from_config(config, url)?;
+    let billing =
+        crate::simulate::get(&target, &format!("/v1/workspaces/{workspace}/billing")).await?;
+    crate::simulate::Purchase::existing(&billing, workspace.as_str())
+}
+
+async fn simulate(config: Config, command: SimulateCommand) -> anyhow::Result<()> {
+    use crate::simulate::{Delivery, Purchase, Target, send, wait_for_access};
+    let (target_args, workspace, email, events) = match command {
+        SimulateCommand::Checkout {
+            workspace,
+            email,
+            plan,
+            mismatch,
+            unbound,
+            target,
+        } => {
+            let price = simulated_price(&config, plan.as_deref())?;
+            let purchaser = if mismatch {
+                let domain = email
+                    .as_str()
+                    .rsplit_once('@')
+                    .map_or("example.test", |(_, d)| d);
+                format!("billing@{domain}")
+            } else {
+                email.to_string()
+            };
+            let metadata = (!unbound).then(|| workspace.as_str().to_owned());
+            let purchase = Purchase::new(&purchaser, metadata.as_deref(), &price);
+            (target, workspace, email.to_string(), purchase.checkout())
+        }
+        SimulateCommand::RenewalFailed { workspace, target } => {
+            let purchase = existing_purchase(&config, &workspace, target.url.clone()).await?;
+            (
+                target,
+                workspace,
+                purchase.email.clone(),
+                purchase.renewal_failed(),
+            )
+        }
+        SimulateCommand::Cancel {
+            workspace,
+            at_period_end,
+            target,
+        } => {
+            let purchase = existing_purchase(&config, &workspace, target.url.clone()).await?;
+            (
+                target,
+                workspace,
+                purchase.email.clone(),
+                purchase.cancel(at_period_end),
+            )
+        }
+        SimulateCommand::Dispute { workspace, target } => {
+            let purchase = existing_purchase(&config, &workspace, target.url.clone()).await?;
+            (
+                target,
+                workspace,
+                purchase.email.clone(),
+                purchase.dispute(),
+            )
+        }
+    };
+    let target = Target::from_config(&config, target_args.url)?;
+    let delivery = Delivery {
+        copies: target_args.duplicate,
+        shuffle: target_args.shuffle,
+    };
+    let lines = send(&target, &events, delivery).await?;
+    let mut out = std::io::stdout().lock();
+    for line in &lines {
+        writeln!(out, "{line}")?;
+    }
+    if target_args.wait {
+        drop(out);
+        let access = wait_for_access(&target, &events, workspace.as_str(), &email).await?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", serde_json::to_string_pretty(&access)?)?;
+    }
+    Ok(())
 }
 
 /// `--since` as given: resolved against the clock when the command runs.

@@ -11,6 +11,7 @@ pub mod mail;
 pub mod metrics;
 pub mod provision;
 pub mod signin;
+pub mod simulate;
 pub mod startup;
 pub mod stripe_sync;
 pub mod telemetry;

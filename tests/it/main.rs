@@ -17,6 +17,7 @@ mod scenarios;
 mod semantics;
 mod shutdown;
 mod signin;
+mod simulate;
 mod smtp;
 mod stripe_localstripe;
 mod stripe_story;

@@ -13,9 +13,9 @@ use crate::helpers::{APP_TOKEN, PRIMARY_SECRET};
 
 const NOW_SLACK: i64 = 5;
 
-struct Server {
-    child: Child,
-    base: String,
+pub struct Server {
+    pub child: Child,
+    pub base: String,
 }
 
 fn free_port() -> u16 {
@@ -25,7 +25,7 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn start(dir: &Path, settings: &[(&str, String)]) -> Server {
+pub fn start(dir: &Path, settings: &[(&str, String)]) -> Server {
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_admit"));
     command
@@ -57,7 +57,7 @@ fn start(dir: &Path, settings: &[(&str, String)]) -> Server {
     }
 }
 
-async fn ready(server: &mut Server, client: &reqwest::Client) {
+pub async fn ready(server: &mut Server, client: &reqwest::Client) {
     for _ in 0..300 {
         if let Ok(response) = client.get(format!("{}/readyz", server.base)).send().await
             && response.status().is_success()
@@ -73,7 +73,7 @@ async fn ready(server: &mut Server, client: &reqwest::Client) {
     panic!("admit did not become ready");
 }
 
-fn sigterm(server: &Server) {
+pub fn sigterm(server: &Server) {
     let status = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
@@ -82,7 +82,7 @@ fn sigterm(server: &Server) {
 }
 
 /// Waits for the process to exit (bounded); returns how long it took.
-async fn exits(server: &mut Server, within: Duration) -> Duration {
+pub async fn exits(server: &mut Server, within: Duration) -> Duration {
     let begun = Instant::now();
     while begun.elapsed() < within {
         if let Some(status) = server.child.try_wait().expect("status") {

@@ -161,8 +161,8 @@ fn standing(purchase: &Purchase) -> Option<u8> {
 
 /// Which of a workspace's purchases (sorted by start) holds its plan. In
 /// start order, each purchase either duplicates the one reigning when it
-/// began (that one was in good standing then: S8) or replaces it (it was
-/// lapsed, ending or over then: S15) — judged as of the newcomer's start, so
+/// began (that one was in good standing, or still being bought, then: S8)
+/// or replaces it (it was lapsed, ending or over then: S15) — judged as of the newcomer's start, so
 /// a replaced subscription that recovers later does not take the plan back.
 /// Among the reigning one and its duplicates, the best standing now wins,
 /// the earliest among equals; when none is live, the latest says how it ended.
@@ -173,15 +173,17 @@ fn choose_canonical(events: &[BillingEvent], candidates: &[Candidate<'_>]) -> Op
     let mut contenders: Vec<usize> = Vec::new();
     for &i in &live {
         let newcomer = candidates[i].purchase;
-        let reigning_was_good = contenders.iter().any(|&r| {
-            let then = super::purchase::purchase_until(
-                events,
-                &candidates[r].purchase.key,
-                newcomer.started,
-            );
-            then.as_ref().and_then(standing) == Some(0)
-        });
-        if !reigning_was_good {
+        // Lapsed then: scheduled to end, past due, unpaid, or over. One still
+        // being bought (incomplete a moment ago: two checkouts at once) is not.
+        let lapsed_then = |r: usize| {
+            super::purchase::purchase_until(events, &candidates[r].purchase.key, newcomer.started)
+                .is_some_and(|then| match standing(&then) {
+                    Some(0) => false,
+                    Some(_) => true,
+                    None => then.status.is_some_and(SubscriptionStatus::is_terminal),
+                })
+        };
+        if !contenders.is_empty() && contenders.iter().all(|&r| lapsed_then(r)) {
             contenders.clear();
         }
         contenders.push(i);
@@ -629,10 +631,11 @@ pub fn derive(
             // duplicate to refund (S8); an earlier one it replaced (or that
             // lapsed since) is to be cancelled (S15); one that ended is done.
             let action = standing(candidate.purchase).map(|_| {
-                if canonical_started.is_some_and(|c| candidate.purchase.started > c) {
-                    DuplicateAction::RefundDuplicate
-                } else {
+                if canonical_started.is_some_and(|c| candidate.purchase.started < c) {
                     DuplicateAction::CancelLapsed
+                } else {
+                    // Bought after it, or in the same second (two checkouts at once).
+                    DuplicateAction::RefundDuplicate
                 }
             });
             replaced_lapsed |= action == Some(DuplicateAction::CancelLapsed);

@@ -1149,3 +1149,26 @@ fn a_kept_plan_names_s16_on_its_billing_too() {
     let d = world.derive(&events);
     assert_eq!(d.billing_scenarios[&ws_id(WS)], Scenario::S16);
 }
+
+#[test]
+fn two_checkouts_at_once_are_s8_whichever_sorts_first() {
+    let world = World::standard();
+    let first = Story::new(80, "dana@acme.test", Some(WS));
+    let mut second = Story::new(81, "lee@acme.test", Some(WS));
+    // Two tabs, paid in the same second: each still incomplete when the other began.
+    second.t = first.t;
+    let mut events = first.purchase();
+    events.extend(second.purchase());
+    let d = assert_order_free(&world, &events);
+    let duplicates: Vec<&Case> = d
+        .cases
+        .values()
+        .filter(|c| c.kind == CaseKind::DuplicateSubscription)
+        .collect();
+    assert_eq!(duplicates.len(), 1, "{:?}", d.cases);
+    assert_eq!(
+        duplicates[0].details.action,
+        Some(DuplicateAction::RefundDuplicate)
+    );
+    assert_eq!(duplicates[0].scenario, Scenario::S8);
+}
