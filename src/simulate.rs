@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Provenance};
 
 /// Where and how to send.
@@ -70,9 +71,7 @@ fn nonce() -> String {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    SystemClock.now().unix()
 }
 
 const DAY: i64 = 86_400;
@@ -304,7 +303,7 @@ pub async fn send(
         .build()?;
     let mut lines = Vec::new();
     for event in order {
-        let now = admit_core::Timestamp::from_unix(unix_now());
+        let now = SystemClock.now();
         let header = admit_stripe::signature::sign(&event.body, &target.webhook_secret, now);
         let response = client
             .post(format!("{}/webhooks/stripe", target.url))

@@ -47,10 +47,9 @@ pub fn case_view(case: &StoredCase) -> Value {
     })
 }
 
-/// The resolution actions a case of this kind accepts; reconciliation's
-/// `duplicate_customer` is settled by hand at Stripe and then dismissed.
+/// The resolution actions a case of this kind accepts (the core's rule).
 fn case_actions(kind: &str) -> &'static [&'static str] {
-    CaseKind::parse(kind).map_or(&["dismiss"], |k| k.actions())
+    admit_core::provisioning::case_actions(CaseKind::parse(kind))
 }
 
 #[derive(Debug, Deserialize)]

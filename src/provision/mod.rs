@@ -4,5 +4,5 @@
 mod persist;
 mod worker;
 
-pub use persist::{Followups, case_id, plan_writes, plan_writes_with_followups};
+pub use persist::{Followups, case_id, plan_writes};
 pub use worker::{Processor, Step};

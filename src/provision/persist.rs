@@ -176,18 +176,9 @@ pub struct Followups {
     pub ties: BTreeMap<admit_core::SubscriptionId, Option<Timestamp>>,
 }
 
-/// Derives the scope and returns what to write. `Err` only when the snapshot
-/// itself is unusable.
+/// Derives the scope and returns what to write, and what the shell should do
+/// next. `Err` only when the snapshot itself is unusable.
 pub fn plan_writes(
-    snapshot: &ScopeSnapshot,
-    policy: &Policy<'_>,
-    now: Timestamp,
-) -> Result<ScopeWrite, StoreError> {
-    plan_writes_with_followups(snapshot, policy, now).map(|(write, _)| write)
-}
-
-/// [`plan_writes`], also returning what the shell should do next.
-pub fn plan_writes_with_followups(
     snapshot: &ScopeSnapshot,
     policy: &Policy<'_>,
     now: Timestamp,

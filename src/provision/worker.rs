@@ -6,7 +6,7 @@ use std::time::Duration;
 use admit_core::EventId;
 use admit_store::{EventStatus, ProvisionOutcome, Store, StoreError};
 
-use super::persist::{Followups, Policy, plan_writes_with_followups};
+use super::persist::{Followups, Policy, plan_writes};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::inbox::event_keys;
@@ -156,7 +156,7 @@ impl Processor {
         };
         let followups = std::sync::Mutex::new(Followups::default());
         let decide = |snapshot: &admit_store::ScopeSnapshot| {
-            let (write, next) = plan_writes_with_followups(snapshot, &policy, now)?;
+            let (write, next) = plan_writes(snapshot, &policy, now)?;
             if let Ok(mut slot) = followups.lock() {
                 *slot = next;
             }

@@ -32,7 +32,9 @@ pub use effects::{Effect, MessageKind, Recipient};
 pub use purchase::{
     Purchase, PurchaseKey, convergence_order, purchase_key, purchase_until, purchases,
 };
-pub use resolution::{ResolutionAction, ResolutionPlan, ResolutionRefused, plan_resolution};
+pub use resolution::{
+    ResolutionAction, ResolutionPlan, ResolutionRefused, case_actions, plan_resolution,
+};
 pub use scenario::Scenario;
 pub use scope::{EventKeys, MAX_SCOPE_ROUNDS, ScopeKeys};
 

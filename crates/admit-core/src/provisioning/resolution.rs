@@ -43,6 +43,13 @@ pub enum ResolutionRefused {
     NotForThisKind,
 }
 
+/// The actions a case accepts: its kind's, or for kinds no derivation opens
+/// (reconciliation's `duplicate_customer`, settled by hand at Stripe) a
+/// refund record or a dismissal.
+pub fn case_actions(kind: Option<CaseKind>) -> &'static [&'static str] {
+    kind.map_or(&["mark_refunded", "dismiss"], CaseKind::actions)
+}
+
 /// Decides what `action` does to a case of `kind` (`None` for kinds no
 /// derivation opens, such as reconciliation's `duplicate_customer`).
 /// An informational `email_mismatch` stays open to `invite_purchaser` after
@@ -57,11 +64,7 @@ pub fn plan_resolution(
     if resolved && !informational_invite {
         return Err(ResolutionRefused::AlreadyResolved);
     }
-    let allowed = match kind {
-        Some(kind) => kind.actions().contains(&action.as_str()),
-        None => action != ResolutionAction::Bind,
-    };
-    if !allowed {
+    if !case_actions(kind).contains(&action.as_str()) {
         return Err(ResolutionRefused::NotForThisKind);
     }
     Ok(ResolutionPlan {
@@ -109,11 +112,14 @@ mod tests {
             plan_resolution(Some(CaseKind::DuplicateSubscription), false, Bind),
             Err(ResolutionRefused::NotForThisKind)
         );
-        assert_eq!(
-            plan_resolution(None, false, Bind),
-            Err(ResolutionRefused::NotForThisKind)
-        );
+        for action in [Bind, InvitePurchaser] {
+            assert_eq!(
+                plan_resolution(None, false, action),
+                Err(ResolutionRefused::NotForThisKind)
+            );
+        }
         assert!(plan_resolution(None, false, Dismiss).is_ok());
+        assert!(plan_resolution(None, false, MarkRefunded).is_ok());
     }
 
     #[test]
