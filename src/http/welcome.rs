@@ -162,20 +162,21 @@ async fn welcome(
             render(&WelcomeState::Finishing { next: Some(&next) })?,
         ));
     }
+    // The workspace's billing, read once, when the purchase is bound and settled.
+    let billing = match (&status.workspace, status.unprocessed) {
+        (Some(workspace_id), 0) => state.store.get_billing(workspace_id).await?,
+        _ => None,
+    };
     // A subscription that holds its workspace's plan is ready, whatever else
     // support is looking at (a dispute, a plan change to an unknown price).
-    if let (Some(subscription), Some(workspace_id), 0) =
-        (&status.subscription, &status.workspace, status.unprocessed)
-    {
-        let billing = state.store.get_billing(workspace_id).await?;
-        let holds_the_plan = billing.as_ref().is_some_and(|b| {
-            b.subscription_status.is_some_and(|s| s.is_live())
-                && b.stripe_subscription_id.as_ref().map(|s| s.as_str())
-                    == Some(subscription.as_str())
-        });
-        if holds_the_plan {
-            status.held_case = None;
-        }
+    let holds_the_plan = billing.as_ref().is_some_and(|b| {
+        b.subscription_status.is_some_and(|s| s.is_live())
+            && status.subscription.is_some()
+            && b.stripe_subscription_id.as_ref().map(|s| s.as_str())
+                == status.subscription.as_deref()
+    });
+    if holds_the_plan {
+        status.held_case = None;
     }
     if let Some(case_id) = &status.held_case {
         let email = status.purchaser_email.as_deref();
@@ -208,12 +209,13 @@ async fn welcome(
             SessionPayment::Unknown => {}
         }
     }
-    let ready = match (&status.workspace, status.unprocessed) {
-        (Some(workspace_id), 0) => {
-            let workspace = state.store.get_workspace(workspace_id).await?;
-            let billing = state.store.get_billing(workspace_id).await?;
-            workspace.zip(billing.filter(|b| b.subscription_status.is_some_and(|s| s.is_live())))
-        }
+    let live = billing.filter(|b| b.subscription_status.is_some_and(|s| s.is_live()));
+    let ready = match (&status.workspace, live) {
+        (Some(workspace_id), Some(billing)) => state
+            .store
+            .get_workspace(workspace_id)
+            .await?
+            .map(|workspace| (workspace, billing)),
         _ => None,
     };
     let Some((workspace, billing)) = ready else {
