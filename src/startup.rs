@@ -137,7 +137,8 @@ impl App {
             _ => None,
         };
 
-        let (signal_tx, mut draining) = tokio::sync::watch::channel(false);
+        // One signal stops the workers claiming and the server accepting.
+        let mut draining = stop.clone();
         let mut server = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
@@ -149,7 +150,6 @@ impl App {
             served = &mut server => Some(served),
             () = shutdown => None,
         };
-        let _ = signal_tx.send(true);
         let _ = stop_tx.send(true);
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let deadline = tokio::time::Instant::now() + grace;
