@@ -68,6 +68,37 @@ enum Command {
     /// `stripe trigger`), with the webhook secret and address of this configuration.
     #[command(subcommand)]
     Simulate(SimulateCommand),
+    /// Run the decision table (S1-S18) end to end on private admits with this
+    /// configuration's catalog and rules; PASS/HOLD per scenario. Exits 0 only
+    /// when every scenario passes, 1 on HOLD, 2 when the gate could not run.
+    QaGate(QaGateArgs),
+}
+
+#[derive(Debug, Args)]
+struct QaGateArgs {
+    /// Run one scenario (`S8`).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Run the non-destructive subset against a running admit in Stripe test
+    /// mode (its workspaces are prefixed `qa` and removed afterwards).
+    #[arg(long, value_name = "URL")]
+    against: Option<String>,
+    /// Scenario files from this folder instead of the ones built in.
+    #[arg(long, value_name = "DIR")]
+    scenarios: Option<PathBuf>,
+    /// The paid plan the purchases buy (default: the highest-ranked paid plan).
+    #[arg(long)]
+    plan: Option<String>,
+    /// The Stripe price the purchases buy, e.g. the one your Checkout sells
+    /// (default: the plan's first price).
+    #[arg(long)]
+    price: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Do not record the result in the database's audit log.
+    #[arg(long)]
+    no_record: bool,
 }
 
 #[derive(Debug, Args)]
@@ -180,7 +211,7 @@ fn parse_email(raw: &str) -> Result<Email, admit_core::EmailError> {
 /// reaches no verdict.
 pub async fn run(cli: Cli) -> ExitCode {
     let failure = match cli.command {
-        Command::Verify(_) => ExitCode::from(verify::NO_VERDICT),
+        Command::Verify(_) | Command::QaGate(_) => ExitCode::from(verify::NO_VERDICT),
         Command::Serve
         | Command::Migrate
         | Command::Outbox(_)
@@ -206,7 +237,14 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             LogFormatArg::Json => LogFormat::Json,
         };
     }
-    crate::telemetry::init(config.log_format, &config.log);
+    // The gate's private admits would log every refusal it provokes on
+    // purpose; its report is its output.
+    let log = if matches!(cli.command, Command::QaGate(_)) {
+        "error"
+    } else {
+        config.log.as_str()
+    };
+    crate::telemetry::init(config.log_format, log);
     match cli.command {
         Command::Serve => serve(config).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => migrate(config).await.map(|()| ExitCode::SUCCESS),
@@ -215,28 +253,54 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backfill { since } => backfill(config, since).await.map(|()| ExitCode::SUCCESS),
         Command::Reconcile { apply } => reconcile(config, apply).await.map(|()| ExitCode::SUCCESS),
         Command::Simulate(command) => simulate(config, command).await.map(|()| ExitCode::SUCCESS),
+        Command::QaGate(args) => qa_gate(config, args).await,
     }
 }
 
 /// The price a simulated checkout buys: the plan's first price.
 fn simulated_price(config: &Config, plan: Option<&str>) -> anyhow::Result<String> {
-    let plan = match plan {
-        Some(key) => config
-            .catalog
-            .get_str(key)
-            .filter(|p| !p.free_tier)
-            .ok_or_else(|| anyhow::anyhow!("plan {key:?} is not a paid plan of the catalog"))?,
-        None => config
-            .catalog
-            .plans()
-            .filter(|p| !p.free_tier)
-            .max_by(|a, b| (a.rank, &b.key).cmp(&(b.rank, &a.key)))
-            .ok_or_else(|| anyhow::anyhow!("the catalog has no paid plan"))?,
+    crate::qa::paid_plan(config, plan).map(|(_, price)| price)
+}
+
+async fn qa_gate(config: Config, args: QaGateArgs) -> anyhow::Result<ExitCode> {
+    let options = crate::qa::Options {
+        scenario: args.scenario,
+        against: args.against,
+        scenarios_dir: args.scenarios,
+        plan: args.plan,
+        price: args.price,
     };
-    plan.prices
-        .first()
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("plan {} lists no price", plan.key))
+    let report = crate::qa::gate(&config, &options).await?;
+    let output = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&report.render_json())?)
+    } else {
+        report.render_text()
+    };
+    std::io::stdout()
+        .write_all(output.as_bytes())
+        .context("cannot write the report")?;
+    if !args.no_record {
+        // The gate's verdict is worth having even when the database is not:
+        // say so and keep the exit code the verdict's.
+        let recorded = async {
+            let store = admit_store::connect(&config.database_url).await?;
+            if config.migrate_on_start {
+                store.migrate().await?;
+            }
+            store.check_ready().await?;
+            let done = crate::qa::record(store.as_ref(), &report, SystemClock.now()).await;
+            store.close().await;
+            done
+        }
+        .await;
+        if let Err(error) = recorded {
+            eprintln!("admit: the result was not recorded for `admit readiness`: {error:#}");
+        }
+    }
+    Ok(match report.verdict() {
+        crate::qa::Verdict::Pass => ExitCode::SUCCESS,
+        crate::qa::Verdict::Hold => ExitCode::FAILURE,
+    })
 }
 
 /// The subscription admit holds for `workspace`, from its billing state.

@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod mail;
 pub mod metrics;
 pub mod provision;
+pub mod qa;
 pub mod signin;
 pub mod simulate;
 pub mod startup;

@@ -42,6 +42,10 @@ pub enum ApiError {
     WorkspaceExists,
     #[error("no workspace with this id exists")]
     WorkspaceNotFound,
+    #[error(
+        "the workspace has a running subscription: cancel it in Stripe (or wait for its end) before removing the workspace"
+    )]
+    WorkspaceHasSubscription,
     #[error("this email address is not a member of the workspace")]
     MemberNotFound,
     #[error(
@@ -103,6 +107,7 @@ impl ApiError {
             ApiError::RoleInvalid => "role_invalid",
             ApiError::WorkspaceExists => "workspace_exists",
             ApiError::WorkspaceNotFound => "workspace_not_found",
+            ApiError::WorkspaceHasSubscription => "workspace_has_subscription",
             ApiError::MemberNotFound => "member_not_found",
             ApiError::LastOwner => "last_owner",
             ApiError::RouteNotFound => "not_found",
@@ -154,7 +159,9 @@ impl ApiError {
             | ApiError::RouteNotFound
             | ApiError::WorkspaceNotFound
             | ApiError::MemberNotFound => StatusCode::NOT_FOUND,
-            ApiError::WorkspaceExists | ApiError::LastOwner => StatusCode::CONFLICT,
+            ApiError::WorkspaceExists
+            | ApiError::LastOwner
+            | ApiError::WorkspaceHasSubscription => StatusCode::CONFLICT,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -168,6 +175,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::WorkspaceExists => ApiError::WorkspaceExists,
             StoreError::WorkspaceNotFound => ApiError::WorkspaceNotFound,
+            StoreError::WorkspaceHasSubscription => ApiError::WorkspaceHasSubscription,
             StoreError::LastOwner => ApiError::LastOwner,
             StoreError::MemberNotFound => ApiError::MemberNotFound,
             StoreError::CaseNotFound => ApiError::CaseNotFound,

@@ -48,6 +48,15 @@ async fn receive(
                     .inc();
                 // Logged once, here, without the body.
                 tracing::warn!(code = error.code(), reason = %error, "webhook rejected");
+                // Kept for the readiness memo (signature failures in the last 24 h);
+                // a failure to count must not change the answer.
+                if let Err(e) = state
+                    .store
+                    .record_rejection(error.code(), state.clock.now())
+                    .await
+                {
+                    tracing::warn!(error = %crate::telemetry::error_chain(&e), "cannot count the rejection");
+                }
             }
             Err(error)
         }

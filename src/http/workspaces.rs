@@ -26,7 +26,7 @@ const MAX_AUDIT_LIMIT: i64 = 1000;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/workspaces", post(create))
-        .route("/v1/workspaces/{id}", get(read))
+        .route("/v1/workspaces/{id}", get(read).delete(remove))
         .route(
             "/v1/workspaces/{id}/members/{email}",
             put(put_member).delete(remove_member),
@@ -170,6 +170,25 @@ async fn put_member(
         role,
         change,
     }))
+}
+
+/// Removes a workspace nobody pays for any more (its events, cases and
+/// audit stay as history); 409 while a subscription runs.
+async fn remove(
+    _caller: AppCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = existing_id(id)?;
+    if !state
+        .store
+        .delete_workspace(&id, &Actor::api(), state.clock.now())
+        .await?
+    {
+        return Err(ApiError::WorkspaceNotFound);
+    }
+    tracing::info!(workspace_id = %id, "workspace removed");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn remove_member(

@@ -245,3 +245,46 @@ mod checkout_customer_tests {
         assert_eq!(checkout_customer(&WorkspaceCustomers::default()), None);
     }
 }
+
+/// A workspace with a running subscription cannot be removed: its customer
+/// is still paying, and the next webhook would find no workspace to apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionRunning;
+
+/// Whether a workspace with this billing state may be removed.
+pub fn plan_workspace_removal(
+    billing: Option<&crate::BillingState>,
+) -> Result<(), SubscriptionRunning> {
+    match billing.and_then(|b| b.subscription_status) {
+        Some(status) if status.is_live() => Err(SubscriptionRunning),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod removal_tests {
+    use super::*;
+    use crate::{BillingState, SubscriptionStatus};
+
+    #[test]
+    fn only_a_workspace_nobody_pays_for_may_be_removed() {
+        assert_eq!(plan_workspace_removal(None), Ok(()));
+        let mut billing = BillingState::default();
+        assert_eq!(plan_workspace_removal(Some(&billing)), Ok(()));
+        for (status, allowed) in [
+            (SubscriptionStatus::Active, false),
+            (SubscriptionStatus::Trialing, false),
+            (SubscriptionStatus::PastDue, false),
+            (SubscriptionStatus::Canceled, true),
+            (SubscriptionStatus::Unpaid, true),
+            (SubscriptionStatus::IncompleteExpired, true),
+        ] {
+            billing.subscription_status = Some(status);
+            assert_eq!(
+                plan_workspace_removal(Some(&billing)).is_ok(),
+                allowed,
+                "{status:?}"
+            );
+        }
+    }
+}

@@ -16,6 +16,10 @@ pub enum StoreError {
     WorkspaceExists,
     #[error("no workspace with this id")]
     WorkspaceNotFound,
+    #[error(
+        "the workspace has a running subscription; it ends (or is canceled) before the workspace is removed"
+    )]
+    WorkspaceHasSubscription,
     #[error("the workspace's last owner cannot be removed or demoted")]
     LastOwner,
     #[error("this email is not a member of the workspace")]

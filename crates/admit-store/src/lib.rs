@@ -9,6 +9,7 @@ mod error;
 mod events;
 pub mod list;
 mod migrations;
+pub mod ops;
 pub mod outbox;
 pub mod provisioning;
 mod scope;
@@ -26,6 +27,7 @@ pub use events::{EventSource, EventStatus, InsertOutcome, NewEvent, StoredEvent}
 pub use list::{
     AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListKind, ListStore, OutboxQuery, Page,
 };
+pub use ops::{HeldCase, OpsStore, ReadinessFacts};
 pub use outbox::OutboxStore;
 pub use provisioning::{
     CaseResolution, CaseWrite, Decide, EventKeys, EventStatusWrite, OutboxRow, OutboxWrite,
@@ -43,6 +45,7 @@ pub trait Store:
     + ListStore
     + OutboxStore
     + SigninStore
+    + OpsStore
     + Send
     + Sync
     + std::fmt::Debug

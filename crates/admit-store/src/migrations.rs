@@ -43,6 +43,11 @@ const SQLITE: &[Embedded] = &[
         description: "list indexes",
         sql: include_str!("../migrations/sqlite/0006_list_indexes.sql"),
     },
+    Embedded {
+        version: 7,
+        description: "release gate",
+        sql: include_str!("../migrations/sqlite/0007_release.sql"),
+    },
 ];
 
 fn migrator(embedded: &[Embedded]) -> Migrator {

@@ -20,6 +20,7 @@ mod audit;
 mod cases;
 mod directory;
 mod list;
+mod ops;
 mod outbox;
 mod provisioning;
 mod rows;

@@ -1,0 +1,169 @@
+//! SQLite side of the readiness figures, webhook rejections, free-standing
+//! audit entries and workspace removal.
+
+use admit_core::{Timestamp, WorkspaceId};
+use serde_json::json;
+use sqlx::Row;
+
+use super::SqliteStore;
+use super::audit;
+use super::rows::billing_state;
+use crate::StoreError;
+use crate::audit::{AuditEntry, StoredAuditEntry};
+use crate::directory::Actor;
+use crate::ops::{HeldCase, OpsStore, ReadinessFacts};
+
+fn count(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<u64, StoreError> {
+    let n: i64 = row.try_get(column)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+#[async_trait::async_trait]
+impl OpsStore for SqliteStore {
+    async fn readiness_facts(&self, since: Timestamp) -> Result<ReadinessFacts, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let inbox = sqlx::query(
+            "SELECT
+               (SELECT COUNT(*) FROM stripe_events WHERE status = 'received') AS backlog,
+               (SELECT MIN(received_at) FROM stripe_events WHERE status = 'received') AS oldest,
+               (SELECT COUNT(*) FROM stripe_events WHERE status = 'failed') AS failed,
+               (SELECT MAX(received_at) FROM stripe_events WHERE source = 'webhook') AS last_webhook,
+               (SELECT COUNT(*) FROM stripe_events WHERE source = 'webhook' AND received_at >= ?1) AS webhooks,
+               (SELECT COUNT(*) FROM stripe_events
+                 WHERE outcome = 'livemode_mismatch' AND received_at >= ?1) AS mismatches,
+               (SELECT COUNT(*) FROM outbox WHERE state = 'pending') AS pending_mail,
+               (SELECT COUNT(*) FROM outbox WHERE state = 'dead') AS dead_mail,
+               (SELECT COUNT(*) FROM cases WHERE state = 'held') AS held",
+        )
+        .bind(since.unix())
+        .fetch_one(&mut *conn)
+        .await?;
+        let cases = sqlx::query(
+            "SELECT id, kind, workspace_id, created_at FROM cases
+             WHERE state = 'held' ORDER BY created_at, id LIMIT 100",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let held_cases = cases
+            .iter()
+            .map(|row| {
+                Ok(HeldCase {
+                    id: row.try_get("id")?,
+                    kind: row.try_get("kind")?,
+                    workspace_id: row.try_get("workspace_id")?,
+                    created_at: Timestamp::from_unix(row.try_get("created_at")?),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let rejections = sqlx::query(
+            "SELECT code, SUM(count) AS n FROM webhook_rejections
+             WHERE hour >= ? GROUP BY code ORDER BY code",
+        )
+        .bind(since.unix() - since.unix().rem_euclid(3600))
+        .fetch_all(&mut *conn)
+        .await?;
+        let rejections_since = rejections
+            .iter()
+            .map(|row| Ok((row.try_get("code")?, count(row, "n")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let at = |column: &str| -> Result<Option<Timestamp>, StoreError> {
+            let value: Option<i64> = inbox.try_get(column)?;
+            Ok(value.map(Timestamp::from_unix))
+        };
+        Ok(ReadinessFacts {
+            backlog: count(&inbox, "backlog")?,
+            oldest_unprocessed: at("oldest")?,
+            failed_events: count(&inbox, "failed")?,
+            pending_mail: count(&inbox, "pending_mail")?,
+            dead_mail: count(&inbox, "dead_mail")?,
+            held_cases,
+            held_total: count(&inbox, "held")?,
+            last_webhook_at: at("last_webhook")?,
+            webhooks_since: count(&inbox, "webhooks")?,
+            mode_mismatches_since: count(&inbox, "mismatches")?,
+            rejections_since,
+        })
+    }
+
+    async fn record_rejection(&self, code: &str, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webhook_rejections (hour, code, count) VALUES (?, ?, 1)
+             ON CONFLICT (hour, code) DO UPDATE SET count = count + 1",
+        )
+        .bind(now.unix() - now.unix().rem_euclid(3600))
+        .bind(code)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        audit::insert(&mut conn, entry).await
+    }
+
+    async fn audit_by_action(
+        &self,
+        action: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, workspace_id, subject, before, after, cause
+             FROM audit_log WHERE action = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(action)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit::audit_row).collect()
+    }
+
+    async fn delete_workspace(
+        &self,
+        workspace: &WorkspaceId,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let exists = sqlx::query("SELECT name FROM workspaces WHERE id = ?")
+            .bind(workspace.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = exists else {
+            return Ok(false);
+        };
+        let name: String = row.try_get("name")?;
+        let billing = billing_state(&mut tx, workspace).await?;
+        if admit_core::plan_workspace_removal(billing.as_ref()).is_err() {
+            return Err(StoreError::WorkspaceHasSubscription);
+        }
+        for statement in [
+            "DELETE FROM billing_states WHERE workspace_id = ?",
+            "DELETE FROM stripe_links WHERE workspace_id = ?",
+            "DELETE FROM bindings WHERE workspace_id = ?",
+            "DELETE FROM checkout_intents WHERE workspace_id = ?",
+            "DELETE FROM workspaces WHERE id = ?",
+        ] {
+            sqlx::query(statement)
+                .bind(workspace.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        audit::insert(
+            &mut tx,
+            &AuditEntry {
+                at: now,
+                actor: actor.to_string(),
+                action: "workspace.deleted".to_owned(),
+                workspace_id: Some(workspace.clone()),
+                subject: Some("workspace".to_owned()),
+                before: Some(json!({ "name": name })),
+                after: None,
+                cause: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
