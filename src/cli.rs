@@ -72,6 +72,34 @@ enum Command {
     /// configuration's catalog and rules; PASS/HOLD per scenario. Exits 0 only
     /// when every scenario passes, 1 on HOLD, 2 when the gate could not run.
     QaGate(QaGateArgs),
+    /// The go/no-go memo from live data: Done / In progress / Blockers,
+    /// Confidence, READY or HOLD, and the decision log. Exits 0 READY, 1 HOLD.
+    Readiness(ReadinessArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReadinessArgs {
+    /// Print the memo as JSON (what GET /v1/readiness answers).
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    action: Option<ReadinessAction>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReadinessAction {
+    /// Record the release decision on the current memo in the audit log.
+    Approve {
+        /// Who decides (the release owner).
+        #[arg(long)]
+        by: String,
+        /// go or no-go.
+        #[arg(long, value_parser = ["go", "no-go"])]
+        decision: String,
+        /// Why, in a sentence.
+        #[arg(long)]
+        note: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -211,7 +239,9 @@ fn parse_email(raw: &str) -> Result<Email, admit_core::EmailError> {
 /// reaches no verdict.
 pub async fn run(cli: Cli) -> ExitCode {
     let failure = match cli.command {
-        Command::Verify(_) | Command::QaGate(_) => ExitCode::from(verify::NO_VERDICT),
+        Command::Verify(_) | Command::QaGate(_) | Command::Readiness(_) => {
+            ExitCode::from(verify::NO_VERDICT)
+        }
         Command::Serve
         | Command::Migrate
         | Command::Outbox(_)
@@ -254,12 +284,67 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reconcile { apply } => reconcile(config, apply).await.map(|()| ExitCode::SUCCESS),
         Command::Simulate(command) => simulate(config, command).await.map(|()| ExitCode::SUCCESS),
         Command::QaGate(args) => qa_gate(config, args).await,
+        Command::Readiness(args) => readiness(config, args).await,
     }
 }
 
 /// The price a simulated checkout buys: the plan's first price.
 fn simulated_price(config: &Config, plan: Option<&str>) -> anyhow::Result<String> {
     crate::qa::paid_plan(config, plan).map(|(_, price)| price)
+}
+
+async fn readiness(config: Config, args: ReadinessArgs) -> anyhow::Result<ExitCode> {
+    let database = crate::config::redact_url(&config.database_url);
+    let store = admit_store::connect(&config.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {database}"))?;
+    let stripe = crate::stripe_sync::client(&config)?;
+    let outcome = async {
+        let now = SystemClock.now();
+        let report =
+            crate::readiness::report(&config, store.as_ref(), stripe.as_ref(), now).await?;
+        let mut out = std::io::stdout().lock();
+        if let Some(ReadinessAction::Approve { by, decision, note }) = args.action {
+            let by = by.trim();
+            let note = note.trim();
+            if by.is_empty() || note.is_empty() {
+                anyhow::bail!("--by and --note must say who decided and why");
+            }
+            let decision = admit_core::readiness::Decision::parse(&decision)
+                .context("--decision must be go or no-go")?;
+            crate::readiness::approve(store.as_ref(), &report, by, decision, note, now).await?;
+            writeln!(
+                out,
+                "recorded: {} by {by} on the {} memo {} (audit action {})",
+                decision.as_str(),
+                report.memo.recommendation.as_str(),
+                report.hash,
+                crate::readiness::APPROVED_ACTION
+            )?;
+            if decision == admit_core::readiness::Decision::Go
+                && report.memo.recommendation == admit_core::readiness::Recommendation::Hold
+            {
+                writeln!(out, "note: this go goes against the memo's HOLD")?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if args.json {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&crate::readiness::render_json(&report))?
+            )?;
+        } else {
+            out.write_all(crate::readiness::render_text(&report).as_bytes())?;
+        }
+        Ok(match report.memo.recommendation {
+            admit_core::readiness::Recommendation::Ready => ExitCode::SUCCESS,
+            admit_core::readiness::Recommendation::Hold => ExitCode::FAILURE,
+        })
+    }
+    .await;
+    store.close().await;
+    outcome
 }
 
 async fn qa_gate(config: Config, args: QaGateArgs) -> anyhow::Result<ExitCode> {
@@ -484,6 +569,13 @@ async fn reconcile(config: Config, apply: bool) -> anyhow::Result<()> {
         support.as_deref(),
         now,
         apply,
+    )
+    .await?;
+    crate::readiness::record_reconcile(
+        store.as_ref(),
+        report.drift.len() + report.duplicate_customers.len(),
+        apply,
+        now,
     )
     .await?;
     let processed = if apply {

@@ -11,6 +11,7 @@ pub mod mail;
 pub mod metrics;
 pub mod provision;
 pub mod qa;
+pub mod readiness;
 pub mod signin;
 pub mod simulate;
 pub mod startup;

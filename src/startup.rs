@@ -223,6 +223,16 @@ async fn reconcile_periodically(
         .await
         {
             Ok(report) => {
+                if let Err(error) = crate::readiness::record_reconcile(
+                    state.store.as_ref(),
+                    report.drift.len() + report.duplicate_customers.len(),
+                    true,
+                    state.clock.now(),
+                )
+                .await
+                {
+                    tracing::warn!(error = %crate::telemetry::error_chain(error.as_ref()), "cannot record the reconciliation");
+                }
                 tracing::info!(
                     checked = report.subscriptions_checked,
                     differences = report.drift.len(),

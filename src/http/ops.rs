@@ -15,6 +15,7 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/v1/readiness", get(readiness))
 }
 
 async fn healthz() -> Json<Value> {
@@ -27,6 +28,22 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         ApiError::NotReady(e.to_string())
     })?;
     Ok(Json(json!({"status": "ready"})))
+}
+
+/// The go/no-go memo, the same JSON as `admit readiness --json`.
+async fn readiness(
+    _caller: super::auth::AppCaller,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let report = crate::readiness::report(
+        &state.config,
+        state.store.as_ref(),
+        state.stripe.as_ref(),
+        state.clock.now(),
+    )
+    .await
+    .map_err(ApiError::Internal)?;
+    Ok(Json(crate::readiness::render_json(&report)))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

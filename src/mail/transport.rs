@@ -112,6 +112,36 @@ impl Transport {
         }
     }
 
+    /// Whether messages can be handed over now: the SMTP server answers
+    /// (connect and EHLO, within 10 s), or the folder takes a file. Says
+    /// what it found either way, without the URL's password.
+    pub async fn check(&self) -> Result<String, String> {
+        match self {
+            Transport::Smtp(smtp) => {
+                match tokio::time::timeout(SMTP_TIMEOUT, smtp.test_connection()).await {
+                    Ok(Ok(true)) => Ok("the SMTP server accepts connections".to_owned()),
+                    Ok(Ok(false)) => Err("the SMTP server refused the connection".to_owned()),
+                    Ok(Err(e)) => Err(format!("cannot reach the SMTP server: {e}")),
+                    Err(_) => Err("the SMTP server did not answer within 10 s".to_owned()),
+                }
+            }
+            Transport::Folder(folder) => {
+                let folder = folder.clone();
+                tokio::task::spawn_blocking(move || {
+                    std::fs::create_dir_all(&folder)?;
+                    let probe = folder.join(".admit-readiness-probe");
+                    std::fs::write(&probe, b"")?;
+                    std::fs::remove_file(&probe)?;
+                    Ok::<_, std::io::Error>(folder)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|folder| format!("the mail folder {} is writable", folder.display()))
+                .map_err(|e| format!("cannot write to the mail folder: {e}"))
+            }
+        }
+    }
+
     /// Hands the message over. `Ok` means the server (or the disk) has it.
     pub async fn send(&self, message: &Message) -> Result<(), TransportError> {
         match self {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 
-pub use report::{GateReport, Row, Verdict};
+pub use report::{GateReport, RECORDED_ACTION, Row, Verdict};
 use scenario::{Context, Source};
 use target::Target;
 

@@ -179,7 +179,11 @@ impl GateReport {
             self.finished_at - self.started_at
         );
         let _ = writeln!(out, "{}", self.headline());
-        out
+        out.lines()
+            .map(str::trim_end)
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
     }
 
     pub fn render_json(&self) -> Value {

@@ -13,6 +13,7 @@ pub mod email;
 pub mod events;
 pub mod ids;
 pub mod provisioning;
+pub mod readiness;
 pub mod time;
 
 pub use actor::{Actor, OperatorRole, SystemTask};

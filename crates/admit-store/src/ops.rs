@@ -9,37 +9,7 @@ use crate::StoreError;
 use crate::audit::AuditEntry;
 use crate::directory::Actor;
 
-/// A held case as the memo lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeldCase {
-    pub id: String,
-    pub kind: String,
-    pub workspace_id: Option<String>,
-    pub created_at: Timestamp,
-}
-
-/// The live figures of the readiness memo, read in one go.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadinessFacts {
-    /// Events waiting for the processor (`received`).
-    pub backlog: u64,
-    pub oldest_unprocessed: Option<Timestamp>,
-    /// Events whose processing failed (retried with backoff).
-    pub failed_events: u64,
-    pub pending_mail: u64,
-    pub dead_mail: u64,
-    /// Held cases, oldest first (at most 100).
-    pub held_cases: Vec<HeldCase>,
-    pub held_total: u64,
-    /// The newest webhook delivery that passed verification.
-    pub last_webhook_at: Option<Timestamp>,
-    /// Verified webhook deliveries since `since`.
-    pub webhooks_since: u64,
-    /// Events since `since` ignored because their mode was not admit's.
-    pub mode_mismatches_since: u64,
-    /// Webhook rejections since `since`, by error code.
-    pub rejections_since: Vec<(String, u64)>,
-}
+pub use admit_core::readiness::{HeldCase, InboxFacts as ReadinessFacts};
 
 #[async_trait::async_trait]
 pub trait OpsStore: Send + Sync {

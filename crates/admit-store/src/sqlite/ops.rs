@@ -79,9 +79,9 @@ impl OpsStore for SqliteStore {
             held_cases,
             held_total: count(&inbox, "held")?,
             last_webhook_at: at("last_webhook")?,
-            webhooks_since: count(&inbox, "webhooks")?,
-            mode_mismatches_since: count(&inbox, "mismatches")?,
-            rejections_since,
+            webhooks_recent: count(&inbox, "webhooks")?,
+            mode_mismatches_recent: count(&inbox, "mismatches")?,
+            rejections_recent: rejections_since,
         })
     }
 
