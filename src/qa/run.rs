@@ -122,8 +122,12 @@ pub async fn run(
     let events = build_events(scenario, run)?;
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     let copies = scenario.concurrent_copies.unwrap_or(1).max(1);
+    let mut delivered: Vec<String> = Vec::new();
     for (index, copy) in deliveries(events.len(), order, run) {
         let event = &events[index];
+        if copy == 0 {
+            delivered.push(event.id.clone());
+        }
         let header = admit_stripe::signature::sign(&event.body, target.secret(), target.now());
         let answers = futures_all(target, &event.body, &header, copies).await?;
         let fresh = answers
@@ -154,7 +158,7 @@ pub async fn run(
                 event.id, repeat.text
             ));
         }
-        target.settle(&ids).await?;
+        target.settle(&delivered).await?;
         // Stripe's deliveries are seconds apart; a late one must look late.
         target.advance(1);
     }

@@ -12,6 +12,7 @@ mod localstripe;
 mod mail;
 mod ops;
 mod provisioning;
+mod release;
 mod restart;
 mod scenarios;
 mod semantics;
