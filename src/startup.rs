@@ -58,6 +58,7 @@ impl App {
                 stripe,
                 checkout_locks: Arc::default(),
                 sync_budget: Arc::default(),
+                rejections: Arc::default(),
             },
             transport: Arc::new(transport),
         })
@@ -137,6 +138,8 @@ impl App {
             _ => None,
         };
 
+        let tally_task = tokio::spawn(flush_rejections(self.state.clone(), stop.clone()));
+
         // One signal stops the workers claiming and the server accepting.
         let mut draining = stop.clone();
         let mut server = tokio::spawn(async move {
@@ -181,6 +184,7 @@ impl App {
                 }
             },
         };
+        let _ = tokio::time::timeout_at(deadline, tally_task).await;
         // Closing waits for connections in use; a handler past the deadline
         // must not hold the exit.
         if tokio::time::timeout(Duration::from_secs(2), self.state.store.close())
@@ -192,6 +196,24 @@ impl App {
         result
             .context("the HTTP server task failed")?
             .context("the HTTP server failed")
+    }
+}
+
+/// Writes the tally of refused webhook deliveries every few seconds, and once
+/// more when stopping.
+async fn flush_rejections(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let stopping = tokio::select! {
+            _ = stop.wait_for(|stopping| *stopping) => true,
+            () = tokio::time::sleep(Duration::from_secs(5)) => false,
+        };
+        state
+            .rejections
+            .flush(state.store.as_ref(), state.clock.now())
+            .await;
+        if stopping {
+            return;
+        }
     }
 }
 

@@ -50,6 +50,8 @@ pub struct AppState {
     /// Welcome-page fetches per session: (count, last fetch), so a refreshing
     /// page cannot become a request storm against Stripe.
     pub sync_budget: Arc<std::sync::Mutex<std::collections::HashMap<String, (u32, i64)>>>,
+    /// Refused webhook deliveries not yet written to the store.
+    pub rejections: Arc<webhooks::RejectionTally>,
 }
 
 /// `?state=` of the list routes: one of `allowed`, or `all` / absent for every state.

@@ -35,6 +35,11 @@ async fn readiness(
     _caller: super::auth::AppCaller,
     State(state): State<AppState>,
 ) -> Result<Json<Value>, ApiError> {
+    // What this instance refused a moment ago counts too.
+    state
+        .rejections
+        .flush(state.store.as_ref(), state.clock.now())
+        .await;
     let report = crate::readiness::report(
         &state.config,
         state.store.as_ref(),

@@ -32,6 +32,34 @@ pub fn router() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
+/// Refused deliveries by error code since the last flush.
+#[derive(Debug, Default)]
+pub struct RejectionTally(std::sync::Mutex<BTreeMap<&'static str, u64>>);
+
+impl RejectionTally {
+    pub fn add(&self, code: &'static str) {
+        if let Ok(mut counts) = self.0.lock() {
+            *counts.entry(code).or_default() += 1;
+        }
+    }
+
+    /// Writes the tally to the store; what cannot be written is kept for the next flush.
+    pub async fn flush(&self, store: &dyn admit_store::Store, now: admit_core::Timestamp) {
+        let taken = match self.0.lock() {
+            Ok(mut counts) => std::mem::take(&mut *counts),
+            Err(_) => return,
+        };
+        for (code, count) in taken {
+            if let Err(e) = store.record_rejections(code, count, now).await {
+                tracing::warn!(error = %crate::telemetry::error_chain(&e), "cannot record webhook rejections");
+                if let Ok(mut counts) = self.0.lock() {
+                    *counts.entry(code).or_default() += count;
+                }
+            }
+        }
+    }
+}
+
 async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -48,15 +76,10 @@ async fn receive(
                     .inc();
                 // Logged once, here, without the body.
                 tracing::warn!(code = error.code(), reason = %error, "webhook rejected");
-                // Kept for the readiness memo (signature failures in the last 24 h);
-                // a failure to count must not change the answer.
-                if let Err(e) = state
-                    .store
-                    .record_rejection(error.code(), state.clock.now())
-                    .await
-                {
-                    tracing::warn!(error = %crate::telemetry::error_chain(&e), "cannot count the rejection");
-                }
+                // Kept for the readiness memo (signature failures in the last
+                // 24 h): tallied in memory and written every few seconds, so a
+                // flood of forged requests never queues for the write lock.
+                state.rejections.add(error.code());
             }
             Err(error)
         }

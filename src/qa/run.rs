@@ -288,6 +288,11 @@ async fn check_events(
     for id in ids {
         let event = target.get(&format!("/v1/events/{id}")).await?;
         let status = event["status"].as_str().unwrap_or_default().to_owned();
+        if event["outcome"] == "livemode_mismatch" {
+            findings.push(format!(
+                "{id} was ignored as a test-mode event: this admit provisions live events only (ADMIT_STRIPE_MODE); run the gate against an admit in Stripe test mode"
+            ));
+        }
         if matches!(status.as_str(), "received" | "failed") {
             findings.push(format!(
                 "{id} ({}) ended {status}: {}",

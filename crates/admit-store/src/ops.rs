@@ -16,8 +16,13 @@ pub trait OpsStore: Send + Sync {
     /// The memo's figures; "recent" counts start at `since`.
     async fn readiness_facts(&self, since: Timestamp) -> Result<ReadinessFacts, StoreError>;
 
-    /// Counts a refused webhook delivery in its hour (a flood adds to one row).
-    async fn record_rejection(&self, code: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// Adds `count` refused webhook deliveries to their hour's row.
+    async fn record_rejections(
+        &self,
+        code: &str,
+        count: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Appends an audit entry that belongs to no other change.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;

@@ -11,3 +11,6 @@ CREATE TABLE webhook_rejections (
 -- Gate runs, reconciliations and release decisions are audit entries
 -- without a workspace; readiness looks them up by action.
 CREATE INDEX audit_by_action ON audit_log (action, id);
+
+-- The memo's "latest verified webhook" and "deliveries in the last 24 h".
+CREATE INDEX stripe_events_by_source ON stripe_events (source, received_at);

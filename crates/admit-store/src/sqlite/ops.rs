@@ -85,13 +85,19 @@ impl OpsStore for SqliteStore {
         })
     }
 
-    async fn record_rejection(&self, code: &str, now: Timestamp) -> Result<(), StoreError> {
+    async fn record_rejections(
+        &self,
+        code: &str,
+        count: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO webhook_rejections (hour, code, count) VALUES (?, ?, 1)
-             ON CONFLICT (hour, code) DO UPDATE SET count = count + 1",
+            "INSERT INTO webhook_rejections (hour, code, count) VALUES (?1, ?2, ?3)
+             ON CONFLICT (hour, code) DO UPDATE SET count = count + ?3",
         )
         .bind(now.unix() - now.unix().rem_euclid(3600))
         .bind(code)
+        .bind(i64::try_from(count).unwrap_or(i64::MAX))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -138,6 +144,8 @@ impl OpsStore for SqliteStore {
             return Err(StoreError::WorkspaceHasSubscription);
         }
         for statement in [
+            // Mail about a workspace that is gone is withdrawn, not sent.
+            "UPDATE outbox SET state = 'superseded' WHERE workspace_id = ? AND state = 'pending'",
             "DELETE FROM billing_states WHERE workspace_id = ?",
             "DELETE FROM stripe_links WHERE workspace_id = ?",
             "DELETE FROM bindings WHERE workspace_id = ?",
@@ -167,3 +175,7 @@ impl OpsStore for SqliteStore {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+#[path = "ops_tests.rs"]
+mod tests;

@@ -1,0 +1,208 @@
+//! Tests of the SQLite side of readiness figures, rejections, audit lookups
+//! and workspace removal.
+
+use admit_core::{Email, Timestamp, WorkspaceId};
+
+use super::*;
+use crate::{DirectoryStore, Store};
+
+const NOW: Timestamp = Timestamp::from_unix(1_795_000_000);
+
+async fn fresh() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = SqliteStore::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    (dir, store)
+}
+
+fn ws(raw: &str) -> WorkspaceId {
+    WorkspaceId::parse(raw).expect("id")
+}
+
+#[tokio::test]
+async fn rejections_add_up_by_hour_and_only_the_recent_ones_count() {
+    let (_dir, store) = fresh().await;
+    store
+        .record_rejections("signature_mismatch", 3, NOW.plus_seconds(-2 * 86_400))
+        .await
+        .expect("old");
+    store
+        .record_rejections("signature_mismatch", 2, NOW)
+        .await
+        .expect("now");
+    store
+        .record_rejections("signature_mismatch", 5, NOW.plus_seconds(10))
+        .await
+        .expect("same hour");
+    store
+        .record_rejections("payload_too_large", 1, NOW)
+        .await
+        .expect("other code");
+    let facts = store
+        .readiness_facts(NOW.plus_seconds(-86_400))
+        .await
+        .expect("facts");
+    assert_eq!(
+        facts.rejections_recent,
+        [
+            ("payload_too_large".to_owned(), 1),
+            ("signature_mismatch".to_owned(), 7)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_figures_count_the_inbox_outbox_and_held_cases() {
+    let (_dir, store) = fresh().await;
+    for (id, status, received, source) in [
+        ("evt_a", "received", NOW.unix() - 50, "webhook"),
+        ("evt_b", "received", NOW.unix() - 10, "webhook"),
+        ("evt_c", "failed", NOW.unix() - 5, "webhook"),
+        ("evt_d", "processed", NOW.unix() - 3 * 86_400, "webhook"),
+        ("evt_e", "processed", NOW.unix() - 1, "backfill"),
+    ] {
+        sqlx::query(
+            "INSERT INTO stripe_events (id, type, created, livemode, object_type, metadata,
+                 payload, headers, source, received_at, status)
+             VALUES (?, 'invoice.paid', 1, 0, 'invoice', '{}', x'7b7d', '{}', ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(source)
+        .bind(received)
+        .bind(status)
+        .execute(&store.pool)
+        .await
+        .expect("event");
+    }
+    for (id, state, at) in [
+        ("case_old", "held", 100),
+        ("case_new", "held", 200),
+        ("case_done", "resolved", 50),
+    ] {
+        sqlx::query(
+            "INSERT INTO cases (id, case_key, kind, event_ids, details, state, created_at)
+             VALUES (?, ?, 'missing_workspace', '[]', '{}', ?, ?)",
+        )
+        .bind(id)
+        .bind(format!("key:{id}"))
+        .bind(state)
+        .bind(at)
+        .execute(&store.pool)
+        .await
+        .expect("case");
+    }
+    let facts = store
+        .readiness_facts(NOW.plus_seconds(-86_400))
+        .await
+        .expect("facts");
+    assert_eq!(facts.backlog, 2);
+    assert_eq!(facts.oldest_unprocessed, Some(NOW.plus_seconds(-50)));
+    assert_eq!(facts.failed_events, 1);
+    assert_eq!(facts.webhooks_recent, 3, "webhooks only, last day only");
+    assert_eq!(facts.last_webhook_at, Some(NOW.plus_seconds(-5)));
+    assert_eq!(facts.held_total, 2);
+    let ids: Vec<&str> = facts.held_cases.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["case_old", "case_new"], "oldest first, held only");
+}
+
+#[tokio::test]
+async fn audit_entries_are_found_by_action_newest_first() {
+    let (_dir, store) = fresh().await;
+    for (n, action) in ["qa_gate.completed", "other", "qa_gate.completed"]
+        .iter()
+        .enumerate()
+    {
+        store
+            .append_audit(&AuditEntry {
+                at: NOW.plus_seconds(i64::try_from(n).expect("small")),
+                actor: "system".into(),
+                action: (*action).into(),
+                workspace_id: None,
+                subject: None,
+                before: None,
+                after: Some(serde_json::json!({ "n": n })),
+                cause: None,
+            })
+            .await
+            .expect("append");
+    }
+    let found = store
+        .audit_by_action("qa_gate.completed", 10)
+        .await
+        .expect("found");
+    let ns: Vec<i64> = found
+        .iter()
+        .filter_map(|e| e.entry.after.as_ref()?["n"].as_i64())
+        .collect();
+    assert_eq!(ns, [2, 0]);
+}
+
+#[tokio::test]
+async fn a_paying_workspace_stays_and_a_removed_one_takes_its_pending_mail_along() {
+    let (_dir, store) = fresh().await;
+    let owner = Email::parse("dana@acme.test").expect("email");
+    for id in ["ws_paying", "ws_spare"] {
+        store
+            .create_workspace(&ws(id), "W", &owner, &Actor::api(), NOW)
+            .await
+            .expect("create");
+    }
+    sqlx::query(
+        "INSERT INTO billing_states (workspace_id, subscription_status, updated_at)
+         VALUES ('ws_paying', 'active', 1), ('ws_spare', 'canceled', 1)",
+    )
+    .execute(&store.pool)
+    .await
+    .expect("billing");
+    sqlx::query(
+        "INSERT INTO outbox (idempotency_key, kind, recipient, workspace_id, payload, state,
+             next_attempt_at, created_at)
+         VALUES ('k1', 'onboarding', 'dana@acme.test', 'ws_spare', '{}', 'pending', 1, 1)",
+    )
+    .execute(&store.pool)
+    .await
+    .expect("outbox");
+    assert!(matches!(
+        store
+            .delete_workspace(&ws("ws_paying"), &Actor::api(), NOW)
+            .await,
+        Err(StoreError::WorkspaceHasSubscription)
+    ));
+    assert!(
+        store
+            .delete_workspace(&ws("ws_spare"), &Actor::api(), NOW)
+            .await
+            .expect("removed")
+    );
+    assert!(
+        !store
+            .delete_workspace(&ws("ws_spare"), &Actor::api(), NOW)
+            .await
+            .expect("gone already")
+    );
+    assert!(
+        store
+            .get_workspace(&ws("ws_spare"))
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        store
+            .get_workspace(&ws("ws_paying"))
+            .await
+            .expect("read")
+            .is_some()
+    );
+    let state: String = sqlx::query_scalar("SELECT state FROM outbox WHERE idempotency_key = 'k1'")
+        .fetch_one(&store.pool)
+        .await
+        .expect("row");
+    assert_eq!(state, "superseded");
+    let audit = store
+        .audit_by_action("workspace.deleted", 10)
+        .await
+        .expect("audit");
+    assert_eq!(audit.len(), 1);
+}
