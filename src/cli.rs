@@ -157,6 +157,10 @@ enum SimulateCommand {
         /// A plan key of the catalog (default: the highest-ranked paid plan).
         #[arg(long)]
         plan: Option<String>,
+        /// The Stripe price bought, instead of the plan's first (one the
+        /// catalog lacks is held `unknown_price`).
+        #[arg(long, conflicts_with = "plan")]
+        price: Option<String>,
         /// Paid by someone else at the purchaser's company (billing@<their domain>),
         /// who administers nothing.
         #[arg(long)]
@@ -181,6 +185,12 @@ enum SimulateCommand {
         /// Schedule the end instead of ending now.
         #[arg(long)]
         at_period_end: bool,
+        #[command(flatten)]
+        target: SimulateTarget,
+    },
+    /// A signed event that changes nothing (`admit.ping`): checks that the
+    /// endpoint and the signing secret agree, e.g. after rotating it.
+    Ping {
         #[command(flatten)]
         target: SimulateTarget,
     },
@@ -407,11 +417,15 @@ async fn simulate(config: Config, command: SimulateCommand) -> anyhow::Result<()
             workspace,
             email,
             plan,
+            price,
             mismatch,
             unbound,
             target,
         } => {
-            let price = simulated_price(&config, plan.as_deref())?;
+            let price = match price {
+                Some(price) => price,
+                None => simulated_price(&config, plan.as_deref())?,
+            };
             let purchaser = if mismatch {
                 let domain = email
                     .as_str()
@@ -446,6 +460,24 @@ async fn simulate(config: Config, command: SimulateCommand) -> anyhow::Result<()
                 purchase.email.clone(),
                 purchase.cancel(at_period_end),
             )
+        }
+        SimulateCommand::Ping { target } => {
+            let target_url = Target::from_config(&config, target.url.clone())?;
+            let live = config.stripe.mode == crate::config::stripe::StripeMode::Live;
+            let lines = send(
+                &target_url,
+                &[crate::simulate::ping(live)],
+                Delivery {
+                    copies: 1,
+                    shuffle: false,
+                },
+            )
+            .await?;
+            let mut out = std::io::stdout().lock();
+            for line in &lines {
+                writeln!(out, "{line}")?;
+            }
+            return Ok(());
         }
         SimulateCommand::Dispute { workspace, target } => {
             let purchase = existing_purchase(&config, &workspace, target.url.clone()).await?;

@@ -11,7 +11,6 @@ use admit_core::readiness::{
     ReconcileRun,
 };
 use admit_store::{AuditEntry, Store};
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::Digest;
 
@@ -66,14 +65,10 @@ async fn gather(
         },
         Err(e) => Check::Failed(crate::telemetry::error_chain(&e)),
     };
-    let stripe_key = config.stripe.api_key.as_ref().map(|key| {
-        let key = key.expose_secret();
-        if key.starts_with("sk_live_") || key.starts_with("rk_live_") {
-            KeyMode::Live
-        } else {
-            KeyMode::Test
-        }
-    });
+    let stripe_key = config
+        .stripe
+        .key_is_live()
+        .map(|live| if live { KeyMode::Live } else { KeyMode::Test });
     let event_mode = match config.stripe.mode {
         StripeMode::Live => EventMode::Live,
         StripeMode::Test => EventMode::Test,
@@ -85,11 +80,15 @@ async fn gather(
             Check::NotChecked("no Stripe API key is configured (ADMIT_STRIPE_API_KEY)".to_owned())
         }
     };
+    // The newest full run: a run of one scenario, of other files or against
+    // a running admit speaks for less than the whole table.
     let gate = store
-        .audit_by_action(crate::qa::RECORDED_ACTION, 1)
+        .audit_by_action(crate::qa::RECORDED_ACTION, 50)
         .await?
-        .first()
-        .and_then(|e| gate_run(e.entry.after.as_ref()?));
+        .iter()
+        .filter_map(|e| e.entry.after.as_ref())
+        .find(|after| after["scope"] == "full")
+        .and_then(gate_run);
     let reconcile = store
         .audit_by_action(RECONCILED_ACTION, 1)
         .await?
@@ -145,6 +144,12 @@ fn gate_run(after: &Value) -> Option<GateRun> {
         total: after["total"].as_u64()?,
         finished_at: Timestamp::from_unix(after["finished_at"].as_i64()?),
         catalog: after["catalog"].as_str()?.to_owned(),
+        passed_scenarios: after["scenarios"]
+            .as_array()?
+            .iter()
+            .filter(|s| s["result"] == "PASS")
+            .filter_map(|s| s["id"].as_str().map(str::to_owned))
+            .collect(),
         held_scenarios: after["scenarios"]
             .as_array()?
             .iter()
@@ -370,6 +375,10 @@ mod tests {
             total: 20,
             finished_at: facts.now.plus_seconds(-600),
             catalog: "a9a1e89ca81510ad".into(),
+            passed_scenarios: admit_core::readiness::REQUIRED_SCENARIOS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             held_scenarios: Vec::new(),
         });
         facts.inbox.webhooks_recent = 31;

@@ -58,16 +58,23 @@ pub struct Purchase {
 }
 
 fn nonce() -> String {
-    let mut bytes = [0u8; 9];
-    // The ids only need to be unique; a failure to read the OS's randomness
-    // falls back to the clock's nanoseconds.
-    if getrandom::fill(&mut bytes).is_err() {
+    random_hex(9)
+}
+
+/// `bytes` random bytes as hex: unique ids and scratch secrets. A failure to
+/// read the OS's randomness falls back to the clock's nanoseconds (only
+/// uniqueness is needed where this is used).
+pub fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    if getrandom::fill(&mut raw).is_err() {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        bytes.copy_from_slice(&nanos.to_le_bytes()[..9]);
+        for (i, b) in raw.iter_mut().enumerate() {
+            *b = nanos.to_le_bytes()[i % 16];
+        }
     }
-    hex::encode(bytes)
+    hex::encode(raw)
 }
 
 fn unix_now() -> i64 {
@@ -75,6 +82,10 @@ fn unix_now() -> i64 {
 }
 
 const DAY: i64 = 86_400;
+
+/// The `User-Agent` of deliveries admit makes itself (`simulate`, the QA
+/// gate): the readiness memo counts only Stripe's as verified deliveries.
+pub const USER_AGENT: &str = concat!("admit-simulate/", env!("CARGO_PKG_VERSION"));
 
 impl Purchase {
     pub fn new(email: &str, workspace: Option<&str>, price: &str) -> Self {
@@ -242,6 +253,23 @@ impl Purchase {
     }
 }
 
+/// An event that changes nothing: stored and ignored, proof that a signed
+/// delivery gets through. In the mode admit provisions, so it counts as no
+/// mode mismatch.
+pub fn ping(livemode: bool) -> Event {
+    let mut event = Event::new(
+        "admit.ping",
+        SystemClock.now().unix(),
+        json!({"object": "ping"}),
+        None,
+    );
+    if let Ok(mut body) = serde_json::from_slice::<Value>(&event.body) {
+        body["livemode"] = json!(livemode);
+        event.body = serde_json::to_vec(&body).unwrap_or_default();
+    }
+    event
+}
+
 /// One signed-to-be event body.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -309,6 +337,8 @@ pub async fn send(
             .post(format!("{}/webhooks/stripe", target.url))
             .header("stripe-signature", header)
             .header("content-type", "application/json")
+            // Marks the delivery as admit's own: readiness counts Stripe's only.
+            .header("user-agent", USER_AGENT)
             .body(event.body.clone())
             .send()
             .await

@@ -48,9 +48,11 @@ impl App {
         let stripe = crate::stripe_sync::client(&config).context(
             "cannot set up the Stripe API client (ADMIT_STRIPE_API_KEY, ADMIT_STRIPE_API_BASE)",
         )?;
+        let ingest = crate::inbox::IngestWriter::start(store.clone());
         Ok(Self {
             state: AppState {
                 config: Arc::new(config),
+                ingest,
                 store,
                 clock,
                 metrics: Metrics::new(),

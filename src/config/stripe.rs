@@ -47,6 +47,27 @@ pub struct StripeConfig {
     pub mode: StripeMode,
 }
 
+/// Whether a Stripe key is a live one (`sk_live_`, `rk_live_`), a test one
+/// (`sk_test_`, `rk_test_`), or neither that admit can tell.
+fn key_is_live(key: &str) -> Option<bool> {
+    if key.starts_with("sk_live_") || key.starts_with("rk_live_") {
+        Some(true)
+    } else if key.starts_with("sk_test_") || key.starts_with("rk_test_") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+impl StripeConfig {
+    /// The configured key's mode; `None` without a key or for one of no known prefix.
+    pub fn key_is_live(&self) -> Option<bool> {
+        self.api_key
+            .as_ref()
+            .and_then(|key| key_is_live(key.expose_secret()))
+    }
+}
+
 impl std::fmt::Debug for StripeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StripeConfig")
@@ -97,14 +118,10 @@ impl StripeConfig {
             "test" => StripeMode::Test,
             "any" => StripeMode::Any,
             // From the key: a live key means a live deployment.
-            "auto" => match api_key.as_deref() {
-                Some(k) if k.starts_with("sk_live_") || k.starts_with("rk_live_") => {
-                    StripeMode::Live
-                }
-                Some(k) if k.starts_with("sk_test_") || k.starts_with("rk_test_") => {
-                    StripeMode::Test
-                }
-                _ => StripeMode::Any,
+            "auto" => match api_key.as_deref().and_then(key_is_live) {
+                Some(true) => StripeMode::Live,
+                Some(false) => StripeMode::Test,
+                None => StripeMode::Any,
             },
             other => {
                 return Err(ConfigError::Invalid {

@@ -46,6 +46,10 @@ pub enum ApiError {
         "the workspace has a running subscription: cancel it in Stripe (or wait for its end) before removing the workspace"
     )]
     WorkspaceHasSubscription,
+    #[error(
+        "support has held cases about this workspace: resolve them first (GET /v1/cases?state=held&workspace_id=…)"
+    )]
+    WorkspaceHasHeldCases,
     #[error("this email address is not a member of the workspace")]
     MemberNotFound,
     #[error(
@@ -108,6 +112,7 @@ impl ApiError {
             ApiError::WorkspaceExists => "workspace_exists",
             ApiError::WorkspaceNotFound => "workspace_not_found",
             ApiError::WorkspaceHasSubscription => "workspace_has_subscription",
+            ApiError::WorkspaceHasHeldCases => "workspace_has_held_cases",
             ApiError::MemberNotFound => "member_not_found",
             ApiError::LastOwner => "last_owner",
             ApiError::RouteNotFound => "not_found",
@@ -161,7 +166,8 @@ impl ApiError {
             | ApiError::MemberNotFound => StatusCode::NOT_FOUND,
             ApiError::WorkspaceExists
             | ApiError::LastOwner
-            | ApiError::WorkspaceHasSubscription => StatusCode::CONFLICT,
+            | ApiError::WorkspaceHasSubscription
+            | ApiError::WorkspaceHasHeldCases => StatusCode::CONFLICT,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -176,6 +182,7 @@ impl From<StoreError> for ApiError {
             StoreError::WorkspaceExists => ApiError::WorkspaceExists,
             StoreError::WorkspaceNotFound => ApiError::WorkspaceNotFound,
             StoreError::WorkspaceHasSubscription => ApiError::WorkspaceHasSubscription,
+            StoreError::WorkspaceHasHeldCases => ApiError::WorkspaceHasHeldCases,
             StoreError::LastOwner => ApiError::LastOwner,
             StoreError::MemberNotFound => ApiError::MemberNotFound,
             StoreError::CaseNotFound => ApiError::CaseNotFound,
@@ -191,7 +198,9 @@ impl From<StoreError> for ApiError {
             | StoreError::Migration(_)
             | StoreError::NotMigrated { .. }
             | StoreError::Decision(_)
-            | StoreError::Corrupt(_) => ApiError::Internal(e.into()),
+            | StoreError::Corrupt(_)
+            | StoreError::BatchFailed(_)
+            | StoreError::WriterStopped => ApiError::Internal(e.into()),
         }
     }
 }

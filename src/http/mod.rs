@@ -50,6 +50,8 @@ pub struct AppState {
     /// Welcome-page fetches per session: (count, last fetch), so a refreshing
     /// page cannot become a request storm against Stripe.
     pub sync_budget: Arc<std::sync::Mutex<std::collections::HashMap<String, (u32, i64)>>>,
+    /// The one writer webhooks are stored through (group commit).
+    pub ingest: crate::inbox::IngestWriter,
     /// Refused webhook deliveries not yet written to the store.
     pub rejections: Arc<webhooks::RejectionTally>,
 }

@@ -145,7 +145,8 @@ async fn ingest(
         state.clock.now(),
     )
     .map_err(|e| ApiError::EventMalformed(e.to_string()))?;
-    let outcome = state.store.insert_event(&event).await?;
+    let (id, event_type) = (event.id.clone(), event.event_type.clone());
+    let outcome = state.ingest.insert(event).await?;
     let duplicate = outcome == InsertOutcome::Duplicate;
     if !duplicate {
         state.wake.notify_one();
@@ -154,13 +155,13 @@ async fn ingest(
         .metrics
         .events_received
         .get_or_create(&ReceivedLabels {
-            r#type: event.event_type.clone(),
+            r#type: event_type.clone(),
             outcome: if duplicate { "duplicate" } else { "stored" },
         })
         .inc();
     tracing::info!(
-        event_id = %event.id,
-        event_type = %event.event_type,
+        event_id = %id,
+        event_type = %event_type,
         duplicate,
         "webhook stored"
     );
@@ -169,7 +170,7 @@ async fn ingest(
         // A redelivery changes nothing (S6); a new event's scenario is known
         // once it is processed (`GET /v1/events/{id}`).
         Json(json!({
-            "received": true, "id": event.id.as_str(), "duplicate": duplicate,
+            "received": true, "id": id.as_str(), "duplicate": duplicate,
             "scenario": duplicate.then_some("S6"),
         })),
     ))

@@ -5,6 +5,8 @@
 
 mod keys;
 mod new_event;
+mod writer;
 
 pub use keys::event_keys;
 pub use new_event::new_event;
+pub use writer::IngestWriter;

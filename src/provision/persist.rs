@@ -201,6 +201,7 @@ pub fn plan_writes(
         customer_bindings: &snapshot.customer_bindings,
         purchase_bindings: &snapshot.purchase_bindings,
         remembered_purchases: &snapshot.remembered_purchases,
+        created_for_purchases: &snapshot.created_for_purchases,
         settlements: &snapshot.settlements,
         policy: policy.unmatched,
         grace_period_secs: policy.grace_period_secs,

@@ -95,10 +95,13 @@ pub async fn gate(config: &Config, options: &Options) -> anyhow::Result<GateRepo
             rows.push(row);
         }
     }
+    let full =
+        options.scenario.is_none() && options.scenarios_dir.is_none() && options.against.is_none();
     Ok(GateReport {
         started_at: started.unix(),
         finished_at: SystemClock.now().unix(),
-        against: options.against.clone(),
+        against: options.against.as_deref().map(crate::config::redact_url),
+        scope: if full { "full" } else { "partial" },
         plan,
         price,
         catalog: catalog_fingerprint(config),
@@ -149,6 +152,7 @@ fn context(config: &Config, run: String, now: i64, plan: &str, price: &str) -> C
             |e| e.as_str().to_owned(),
         ),
         grace_days: config.grace_period_secs / 86_400,
+        grace_secs: config.grace_period_secs,
     }
 }
 

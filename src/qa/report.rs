@@ -86,6 +86,9 @@ impl Row {
             }
             seen.push((order.as_str(), blanked));
         }
+        if orders.is_empty() {
+            why.push("no delivery order ran (the file lists no order)".to_owned());
+        }
         Self {
             id: scenario.id.clone(),
             what: scenario.what.clone(),
@@ -110,6 +113,9 @@ pub struct GateReport {
     pub price: String,
     /// The catalog it ran with (`catalog_fingerprint`).
     pub catalog: String,
+    /// `full` (every built-in scenario on private admits) or `partial`:
+    /// only a full run speaks for the memo.
+    pub scope: &'static str,
     pub rows: Vec<Row>,
 }
 
@@ -213,6 +219,7 @@ impl GateReport {
             "finished_at": self.finished_at,
             "against": self.against,
             "catalog": self.catalog,
+            "scope": self.scope,
             "scenarios": self.rows.iter().map(|r| json!({
                 "id": r.id, "result": r.verdict.as_str(), "why": r.why.first(),
             })).collect::<Vec<_>>(),
@@ -242,6 +249,7 @@ mod tests {
             plan: "pro".into(),
             price: "price_Pro".into(),
             catalog: "0123abcd".into(),
+            scope: "full",
             rows,
         }
     }

@@ -108,6 +108,7 @@ pub struct Context {
     pub unknown_price: String,
     pub support: String,
     pub grace_days: i64,
+    pub grace_secs: i64,
 }
 
 const DAY: i64 = 86_400;
@@ -187,6 +188,7 @@ pub fn render(source: &Source, context: &Context) -> anyhow::Result<Scenario> {
         ),
         ("support", JinjaValue::from(context.support.clone())),
         ("grace_days", JinjaValue::from(context.grace_days)),
+        ("grace_secs", JinjaValue::from(context.grace_secs)),
     ] {
         env.add_global(name, value);
     }
@@ -372,6 +374,18 @@ pub struct Expect {
     pub messages: Vec<MessageExpect>,
     #[serde(default)]
     pub welcome: Vec<WelcomeExpect>,
+    /// A workspace admit created for an unmatched purchase (`create_workspace`).
+    #[serde(default)]
+    pub created_workspace: Option<CreatedWorkspace>,
+}
+
+/// The workspace admit made for a purchaser: found by the onboarding
+/// message to its owner, then read through the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatedWorkspace {
+    pub owner: String,
+    pub plan: String,
 }
 
 /// A billing field's expected value; `"none"` for null.
@@ -404,9 +418,9 @@ pub struct AccessExpect {
     pub plan: Option<String>,
     #[serde(default)]
     pub reason: Option<String>,
-    /// Ask this many days after the events (the clock moves; local runs only).
+    /// Ask this many seconds after the events (the clock moves; local runs only).
     #[serde(default)]
-    pub after_days: Option<i64>,
+    pub after_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -451,6 +465,7 @@ mod tests {
             unknown_price: "price_qa_unknown".into(),
             support: "support@qa.test".into(),
             grace_days: 7,
+            grace_secs: 7 * 86_400,
         }
     }
 

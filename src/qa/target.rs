@@ -29,6 +29,7 @@ pub struct Answer {
 #[derive(Debug)]
 pub struct Target {
     pub url: String,
+    tolerance_secs: i64,
     webhook_secret: SecretString,
     app_token: SecretString,
     client: reqwest::Client,
@@ -54,23 +55,9 @@ struct Private {
     _dir: tempfile::TempDir,
 }
 
-fn random_token(bytes: usize) -> String {
-    let mut raw = vec![0u8; bytes];
-    // Uniqueness is all a scratch secret needs; the clock is a fallback.
-    if getrandom::fill(&mut raw).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        for (i, b) in raw.iter_mut().enumerate() {
-            *b = nanos.to_le_bytes()[i % 16];
-        }
-    }
-    hex::encode(raw)
-}
-
 /// A run id: short, unique enough to keep ids of runs apart.
 pub fn run_id() -> String {
-    random_token(4)
+    crate::simulate::random_hex(4)
 }
 
 impl Target {
@@ -88,10 +75,10 @@ impl Target {
         private.database_url = format!("sqlite://{}", dir.path().join("qa.db").display());
         private.migrate_on_start = true;
         private.listen = "127.0.0.1:0".parse()?;
-        let secret = format!("whsec_qa_{}", random_token(16));
+        let secret = format!("whsec_qa_{}", crate::simulate::random_hex(16));
         private.webhook_secrets = vec![SecretString::from(secret.clone())];
         private.webhook_secrets_provenance = Provenance::Configured;
-        let token = random_token(24);
+        let token = crate::simulate::random_hex(24);
         private.app_token = SecretString::from(token.clone());
         private.app_token_provenance = Provenance::Configured;
         private.process_in_background = false;
@@ -123,6 +110,7 @@ impl Target {
         }));
         Ok(Self {
             url,
+            tolerance_secs: i64::try_from(config.webhook_tolerance_secs).unwrap_or(i64::MAX / 2),
             webhook_secret: SecretString::from(secret),
             app_token: SecretString::from(token),
             client: client()?,
@@ -153,6 +141,7 @@ impl Target {
             .context("ADMIT_WEBHOOK_SECRETS is empty")?;
         Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
+            tolerance_secs: i64::try_from(config.webhook_tolerance_secs).unwrap_or(i64::MAX / 2),
             webhook_secret: secret.clone(),
             app_token: config.app_token.clone(),
             client: client()?,
@@ -183,6 +172,11 @@ impl Target {
         }
     }
 
+    /// How far a signature may be from now at the target (this configuration's).
+    pub fn tolerance_secs(&self) -> i64 {
+        self.tolerance_secs
+    }
+
     pub fn secret(&self) -> &str {
         self.webhook_secret.expose_secret()
     }
@@ -193,6 +187,7 @@ impl Target {
             .client
             .post(format!("{}/webhooks/stripe", self.url))
             .header("content-type", "application/json")
+            .header("user-agent", crate::simulate::USER_AGENT)
             .body(body.to_vec());
         if let Some(signature) = signature {
             request = request.header("stripe-signature", signature);
@@ -267,8 +262,10 @@ impl Target {
         }
     }
 
-    /// Sends what is due (private admit only) and returns the recipients the
-    /// mail sink received; `None` for a running admit, whose mail is its own.
+    /// Sends what is due (private admit only) and reads what the mail sink
+    /// received; `None` for a running admit, whose mail is its own.
+    /// (The folder transport names a file by its Message-ID: one file per
+    /// outbox row, however often it is sent.)
     pub async fn deliver_mail(&self) -> anyhow::Result<Option<Vec<String>>> {
         let Kind::Private(p) = &self.kind else {
             return Ok(None);
@@ -282,11 +279,13 @@ impl Target {
             let path = entry?.path();
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            for line in text.lines() {
-                if let Some(to) = line.strip_prefix("To: ") {
-                    recipients.push(to.trim().trim_matches(['<', '>']).to_ascii_lowercase());
-                    break;
-                }
+            let header = |name: &str| {
+                text.lines()
+                    .take_while(|l| !l.is_empty())
+                    .find_map(|l| l.strip_prefix(name).map(str::trim))
+            };
+            if let Some(to) = header("To: ") {
+                recipients.push(to.trim_matches(['<', '>']).to_ascii_lowercase());
             }
         }
         recipients.sort();

@@ -217,9 +217,20 @@ async fn readiness_holds_on_a_fresh_instance_is_ready_after_a_pass_and_records_a
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("Recommendation: HOLD"), "{out}");
     assert!(
-        out.contains("[!] no QA gate run yet: run `admit qa-gate`"),
+        out.contains("[!] no full QA gate run yet: run `admit qa-gate`"),
         "{out}"
     );
+    // A run of one scenario does not speak for the table.
+    let (code, _, _) = admit(
+        dir.path(),
+        Some(TEST_CATALOG),
+        &["qa-gate", "--scenario", "S1"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    let (code, out, _) = admit(dir.path(), Some(TEST_CATALOG), &["readiness"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no full QA gate run yet"), "{out}");
 
     let (code, out, err) = admit(dir.path(), Some(TEST_CATALOG), &["qa-gate"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
@@ -375,17 +386,40 @@ async fn a_held_case_older_than_an_hour_holds_the_memo_and_stales_a_go() {
 }
 
 #[tokio::test]
-async fn signature_failures_in_the_last_day_are_a_blocker() {
+async fn signature_failures_without_a_verified_delivery_are_a_blocker() {
     let app = spawn_app().await;
     app.clock.set(admit::SystemClock.now());
-    app.post_webhook(b"{}".to_vec(), Some("t=1,v1=00"))
+    // Anybody's request without a header is noise, not a wrong secret.
+    app.post_webhook(b"{}".to_vec(), None).await.expect(400);
+    let memo = app.get("/v1/readiness").await.expect(200);
+    assert!(
+        !memo["blockers"].to_string().contains("signature"),
+        "{memo}"
+    );
+
+    let forged = admit_stripe::signature::sign(b"{}", "whsec_not_ours", app.clock_now());
+    app.post_webhook(b"{}".to_vec(), Some(&forged))
         .await
-        .expect(400);
+        .expect_error(400, "signature_mismatch");
     let memo = app.get("/v1/readiness").await.expect(200);
     let blockers = memo["blockers"].to_string();
     assert!(
-        blockers.contains("webhook signature failures in the last 24 h"),
+        blockers.contains("1 webhook signature failures in the last 24 h (1 signature_mismatch) and no verified delivery"),
         "{blockers}"
+    );
+
+    // Beside verified deliveries the same failure is a line of work in progress.
+    deliver(&app, &Sub::new(604, "dana@acme.test", T).purchase()).await;
+    let memo = app.get("/v1/readiness").await.expect(200);
+    assert!(
+        !memo["blockers"].to_string().contains("signature"),
+        "{memo}"
+    );
+    assert!(
+        memo["in_progress"]
+            .to_string()
+            .contains("signature failures"),
+        "{memo}"
     );
 }
 
@@ -434,10 +468,19 @@ async fn the_gate_runs_its_subset_against_a_running_admit_and_leaves_nothing_beh
         .iter()
         .filter_map(|r| r["id"].as_str())
         .collect();
-    assert_eq!(
-        ids,
-        ["catalog", "S1", "S2", "S6", "S13", "S14"],
-        "the subset"
+    assert_eq!(ids, ["catalog", "S1", "S2", "S6", "S13"], "the subset");
+    // The gate's own deliveries are not Stripe's: they leave the memo's
+    // delivery figures and signature failures alone.
+    let memo = app.get("/v1/readiness").await.expect(200);
+    assert!(
+        memo["in_progress"]
+            .to_string()
+            .contains("no webhook delivery verified yet"),
+        "{memo}"
+    );
+    assert!(
+        !memo["blockers"].to_string().contains("signature"),
+        "{memo}"
     );
     // Its workspaces are gone; the events stay as history.
     let events = app.get("/v1/events?limit=1000").await.expect(200);

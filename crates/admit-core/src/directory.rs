@@ -246,19 +246,33 @@ mod checkout_customer_tests {
     }
 }
 
-/// A workspace with a running subscription cannot be removed: its customer
-/// is still paying, and the next webhook would find no workspace to apply to.
+/// Why a workspace cannot be removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SubscriptionRunning;
+pub enum RemovalRefused {
+    /// Its subscription may still charge or resume (active, trialing,
+    /// past_due, unpaid, paused, incomplete): the next webhook would find no
+    /// workspace to apply to.
+    SubscriptionRunning,
+    /// Support has held cases about it (a payment not provisioned yet, a
+    /// duplicate to refund): removing it would strand them.
+    CasesHeld,
+}
 
-/// Whether a workspace with this billing state may be removed.
+/// Whether a workspace may be removed: nobody pays for it any more (no
+/// subscription, or one Stripe has ended for good) and no case about it is held.
 pub fn plan_workspace_removal(
     billing: Option<&crate::BillingState>,
-) -> Result<(), SubscriptionRunning> {
+    held_cases: u64,
+) -> Result<(), RemovalRefused> {
+    use crate::SubscriptionStatus::{Canceled, IncompleteExpired};
     match billing.and_then(|b| b.subscription_status) {
-        Some(status) if status.is_live() => Err(SubscriptionRunning),
-        _ => Ok(()),
+        None | Some(Canceled | IncompleteExpired) => {}
+        Some(_) => return Err(RemovalRefused::SubscriptionRunning),
     }
+    if held_cases > 0 {
+        return Err(RemovalRefused::CasesHeld);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -267,24 +281,30 @@ mod removal_tests {
     use crate::{BillingState, SubscriptionStatus};
 
     #[test]
-    fn only_a_workspace_nobody_pays_for_may_be_removed() {
-        assert_eq!(plan_workspace_removal(None), Ok(()));
+    fn only_a_workspace_nobody_pays_for_and_nobody_holds_may_be_removed() {
+        assert_eq!(plan_workspace_removal(None, 0), Ok(()));
         let mut billing = BillingState::default();
-        assert_eq!(plan_workspace_removal(Some(&billing)), Ok(()));
+        assert_eq!(plan_workspace_removal(Some(&billing), 0), Ok(()));
         for (status, allowed) in [
             (SubscriptionStatus::Active, false),
             (SubscriptionStatus::Trialing, false),
             (SubscriptionStatus::PastDue, false),
+            (SubscriptionStatus::Unpaid, false),
+            (SubscriptionStatus::Paused, false),
+            (SubscriptionStatus::Incomplete, false),
             (SubscriptionStatus::Canceled, true),
-            (SubscriptionStatus::Unpaid, true),
             (SubscriptionStatus::IncompleteExpired, true),
         ] {
             billing.subscription_status = Some(status);
             assert_eq!(
-                plan_workspace_removal(Some(&billing)).is_ok(),
+                plan_workspace_removal(Some(&billing), 0).is_ok(),
                 allowed,
                 "{status:?}"
             );
         }
+        assert_eq!(
+            plan_workspace_removal(Some(&billing), 1),
+            Err(RemovalRefused::CasesHeld)
+        );
     }
 }

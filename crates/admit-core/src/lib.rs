@@ -21,7 +21,7 @@ pub use backoff::Backoff;
 pub use billing::{BillingState, SubscriptionStatus};
 pub use catalog::{Catalog, CatalogError, Entitlements, Plan, PlanKey};
 pub use directory::{
-    Directory, LastOwner, MemberPlan, Role, SubscriptionRunning, Workspace, WorkspaceCustomers,
+    Directory, LastOwner, MemberPlan, RemovalRefused, Role, Workspace, WorkspaceCustomers,
     checkout_customer, plan_invitation, plan_removal, plan_role_change, plan_workspace_removal,
 };
 pub use email::{Email, EmailError};

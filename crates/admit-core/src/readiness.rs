@@ -69,7 +69,34 @@ pub enum EventMode {
     Any,
 }
 
-/// The last QA gate run, as its audit entry recorded it.
+/// The rows a QA gate run must have passed to count for the memo: the
+/// decision table S1–S18, S5 under the `create_workspace` policy, and the
+/// catalog itself.
+pub const REQUIRED_SCENARIOS: &[&str] = &[
+    "catalog",
+    "S1",
+    "S2",
+    "S3",
+    "S4",
+    "S5",
+    "S5-create",
+    "S6",
+    "S7",
+    "S8",
+    "S9",
+    "S10",
+    "S11",
+    "S12",
+    "S13",
+    "S14",
+    "S15",
+    "S16",
+    "S17",
+    "S18",
+];
+
+/// The last full QA gate run (the built-in scenarios on private admits), as
+/// its audit entry recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateRun {
     pub passed: bool,
@@ -77,8 +104,21 @@ pub struct GateRun {
     pub total: u64,
     pub finished_at: Timestamp,
     pub catalog: String,
+    /// The rows that passed.
+    pub passed_scenarios: Vec<String>,
     /// The scenarios that held, with their first reason.
     pub held_scenarios: Vec<(String, String)>,
+}
+
+impl GateRun {
+    /// Required rows the run did not pass (missing or held).
+    pub fn missing(&self) -> Vec<&'static str> {
+        REQUIRED_SCENARIOS
+            .iter()
+            .copied()
+            .filter(|id| !self.passed_scenarios.iter().any(|p| p == id))
+            .collect()
+    }
 }
 
 /// The last reconciliation with Stripe.
@@ -252,11 +292,9 @@ pub fn age(seconds: i64) -> String {
     }
 }
 
-const SIGNATURE_CODES: &[&str] = &[
-    "signature_mismatch",
-    "signature_header_invalid",
-    "timestamp_outside_tolerance",
-];
+/// Refusals that mean "signed, but not with a secret admit has" (a missing
+/// or malformed header is anybody's request, not a sign of a wrong secret).
+const SIGNATURE_CODES: &[&str] = &["signature_mismatch", "timestamp_outside_tolerance"];
 
 /// The memo of these facts.
 pub fn assess(facts: &Facts) -> Memo {
@@ -335,7 +373,7 @@ pub fn assess(facts: &Facts) -> Memo {
     match &facts.gate {
         None => blockers.push(item(
             "qa_gate",
-            "no QA gate run yet: run `admit qa-gate`",
+            "no full QA gate run yet: run `admit qa-gate` (a run with --scenario, --scenarios or --against does not count)",
         )),
         Some(gate) if !gate.passed => {
             let held: Vec<String> = gate
@@ -354,6 +392,14 @@ pub fn assess(facts: &Facts) -> Memo {
                 ),
             ));
         }
+        Some(gate) if !gate.missing().is_empty() => blockers.push(item(
+            "qa_gate",
+            format!(
+                "the last QA gate ({} ago) did not pass {}: run `admit qa-gate`",
+                age(since(gate.finished_at)),
+                gate.missing().join(", ")
+            ),
+        )),
         Some(gate) if gate.catalog != facts.catalog_fingerprint => blockers.push(item(
             "qa_gate",
             format!(
@@ -475,6 +521,8 @@ pub fn assess(facts: &Facts) -> Memo {
             ),
         ));
     }
+    // A bad signature from the internet is noise (anyone can send one); a
+    // wrong secret shows as failures while no verified delivery arrives.
     let signature_failures: u64 = facts
         .inbox
         .rejections_recent
@@ -490,19 +538,30 @@ pub fn assess(facts: &Facts) -> Memo {
             .filter(|(code, _)| SIGNATURE_CODES.contains(&code.as_str()))
             .map(|(code, n)| format!("{n} {code}"))
             .collect();
-        blockers.push(item(
-            "signature_failures",
-            format!(
-                "{signature_failures} webhook signature failures in the last 24 h ({}): a wrong secret loses Stripe's events",
-                codes.join(", ")
-            ),
-        ));
+        if facts.inbox.webhooks_recent == 0 {
+            blockers.push(item(
+                "signature_failures",
+                format!(
+                    "{signature_failures} webhook signature failures in the last 24 h ({}) and no verified delivery: the endpoint's signing secret is probably not in ADMIT_WEBHOOK_SECRETS",
+                    codes.join(", ")
+                ),
+            ));
+        } else {
+            in_progress.push(item(
+                "signature_failures",
+                format!(
+                    "{signature_failures} webhook signature failures in the last 24 h ({}) beside {} verified deliveries: probes, or a secret being rolled",
+                    codes.join(", "),
+                    facts.inbox.webhooks_recent
+                ),
+            ));
+        }
     }
     if facts.inbox.failed_events > 0 {
         blockers.push(item(
             "failed_events",
             format!(
-                "{} events failed to process (retried with backoff): GET /v1/events?status=failed",
+                "{} events failed to process: GET /v1/events?status=failed shows why; fix the cause and replay them (POST /v1/events/ID/replay)",
                 facts.inbox.failed_events
             ),
         ));
@@ -576,7 +635,8 @@ pub fn assess(facts: &Facts) -> Memo {
             at: a.at.unix(),
             memo_hash: a.memo_hash.clone(),
             recommended: a.recommendation,
-            stale: a.recommendation == Recommendation::Ready
+            stale: a.decision == Decision::Go
+                && a.recommendation == Recommendation::Ready
                 && memo.recommendation == Recommendation::Hold,
         })
         .collect();

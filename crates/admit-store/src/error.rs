@@ -20,6 +20,8 @@ pub enum StoreError {
         "the workspace has a running subscription; it ends (or is canceled) before the workspace is removed"
     )]
     WorkspaceHasSubscription,
+    #[error("support has held cases about the workspace; resolve them before it is removed")]
+    WorkspaceHasHeldCases,
     #[error("the workspace's last owner cannot be removed or demoted")]
     LastOwner,
     #[error("this email is not a member of the workspace")]
@@ -44,4 +46,9 @@ pub enum StoreError {
     OutboxNotFound,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The transaction that held this write (with others) failed.
+    #[error("the batch this write was part of failed")]
+    BatchFailed(#[source] std::sync::Arc<StoreError>),
+    #[error("the ingest writer has stopped")]
+    WriterStopped,
 }

@@ -59,7 +59,17 @@ pub trait Store:
 
     /// Stores a verified event unless one with the same id is already stored.
     /// Returns only after the insert committed.
-    async fn insert_event(&self, event: &NewEvent) -> Result<InsertOutcome, StoreError>;
+    async fn insert_event(&self, event: &NewEvent) -> Result<InsertOutcome, StoreError> {
+        let mut outcomes = self.insert_events(std::slice::from_ref(event)).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no outcome for the insert".into()))
+    }
+
+    /// Stores several events in one transaction (one commit, one sync), each
+    /// unless its id is stored already (also earlier in the same batch).
+    /// The outcomes are in the order of `events`.
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError>;
 
     async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError>;
 

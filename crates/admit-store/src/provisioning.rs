@@ -66,6 +66,8 @@ pub struct ScopeSnapshot {
     pub purchase_bindings: BTreeMap<String, WorkspaceId>,
     /// Purchase bindings rule 3 found and admit kept (source `purchaser_administers`).
     pub remembered_purchases: BTreeSet<String>,
+    /// Purchase bindings to a workspace admit created for them (source `created_workspace`).
+    pub created_for_purchases: BTreeSet<String>,
     pub settlements: BTreeMap<String, Settlement>,
     /// Workspaces whose billing state this scope decides.
     pub workspaces: BTreeSet<WorkspaceId>,

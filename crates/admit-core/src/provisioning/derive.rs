@@ -1032,9 +1032,13 @@ fn provisioned_scenario(
         &candidate.binding,
         Binding::Trusted { intent: Some(intent), .. } if purchaser == Some(&intent.initiator)
     );
-    let remembered = std::iter::once(purchase.key.as_str())
-        .chain(purchase.session_ids.iter().map(String::as_str))
-        .any(|id| b.facts.remembered_purchases.contains(id));
+    let bound_as = |kept: &BTreeSet<String>| {
+        std::iter::once(purchase.key.as_str())
+            .chain(purchase.session_ids.iter().map(String::as_str))
+            .any(|id| kept.contains(id))
+    };
+    let remembered = bound_as(b.facts.remembered_purchases);
+    let created_for = bound_as(b.facts.created_for_purchases);
     // An operator who invited the purchaser (any role) onboards them: S1.
     let invited = matches!(candidate.binding, Binding::Operator(_))
         && b.facts
@@ -1054,6 +1058,8 @@ fn provisioned_scenario(
             Binding::KnownCustomer(_) => Scenario::S3,
             Binding::PurchaserAdministers(_) => Scenario::S4,
             Binding::Operator(_) if remembered => Scenario::S4,
+            // The workspace made for an unmatched purchase: the S5 row's other outcome.
+            Binding::Operator(_) if created_for => Scenario::S5,
             _ if administers || initiated || invited => Scenario::S1,
             _ => Scenario::S2,
         },

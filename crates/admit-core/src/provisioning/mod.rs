@@ -90,6 +90,9 @@ pub struct Facts<'a> {
     /// Those of `purchase_bindings` that rule 3 found (the purchaser
     /// administers the workspace) and admit kept as facts: they stay S4.
     pub remembered_purchases: &'a BTreeSet<String>,
+    /// Those of `purchase_bindings` bound to a workspace admit created for
+    /// them (policy `create_workspace`): they stay S5.
+    pub created_for_purchases: &'a BTreeSet<String>,
     /// Held cases an operator settled, by case key.
     pub settlements: &'a BTreeMap<String, Settlement>,
     pub policy: UnmatchedPolicy,

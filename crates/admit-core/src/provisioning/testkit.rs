@@ -57,6 +57,7 @@ pub struct World {
     pub customer_bindings: BTreeMap<CustomerId, WorkspaceId>,
     pub purchase_bindings: BTreeMap<String, WorkspaceId>,
     pub remembered_purchases: BTreeSet<String>,
+    pub created_for_purchases: BTreeSet<String>,
     pub settlements: BTreeMap<String, Settlement>,
     pub policy: UnmatchedPolicy,
 }
@@ -81,6 +82,7 @@ impl World {
             customer_bindings: BTreeMap::new(),
             purchase_bindings: BTreeMap::new(),
             remembered_purchases: BTreeSet::new(),
+            created_for_purchases: BTreeSet::new(),
             settlements: BTreeMap::new(),
             policy: UnmatchedPolicy::Hold,
         }
@@ -94,6 +96,7 @@ impl World {
             customer_bindings: &self.customer_bindings,
             purchase_bindings: &self.purchase_bindings,
             remembered_purchases: &self.remembered_purchases,
+            created_for_purchases: &self.created_for_purchases,
             settlements: &self.settlements,
             policy: self.policy,
             grace_period_secs: 7 * DAY,

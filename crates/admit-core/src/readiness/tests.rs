@@ -34,6 +34,7 @@ fn passed_gate(ago: i64) -> GateRun {
         total: 20,
         finished_at: t(ago),
         catalog: "cat1".into(),
+        passed_scenarios: REQUIRED_SCENARIOS.iter().map(|s| (*s).to_owned()).collect(),
         held_scenarios: Vec::new(),
     }
 }
@@ -49,6 +50,54 @@ fn a_fresh_instance_holds_until_the_qa_gate_has_run() {
     assert_eq!(memo.confidence, Confidence::Low);
     assert_eq!(keys(&memo.blockers), ["qa_gate"]);
     assert!(memo.blockers[0].text.contains("admit qa-gate"));
+}
+
+#[test]
+fn a_gate_run_that_skipped_a_row_does_not_count() {
+    let mut facts = fresh();
+    let mut gate = passed_gate(60);
+    gate.passed_scenarios.retain(|s| s != "S14");
+    facts.gate = Some(gate);
+    let memo = assess(&facts);
+    assert_eq!(memo.recommendation, Recommendation::Hold);
+    assert!(
+        memo.blockers[0].text.contains("did not pass S14"),
+        "{:?}",
+        memo.blockers
+    );
+}
+
+#[test]
+fn signature_failures_block_only_when_no_verified_delivery_arrives() {
+    let mut facts = fresh();
+    facts.gate = Some(passed_gate(60));
+    facts.inbox.rejections_recent = vec![
+        ("signature_header_invalid".into(), 50),
+        ("signature_mismatch".into(), 4),
+    ];
+    let memo = assess(&facts);
+    assert_eq!(keys(&memo.blockers), ["signature_failures"]);
+    assert!(
+        memo.blockers[0]
+            .text
+            .starts_with("4 webhook signature failures")
+    );
+    facts.inbox.webhooks_recent = 30;
+    facts.inbox.last_webhook_at = Some(t(5));
+    let memo = assess(&facts);
+    assert_eq!(
+        memo.recommendation,
+        Recommendation::Ready,
+        "probes beside real traffic"
+    );
+    assert!(keys(&memo.in_progress).contains(&"signature_failures"));
+    facts.inbox.rejections_recent = vec![("signature_header_invalid".into(), 50)];
+    facts.inbox.webhooks_recent = 0;
+    assert_eq!(
+        assess(&facts).recommendation,
+        Recommendation::Ready,
+        "a missing header is noise"
+    );
 }
 
 #[test]
@@ -119,6 +168,7 @@ fn every_kind_of_trouble_is_a_blocker_with_what_to_do() {
         ("payload_too_large".into(), 9),
         ("signature_mismatch".into(), 4),
     ];
+    facts.inbox.webhooks_recent = 0;
     facts.reconcile = Some(ReconcileRun {
         at: t(100),
         differences: 2,
@@ -163,6 +213,7 @@ fn a_gate_that_held_or_ran_on_another_catalog_blocks() {
         total: 20,
         finished_at: t(60),
         catalog: "cat1".into(),
+        passed_scenarios: Vec::new(),
         held_scenarios: vec![("S10".into(), "no held case unknown_price".into())],
     });
     let memo = assess(&facts);
@@ -192,9 +243,17 @@ fn a_go_on_a_ready_memo_turns_stale_when_the_memo_turns_hold() {
         recommendation: ready.recommendation,
     }];
     assert!(!assess(&facts).decisions[0].stale);
+    facts.approvals.push(Approval {
+        decision: Decision::NoGo,
+        ..facts.approvals[0].clone()
+    });
     facts.inbox.dead_mail = 1;
     let memo = assess(&facts);
     assert!(memo.decisions[0].stale);
+    assert!(
+        !memo.decisions[1].stale,
+        "a no-go is not made stale by a HOLD"
+    );
     assert_ne!(memo.fingerprint(), ready.fingerprint());
 }
 

@@ -52,6 +52,47 @@ impl SqliteStore {
     }
 }
 
+/// One inbox insert inside the caller's transaction.
+async fn insert_one(
+    conn: &mut sqlx::SqliteConnection,
+    event: &NewEvent,
+) -> Result<InsertOutcome, StoreError> {
+    let result = sqlx::query(
+        "INSERT INTO stripe_events (id, type, created, api_version, livemode, object_type,
+             object_id, customer_id, metadata, payload, headers, source, received_at,
+             subscription_id, checkout_session_id, workspace_hint, purchaser_email,
+             charge_id, payment_intent_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(event.id.as_str())
+    .bind(&event.event_type)
+    .bind(event.created.unix())
+    .bind(&event.api_version)
+    .bind(event.livemode)
+    .bind(&event.object_type)
+    .bind(&event.object_id)
+    .bind(event.keys.customer.as_ref().or(event.customer_id.as_ref()))
+    .bind(json_text(&event.metadata))
+    .bind(&event.payload)
+    .bind(json_text(&event.headers))
+    .bind(event.source.as_str())
+    .bind(event.received_at.unix())
+    .bind(&event.keys.subscription)
+    .bind(&event.keys.session)
+    .bind(&event.keys.workspace_hint)
+    .bind(&event.keys.purchaser_email)
+    .bind(&event.keys.charge)
+    .bind(&event.keys.payment_intent)
+    .execute(&mut *conn)
+    .await?;
+    Ok(if result.rows_affected() == 1 {
+        InsertOutcome::Inserted
+    } else {
+        InsertOutcome::Duplicate
+    })
+}
+
 fn json_text(map: &std::collections::BTreeMap<String, String>) -> String {
     serde_json::to_string(map).unwrap_or_else(|_| unreachable!("a string map always serialises"))
 }
@@ -107,41 +148,14 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn insert_event(&self, event: &NewEvent) -> Result<InsertOutcome, StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO stripe_events (id, type, created, api_version, livemode, object_type,
-                 object_id, customer_id, metadata, payload, headers, source, received_at,
-                 subscription_id, checkout_session_id, workspace_hint, purchaser_email,
-                 charge_id, payment_intent_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(event.id.as_str())
-        .bind(&event.event_type)
-        .bind(event.created.unix())
-        .bind(&event.api_version)
-        .bind(event.livemode)
-        .bind(&event.object_type)
-        .bind(&event.object_id)
-        .bind(event.keys.customer.as_ref().or(event.customer_id.as_ref()))
-        .bind(json_text(&event.metadata))
-        .bind(&event.payload)
-        .bind(json_text(&event.headers))
-        .bind(event.source.as_str())
-        .bind(event.received_at.unix())
-        .bind(&event.keys.subscription)
-        .bind(&event.keys.session)
-        .bind(&event.keys.workspace_hint)
-        .bind(&event.keys.purchaser_email)
-        .bind(&event.keys.charge)
-        .bind(&event.keys.payment_intent)
-        .execute(&self.pool)
-        .await?;
-        Ok(if result.rows_affected() == 1 {
-            InsertOutcome::Inserted
-        } else {
-            InsertOutcome::Duplicate
-        })
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            outcomes.push(insert_one(&mut tx, event).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
     }
 
     async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {

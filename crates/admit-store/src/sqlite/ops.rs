@@ -18,6 +18,9 @@ fn count(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<u64, StoreError>
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+// "Verified deliveries" are Stripe's: deliveries admit made itself (`admit
+// simulate`, the QA gate) carry a `User-Agent` of `admit-…` and are left out.
+
 #[async_trait::async_trait]
 impl OpsStore for SqliteStore {
     async fn readiness_facts(&self, since: Timestamp) -> Result<ReadinessFacts, StoreError> {
@@ -27,10 +30,13 @@ impl OpsStore for SqliteStore {
                (SELECT COUNT(*) FROM stripe_events WHERE status = 'received') AS backlog,
                (SELECT MIN(received_at) FROM stripe_events WHERE status = 'received') AS oldest,
                (SELECT COUNT(*) FROM stripe_events WHERE status = 'failed') AS failed,
-               (SELECT MAX(received_at) FROM stripe_events WHERE source = 'webhook') AS last_webhook,
-               (SELECT COUNT(*) FROM stripe_events WHERE source = 'webhook' AND received_at >= ?1) AS webhooks,
+               (SELECT MAX(received_at) FROM stripe_events
+                 WHERE source = 'webhook' AND NOT COALESCE(json_extract(headers, '$.\"user-agent\"'), '') LIKE 'admit-%') AS last_webhook,
                (SELECT COUNT(*) FROM stripe_events
-                 WHERE outcome = 'livemode_mismatch' AND received_at >= ?1) AS mismatches,
+                 WHERE source = 'webhook' AND received_at >= ?1 AND NOT COALESCE(json_extract(headers, '$.\"user-agent\"'), '') LIKE 'admit-%') AS webhooks,
+               (SELECT COUNT(*) FROM stripe_events
+                 WHERE status = 'ignored' AND outcome = 'livemode_mismatch'
+                   AND received_at >= ?1) AS mismatches,
                (SELECT COUNT(*) FROM outbox WHERE state = 'pending') AS pending_mail,
                (SELECT COUNT(*) FROM outbox WHERE state = 'dead') AS dead_mail,
                (SELECT COUNT(*) FROM cases WHERE state = 'held') AS held",
@@ -140,8 +146,21 @@ impl OpsStore for SqliteStore {
         };
         let name: String = row.try_get("name")?;
         let billing = billing_state(&mut tx, workspace).await?;
-        if admit_core::plan_workspace_removal(billing.as_ref()).is_err() {
-            return Err(StoreError::WorkspaceHasSubscription);
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM cases WHERE workspace_id = ? AND state = 'held'",
+        )
+        .bind(workspace.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        match admit_core::plan_workspace_removal(billing.as_ref(), u64::try_from(held).unwrap_or(0))
+        {
+            Ok(()) => {}
+            Err(admit_core::RemovalRefused::SubscriptionRunning) => {
+                return Err(StoreError::WorkspaceHasSubscription);
+            }
+            Err(admit_core::RemovalRefused::CasesHeld) => {
+                return Err(StoreError::WorkspaceHasHeldCases);
+            }
         }
         for statement in [
             // Mail about a workspace that is gone is withdrawn, not sent.

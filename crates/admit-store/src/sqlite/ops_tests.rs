@@ -150,7 +150,7 @@ async fn a_paying_workspace_stays_and_a_removed_one_takes_its_pending_mail_along
     }
     sqlx::query(
         "INSERT INTO billing_states (workspace_id, subscription_status, updated_at)
-         VALUES ('ws_paying', 'active', 1), ('ws_spare', 'canceled', 1)",
+         VALUES ('ws_paying', 'unpaid', 1), ('ws_spare', 'canceled', 1)",
     )
     .execute(&store.pool)
     .await
@@ -169,6 +169,23 @@ async fn a_paying_workspace_stays_and_a_removed_one_takes_its_pending_mail_along
             .await,
         Err(StoreError::WorkspaceHasSubscription)
     ));
+    sqlx::query(
+        "INSERT INTO cases (id, case_key, kind, workspace_id, event_ids, details, state, created_at)
+         VALUES ('case_1', 'k', 'unknown_price', 'ws_spare', '[]', '{}', 'held', 1)",
+    )
+    .execute(&store.pool)
+    .await
+    .expect("case");
+    assert!(matches!(
+        store
+            .delete_workspace(&ws("ws_spare"), &Actor::api(), NOW)
+            .await,
+        Err(StoreError::WorkspaceHasHeldCases)
+    ));
+    sqlx::query("UPDATE cases SET state = 'resolved' WHERE id = 'case_1'")
+        .execute(&store.pool)
+        .await
+        .expect("resolve");
     assert!(
         store
             .delete_workspace(&ws("ws_spare"), &Actor::api(), NOW)

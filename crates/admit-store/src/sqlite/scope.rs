@@ -159,6 +159,7 @@ pub(super) async fn load_snapshot(
     let mut customer_bindings = BTreeMap::new();
     let mut purchase_bindings = BTreeMap::new();
     let mut remembered_purchases = BTreeSet::new();
+    let mut created_for_purchases = BTreeSet::new();
     for row in sqlx::query(
         "SELECT kind, stripe_id, workspace_id, source FROM bindings
          WHERE (kind = 'customer' AND stripe_id IN (SELECT value FROM json_each(?1)))
@@ -176,8 +177,14 @@ pub(super) async fn load_snapshot(
             customer_bindings.insert(CustomerId::parse(stripe_id).map_err(corrupt)?, workspace);
         } else {
             let source: String = row.try_get("source")?;
-            if source == "purchaser_administers" {
-                remembered_purchases.insert(stripe_id.clone());
+            match source.as_str() {
+                "purchaser_administers" => {
+                    remembered_purchases.insert(stripe_id.clone());
+                }
+                "created_workspace" => {
+                    created_for_purchases.insert(stripe_id.clone());
+                }
+                _ => {}
             }
             purchase_bindings.insert(stripe_id, workspace);
         }
@@ -258,6 +265,7 @@ pub(super) async fn load_snapshot(
         customer_bindings,
         purchase_bindings,
         remembered_purchases,
+        created_for_purchases,
         settlements,
         workspaces: existing,
         billing,
