@@ -180,3 +180,60 @@ async fn unknown_event_types_and_fields_are_accepted() {
     let stored = app.get("/v1/events/evt_future").await.expect(200);
     assert_eq!(stored["type"], "billing.meter.brand_new_thing");
 }
+
+#[tokio::test]
+async fn concurrent_deliveries_share_commits_and_each_2xx_means_stored() {
+    use sqlx::Connection;
+    let app = spawn_app().await;
+    // A real database fault (an in-database trigger, the one way to make
+    // SQLite refuse one row): any batch holding this event fails whole.
+    let url = format!(
+        "sqlite://{}",
+        crate::helpers::database_path(app.dir.path()).display()
+    );
+    let mut db = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("second connection");
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON stripe_events WHEN NEW.id = 'evt_poison'
+         BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
+    )
+    .execute(&mut db)
+    .await
+    .expect("trigger");
+
+    let ids: Vec<String> = (0..60)
+        .map(|n| format!("evt_group{n:02}"))
+        .chain(std::iter::once("evt_poison".to_owned()))
+        .collect();
+    let bodies: Vec<Vec<u8>> = ids.iter().map(|id| event(id)).collect();
+    let answers =
+        futures::future::join_all(bodies.iter().map(|b| app.post_signed(b, PRIMARY_SECRET)))
+            .await;
+    let mut acknowledged = Vec::new();
+    let mut refused = Vec::new();
+    for (id, answer) in ids.iter().zip(answers) {
+        match answer.status {
+            200 => acknowledged.push(id.clone()),
+            500 => refused.push(id.clone()),
+            other => panic!("{id}: unexpected {other}: {}", answer.text),
+        }
+    }
+    assert!(refused.contains(&"evt_poison".to_owned()));
+    // Every 2xx is a committed row; nothing refused was half-written.
+    for id in &acknowledged {
+        app.get(&format!("/v1/events/{id}")).await.expect(200);
+    }
+    for id in &refused {
+        app.get(&format!("/v1/events/{id}"))
+            .await
+            .expect_error(404, "event_not_found");
+    }
+    // Stripe retries what was refused; all but the poison get in.
+    for (id, body) in ids.iter().zip(&bodies) {
+        if refused.contains(id) && id != "evt_poison" {
+            app.post_signed(body, PRIMARY_SECRET).await.expect(200);
+        }
+    }
+    assert_eq!(app.event_count().await, 60);
+}

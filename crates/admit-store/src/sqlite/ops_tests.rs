@@ -223,3 +223,38 @@ async fn a_paying_workspace_stays_and_a_removed_one_takes_its_pending_mail_along
         .expect("audit");
     assert_eq!(audit.len(), 1);
 }
+
+#[tokio::test]
+async fn a_batch_is_one_transaction_and_a_repeat_within_it_is_a_duplicate() {
+    use crate::{EventSource, InsertOutcome, NewEvent};
+    let (_dir, store) = fresh().await;
+    let event = |id: &str| NewEvent {
+        id: admit_core::EventId::parse(id).expect("id"),
+        event_type: "customer.created".into(),
+        created: NOW,
+        api_version: None,
+        livemode: false,
+        object_type: "customer".into(),
+        object_id: None,
+        customer_id: None,
+        metadata: std::collections::BTreeMap::new(),
+        payload: b"{}".to_vec(),
+        headers: std::collections::BTreeMap::new(),
+        source: EventSource::Webhook,
+        received_at: NOW,
+        keys: crate::EventKeys::default(),
+    };
+    let outcomes = store
+        .insert_events(&[event("evt_a"), event("evt_b"), event("evt_a")])
+        .await
+        .expect("batch");
+    assert_eq!(
+        outcomes,
+        [
+            InsertOutcome::Inserted,
+            InsertOutcome::Inserted,
+            InsertOutcome::Duplicate
+        ]
+    );
+    assert_eq!(store.count_events().await.expect("count"), 2);
+}

@@ -1,0 +1,384 @@
+//! `admit-bench`: admit under signed, realistic Stripe traffic, with the
+//! durable-ingest floor (verify + append + fdatasync, syncs merged) measured
+//! in the same invocation, so every figure is read as a ratio to what this
+//! machine's disk allows right now. See docs/benchmarks.md.
+
+mod floor;
+mod load;
+mod seed;
+mod traffic;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use admit::config::Sources;
+use admit::{App, Config, SystemClock};
+use clap::Parser;
+use load::Sample;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "admit-bench",
+    about = "admit's throughput against the durable-ingest floor"
+)]
+struct Args {
+    /// Closed-loop concurrencies.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    concurrency: Vec<usize>,
+    /// Seconds each closed-loop run lasts at most.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Events generated for each closed-loop run (it stops at whichever comes first).
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Open-loop background rate (events/s) while probe purchases are timed.
+    #[arg(long, default_value_t = 500.0)]
+    rate: f64,
+    /// Seconds of background load around the probes.
+    #[arg(long, default_value_t = 15)]
+    probe_seconds: u64,
+    /// Workspaces in the database while access checks run.
+    #[arg(long, default_value_t = 100_000)]
+    workspaces: usize,
+    /// Share of deliveries sent twice.
+    #[arg(long, default_value_t = 0.05)]
+    redeliver: f64,
+    /// Share of lifecycles delivered shuffled.
+    #[arg(long, default_value_t = 0.1)]
+    out_of_order: f64,
+}
+
+const SECRET: &str = "whsec_bench_0123456789abcdef";
+const TOKEN: &str = "bench-app-token-0123456789abcdef";
+
+struct Running {
+    url: String,
+    store: Arc<dyn admit_store::Store>,
+    _dir: tempfile::TempDir,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start_admit(processor: bool, workspaces: &[String]) -> anyhow::Result<Running> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("admit.db");
+    let env: Vec<(String, String)> = [
+        ("ADMIT_DATABASE_URL", format!("sqlite://{}", db.display())),
+        ("ADMIT_WEBHOOK_SECRETS", SECRET.to_owned()),
+        ("ADMIT_APP_TOKEN", TOKEN.to_owned()),
+        (
+            "ADMIT_MAIL_URL",
+            format!("file://{}", dir.path().join("mail").display()),
+        ),
+        ("ADMIT_PROCESS_IN_BACKGROUND", processor.to_string()),
+        ("ADMIT_LISTEN", "127.0.0.1:0".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let config = Config::load(&Sources { file: None, env })?;
+    let app = App::build(config, Arc::new(SystemClock)).await?;
+    let store = app.state().store.clone();
+    seed::workspaces(&db, workspaces).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Running {
+        url,
+        store,
+        _dir: dir,
+        stop,
+    })
+}
+
+/// `n` workspaces' lifecycles as signed-to-be bodies, and the workspaces.
+fn traffic(prefix: &str, events: usize, args: &Args) -> (Vec<String>, Vec<Vec<u8>>) {
+    let mut rng = traffic::Rng::new();
+    let mut workspaces = Vec::new();
+    let mut bodies = Vec::new();
+    let mut n = 0;
+    while bodies.len() < events {
+        let workspace = format!("ws_{prefix}{n:07}");
+        n += 1;
+        for event in traffic::lifecycle(&workspace, &mut rng, args.out_of_order, args.redeliver) {
+            bodies.push(event.body);
+        }
+        workspaces.push(workspace);
+    }
+    (workspaces, bodies)
+}
+
+fn row(what: &str, admit: &Sample, floor: Option<&Sample>) -> String {
+    let ratio = floor.map_or("".to_owned(), |f| {
+        format!("{:.2}×", admit.rate() / f.rate())
+    });
+    format!(
+        "| {what} | {:.0} ev/s · p50 {:.1} ms · p99 {:.1} ms | {} | {ratio} |",
+        admit.rate(),
+        admit.percentile(50.0),
+        admit.percentile(99.0),
+        floor.map_or("".to_owned(), |f| format!(
+            "{:.0} ev/s · p50 {:.1} ms · p99 {:.1} ms",
+            f.rate(),
+            f.percentile(50.0),
+            f.percentile(99.0)
+        )),
+    )
+}
+
+async fn drained(store: &dyn admit_store::Store, limit: Duration) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while store.pending_events().await? > 0 {
+        if start.elapsed() > limit {
+            anyhow::bail!("the backlog did not drain within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(start.elapsed())
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn bytes_of(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("admit.db"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let limit = Duration::from_secs(args.seconds);
+    let mut out = Vec::new();
+    out.push(format!(
+        "admit-bench: {} events per run, ≤ {} s each, {:.0}% re-deliveries, {:.0}% lifecycles out of order; {} cores",
+        args.events,
+        args.seconds,
+        args.redeliver * 100.0,
+        args.out_of_order * 100.0,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+    out.push(String::new());
+    out.push("| run | admit | floor (verify + append + fdatasync) | admit / floor |".to_owned());
+    out.push("|---|---|---|---|".to_owned());
+
+    let floor_dir = tempfile::tempdir()?;
+    let floor_url = floor::start(SECRET, floor_dir.path().join("floor.log")).await?;
+
+    for &c in &args.concurrency {
+        // The floor and admit take the same traffic, minutes apart at most.
+        let (_, bodies) = traffic(&format!("f{c}x"), args.events, &args);
+        let floor = load::closed_loop(&floor_url, SECRET, Arc::new(bodies), c, limit).await?;
+
+        let (workspaces, bodies) = traffic(&format!("p{c}x"), args.events, &args);
+        let raw: u64 = bodies.iter().map(|b| b.len() as u64).sum();
+        let admit = start_admit(true, &workspaces).await?;
+        let before = admit.store.count_events().await?;
+        let ingest = load::closed_loop(&admit.url, SECRET, Arc::new(bodies), c, limit).await?;
+        let drain = drained(admit.store.as_ref(), Duration::from_secs(600)).await?;
+        let stored = admit.store.count_events().await? - before;
+        let processed = stored as f64 / (ingest.elapsed + drain).as_secs_f64();
+        out.push(row(
+            &format!("ingest, processor on, c={c}"),
+            &ingest,
+            Some(&floor),
+        ));
+        out.push(format!(
+            "| processed end to end, c={c} | {processed:.0} ev/s ({stored} events; backlog drained {:.1} s after the last 2xx) | | |",
+            drain.as_secs_f64()
+        ));
+        let disk = bytes_of(admit._dir.path());
+        out.push(format!(
+            "| database per event, c={c} | {:.0} B ({:.2}× the raw body) | | |",
+            disk as f64 / stored.max(1) as f64,
+            disk as f64 / raw.max(1) as f64
+        ));
+        let _ = admit.stop.send(());
+
+        let (workspaces, bodies) = traffic(&format!("i{c}x"), args.events, &args);
+        let ingest_only = start_admit(false, &workspaces).await?;
+        let sample =
+            load::closed_loop(&ingest_only.url, SECRET, Arc::new(bodies), c, limit).await?;
+        out.push(row(
+            &format!("ingest only (processor off), c={c}"),
+            &sample,
+            Some(&floor),
+        ));
+        let _ = ingest_only.stop.send(());
+        eprintln!("c={c} done");
+    }
+
+    // Receipt → access of probe purchases under open-loop background load.
+    let (mut workspaces, background) = traffic(
+        "bg",
+        (args.rate as usize) * (args.probe_seconds as usize) + 1,
+        &args,
+    );
+    let probes: Vec<String> = (0..(args.probe_seconds * 4))
+        .map(|n| format!("ws_probe{n:05}"))
+        .collect();
+    workspaces.extend(probes.iter().cloned());
+    let mut filler: Vec<String> = (0..args.workspaces.saturating_sub(workspaces.len()))
+        .map(|n| format!("ws_fill{n:07}"))
+        .collect();
+    workspaces.append(&mut filler);
+    let admit = start_admit(true, &workspaces).await?;
+    let url = admit.url.clone();
+    let load = tokio::spawn({
+        let url = url.clone();
+        let rate = args.rate;
+        let seconds = args.probe_seconds;
+        async move {
+            load::open_loop(
+                &url,
+                SECRET,
+                Arc::new(background),
+                rate,
+                Duration::from_secs(seconds),
+            )
+            .await
+        }
+    });
+    let client = load::client(4)?;
+    let mut probe_ms = Vec::new();
+    for workspace in &probes {
+        let purchase = admit::simulate::Purchase::new(
+            &traffic::owner(workspace),
+            Some(workspace),
+            traffic::PRICE,
+        );
+        for event in purchase.checkout() {
+            load::post(&client, &url, SECRET, &event.body).await;
+        }
+        let answered = Instant::now();
+        let access = format!(
+            "{url}/v1/access?workspace_id={workspace}&email={}",
+            traffic::owner(workspace)
+        );
+        loop {
+            let body: serde_json::Value = client
+                .get(&access)
+                .bearer_auth(TOKEN)
+                .send()
+                .await?
+                .json()
+                .await?;
+            if body["plan"] == "pro" {
+                probe_ms.push(answered.elapsed().as_secs_f64() * 1e3);
+                break;
+            }
+            if answered.elapsed() > Duration::from_secs(60) {
+                anyhow::bail!("probe {workspace} was not provisioned within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let background = load.await??;
+    probe_ms.sort_by(f64::total_cmp);
+    let probes_sample = Sample {
+        sent: probe_ms.len(),
+        failed: 0,
+        elapsed: Duration::from_secs(1),
+        latencies: probe_ms,
+    };
+    out.push(format!(
+        "| receipt → access, {} probes under {:.0} ev/s background ({:.0} ev/s achieved) | p50 {:.1} ms · p99 {:.1} ms | | |",
+        probes_sample.sent,
+        args.rate,
+        background.rate(),
+        probes_sample.percentile(50.0),
+        probes_sample.percentile(99.0)
+    ));
+    drained(admit.store.as_ref(), Duration::from_secs(600)).await?;
+
+    // Access checks at c=64 over every workspace in the database.
+    let access = access_checks(&url, &workspaces, 64, limit).await?;
+    out.push(format!(
+        "| access check, c=64, {} workspaces | {:.0} req/s · p50 {:.2} ms · p99 {:.2} ms | | |",
+        workspaces.len(),
+        access.rate(),
+        access.percentile(50.0),
+        access.percentile(99.0)
+    ));
+    out.push(format!(
+        "| RSS of the benchmark process (admit in-process, plus its load generator) | {:.0} MB | | |",
+        rss_mb()
+    ));
+    let _ = admit.stop.send(());
+    let mut stdout = std::io::stdout().lock();
+    for line in out {
+        writeln!(stdout, "{line}")?;
+    }
+    Ok(())
+}
+
+async fn access_checks(
+    url: &str,
+    workspaces: &[String],
+    concurrency: usize,
+    limit: Duration,
+) -> anyhow::Result<Sample> {
+    let client = load::client(concurrency)?;
+    let workspaces = Arc::new(workspaces.to_vec());
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (client, workspaces) = (client.clone(), workspaces.clone());
+        let url = url.to_owned();
+        workers.push(tokio::spawn(async move {
+            let mut rng = traffic::Rng::new();
+            let mut sample = Sample::default();
+            while start.elapsed() < limit {
+                let workspace = &workspaces[rng.below(workspaces.len())];
+                let sent = Instant::now();
+                let ok = client
+                    .get(format!(
+                        "{url}/v1/access?workspace_id={workspace}&email={}",
+                        traffic::owner(workspace)
+                    ))
+                    .bearer_auth(TOKEN)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    sample.sent += 1;
+                    sample.latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+                } else {
+                    sample.failed += 1;
+                }
+            }
+            sample
+        }));
+    }
+    let mut all = Sample::default();
+    for worker in workers {
+        let part = worker.await?;
+        all.sent += part.sent;
+        all.failed += part.failed;
+        all.latencies.extend(part.latencies);
+    }
+    all.elapsed = start.elapsed();
+    all.latencies.sort_by(f64::total_cmp);
+    Ok(all)
+}
