@@ -504,3 +504,74 @@ async fn the_gate_runs_its_subset_against_a_running_admit_and_leaves_nothing_beh
             .expect_error(404, "workspace_not_found");
     }
 }
+
+/// A Stripe stand-in for the price checks (localstripe has no prices): a
+/// wiremock answering `GET /v1/prices/{id}` with Stripe's shapes.
+async fn stripe_prices(answers: &[(&str, Option<bool>)]) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let server = wiremock::MockServer::start().await;
+    for (id, active) in answers {
+        let response = match active {
+            Some(active) => ResponseTemplate::new(200).set_body_json(json!({
+                "id": id, "object": "price", "active": active,
+                "recurring": {"interval": "month", "interval_count": 1}
+            })),
+            None => ResponseTemplate::new(404).set_body_json(json!({"error": {
+                "type": "invalid_request_error", "code": "resource_missing",
+                "message": format!("No such price: '{id}'")
+            }})),
+        };
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/prices/{id}")))
+            .respond_with(response)
+            .mount(&server)
+            .await;
+    }
+    server
+}
+
+#[tokio::test]
+async fn with_a_key_every_catalog_price_is_checked_at_stripe() {
+    let server = stripe_prices(&[
+        ("price_AdmitProMonthly01", Some(true)),
+        ("price_AdmitProYearly01", Some(true)),
+        ("plan_AdmitProMonthly01", None),
+        ("price_AdmitTeam01", Some(false)),
+    ])
+    .await;
+    let app = spawn_app_with(&[
+        ("ADMIT_STRIPE_API_KEY", "sk_test_admit_readiness"),
+        ("ADMIT_STRIPE_API_BASE", &server.uri()),
+    ])
+    .await;
+    let memo = app.get("/v1/readiness").await.expect(200);
+    let prices = memo["blockers"]
+        .as_array()
+        .and_then(|b| b.iter().find(|i| i["key"] == "prices"))
+        .unwrap_or_else(|| panic!("a price blocker: {memo}"));
+    assert_eq!(
+        prices["text"],
+        "catalog prices not found at Stripe: plan_AdmitProMonthly01 (pro); archived at Stripe: price_AdmitTeam01 (team)"
+    );
+
+    let server = stripe_prices(&[
+        ("price_AdmitProMonthly01", Some(true)),
+        ("price_AdmitProYearly01", Some(true)),
+        ("plan_AdmitProMonthly01", Some(true)),
+        ("price_AdmitTeam01", Some(true)),
+    ])
+    .await;
+    let app = spawn_app_with(&[
+        ("ADMIT_STRIPE_API_KEY", "sk_test_admit_readiness"),
+        ("ADMIT_STRIPE_API_BASE", &server.uri()),
+    ])
+    .await;
+    let memo = app.get("/v1/readiness").await.expect(200);
+    assert!(
+        memo["done"]
+            .to_string()
+            .contains("all 4 catalog prices exist at Stripe and are active"),
+        "{memo}"
+    );
+}

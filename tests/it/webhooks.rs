@@ -208,8 +208,7 @@ async fn concurrent_deliveries_share_commits_and_each_2xx_means_stored() {
         .collect();
     let bodies: Vec<Vec<u8>> = ids.iter().map(|id| event(id)).collect();
     let answers =
-        futures::future::join_all(bodies.iter().map(|b| app.post_signed(b, PRIMARY_SECRET)))
-            .await;
+        futures::future::join_all(bodies.iter().map(|b| app.post_signed(b, PRIMARY_SECRET))).await;
     let mut acknowledged = Vec::new();
     let mut refused = Vec::new();
     for (id, answer) in ids.iter().zip(answers) {
