@@ -392,10 +392,7 @@ async fn qa_gate(config: Config, args: QaGateArgs) -> anyhow::Result<ExitCode> {
             eprintln!("admit: the result was not recorded for `admit readiness`: {error:#}");
         }
     }
-    Ok(match report.verdict() {
-        crate::qa::Verdict::Pass => ExitCode::SUCCESS,
-        crate::qa::Verdict::Hold => ExitCode::FAILURE,
-    })
+    Ok(report.verdict().exit_code())
 }
 
 /// The subscription admit holds for `workspace`, from its billing state.

@@ -63,6 +63,15 @@ impl<T: Clone> InFlight<T> {
     }
 }
 
+impl<T: Default> InFlight<T> {
+    /// Works on what is held (an empty `T` when nothing is); `None` if the
+    /// lock is poisoned.
+    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let mut slot = self.0.lock().ok()?;
+        Some(f(slot.get_or_insert_with(T::default)))
+    }
+}
+
 /// Runs `worker` until `stop` turns true: steps back to back while there is
 /// work, checking `stop` between steps, and otherwise waits for `wake` or
 /// `poll`. A step in progress when `stop` turns is finished, not cut: the
@@ -102,7 +111,12 @@ pub async fn finish_or_cut<W: Worker>(
     deadline: tokio::time::Instant,
 ) -> bool {
     match tokio::time::timeout_at(deadline, &mut task).await {
-        Ok(Ok(())) => true,
+        // Stopped between steps: what it claimed ahead (the processor's
+        // batch) and did not start is given back too.
+        Ok(Ok(())) => {
+            worker.release().await;
+            true
+        }
         // A step that panicked holds its lease too.
         Ok(Err(error)) => {
             tracing::error!(worker = W::NAME, error = %error, "background worker ended abnormally");

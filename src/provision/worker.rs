@@ -15,6 +15,10 @@ use crate::worker::{InFlight, Worker};
 
 /// How long a claimed event is reserved for the worker that claimed it.
 const LEASE_SECS: i64 = 60;
+/// Events claimed in one transaction. A burst's events of one purchase then
+/// share a derivation: the first settles its whole scope, the rest are
+/// skipped. Small enough that a batch is settled well within its lease.
+const CLAIM_BATCH: u32 = 32;
 /// Creating a workspace for an unmatched purchase re-runs the derivation once.
 const MAX_AGAIN: usize = 3;
 /// Retry backoff: 5 s, 10 s, 20 s … capped at an hour.
@@ -36,7 +40,8 @@ pub struct Processor {
     clock: Arc<dyn Clock>,
     /// Settles same-second ties by asking Stripe (DESIGN.md §2.3), when a key is configured.
     stripe: Option<admit_stripe::api::StripeClient>,
-    in_flight: InFlight<(EventId, admit_core::Timestamp)>,
+    /// Claimed and not settled yet, in claim order, with their lease.
+    in_flight: InFlight<std::collections::VecDeque<(EventId, admit_core::Timestamp)>>,
 }
 
 /// The wait after the `attempts`-th failed attempt.
@@ -95,16 +100,31 @@ impl Processor {
         }
     }
 
-    /// Claims and settles the next due event.
+    /// Settles the next claimed event, claiming a batch when none is left.
     pub async fn process_next(&self) -> Result<Step, StoreError> {
         let now = self.clock.now();
-        let Some(id) = self.store.claim_next_event(now, LEASE_SECS).await? else {
+        if self
+            .in_flight
+            .update(|held| held.is_empty())
+            .unwrap_or(true)
+        {
+            let claimed = self
+                .store
+                .claim_events(now, LEASE_SECS, CLAIM_BATCH)
+                .await?;
+            if claimed.is_empty() {
+                return Ok(Step::Empty);
+            }
+            let lease = now.plus_seconds(LEASE_SECS);
+            self.in_flight
+                .hold(claimed.into_iter().map(|id| (id, lease)).collect());
+        }
+        let Some(Some((id, _))) = self.in_flight.update(|held| held.front().cloned()) else {
             return Ok(Step::Empty);
         };
-        self.in_flight
-            .hold((id.clone(), now.plus_seconds(LEASE_SECS)));
         let settled = self.settle(id, now).await;
-        self.in_flight.done();
+        // Settled (or failed and scheduled): no longer this processor's to give back.
+        self.in_flight.update(|held| held.pop_front());
         settled
     }
 
@@ -112,6 +132,13 @@ impl Processor {
         let Some(stored) = self.store.get_event(&id).await? else {
             return Ok(Step::Done(id));
         };
+        if matches!(
+            stored.status,
+            EventStatus::Processed | EventStatus::Held | EventStatus::Ignored
+        ) {
+            // Settled by the derivation of an event of its scope earlier in the batch.
+            return Ok(Step::Done(id));
+        }
         if !self.config.stripe.mode.accepts(stored.livemode) {
             self.store
                 .finish_event_unprovisioned(&id, EventStatus::Ignored, "livemode_mismatch", None)
@@ -217,10 +244,10 @@ impl Worker for Processor {
     }
 
     async fn release(&self) {
-        if let Some((id, lease_until)) = self.in_flight.take()
-            && let Err(error) = self.store.release_event(&id, lease_until).await
-        {
-            tracing::error!(event_id = %id, error = %error_chain(&error), "could not release an event's lease");
+        for (id, lease_until) in self.in_flight.take().unwrap_or_default() {
+            if let Err(error) = self.store.release_event(&id, lease_until).await {
+                tracing::error!(event_id = %id, error = %error_chain(&error), "could not release an event's lease");
+            }
         }
     }
 }

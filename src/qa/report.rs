@@ -15,21 +15,8 @@ const MAX_FINDINGS: usize = 6;
 /// The audit action a gate run is recorded under.
 pub const RECORDED_ACTION: &str = "qa_gate.completed";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Verdict {
-    Pass,
-    Hold,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Pass => "PASS",
-            Verdict::Hold => "HOLD",
-        }
-    }
-}
+/// PASS or HOLD, as `admit verify` says it.
+pub use crate::verify::Verdict;
 
 /// One scenario's result over every order it ran in.
 #[derive(Debug, Clone, Serialize)]

@@ -234,13 +234,15 @@ pub trait ProvisioningStore: Send + Sync {
     /// other events' scopes find it before it is processed).
     async fn set_event_keys(&self, id: &EventId, keys: &EventKeys) -> Result<(), StoreError>;
 
-    /// Leases the next event due for processing: `received`, or `failed` with
-    /// its retry time reached; oldest first.
-    async fn claim_next_event(
+    /// Leases up to `limit` events due for processing in one transaction,
+    /// oldest first: a processor settles them one by one, and an event a
+    /// sibling's derivation already settled is skipped.
+    async fn claim_events(
         &self,
         now: Timestamp,
         lease_secs: i64,
-    ) -> Result<Option<EventId>, StoreError>;
+        limit: u32,
+    ) -> Result<Vec<EventId>, StoreError>;
 
     /// Gives up the lease on an event this process claimed but could not
     /// finish (a shutdown cut it short), so a restart takes it at once.

@@ -258,3 +258,55 @@ async fn a_batch_is_one_transaction_and_a_repeat_within_it_is_a_duplicate() {
     );
     assert_eq!(store.count_events().await.expect("count"), 2);
 }
+
+#[tokio::test]
+async fn events_are_claimed_in_batches_oldest_first_and_never_twice() {
+    use crate::ProvisioningStore;
+    let (_dir, store) = fresh().await;
+    for (id, received, status) in [
+        ("evt_c", 30, "received"),
+        ("evt_a", 10, "received"),
+        ("evt_done", 5, "processed"),
+        ("evt_b", 20, "received"),
+        ("evt_retry", 1, "failed"),
+    ] {
+        sqlx::query(
+            "INSERT INTO stripe_events (id, type, created, livemode, object_type, metadata,
+                 payload, headers, source, received_at, status, next_attempt_at)
+             VALUES (?, 'invoice.paid', 1, 0, 'invoice', '{}', x'7b7d', '{}', 'webhook', ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(received)
+        .bind(status)
+        .bind((status == "failed").then_some(NOW.unix()))
+        .execute(&store.pool)
+        .await
+        .expect("event");
+    }
+    let ids = |claimed: Vec<admit_core::EventId>| -> Vec<String> {
+        claimed
+            .into_iter()
+            .map(|id| id.as_str().to_owned())
+            .collect()
+    };
+    let first = store.claim_events(NOW, 60, 3).await.expect("claim");
+    assert_eq!(
+        ids(first),
+        ["evt_retry", "evt_a", "evt_b"],
+        "oldest first, due retries too"
+    );
+    let second = store.claim_events(NOW, 60, 3).await.expect("claim");
+    assert_eq!(ids(second), ["evt_c"], "a leased event is nobody else's");
+    assert!(
+        store
+            .claim_events(NOW, 60, 3)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let later = store
+        .claim_events(NOW.plus_seconds(61), 60, 10)
+        .await
+        .expect("claim");
+    assert_eq!(later.len(), 4, "an expired lease is claimable again");
+}

@@ -29,27 +29,34 @@ impl ProvisioningStore for SqliteStore {
         write_keys(&mut conn, id, keys).await
     }
 
-    async fn claim_next_event(
+    async fn claim_events(
         &self,
         now: Timestamp,
         lease_secs: i64,
-    ) -> Result<Option<EventId>, StoreError> {
-        let id: Option<String> = sqlx::query_scalar(
+        limit: u32,
+    ) -> Result<Vec<EventId>, StoreError> {
+        let mut claimed: Vec<(i64, String)> = sqlx::query_as(
             "UPDATE stripe_events SET lease_until = ?1 + ?2, attempts = attempts + 1
-             WHERE id = (
+             WHERE id IN (
                  SELECT id FROM stripe_events
                  WHERE (status = 'received'
                         OR (status = 'failed' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?1))
                    AND (lease_until IS NULL OR lease_until <= ?1)
                  ORDER BY received_at, id
-                 LIMIT 1)
-             RETURNING id",
+                 LIMIT ?3)
+             RETURNING received_at, id",
         )
         .bind(now.unix())
         .bind(lease_secs)
-        .fetch_optional(&self.pool)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
         .await?;
-        id.map(parse_event_id).transpose()
+        // RETURNING has no order of its own.
+        claimed.sort();
+        claimed
+            .into_iter()
+            .map(|(_, id)| parse_event_id(id))
+            .collect()
     }
 
     async fn release_event(&self, id: &EventId, lease_until: Timestamp) -> Result<(), StoreError> {
