@@ -6,6 +6,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -45,6 +46,24 @@ pub struct OutboxFailureLabels {
     pub permanent: bool,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CaseKindLabels {
+    /// The case kind (`missing_workspace`, …): a fixed set.
+    pub kind: String,
+}
+
+/// The backlog an on-call engineer alerts on, read from the database at
+/// each scrape (every instance reports the shared database's figures).
+#[derive(Debug, Default)]
+pub struct Backlog {
+    pub inbox: Gauge,
+    pub oldest_unprocessed_age: Gauge,
+    pub failed_events: Gauge,
+    pub outbox_pending: Gauge,
+    pub outbox_dead: Gauge,
+    pub held_cases: Family<CaseKindLabels, Gauge>,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -53,6 +72,16 @@ pub struct Metrics {
     pub request_duration: Family<RequestLabels, Histogram>,
     pub outbox_sent: Family<OutboxSentLabels, Counter>,
     pub outbox_failures: Family<OutboxFailureLabels, Counter>,
+    pub backlog: Backlog,
+    /// From an event's receipt to its outcome (processed, held, ignored).
+    pub processing_lag: Histogram,
+    /// From a message being queued to the transport accepting it, by kind.
+    pub delivery_lag: Family<OutboxSentLabels, Histogram>,
+}
+
+/// Seconds, 10 ms … ~1.4 h.
+fn lag_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 20))
 }
 
 impl Metrics {
@@ -91,6 +120,49 @@ impl Metrics {
             "Failed outbox delivery attempts, by kind and whether the failure was permanent",
             outbox_failures.clone(),
         );
+        let backlog = Backlog::default();
+        registry.register(
+            "inbox_backlog",
+            "Events stored and waiting to be processed",
+            backlog.inbox.clone(),
+        );
+        registry.register(
+            "inbox_oldest_unprocessed_age_seconds",
+            "How long the oldest event waiting to be processed has waited (0 when none waits)",
+            backlog.oldest_unprocessed_age.clone(),
+        );
+        registry.register(
+            "inbox_failed_events",
+            "Events whose processing failed (retried with backoff, or waiting for a replay)",
+            backlog.failed_events.clone(),
+        );
+        registry.register(
+            "outbox_pending",
+            "Messages waiting to be sent",
+            backlog.outbox_pending.clone(),
+        );
+        registry.register(
+            "outbox_dead",
+            "Messages that failed every attempt and wait for an operator",
+            backlog.outbox_dead.clone(),
+        );
+        registry.register(
+            "cases_held",
+            "Held cases waiting for a person, by kind",
+            backlog.held_cases.clone(),
+        );
+        let processing_lag = lag_buckets();
+        registry.register(
+            "event_processing_lag_seconds",
+            "From an event's receipt to its outcome",
+            processing_lag.clone(),
+        );
+        let delivery_lag = Family::<OutboxSentLabels, Histogram>::new_with_constructor(lag_buckets);
+        registry.register(
+            "outbox_delivery_lag_seconds",
+            "From a message being queued (its paid event processed) to the transport accepting it, by kind",
+            delivery_lag.clone(),
+        );
         Arc::new(Self {
             registry,
             events_received,
@@ -98,7 +170,37 @@ impl Metrics {
             request_duration,
             outbox_sent,
             outbox_failures,
+            backlog,
+            processing_lag,
+            delivery_lag,
         })
+    }
+
+    /// Sets the backlog gauges from the database's figures.
+    pub fn observe_backlog(
+        &self,
+        facts: &admit_store::ReadinessFacts,
+        held_by_kind: &[(String, u64)],
+        now: admit_core::Timestamp,
+    ) {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.backlog.inbox.set(n(facts.backlog));
+        self.backlog.oldest_unprocessed_age.set(
+            facts
+                .oldest_unprocessed
+                .map_or(0, |t| (now.unix() - t.unix()).max(0)),
+        );
+        self.backlog.failed_events.set(n(facts.failed_events));
+        self.backlog.outbox_pending.set(n(facts.pending_mail));
+        self.backlog.outbox_dead.set(n(facts.dead_mail));
+        // Kinds with no held case read 0 rather than keep a stale count.
+        self.backlog.held_cases.clear();
+        for (kind, count) in held_by_kind {
+            self.backlog
+                .held_cases
+                .get_or_create(&CaseKindLabels { kind: kind.clone() })
+                .set(n(*count));
+        }
     }
 
     pub fn render(&self) -> String {

@@ -78,6 +78,7 @@ impl App {
             self.state.clock.clone(),
         )
         .with_stripe(self.state.stripe.clone())
+        .with_metrics(self.state.metrics.clone())
     }
 
     /// The outbox sender of this app (tests step it with `drain`).

@@ -52,6 +52,19 @@ async fn readiness(
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let now = state.clock.now();
+    // The backlog gauges are the database's figures at scrape time; a
+    // failed read leaves the last ones and is logged, the scrape still answers.
+    let since = now.plus_seconds(-admit_core::readiness::RECENT_SECS);
+    match (
+        state.store.readiness_facts(since).await,
+        state.store.held_cases_by_kind().await,
+    ) {
+        (Ok(facts), Ok(held)) => state.metrics.observe_backlog(&facts, &held, now),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %crate::telemetry::error_chain(&e), "cannot read the backlog for the metrics");
+        }
+    }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(),

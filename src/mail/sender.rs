@@ -113,13 +113,16 @@ impl Sender {
     async fn deliver(&self, row: OutboxRow, now: Timestamp) -> Result<Step, StoreError> {
         match self.attempt(&row, now).await {
             Ok(()) => {
-                self.store.mark_sent(row.id, self.clock.now()).await?;
+                let sent_at = self.clock.now();
+                self.store.mark_sent(row.id, sent_at).await?;
+                let kind = OutboxSentLabels {
+                    kind: row.kind.clone(),
+                };
+                self.metrics.outbox_sent.get_or_create(&kind).inc();
                 self.metrics
-                    .outbox_sent
-                    .get_or_create(&OutboxSentLabels {
-                        kind: row.kind.clone(),
-                    })
-                    .inc();
+                    .delivery_lag
+                    .get_or_create(&kind)
+                    .observe((sent_at.unix() - row.created_at.unix()).max(0) as f64);
                 tracing::info!(outbox_id = row.id, kind = %row.kind, outcome = "sent", "message sent");
             }
             Err(failure) => self.record_failure(&row, now, failure).await?,

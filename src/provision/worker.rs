@@ -40,6 +40,8 @@ pub struct Processor {
     clock: Arc<dyn Clock>,
     /// Settles same-second ties by asking Stripe (DESIGN.md §2.3), when a key is configured.
     stripe: Option<admit_stripe::api::StripeClient>,
+    /// Receipt → outcome, when the app's metrics are attached.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Claimed and not settled yet, in claim order, with their lease.
     in_flight: InFlight<std::collections::VecDeque<(EventId, admit_core::Timestamp)>>,
 }
@@ -56,6 +58,7 @@ impl Processor {
             config,
             clock,
             stripe: None,
+            metrics: None,
             in_flight: InFlight::default(),
         }
     }
@@ -64,6 +67,12 @@ impl Processor {
     /// same-second snapshots cannot be ordered by their causal chain.
     pub fn with_stripe(mut self, stripe: Option<admit_stripe::api::StripeClient>) -> Self {
         self.stripe = stripe;
+        self
+    }
+
+    /// A processor that reports receipt → outcome to these metrics.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -193,6 +202,10 @@ impl Processor {
             match self.store.provision(&id, &keys, now, &decide).await {
                 Ok(ProvisionOutcome::Written) => {
                     tracing::info!(event_id = %id, event_type = %stored.event_type, "event provisioned");
+                    if let Some(metrics) = &self.metrics {
+                        let lag = self.clock.now().unix() - stored.received_at.unix();
+                        metrics.processing_lag.observe(lag.max(0) as f64);
+                    }
                     let next = followups.lock().map(|f| f.clone()).unwrap_or_default();
                     self.settle_ties(&next).await;
                     return Ok(Step::Done(id));

@@ -38,7 +38,7 @@ pub struct Target {
 
 #[derive(Debug)]
 enum Kind {
-    Private(Private),
+    Private(Box<Private>),
     Remote,
 }
 
@@ -114,7 +114,7 @@ impl Target {
             webhook_secret: SecretString::from(secret),
             app_token: SecretString::from(token),
             client: client()?,
-            kind: Kind::Private(Private {
+            kind: Kind::Private(Box::new(Private {
                 clock,
                 processor,
                 sender,
@@ -122,7 +122,7 @@ impl Target {
                 shutdown: Some(shutdown),
                 server: Some(server),
                 _dir: dir,
-            }),
+            })),
         })
     }
 

@@ -16,6 +16,9 @@ pub trait OpsStore: Send + Sync {
     /// The memo's figures; "recent" counts start at `since`.
     async fn readiness_facts(&self, since: Timestamp) -> Result<ReadinessFacts, StoreError>;
 
+    /// Held cases by kind, for the metrics.
+    async fn held_cases_by_kind(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// Adds `count` refused webhook deliveries to their hour's row.
     async fn record_rejections(
         &self,

@@ -91,6 +91,18 @@ impl OpsStore for SqliteStore {
         })
     }
 
+    async fn held_cases_by_kind(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT kind, COUNT(*) FROM cases WHERE state = 'held' GROUP BY kind ORDER BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, n)| (kind, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
     async fn record_rejections(
         &self,
         code: &str,
