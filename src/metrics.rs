@@ -62,6 +62,8 @@ pub struct Backlog {
     pub outbox_pending: Gauge,
     pub outbox_dead: Gauge,
     pub held_cases: Family<CaseKindLabels, Gauge>,
+    /// When the figures were last read: a stale value means the read fails.
+    pub read_at: Gauge,
 }
 
 #[derive(Debug)]
@@ -147,6 +149,11 @@ impl Metrics {
             backlog.outbox_dead.clone(),
         );
         registry.register(
+            "backlog_read_timestamp_seconds",
+            "When the backlog gauges were last read from the database (unix seconds)",
+            backlog.read_at.clone(),
+        );
+        registry.register(
             "cases_held",
             "Held cases waiting for a person, by kind",
             backlog.held_cases.clone(),
@@ -154,7 +161,7 @@ impl Metrics {
         let processing_lag = lag_buckets();
         registry.register(
             "event_processing_lag_seconds",
-            "From an event's receipt to its outcome",
+            "From an event's receipt to the processor step that settled it (events of the same scope settled by that step's derivation are not counted again)",
             processing_lag.clone(),
         );
         let delivery_lag = Family::<OutboxSentLabels, Histogram>::new_with_constructor(lag_buckets);
@@ -177,30 +184,37 @@ impl Metrics {
     }
 
     /// Sets the backlog gauges from the database's figures.
-    pub fn observe_backlog(
-        &self,
-        facts: &admit_store::ReadinessFacts,
-        held_by_kind: &[(String, u64)],
-        now: admit_core::Timestamp,
-    ) {
+    pub fn observe_backlog(&self, backlog: &admit_store::Backlog, now: admit_core::Timestamp) {
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.backlog.inbox.set(n(facts.backlog));
+        self.backlog.inbox.set(n(backlog.inbox));
         self.backlog.oldest_unprocessed_age.set(
-            facts
+            backlog
                 .oldest_unprocessed
                 .map_or(0, |t| (now.unix() - t.unix()).max(0)),
         );
-        self.backlog.failed_events.set(n(facts.failed_events));
-        self.backlog.outbox_pending.set(n(facts.pending_mail));
-        self.backlog.outbox_dead.set(n(facts.dead_mail));
-        // Kinds with no held case read 0 rather than keep a stale count.
-        self.backlog.held_cases.clear();
-        for (kind, count) in held_by_kind {
+        self.backlog.failed_events.set(n(backlog.failed_events));
+        self.backlog.outbox_pending.set(n(backlog.pending_mail));
+        self.backlog.outbox_dead.set(n(backlog.dead_mail));
+        // Every kind reads 0 when none is held, rather than vanishing or
+        // keeping a stale count.
+        let kinds = admit_core::provisioning::CaseKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .chain(std::iter::once("duplicate_customer"));
+        for kind in kinds {
+            let held = backlog
+                .held
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map_or(0, |(_, count)| *count);
             self.backlog
                 .held_cases
-                .get_or_create(&CaseKindLabels { kind: kind.clone() })
-                .set(n(*count));
+                .get_or_create(&CaseKindLabels {
+                    kind: kind.to_owned(),
+                })
+                .set(n(held));
         }
+        self.backlog.read_at.set(now.unix());
     }
 
     pub fn render(&self) -> String {

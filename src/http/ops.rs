@@ -23,6 +23,10 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if !state.ingest.is_running() {
+        tracing::error!("not ready: the ingest writer has stopped");
+        return Err(ApiError::NotReady("the ingest writer has stopped".into()));
+    }
     state.store.check_ready().await.map_err(|e| {
         tracing::warn!(error = %crate::telemetry::error_chain(&e), "not ready");
         ApiError::NotReady(e.to_string())
@@ -55,13 +59,9 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let now = state.clock.now();
     // The backlog gauges are the database's figures at scrape time; a
     // failed read leaves the last ones and is logged, the scrape still answers.
-    let since = now.plus_seconds(-admit_core::readiness::RECENT_SECS);
-    match (
-        state.store.readiness_facts(since).await,
-        state.store.held_cases_by_kind().await,
-    ) {
-        (Ok(facts), Ok(held)) => state.metrics.observe_backlog(&facts, &held, now),
-        (Err(e), _) | (_, Err(e)) => {
+    match state.store.backlog().await {
+        Ok(backlog) => state.metrics.observe_backlog(&backlog, now),
+        Err(e) => {
             tracing::warn!(error = %crate::telemetry::error_chain(&e), "cannot read the backlog for the metrics");
         }
     }

@@ -30,6 +30,11 @@ impl IngestWriter {
         Self { queue }
     }
 
+    /// Whether the writer task still takes work (readiness depends on it).
+    pub fn is_running(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
     /// Stores the event (unless one with its id is stored) and returns once
     /// that is committed.
     pub async fn insert(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {

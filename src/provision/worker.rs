@@ -128,9 +128,25 @@ impl Processor {
             self.in_flight
                 .hold(claimed.into_iter().map(|id| (id, lease)).collect());
         }
-        let Some(Some((id, _))) = self.in_flight.update(|held| held.front().cloned()) else {
+        let Some(Some((id, held))) = self.in_flight.update(|held| held.front().cloned()) else {
             return Ok(Step::Empty);
         };
+        // The batch's lease was set at its claim; each event gets a fresh
+        // one before its turn, so a slow batch never lets another processor
+        // take an event this one is about to settle.
+        let lease = now.plus_seconds(LEASE_SECS);
+        if lease != held {
+            if !self.store.renew_event_lease(&id, held, lease).await? {
+                // Settled by a sibling's derivation, or no longer ours.
+                self.in_flight.update(|held| held.pop_front());
+                return Ok(Step::Done(id));
+            }
+            self.in_flight.update(|held| {
+                if let Some(front) = held.front_mut() {
+                    front.1 = lease;
+                }
+            });
+        }
         let settled = self.settle(id, now).await;
         // Settled (or failed and scheduled): no longer this processor's to give back.
         self.in_flight.update(|held| held.pop_front());
@@ -141,6 +157,23 @@ impl Processor {
         let Some(stored) = self.store.get_event(&id).await? else {
             return Ok(Step::Done(id));
         };
+        let received_at = stored.received_at;
+        let step = self.settle_stored(id, stored, now).await;
+        // Receipt → outcome for every event the step settled (a sibling's
+        // derivation settles the others of its scope at the same time).
+        if let (Ok(Step::Done(_)), Some(metrics)) = (&step, &self.metrics) {
+            let lag = self.clock.now().unix() - received_at.unix();
+            metrics.processing_lag.observe(lag.max(0) as f64);
+        }
+        step
+    }
+
+    async fn settle_stored(
+        &self,
+        id: EventId,
+        stored: admit_store::StoredEvent,
+        now: admit_core::Timestamp,
+    ) -> Result<Step, StoreError> {
         if matches!(
             stored.status,
             EventStatus::Processed | EventStatus::Held | EventStatus::Ignored
@@ -202,10 +235,6 @@ impl Processor {
             match self.store.provision(&id, &keys, now, &decide).await {
                 Ok(ProvisionOutcome::Written) => {
                     tracing::info!(event_id = %id, event_type = %stored.event_type, "event provisioned");
-                    if let Some(metrics) = &self.metrics {
-                        let lag = self.clock.now().unix() - stored.received_at.unix();
-                        metrics.processing_lag.observe(lag.max(0) as f64);
-                    }
                     let next = followups.lock().map(|f| f.clone()).unwrap_or_default();
                     self.settle_ties(&next).await;
                     return Ok(Step::Done(id));

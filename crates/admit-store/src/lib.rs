@@ -27,7 +27,7 @@ pub use events::{EventSource, EventStatus, InsertOutcome, NewEvent, StoredEvent}
 pub use list::{
     AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListKind, ListStore, OutboxQuery, Page,
 };
-pub use ops::{HeldCase, OpsStore, ReadinessFacts};
+pub use ops::{Backlog, HeldCase, OpsStore, ReadinessFacts};
 pub use outbox::OutboxStore;
 pub use provisioning::{
     CaseResolution, CaseWrite, Decide, EventKeys, EventStatusWrite, OutboxRow, OutboxWrite,

@@ -11,13 +11,25 @@ use crate::directory::Actor;
 
 pub use admit_core::readiness::{HeldCase, InboxFacts as ReadinessFacts};
 
+/// The queues an on-call engineer watches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub inbox: u64,
+    pub oldest_unprocessed: Option<Timestamp>,
+    pub failed_events: u64,
+    pub pending_mail: u64,
+    pub dead_mail: u64,
+    /// Held cases by kind.
+    pub held: Vec<(String, u64)>,
+}
+
 #[async_trait::async_trait]
 pub trait OpsStore: Send + Sync {
     /// The memo's figures; "recent" counts start at `since`.
     async fn readiness_facts(&self, since: Timestamp) -> Result<ReadinessFacts, StoreError>;
 
-    /// Held cases by kind, for the metrics.
-    async fn held_cases_by_kind(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// What the metrics' gauges show: cheap, indexed counts only.
+    async fn backlog(&self) -> Result<Backlog, StoreError>;
 
     /// Adds `count` refused webhook deliveries to their hour's row.
     async fn record_rejections(

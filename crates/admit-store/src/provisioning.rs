@@ -244,6 +244,17 @@ pub trait ProvisioningStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<EventId>, StoreError>;
 
+    /// Extends a lease this process holds (`held`, as the claim or the last
+    /// renewal set it) to `until`; `false` when the lease is no longer
+    /// ours (it expired and someone else claimed the event) or the event is
+    /// settled already.
+    async fn renew_event_lease(
+        &self,
+        id: &EventId,
+        held: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError>;
+
     /// Gives up the lease on an event this process claimed but could not
     /// finish (a shutdown cut it short), so a restart takes it at once.
     /// `lease_until` is the lease the claim set: a lease someone else has

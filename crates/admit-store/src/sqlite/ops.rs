@@ -11,7 +11,7 @@ use super::rows::billing_state;
 use crate::StoreError;
 use crate::audit::{AuditEntry, StoredAuditEntry};
 use crate::directory::Actor;
-use crate::ops::{HeldCase, OpsStore, ReadinessFacts};
+use crate::ops::{Backlog, HeldCase, OpsStore, ReadinessFacts};
 
 fn count(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<u64, StoreError> {
     let n: i64 = row.try_get(column)?;
@@ -91,16 +91,36 @@ impl OpsStore for SqliteStore {
         })
     }
 
-    async fn held_cases_by_kind(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        // Each count runs on an index over status or state.
+        let row = sqlx::query(
+            "SELECT
+               (SELECT COUNT(*) FROM stripe_events WHERE status = 'received') AS backlog,
+               (SELECT MIN(received_at) FROM stripe_events WHERE status = 'received') AS oldest,
+               (SELECT COUNT(*) FROM stripe_events WHERE status = 'failed') AS failed,
+               (SELECT COUNT(*) FROM outbox WHERE state = 'pending') AS pending_mail,
+               (SELECT COUNT(*) FROM outbox WHERE state = 'dead') AS dead_mail",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let held: Vec<(String, i64)> = sqlx::query_as(
             "SELECT kind, COUNT(*) FROM cases WHERE state = 'held' GROUP BY kind ORDER BY kind",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(kind, n)| (kind, u64::try_from(n).unwrap_or(0)))
-            .collect())
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        Ok(Backlog {
+            inbox: count(&row, "backlog")?,
+            oldest_unprocessed: oldest.map(Timestamp::from_unix),
+            failed_events: count(&row, "failed")?,
+            pending_mail: count(&row, "pending_mail")?,
+            dead_mail: count(&row, "dead_mail")?,
+            held: held
+                .into_iter()
+                .map(|(kind, n)| (kind, u64::try_from(n).unwrap_or(0)))
+                .collect(),
+        })
     }
 
     async fn record_rejections(

@@ -309,4 +309,34 @@ async fn events_are_claimed_in_batches_oldest_first_and_never_twice() {
         .await
         .expect("claim");
     assert_eq!(later.len(), 4, "an expired lease is claimable again");
+
+    // Renewing takes the lease the holder has, and nothing else.
+    let held = NOW.plus_seconds(61 + 60);
+    let id = admit_core::EventId::parse("evt_a").expect("id");
+    assert!(
+        !store
+            .renew_event_lease(&id, NOW.plus_seconds(60), NOW.plus_seconds(200))
+            .await
+            .expect("renew"),
+        "a lease that is no longer ours"
+    );
+    assert!(
+        store
+            .renew_event_lease(&id, held, NOW.plus_seconds(200))
+            .await
+            .expect("renew")
+    );
+    sqlx::query(
+        "UPDATE stripe_events SET status = 'processed', lease_until = NULL WHERE id = 'evt_a'",
+    )
+    .execute(&store.pool)
+    .await
+    .expect("settle");
+    assert!(
+        !store
+            .renew_event_lease(&id, NOW.plus_seconds(200), NOW.plus_seconds(300))
+            .await
+            .expect("renew"),
+        "a settled event"
+    );
 }

@@ -59,6 +59,24 @@ impl ProvisioningStore for SqliteStore {
             .collect()
     }
 
+    async fn renew_event_lease(
+        &self,
+        id: &EventId,
+        held: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let renewed = sqlx::query(
+            "UPDATE stripe_events SET lease_until = ?
+             WHERE id = ? AND lease_until = ? AND status IN ('received', 'failed')",
+        )
+        .bind(until.unix())
+        .bind(id.as_str())
+        .bind(held.unix())
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
     async fn release_event(&self, id: &EventId, lease_until: Timestamp) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE stripe_events SET lease_until = NULL
