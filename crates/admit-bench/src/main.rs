@@ -95,19 +95,38 @@ async fn start_admit(processor: bool, workspaces: &[String]) -> anyhow::Result<R
     })
 }
 
-/// `n` workspaces' lifecycles as signed-to-be bodies, and the workspaces.
+/// Workspaces whose lifecycles are interleaved: Stripe sends the events of
+/// many purchases at once, not one purchase after another.
+const INTERLEAVE: usize = 200;
+
+/// At least `events` bodies of workspaces' lifecycles, and the workspaces.
+/// Within each window of `INTERLEAVE` workspaces the lifecycles take turns
+/// (each keeps its own order), so consecutive deliveries rarely share a purchase.
 fn traffic(prefix: &str, events: usize, args: &Args) -> (Vec<String>, Vec<Vec<u8>>) {
     let mut rng = traffic::Rng::new();
     let mut workspaces = Vec::new();
     let mut bodies = Vec::new();
     let mut n = 0;
     while bodies.len() < events {
-        let workspace = format!("ws_{prefix}{n:07}");
-        n += 1;
-        for event in traffic::lifecycle(&workspace, &mut rng, args.out_of_order, args.redeliver) {
-            bodies.push(event.body);
+        let mut window: Vec<std::collections::VecDeque<Vec<u8>>> = Vec::new();
+        for _ in 0..INTERLEAVE {
+            let workspace = format!("ws_{prefix}{n:07}");
+            n += 1;
+            window.push(
+                traffic::lifecycle(&workspace, &mut rng, args.out_of_order, args.redeliver)
+                    .into_iter()
+                    .map(|e| e.body)
+                    .collect(),
+            );
+            workspaces.push(workspace);
         }
-        workspaces.push(workspace);
+        while window.iter().any(|l| !l.is_empty()) {
+            for lifecycle in &mut window {
+                if let Some(body) = lifecycle.pop_front() {
+                    bodies.push(body);
+                }
+            }
+        }
     }
     (workspaces, bodies)
 }
@@ -116,8 +135,13 @@ fn row(what: &str, admit: &Sample, floor: Option<&Sample>) -> String {
     let ratio = floor.map_or("".to_owned(), |f| {
         format!("{:.2}×", admit.rate() / f.rate())
     });
+    let failed = if admit.failed > 0 {
+        format!(" · **{} failed**", admit.failed)
+    } else {
+        String::new()
+    };
     format!(
-        "| {what} | {:.0} ev/s · p50 {:.1} ms · p99 {:.1} ms | {} | {ratio} |",
+        "| {what} | {:.0} ev/s · p50 {:.1} ms · p99 {:.1} ms{failed} | {} | {ratio} |",
         admit.rate(),
         admit.percentile(50.0),
         admit.percentile(99.0),
@@ -141,18 +165,19 @@ async fn drained(store: &dyn admit_store::Store, limit: Duration) -> anyhow::Res
     Ok(start.elapsed())
 }
 
-fn rss_mb() -> f64 {
+/// The process's peak resident memory (`VmHWM`), in MB.
+fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with("VmHWM:"))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn bytes_of(dir: &Path) -> u64 {
+pub fn bytes_of(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -191,29 +216,34 @@ async fn main() -> anyhow::Result<()> {
         let floor = load::closed_loop(&floor_url, SECRET, Arc::new(bodies), c, limit).await?;
 
         let (workspaces, bodies) = traffic(&format!("p{c}x"), args.events, &args);
-        let raw: u64 = bodies.iter().map(|b| b.len() as u64).sum();
         let admit = start_admit(true, &workspaces).await?;
+        let seeded = seed::checkpointed_bytes(admit._dir.path()).await?;
         let before = admit.store.count_events().await?;
         let ingest = load::closed_loop(&admit.url, SECRET, Arc::new(bodies), c, limit).await?;
         let drain = drained(admit.store.as_ref(), Duration::from_secs(600)).await?;
         let stored = admit.store.count_events().await? - before;
         let processed = stored as f64 / (ingest.elapsed + drain).as_secs_f64();
+        let outcomes = seed::statuses(admit._dir.path()).await?;
         out.push(row(
             &format!("ingest, processor on, c={c}"),
             &ingest,
             Some(&floor),
         ));
         out.push(format!(
-            "| processed end to end, c={c} | {processed:.0} ev/s ({stored} events; backlog drained {:.1} s after the last 2xx) | | |",
+            "| processed end to end, c={c} | {processed:.0} ev/s ({stored} events: {outcomes}; backlog drained {:.1} s after the last 2xx) | | |",
             drain.as_secs_f64()
         ));
-        let disk = bytes_of(admit._dir.path());
+        let _ = admit.stop.send(());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let disk = seed::checkpointed_bytes(admit._dir.path())
+            .await?
+            .saturating_sub(seeded);
+        let raw = seed::payload_bytes(admit._dir.path()).await?;
         out.push(format!(
-            "| database per event, c={c} | {:.0} B ({:.2}× the raw body) | | |",
+            "| database growth per event, c={c} (WAL checkpointed) | {:.0} B ({:.2}× the raw bodies stored) | | |",
             disk as f64 / stored.max(1) as f64,
             disk as f64 / raw.max(1) as f64
         ));
-        let _ = admit.stop.send(());
 
         let (workspaces, bodies) = traffic(&format!("i{c}x"), args.events, &args);
         let ingest_only = start_admit(false, &workspaces).await?;
@@ -322,8 +352,8 @@ async fn main() -> anyhow::Result<()> {
         access.percentile(99.0)
     ));
     out.push(format!(
-        "| RSS of the benchmark process (admit in-process, plus its load generator) | {:.0} MB | | |",
-        rss_mb()
+        "| peak RSS of the whole benchmark process (every admit it ran in-process, the floor, the load generator, the ids) | {:.0} MB | | |",
+        peak_rss_mb()
     ));
     let _ = admit.stop.send(());
     let mut stdout = std::io::stdout().lock();

@@ -27,3 +27,45 @@ pub async fn workspaces(db: &Path, ids: &[String]) -> anyhow::Result<()> {
     conn.close().await?;
     Ok(())
 }
+
+async fn open(dir: &Path) -> anyhow::Result<sqlx::SqliteConnection> {
+    let url = format!("sqlite://{}", dir.join("admit.db").display());
+    Ok(sqlx::SqliteConnection::connect(&url).await?)
+}
+
+/// The database's size on disk once its WAL is checkpointed into it.
+pub async fn checkpointed_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let mut conn = open(dir).await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(crate::bytes_of(dir))
+}
+
+/// The raw bodies stored, byte for byte.
+pub async fn payload_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let mut conn = open(dir).await?;
+    let bytes: i64 =
+        sqlx::query_scalar("SELECT COALESCE(SUM(length(payload)), 0) FROM stripe_events")
+            .fetch_one(&mut conn)
+            .await?;
+    conn.close().await?;
+    Ok(u64::try_from(bytes).unwrap_or(0))
+}
+
+/// How the stored events ended, e.g. `19000 processed, 40 ignored`.
+pub async fn statuses(dir: &Path) -> anyhow::Result<String> {
+    let mut conn = open(dir).await?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, COUNT(*) FROM stripe_events GROUP BY status ORDER BY status",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(rows
+        .iter()
+        .map(|(status, n)| format!("{n} {status}"))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
