@@ -23,9 +23,11 @@ use crate::metrics::{Metrics, OutboxFailureLabels, OutboxSentLabels};
 use crate::telemetry::error_chain;
 use crate::worker::{InFlight, Worker};
 
-/// How long a claimed message is reserved; well beyond the transport's
-/// whole-send timeout, so two senders never hold the same row.
-const LEASE_SECS: i64 = 300;
+/// How long a claimed message is reserved. Short, so a restart after a
+/// crash sends it again within seconds; renewed every `RENEW_EVERY` while
+/// the attempt runs, so a slow send (up to the transport's 30 s) keeps it.
+const LEASE_SECS: i64 = 15;
+const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Retry backoff: 30 s, 1 min, 2 min … capped at an hour.
 const RETRY: admit_core::Backoff =
     admit_core::Backoff::new(Duration::from_secs(30), Duration::from_secs(3600));
@@ -105,9 +107,40 @@ impl Sender {
             return Ok(Step::Empty);
         };
         self.in_flight.hold((row.id, now.plus_seconds(LEASE_SECS)));
-        let recorded = self.deliver(row, now).await;
+        let id = row.id;
+        let deliver = self.deliver(row, now);
+        tokio::pin!(deliver);
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
+        let recorded = loop {
+            tokio::select! {
+                recorded = &mut deliver => break recorded,
+                _ = renew.tick() => self.renew_lease(id).await,
+            }
+        };
         self.in_flight.done();
         recorded
+    }
+
+    /// Keeps the lease of the message being sent; a lease lost (this
+    /// process stalled past it) is logged: the attempt goes on, and the
+    /// Message-ID lets receivers drop a second copy.
+    async fn renew_lease(&self, id: i64) {
+        let Some((_, held)) = self.in_flight.take() else {
+            return;
+        };
+        let until = self.clock.now().plus_seconds(LEASE_SECS);
+        match self.store.renew_message_lease(id, held, until).await {
+            Ok(true) => self.in_flight.hold((id, until)),
+            Ok(false) => {
+                tracing::warn!(outbox_id = id, "lost the lease of a message being sent");
+                self.in_flight.hold((id, held));
+            }
+            Err(error) => {
+                tracing::warn!(outbox_id = id, error = %error_chain(&error), "could not renew a message's lease");
+                self.in_flight.hold((id, held));
+            }
+        }
     }
 
     async fn deliver(&self, row: OutboxRow, now: Timestamp) -> Result<Step, StoreError> {

@@ -21,8 +21,9 @@ use crate::mail::render::Rendered;
 
 /// Per SMTP command; a send is several commands.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
-/// A whole send, start to finish; shorter than the sender's lease on the row.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(120);
+/// A whole send, start to finish (connect, greeting, every command, the
+/// data): a server that accepts and never answers costs this, not more.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),

@@ -32,6 +32,15 @@ pub trait OutboxStore: Send + Sync {
 
     async fn get_message(&self, id: i64) -> Result<Option<OutboxRow>, StoreError>;
 
+    /// Extends a lease this process holds (`held`, as the claim or the last
+    /// renewal set it) to `until`; `false` when it is no longer ours.
+    async fn renew_message_lease(
+        &self,
+        id: i64,
+        held: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError>;
+
     /// Gives up the lease on a message this process claimed but could not
     /// finish (a shutdown cut it short), so a restart sends it at once.
     /// `lease_until` is the lease the claim set: one taken since is left alone.

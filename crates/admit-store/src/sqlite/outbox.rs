@@ -38,6 +38,24 @@ impl OutboxStore for SqliteStore {
         row.as_ref().map(outbox_row).transpose()
     }
 
+    async fn renew_message_lease(
+        &self,
+        id: i64,
+        held: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let renewed = sqlx::query(
+            "UPDATE outbox SET lease_until = ?
+             WHERE id = ? AND lease_until = ? AND state = 'pending'",
+        )
+        .bind(until.unix())
+        .bind(id)
+        .bind(held.unix())
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
     async fn release_message(&self, id: i64, lease_until: Timestamp) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE outbox SET lease_until = NULL

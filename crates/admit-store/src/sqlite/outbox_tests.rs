@@ -91,6 +91,23 @@ async fn claims_due_pending_rows_oldest_first_and_leases_them() {
         .expect("claim")
         .expect("an expired lease frees the row");
     assert_eq!(again.id, first);
+
+    // Only the holder of the lease renews it.
+    let held = after_lease.plus_seconds(60);
+    assert!(
+        !store
+            .renew_message_lease(first, NOW.plus_seconds(60), NOW.plus_seconds(500))
+            .await
+            .expect("renew"),
+        "the first claim's lease is gone"
+    );
+    assert!(
+        store
+            .renew_message_lease(first, held, NOW.plus_seconds(500))
+            .await
+            .expect("renew")
+    );
+    assert_eq!(lease_until(&store, first).await, Some(NOW.unix() + 500));
 }
 
 #[tokio::test]
