@@ -1,5 +1,5 @@
-//! The outbox sender: claims one due message (one recipient) at a time,
-//! renders and sends it, and records the attempt. A message accepted by the
+//! The outbox sender: claims due messages (one recipient each), up to a
+//! bound at once, renders and sends each, and records every attempt. A message accepted by the
 //! transport is `sent` and never sent again; a failure is kept with its
 //! error and retried with exponential backoff, or becomes `dead` — visible
 //! in `/v1/outbox`, resent only by an operator — when it is permanent or the
@@ -28,18 +28,12 @@ use crate::worker::{InFlight, Worker};
 /// the attempt runs, so a slow send (up to the transport's 30 s) keeps it.
 const LEASE_SECS: i64 = 15;
 const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// Attempts made at once.
+const CONCURRENCY: u32 = 8;
 /// Retry backoff: 30 s, 1 min, 2 min … capped at an hour.
 const RETRY: admit_core::Backoff =
     admit_core::Backoff::new(Duration::from_secs(30), Duration::from_secs(3600));
 const NO_SUPPORT_ADDRESS: &str = "no support address configured: set ADMIT_SUPPORT_EMAIL";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// One message was claimed and its attempt recorded (sent, retried later, or dead).
-    Done(i64),
-    /// Nothing is due.
-    Empty,
-}
 
 #[derive(Debug, Clone)]
 pub struct Sender {
@@ -48,7 +42,8 @@ pub struct Sender {
     clock: Arc<dyn Clock>,
     transport: Arc<Transport>,
     metrics: Arc<Metrics>,
-    in_flight: InFlight<(i64, Timestamp)>,
+    /// Messages being sent, with their current lease.
+    in_flight: InFlight<Vec<(i64, Timestamp)>>,
 }
 
 /// Why an attempt failed, as stored in `last_error`; `permanent` skips the retries.
@@ -100,50 +95,75 @@ impl Sender {
         }
     }
 
-    /// Claims the next due message and makes one attempt at it.
-    pub async fn send_next(&self) -> Result<Step, StoreError> {
+    /// Claims up to `CONCURRENCY` due messages and makes one attempt at
+    /// each, at once: a slow server costs its own messages their deadline
+    /// and holds up no other. Returns how many attempts were recorded.
+    pub async fn send_batch(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let Some(row) = self.store.claim_next_message(now, LEASE_SECS).await? else {
-            return Ok(Step::Empty);
-        };
-        self.in_flight.hold((row.id, now.plus_seconds(LEASE_SECS)));
-        let id = row.id;
-        let deliver = self.deliver(row, now);
-        tokio::pin!(deliver);
+        let rows = self
+            .store
+            .claim_messages(now, LEASE_SECS, CONCURRENCY)
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let lease = now.plus_seconds(LEASE_SECS);
+        self.in_flight
+            .hold(rows.iter().map(|row| (row.id, lease)).collect());
+        let attempts = futures::future::join_all(rows.into_iter().map(|row| async move {
+            let id = row.id;
+            let recorded = self.deliver(row, now).await;
+            // Recorded (or failed to record, then its lease runs out): not ours to give back.
+            self.in_flight.update(|held| held.retain(|(h, _)| *h != id));
+            recorded
+        }));
+        tokio::pin!(attempts);
         let mut renew =
             tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
         let recorded = loop {
             tokio::select! {
-                recorded = &mut deliver => break recorded,
-                _ = renew.tick() => self.renew_lease(id).await,
+                recorded = &mut attempts => break recorded,
+                _ = renew.tick() => self.renew_leases().await,
             }
         };
         self.in_flight.done();
-        recorded
+        let mut done = 0;
+        for attempt in recorded {
+            attempt?;
+            done += 1;
+        }
+        Ok(done)
     }
 
-    /// Keeps the lease of the message being sent; a lease lost (this
+    /// Keeps the leases of the messages being sent; a lease lost (this
     /// process stalled past it) is logged: the attempt goes on, and the
     /// Message-ID lets receivers drop a second copy.
-    async fn renew_lease(&self, id: i64) {
-        let Some((_, held)) = self.in_flight.take() else {
-            return;
-        };
+    async fn renew_leases(&self) {
+        let held = self
+            .in_flight
+            .update(|held| held.clone())
+            .unwrap_or_default();
         let until = self.clock.now().plus_seconds(LEASE_SECS);
-        match self.store.renew_message_lease(id, held, until).await {
-            Ok(true) => self.in_flight.hold((id, until)),
-            Ok(false) => {
-                tracing::warn!(outbox_id = id, "lost the lease of a message being sent");
-                self.in_flight.hold((id, held));
-            }
-            Err(error) => {
-                tracing::warn!(outbox_id = id, error = %error_chain(&error), "could not renew a message's lease");
-                self.in_flight.hold((id, held));
+        for (id, lease) in held {
+            match self.store.renew_message_lease(id, lease, until).await {
+                Ok(true) => {
+                    self.in_flight.update(|held| {
+                        for entry in held.iter_mut().filter(|(h, _)| *h == id) {
+                            entry.1 = until;
+                        }
+                    });
+                }
+                Ok(false) => {
+                    tracing::warn!(outbox_id = id, "lost the lease of a message being sent");
+                }
+                Err(error) => {
+                    tracing::warn!(outbox_id = id, error = %error_chain(&error), "could not renew a message's lease");
+                }
             }
         }
     }
 
-    async fn deliver(&self, row: OutboxRow, now: Timestamp) -> Result<Step, StoreError> {
+    async fn deliver(&self, row: OutboxRow, now: Timestamp) -> Result<(), StoreError> {
         match self.attempt(&row, now).await {
             Ok(()) => {
                 let sent_at = self.clock.now();
@@ -160,7 +180,7 @@ impl Sender {
             }
             Err(failure) => self.record_failure(&row, now, failure).await?,
         }
-        Ok(Step::Done(row.id))
+        Ok(())
     }
 
     async fn record_failure(
@@ -297,10 +317,12 @@ impl Sender {
     /// attempt is rescheduled into the future, so this ends.
     pub async fn drain(&self) -> Result<usize, StoreError> {
         let mut done = 0;
-        while let Step::Done(_) = self.send_next().await? {
-            done += 1;
+        loop {
+            match self.send_batch().await? {
+                0 => return Ok(done),
+                n => done += n,
+            }
         }
-        Ok(done)
     }
 }
 
@@ -308,14 +330,14 @@ impl Worker for Sender {
     const NAME: &'static str = "outbox sender";
 
     async fn step(&self) -> Result<bool, StoreError> {
-        Ok(matches!(self.send_next().await?, Step::Done(_)))
+        Ok(self.send_batch().await? > 0)
     }
 
     async fn release(&self) {
-        if let Some((id, lease_until)) = self.in_flight.take()
-            && let Err(error) = self.store.release_message(id, lease_until).await
-        {
-            tracing::error!(outbox_id = id, error = %error_chain(&error), "could not release a message's lease");
+        for (id, lease_until) in self.in_flight.take().unwrap_or_default() {
+            if let Err(error) = self.store.release_message(id, lease_until).await {
+                tracing::error!(outbox_id = id, error = %error_chain(&error), "could not release a message's lease");
+            }
         }
     }
 }

@@ -522,3 +522,52 @@ async fn a_message_that_cannot_be_rendered_is_dead_at_once_with_the_reason() {
     assert!(error.contains("mystery"), "{error}");
     assert!(!mail_folder(app.dir.path()).exists(), "nothing was written");
 }
+
+#[tokio::test]
+async fn a_server_that_hangs_on_one_recipient_holds_up_no_other_message() {
+    use crate::stripe_story::{Sub, T, deliver};
+    let smtp = SmtpServer::start_on(free_port(), Reply::StallFor("dana@acme.test")).await;
+    let app = spawn_app_with(&[("ADMIT_MAIL_URL", &smtp.url())]).await;
+    for (id, owner) in [
+        ("ws_acme01", "dana@acme.test"),
+        ("ws_other01", "olga@other.test"),
+    ] {
+        app.post_json(
+            "/v1/workspaces",
+            &json!({"id": id, "name": id, "owner_email": owner}),
+        )
+        .await
+        .expect(201);
+    }
+    deliver(&app, &Sub::new(801, "dana@acme.test", T).purchase()).await;
+    let mut other = Sub::new(802, "olga@other.test", T);
+    other.workspace = Some("ws_other01".into());
+    deliver(&app, &other.purchase()).await;
+
+    let sender = app.sender.clone();
+    let sending = tokio::spawn(async move { sender.drain().await });
+    // Olga's onboarding goes out while Dana's attempt still waits on its server.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
+    while smtp.received().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other message was held up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(smtp.received()[0].rcpt_tos, ["olga@other.test"]);
+    assert!(!sending.is_finished(), "Dana's attempt is still waiting");
+
+    // Dana's attempt ends at its deadline and is retried later, not lost.
+    assert_eq!(sending.await.expect("joined").expect("drained"), 2);
+    let rows = app.state.store.list_outbox(None, 10).await.expect("outbox");
+    let dana = rows
+        .iter()
+        .find(|r| r.recipient == "dana@acme.test")
+        .expect("dana's message");
+    assert_eq!(dana.state, "pending", "{dana:?}");
+    assert!(
+        dana.last_error.as_deref().is_some_and(|e| e.contains("30")),
+        "{dana:?}"
+    );
+}

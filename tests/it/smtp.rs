@@ -17,6 +17,8 @@ pub enum Reply {
     Transient451,
     /// `550`: never.
     Permanent550,
+    /// Never answers `RCPT TO` for this address; serves the others.
+    StallFor(&'static str),
 }
 
 /// A message the server accepted, as Python's email package read it.
@@ -83,6 +85,9 @@ fn spawn(port: u16, maildir: &Path, reply: Reply) -> Child {
         }
         Reply::Permanent550 => {
             command.args(["--reply", "550"]);
+        }
+        Reply::StallFor(address) => {
+            command.args(["--stall", address]);
         }
     }
     command.spawn().expect("start the SMTP server")

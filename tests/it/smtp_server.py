@@ -4,11 +4,13 @@ Stores every accepted message as <maildir>/<n>.eml (the DATA as received) and
 <n>.json beside it: the envelope recipients and the message as Python's email
 package reads it (headers, decoded text and HTML parts), so the tests need no
 MIME parser. With --reply 451 or --reply 550 it refuses every recipient with
-that code instead. Exits on
+that code instead; with --stall ADDRESS it never answers RCPT TO for that
+address (a server that accepts and then hangs), and serves the others. Exits on
 SIGTERM/SIGINT, or when the process that started it is gone.
 """
 
 import argparse
+import asyncio
 import email
 import email.policy
 import json
@@ -26,13 +28,16 @@ REPLIES = {
 
 
 class Store:
-    def __init__(self, maildir, reply):
+    def __init__(self, maildir, reply, stall):
         self.maildir = maildir
         self.reply = reply
+        self.stall = stall
         self.count = 0
         self.lock = threading.Lock()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.stall and address.lower() == self.stall:
+            await asyncio.sleep(3600)
         if self.reply:
             # Real servers often quote the address; admit must keep it out of its log.
             return REPLIES[self.reply].format(address=address)
@@ -80,12 +85,13 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--maildir", required=True)
     parser.add_argument("--reply", choices=sorted(REPLIES))
+    parser.add_argument("--stall")
     args = parser.parse_args()
     os.makedirs(args.maildir, exist_ok=True)
 
     parent = os.getppid()
     controller = Controller(
-        Store(args.maildir, args.reply), hostname="127.0.0.1", port=args.port
+        Store(args.maildir, args.reply, args.stall), hostname="127.0.0.1", port=args.port
     )
     controller.start()
     print(f"listening on 127.0.0.1:{args.port}", flush=True)

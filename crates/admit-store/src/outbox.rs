@@ -12,7 +12,17 @@ pub trait OutboxStore: Send + Sync {
         &self,
         now: Timestamp,
         lease_secs: i64,
-    ) -> Result<Option<OutboxRow>, StoreError>;
+    ) -> Result<Option<OutboxRow>, StoreError> {
+        Ok(self.claim_messages(now, lease_secs, 1).await?.pop())
+    }
+
+    /// Leases up to `limit` due `pending` messages in one transaction, oldest first.
+    async fn claim_messages(
+        &self,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
 
     /// The message was accepted by the transport: `sent`, never sent again.
     async fn mark_sent(&self, id: i64, now: Timestamp) -> Result<(), StoreError>;

@@ -16,26 +16,31 @@ use crate::provisioning::OutboxRow;
 
 #[async_trait::async_trait]
 impl OutboxStore for SqliteStore {
-    async fn claim_next_message(
+    async fn claim_messages(
         &self,
         now: Timestamp,
         lease_secs: i64,
-    ) -> Result<Option<OutboxRow>, StoreError> {
-        let row = sqlx::query(
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
             "UPDATE outbox SET lease_until = ?1 + ?2
-             WHERE id = (
+             WHERE id IN (
                  SELECT id FROM outbox
                  WHERE state = 'pending' AND next_attempt_at <= ?1
                    AND (lease_until IS NULL OR lease_until <= ?1)
                  ORDER BY next_attempt_at, id
-                 LIMIT 1)
+                 LIMIT ?3)
              RETURNING *",
         )
         .bind(now.unix())
         .bind(lease_secs)
-        .fetch_optional(&self.pool)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
         .await?;
-        row.as_ref().map(outbox_row).transpose()
+        let mut claimed = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
+        // RETURNING has no order of its own.
+        claimed.sort_by_key(|row| (row.next_attempt_at, row.id));
+        Ok(claimed)
     }
 
     async fn renew_message_lease(
