@@ -24,22 +24,17 @@ fn count(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<u64, StoreError>
 #[async_trait::async_trait]
 impl OpsStore for SqliteStore {
     async fn readiness_facts(&self, since: Timestamp) -> Result<ReadinessFacts, StoreError> {
+        let queues = self.backlog().await?;
         let mut conn = self.pool.acquire().await?;
         let inbox = sqlx::query(
             "SELECT
-               (SELECT COUNT(*) FROM stripe_events WHERE status = 'received') AS backlog,
-               (SELECT MIN(received_at) FROM stripe_events WHERE status = 'received') AS oldest,
-               (SELECT COUNT(*) FROM stripe_events WHERE status = 'failed') AS failed,
                (SELECT MAX(received_at) FROM stripe_events
                  WHERE source = 'webhook' AND NOT COALESCE(json_extract(headers, '$.\"user-agent\"'), '') LIKE 'admit-%') AS last_webhook,
                (SELECT COUNT(*) FROM stripe_events
                  WHERE source = 'webhook' AND received_at >= ?1 AND NOT COALESCE(json_extract(headers, '$.\"user-agent\"'), '') LIKE 'admit-%') AS webhooks,
                (SELECT COUNT(*) FROM stripe_events
                  WHERE status = 'ignored' AND outcome = 'livemode_mismatch'
-                   AND received_at >= ?1) AS mismatches,
-               (SELECT COUNT(*) FROM outbox WHERE state = 'pending') AS pending_mail,
-               (SELECT COUNT(*) FROM outbox WHERE state = 'dead') AS dead_mail,
-               (SELECT COUNT(*) FROM cases WHERE state = 'held') AS held",
+                   AND received_at >= ?1) AS mismatches",
         )
         .bind(since.unix())
         .fetch_one(&mut *conn)
@@ -77,13 +72,13 @@ impl OpsStore for SqliteStore {
             Ok(value.map(Timestamp::from_unix))
         };
         Ok(ReadinessFacts {
-            backlog: count(&inbox, "backlog")?,
-            oldest_unprocessed: at("oldest")?,
-            failed_events: count(&inbox, "failed")?,
-            pending_mail: count(&inbox, "pending_mail")?,
-            dead_mail: count(&inbox, "dead_mail")?,
+            backlog: queues.inbox,
+            oldest_unprocessed: queues.oldest_unprocessed,
+            failed_events: queues.failed_events,
+            pending_mail: queues.pending_mail,
+            dead_mail: queues.dead_mail,
             held_cases,
-            held_total: count(&inbox, "held")?,
+            held_total: queues.held.iter().map(|(_, n)| n).sum(),
             last_webhook_at: at("last_webhook")?,
             webhooks_recent: count(&inbox, "webhooks")?,
             mode_mismatches_recent: count(&inbox, "mismatches")?,
