@@ -510,6 +510,16 @@ async fn stripe_prices(answers: &[(&str, Option<bool>)]) -> wiremock::MockServer
     server
 }
 
+/// The memo of a fresh app whose Stripe is `server`.
+async fn readiness_with_stripe(server: &wiremock::MockServer) -> Value {
+    let app = spawn_app_with(&[
+        ("ADMIT_STRIPE_API_KEY", "sk_test_admit_readiness"),
+        ("ADMIT_STRIPE_API_BASE", &server.uri()),
+    ])
+    .await;
+    app.get("/v1/readiness").await.expect(200)
+}
+
 #[tokio::test]
 async fn with_a_key_every_catalog_price_is_checked_at_stripe() {
     let server = stripe_prices(&[
@@ -519,12 +529,7 @@ async fn with_a_key_every_catalog_price_is_checked_at_stripe() {
         ("price_AdmitTeam01", Some(false)),
     ])
     .await;
-    let app = spawn_app_with(&[
-        ("ADMIT_STRIPE_API_KEY", "sk_test_admit_readiness"),
-        ("ADMIT_STRIPE_API_BASE", &server.uri()),
-    ])
-    .await;
-    let memo = app.get("/v1/readiness").await.expect(200);
+    let memo = readiness_with_stripe(&server).await;
     let prices = memo["blockers"]
         .as_array()
         .and_then(|b| b.iter().find(|i| i["key"] == "prices"))
@@ -541,12 +546,7 @@ async fn with_a_key_every_catalog_price_is_checked_at_stripe() {
         ("price_AdmitTeam01", Some(true)),
     ])
     .await;
-    let app = spawn_app_with(&[
-        ("ADMIT_STRIPE_API_KEY", "sk_test_admit_readiness"),
-        ("ADMIT_STRIPE_API_BASE", &server.uri()),
-    ])
-    .await;
-    let memo = app.get("/v1/readiness").await.expect(200);
+    let memo = readiness_with_stripe(&server).await;
     assert!(
         memo["done"]
             .to_string()
