@@ -201,6 +201,34 @@ impl Purchase {
         ]
     }
 
+    /// A monthly renewal is paid at `t`: the period that ended at `t` is
+    /// followed by one ending a month later. Advancing `t` a month between
+    /// calls gives an unbroken chain of renewals.
+    pub fn renewal(&self) -> Vec<Event> {
+        let previous_start = self.t - 30 * DAY;
+        // Since API 2025-03-31 the period lives on the item, and Stripe
+        // names a changed list by its whole earlier value.
+        let previous_item = json!({
+            "object": "subscription_item", "quantity": 1,
+            "price": {"id": self.price, "object": "price"},
+            "current_period_start": previous_start, "current_period_end": self.t
+        });
+        vec![
+            Event::new(
+                "invoice.paid",
+                self.t,
+                self.invoice(&format!("r{}", self.t), "subscription_cycle", true),
+                None,
+            ),
+            Event::new(
+                "customer.subscription.updated",
+                self.t + 1,
+                self.subscription_object("active", &json!({})),
+                Some(json!({"items": {"object": "list", "data": [previous_item]}})),
+            ),
+        ]
+    }
+
     /// A renewal charge fails: the subscription goes `past_due`.
     pub fn renewal_failed(&self) -> Vec<Event> {
         vec![

@@ -20,9 +20,10 @@ pub fn new_event(
     received_at: Timestamp,
 ) -> Result<NewEvent, ParseError> {
     let envelope = EventEnvelope::parse(&body)?;
-    let keys = match admit_stripe::billing_event(&body) {
-        Ok(Some(parsed)) => event_keys(&parsed),
-        Ok(None) | Err(_) => EventKeys::default(),
+    // Parsed here once: the processor reads the stored billing event, not the body.
+    let (keys, billing) = match admit_stripe::billing_event(&body) {
+        Ok(Some(parsed)) => (event_keys(&parsed), serde_json::to_string(&parsed).ok()),
+        Ok(None) | Err(_) => (EventKeys::default(), None),
     };
     Ok(NewEvent {
         id: envelope.id,
@@ -39,5 +40,6 @@ pub fn new_event(
         source,
         received_at,
         keys,
+        billing,
     })
 }

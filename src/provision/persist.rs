@@ -176,6 +176,20 @@ pub struct Followups {
     pub ties: BTreeMap<admit_core::SubscriptionId, Option<Timestamp>>,
 }
 
+/// The billing event of a stored row: as ingress stored it, or read from
+/// the body for a row stored before ingress kept it. `None` for an event
+/// admit does not act on or cannot read (settled when it was claimed).
+pub fn billing_event(stored: &admit_store::ScopeEvent) -> Option<BillingEvent> {
+    match &stored.billing {
+        // A version of admit that changes the stored shape clears the column
+        // in its migration, so the body is read again.
+        Some(json) => serde_json::from_str(json)
+            .inspect_err(|error| tracing::error!(event_id = %stored.id, %error, "a stored billing event cannot be read"))
+            .ok(),
+        None => admit_stripe::billing_event(&stored.payload).ok().flatten(),
+    }
+}
+
 /// Derives the scope and returns what to write, and what the shell should do
 /// next. `Err` only when the snapshot itself is unusable.
 pub fn plan_writes(
@@ -190,7 +204,7 @@ pub fn plan_writes(
         if !policy.mode.accepts(stored.livemode) {
             continue;
         }
-        if let Ok(Some(event)) = admit_stripe::billing_event(&stored.payload) {
+        if let Some(event) = billing_event(stored) {
             events.push(event);
         }
     }

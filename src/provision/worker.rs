@@ -1,36 +1,71 @@
-//! The background worker and its single step, which tests call directly.
+//! The background processor and its single step (one claimed batch),
+//! which tests call directly.
+//!
+//! A step claims a batch, reads each event's scope outside the write lock,
+//! derives it, and writes every derivation in one transaction, each checked
+//! against the versions of the scope it read. A derivation that lost a race
+//! (another processor, an operator) is derived again from a fresh read.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use admit_core::EventId;
-use admit_store::{EventStatus, ProvisionOutcome, Store, StoreError};
+use admit_core::{EventId, Timestamp};
+use admit_store::{CommitOutcome, EventKeys, EventStatus, ScopeCommit, Store, StoreError};
 
 use super::persist::{Followups, Policy, plan_writes};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::inbox::event_keys;
 use crate::telemetry::error_chain;
 use crate::worker::{InFlight, Worker};
 
-/// How long a claimed event is reserved for the worker that claimed it.
+/// How long a claimed event is reserved for the processor that claimed
+/// it. Only an efficiency device: the version check keeps a processor
+/// whose lease ran out from writing over a newer derivation.
 const LEASE_SECS: i64 = 60;
-/// Events claimed in one transaction. A burst's events of one purchase then
-/// share a derivation: the first settles its whole scope, the rest are
-/// skipped. Small enough that a batch is settled well within its lease.
+/// Events claimed, derived and written together: one claim, one commit and
+/// one sync for all of them. A burst's events of one purchase share a
+/// derivation: the first settles its whole scope.
 const CLAIM_BATCH: u32 = 32;
-/// Creating a workspace for an unmatched purchase re-runs the derivation once.
-const MAX_AGAIN: usize = 3;
+/// A batch's conflicts and workspace creations are derived again this many
+/// times; what is still unsettled is given back for the next claim.
+const MAX_PASSES: usize = 4;
 /// Retry backoff: 5 s, 10 s, 20 s … capped at an hour.
 const RETRY: admit_core::Backoff =
     admit_core::Backoff::new(Duration::from_secs(5), Duration::from_secs(3600));
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// One event was claimed and settled (or failed and scheduled for a retry).
-    Done(EventId),
+    /// A batch was claimed; this many of its events were settled (or failed
+    /// and scheduled for a retry).
+    Done(usize),
     /// Nothing is due.
     Empty,
+}
+
+/// A claimed event: its id and when it was received.
+type Claimed = (EventId, Timestamp);
+
+/// What reading and deriving one claimed event led to.
+enum Derived {
+    /// Settled without a derivation: ignored, unreadable, or settled by an
+    /// earlier batch.
+    Settled,
+    /// A derivation to write.
+    Commit {
+        commit: Box<ScopeCommit>,
+        followups: Followups,
+    },
+}
+
+/// What one pass over a batch leaves to do.
+#[derive(Default)]
+struct Pass {
+    settled: usize,
+    /// To derive again: the scope moved, or workspaces were just created.
+    again: Vec<Claimed>,
+    /// Derived again because workspaces were created, in the last pass.
+    created: Vec<Claimed>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,8 +77,8 @@ pub struct Processor {
     stripe: Option<admit_stripe::api::StripeClient>,
     /// Receipt → outcome, when the app's metrics are attached.
     metrics: Option<Arc<crate::metrics::Metrics>>,
-    /// Claimed and not settled yet, in claim order, with their lease.
-    in_flight: InFlight<std::collections::VecDeque<(EventId, admit_core::Timestamp)>>,
+    /// The batch being settled, with the lease its claim set.
+    in_flight: InFlight<Vec<(EventId, Timestamp)>>,
 }
 
 /// The wait after the `attempts`-th failed attempt.
@@ -109,170 +144,224 @@ impl Processor {
         }
     }
 
-    /// Settles the next claimed event, claiming a batch when none is left.
+    fn policy(&self) -> Policy<'_> {
+        Policy {
+            catalog: &self.config.catalog,
+            unmatched: self.config.unmatched_purchase,
+            grace_period_secs: self.config.grace_period_secs,
+            outbox_settle_secs: i64::try_from(self.config.outbox_settle_secs).unwrap_or(i64::MAX),
+            support_email: self.config.support_email.as_ref(),
+            mode: self.config.stripe.mode,
+        }
+    }
+
+    /// Claims a batch and settles it.
     pub async fn process_next(&self) -> Result<Step, StoreError> {
         let now = self.clock.now();
-        if self
-            .in_flight
-            .update(|held| held.is_empty())
-            .unwrap_or(true)
-        {
-            let claimed = self
-                .store
-                .claim_events(now, LEASE_SECS, CLAIM_BATCH)
-                .await?;
-            if claimed.is_empty() {
-                return Ok(Step::Empty);
-            }
-            let lease = now.plus_seconds(LEASE_SECS);
-            self.in_flight
-                .hold(claimed.into_iter().map(|id| (id, lease)).collect());
-        }
-        let Some(Some((id, held))) = self.in_flight.update(|held| held.front().cloned()) else {
+        let claimed = self
+            .store
+            .claim_events(now, LEASE_SECS, CLAIM_BATCH)
+            .await?;
+        if claimed.is_empty() {
             return Ok(Step::Empty);
-        };
-        // The batch's lease was set at its claim; each event gets a fresh
-        // one before its turn, so a slow batch never lets another processor
-        // take an event this one is about to settle.
+        }
         let lease = now.plus_seconds(LEASE_SECS);
-        if lease != held {
-            if !self.store.renew_event_lease(&id, held, lease).await? {
-                // Settled by a sibling's derivation, or no longer ours.
-                self.in_flight.update(|held| held.pop_front());
-                return Ok(Step::Done(id));
+        self.in_flight
+            .hold(claimed.iter().map(|(id, _)| (id.clone(), lease)).collect());
+        let mut settled = 0;
+        let mut pending = claimed;
+        let mut created = Vec::new();
+        for _ in 0..MAX_PASSES {
+            if pending.is_empty() {
+                break;
             }
-            self.in_flight.update(|held| {
-                if let Some(front) = held.front_mut() {
-                    front.1 = lease;
+            let pass = self.pass(pending, now).await?;
+            settled += pass.settled;
+            pending = pass.again;
+            created = pass.created;
+        }
+        for (id, _) in &pending {
+            if created.iter().any(|(c, _)| c == id) {
+                // Workspaces keep being created and the purchase never
+                // settles on one: visible, and retried later.
+                self.fail(id, "workspace creation did not settle", now)
+                    .await?;
+                settled += 1;
+            } else {
+                // Lost every race this batch: the next claim takes it again.
+                self.store.release_event(id, lease).await?;
+            }
+        }
+        self.in_flight.done();
+        Ok(Step::Done(settled))
+    }
+
+    /// Reads and derives each pending event, writes the derivations in one
+    /// transaction, and says what is left.
+    async fn pass(&self, pending: Vec<Claimed>, now: Timestamp) -> Result<Pass, StoreError> {
+        let mut pass = Pass::default();
+        let mut commits = Vec::new();
+        let mut derived: Vec<(Claimed, Followups)> = Vec::new();
+        // Events a derivation of this pass settles, by the derivation's index.
+        let mut covered: BTreeMap<EventId, usize> = BTreeMap::new();
+        let mut deferred: Vec<(Claimed, usize)> = Vec::new();
+        for item in pending {
+            if let Some(&at) = covered.get(&item.0) {
+                deferred.push((item, at));
+                continue;
+            }
+            match self.derive(&item.0, now).await? {
+                Derived::Settled => {
+                    self.observe(item.1);
+                    pass.settled += 1;
                 }
-            });
+                Derived::Commit { commit, followups } => {
+                    let at = commits.len();
+                    for status in &commit.write.event_statuses {
+                        if status.status != EventStatus::Received {
+                            covered.entry(status.id.clone()).or_insert(at);
+                        }
+                    }
+                    commits.push(*commit);
+                    derived.push((item, followups));
+                }
+            }
         }
-        let settled = self.settle(id, now).await;
-        // Settled (or failed and scheduled): no longer this processor's to give back.
-        self.in_flight.update(|held| held.pop_front());
-        settled
+        if commits.is_empty() {
+            return Ok(pass);
+        }
+        let outcomes = self.store.commit_scopes(&commits, now).await?;
+        for ((item, followups), outcome) in derived.into_iter().zip(&outcomes) {
+            match outcome {
+                CommitOutcome::Written => {
+                    tracing::info!(event_id = %item.0, "event provisioned");
+                    self.observe(item.1);
+                    pass.settled += 1;
+                    self.settle_ties(&followups).await;
+                }
+                CommitOutcome::Conflict => pass.again.push(item),
+                CommitOutcome::Created => {
+                    pass.created.push(item.clone());
+                    pass.again.push(item);
+                }
+                CommitOutcome::Failed(cause) => {
+                    tracing::error!(event_id = %item.0, error = %cause, "provisioning failed; will retry");
+                    self.fail(&item.0, cause, now).await?;
+                    pass.settled += 1;
+                }
+            }
+        }
+        for (item, at) in deferred {
+            if outcomes.get(at) == Some(&CommitOutcome::Written) {
+                // Settled by a sibling's derivation.
+                self.observe(item.1);
+                pass.settled += 1;
+            } else {
+                pass.again.push(item);
+            }
+        }
+        Ok(pass)
     }
 
-    async fn settle(&self, id: EventId, now: admit_core::Timestamp) -> Result<Step, StoreError> {
-        let Some(stored) = self.store.get_event(&id).await? else {
-            return Ok(Step::Done(id));
+    /// Reads the event's scope and derives it; settles at once what needs
+    /// no derivation.
+    async fn derive(&self, id: &EventId, now: Timestamp) -> Result<Derived, StoreError> {
+        let read = self.store.read_scope(id, &EventKeys::default()).await?;
+        let Some(stored) = read.snapshot.events.iter().find(|e| &e.id == id) else {
+            return Ok(Derived::Settled);
         };
-        let received_at = stored.received_at;
-        let step = self.settle_stored(id, stored, now).await;
-        // Receipt → outcome for every event the step settled (a sibling's
-        // derivation settles the others of its scope at the same time).
-        if let (Ok(Step::Done(_)), Some(metrics)) = (&step, &self.metrics) {
-            let lag = self.clock.now().unix() - received_at.unix();
-            metrics.processing_lag.observe(lag.max(0) as f64);
-        }
-        step
-    }
-
-    async fn settle_stored(
-        &self,
-        id: EventId,
-        stored: admit_store::StoredEvent,
-        now: admit_core::Timestamp,
-    ) -> Result<Step, StoreError> {
         if matches!(
             stored.status,
             EventStatus::Processed | EventStatus::Held | EventStatus::Ignored
         ) {
-            // Settled by the derivation of an event of its scope earlier in the batch.
-            return Ok(Step::Done(id));
+            return Ok(Derived::Settled);
         }
         if !self.config.stripe.mode.accepts(stored.livemode) {
             self.store
-                .finish_event_unprovisioned(&id, EventStatus::Ignored, "livemode_mismatch", None)
+                .finish_event_unprovisioned(id, EventStatus::Ignored, "livemode_mismatch", None)
                 .await?;
-            return Ok(Step::Done(id));
+            return Ok(Derived::Settled);
         }
-        let event = match admit_stripe::billing_event(&stored.payload) {
-            Ok(Some(event)) => event,
-            Ok(None) => {
-                // A thin (v2) event names an object without a snapshot of
-                // it: kept, and nothing to act on.
-                let thin =
-                    admit_stripe::EventEnvelope::parse(&stored.payload).is_ok_and(|e| e.thin);
-                let reason = if thin {
-                    "thin_event"
-                } else {
-                    "type_not_handled"
-                };
-                self.store
-                    .finish_event_unprovisioned(&id, EventStatus::Ignored, reason, None)
-                    .await?;
-                return Ok(Step::Done(id));
-            }
-            Err(error) => {
-                // Malformed content does not improve with retries: failed, visible, kept.
-                tracing::warn!(event_id = %id, error = %error_chain(&error), "event cannot be read");
-                self.store
-                    .finish_event_unprovisioned(&id, EventStatus::Failed, &error.to_string(), None)
-                    .await?;
-                return Ok(Step::Done(id));
-            }
-        };
-        let keys = event_keys(&event);
-        let settle = i64::try_from(self.config.outbox_settle_secs).unwrap_or(i64::MAX);
-        let policy = Policy {
-            catalog: &self.config.catalog,
-            unmatched: self.config.unmatched_purchase,
-            grace_period_secs: self.config.grace_period_secs,
-            outbox_settle_secs: settle,
-            support_email: self.config.support_email.as_ref(),
-            mode: self.config.stripe.mode,
-        };
-        let followups = std::sync::Mutex::new(Followups::default());
-        let decide = |snapshot: &admit_store::ScopeSnapshot| {
-            let (write, next) = plan_writes(snapshot, &policy, now)?;
-            if let Ok(mut slot) = followups.lock() {
-                *slot = next;
-            }
-            Ok(write)
-        };
-        for _ in 0..MAX_AGAIN {
-            match self.store.provision(&id, &keys, now, &decide).await {
-                Ok(ProvisionOutcome::Written) => {
-                    tracing::info!(event_id = %id, event_type = %stored.event_type, "event provisioned");
-                    let next = followups.lock().map(|f| f.clone()).unwrap_or_default();
-                    self.settle_ties(&next).await;
-                    return Ok(Step::Done(id));
+        if stored.billing.is_none() {
+            // Ingress found nothing to act on (or the row predates the
+            // stored billing event): the body says why.
+            match admit_stripe::billing_event(&stored.payload) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    // A thin (v2) event names an object without a snapshot
+                    // of it: kept, and nothing to act on.
+                    let thin = admit_stripe::EventEnvelope::parse(&stored.payload)
+                        .is_ok_and(|e| e.thin);
+                    let reason = if thin {
+                        "thin_event"
+                    } else {
+                        "type_not_handled"
+                    };
+                    self.store
+                        .finish_event_unprovisioned(id, EventStatus::Ignored, reason, None)
+                        .await?;
+                    return Ok(Derived::Settled);
                 }
-                Ok(ProvisionOutcome::Again) => continue,
                 Err(error) => {
-                    let retry_at = now.plus_seconds(retry_delay(stored.attempts + 1));
-                    let cause = error_chain(&error);
-                    tracing::error!(event_id = %id, error = %cause, retry_at = retry_at.unix(), "provisioning failed; will retry");
+                    // Malformed content does not improve with retries:
+                    // failed, visible, kept.
+                    tracing::warn!(event_id = %id, error = %error_chain(&error), "event cannot be read");
                     self.store
                         .finish_event_unprovisioned(
-                            &id,
+                            id,
                             EventStatus::Failed,
-                            &cause,
-                            Some(retry_at),
+                            &error.to_string(),
+                            None,
                         )
                         .await?;
-                    return Ok(Step::Done(id));
+                    return Ok(Derived::Settled);
                 }
             }
         }
-        let retry_at = now.plus_seconds(retry_delay(1));
+        match plan_writes(&read.snapshot, &self.policy(), now) {
+            Ok((write, followups)) => Ok(Derived::Commit {
+                commit: Box::new(ScopeCommit {
+                    claimed: id.clone(),
+                    versions: read.versions,
+                    write,
+                }),
+                followups,
+            }),
+            Err(error) => {
+                let cause = error_chain(&error);
+                tracing::error!(event_id = %id, error = %cause, "provisioning failed; will retry");
+                self.fail(id, &cause, now).await?;
+                Ok(Derived::Settled)
+            }
+        }
+    }
+
+    /// Failed, visibly, and retried with backoff.
+    async fn fail(&self, id: &EventId, cause: &str, now: Timestamp) -> Result<(), StoreError> {
+        let attempts = self
+            .store
+            .get_event(id)
+            .await?
+            .map_or(1, |stored| stored.attempts);
+        let retry_at = now.plus_seconds(retry_delay(attempts));
         self.store
-            .finish_event_unprovisioned(
-                &id,
-                EventStatus::Failed,
-                "workspace creation did not settle",
-                Some(retry_at),
-            )
-            .await?;
-        Ok(Step::Done(id))
+            .finish_event_unprovisioned(id, EventStatus::Failed, cause, Some(retry_at))
+            .await
+    }
+
+    /// Receipt → outcome of a settled event.
+    fn observe(&self, received_at: Timestamp) {
+        if let Some(metrics) = &self.metrics {
+            let lag = self.clock.now().unix() - received_at.unix();
+            metrics.processing_lag.observe(lag.max(0) as f64);
+        }
     }
 
     /// Processes until nothing is due; returns how many events it settled.
     pub async fn drain(&self) -> Result<usize, StoreError> {
         let mut done = 0;
-        while let Step::Done(_) = self.process_next().await? {
-            done += 1;
+        while let Step::Done(settled) = self.process_next().await? {
+            done += settled;
         }
         Ok(done)
     }
@@ -286,6 +375,8 @@ impl Worker for Processor {
     }
 
     async fn release(&self) {
+        // Settled ones are left as they are: a release only touches an
+        // unsettled event under this lease.
         for (id, lease_until) in self.in_flight.take().unwrap_or_default() {
             if let Err(error) = self.store.release_event(&id, lease_until).await {
                 tracing::error!(event_id = %id, error = %error_chain(&error), "could not release an event's lease");

@@ -4,7 +4,9 @@
 //! machine's disk allows right now. See docs/benchmarks.md.
 
 mod floor;
+mod history;
 mod load;
+mod scrape;
 mod seed;
 mod traffic;
 
@@ -15,8 +17,20 @@ use std::time::{Duration, Instant};
 
 use admit::config::Sources;
 use admit::{App, Config, SystemClock};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use load::Sample;
+
+/// The runs `--only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Run {
+    /// Closed-loop ingest at each concurrency, against the floor.
+    Ingest,
+    /// Receipt → access of probe purchases under open-loop load, admit's
+    /// own view of it from /metrics, then access checks.
+    Probe,
+    /// A renewal after years of renewals against a fresh purchase's first.
+    History,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +62,24 @@ struct Args {
     /// Share of lifecycles delivered shuffled.
     #[arg(long, default_value_t = 0.1)]
     out_of_order: f64,
+    /// Subscriptions with a long history, and fresh purchases per round.
+    #[arg(long, default_value_t = 200)]
+    history_subscriptions: usize,
+    /// Monthly renewals each long history has before the timed one.
+    #[arg(long, default_value_t = 36)]
+    history_months: u32,
+    /// Timed rounds (fresh, then history, each round).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    history_rounds: u32,
+    /// Only these runs (all when not given).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Run>,
+}
+
+impl Args {
+    fn runs(&self, run: Run) -> bool {
+        self.only.is_empty() || self.only.contains(&run)
+    }
 }
 
 const SECRET: &str = "whsec_bench_0123456789abcdef";
@@ -56,6 +88,9 @@ const TOKEN: &str = "bench-app-token-0123456789abcdef";
 struct Running {
     url: String,
     store: Arc<dyn admit_store::Store>,
+    /// The app's own processor, for runs that step it instead of letting it
+    /// run in the background.
+    processor: admit::provision::Processor,
     _dir: tempfile::TempDir,
     stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -80,6 +115,7 @@ async fn start_admit(processor: bool, workspaces: &[String]) -> anyhow::Result<R
     let config = Config::load(&Sources { file: None, env })?;
     let app = App::build(config, Arc::new(SystemClock)).await?;
     let store = app.state().store.clone();
+    let processor = app.processor();
     seed::workspaces(&db, workspaces).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -90,6 +126,7 @@ async fn start_admit(processor: bool, workspaces: &[String]) -> anyhow::Result<R
     Ok(Running {
         url,
         store,
+        processor,
         _dir: dir,
         stop,
     })
@@ -193,7 +230,6 @@ pub fn bytes_of(dir: &Path) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let limit = Duration::from_secs(args.seconds);
     let mut out = Vec::new();
     out.push(format!(
         "admit-bench: {} events per run, ≤ {} s each, {:.0}% re-deliveries, {:.0}% lifecycles out of order; {} cores",
@@ -207,15 +243,46 @@ async fn main() -> anyhow::Result<()> {
     out.push("| run | admit | floor (verify + append + fdatasync) | admit / floor |".to_owned());
     out.push("|---|---|---|---|".to_owned());
 
+    if args.runs(Run::Ingest) {
+        ingest(&args, &mut out).await?;
+    }
+    if args.runs(Run::Probe) {
+        probe(&args, &mut out).await?;
+    }
+    if args.runs(Run::History) {
+        history::run(
+            history::Options {
+                subscriptions: args.history_subscriptions,
+                months: args.history_months,
+                rounds: args.history_rounds,
+            },
+            &mut out,
+        )
+        .await?;
+    }
+    out.push(format!(
+        "| peak RSS of the whole benchmark process (every admit it ran in-process, the floor, the load generator, the ids) | {:.0} MB | | |",
+        peak_rss_mb()
+    ));
+    let mut stdout = std::io::stdout().lock();
+    for line in out {
+        writeln!(stdout, "{line}")?;
+    }
+    Ok(())
+}
+
+/// Closed-loop ingest at each concurrency, each next to the floor.
+async fn ingest(args: &Args, out: &mut Vec<String>) -> anyhow::Result<()> {
+    let limit = Duration::from_secs(args.seconds);
     let floor_dir = tempfile::tempdir()?;
     let floor_url = floor::start(SECRET, floor_dir.path().join("floor.log")).await?;
 
     for &c in &args.concurrency {
         // The floor and admit take the same traffic, minutes apart at most.
-        let (_, bodies) = traffic(&format!("f{c}x"), args.events, &args);
+        let (_, bodies) = traffic(&format!("f{c}x"), args.events, args);
         let floor = load::closed_loop(&floor_url, SECRET, Arc::new(bodies), c, limit).await?;
 
-        let (workspaces, bodies) = traffic(&format!("p{c}x"), args.events, &args);
+        let (workspaces, bodies) = traffic(&format!("p{c}x"), args.events, args);
         let admit = start_admit(true, &workspaces).await?;
         let seeded = seed::checkpointed_bytes(admit._dir.path()).await?;
         let before = admit.store.count_events().await?;
@@ -245,7 +312,7 @@ async fn main() -> anyhow::Result<()> {
             disk as f64 / raw.max(1) as f64
         ));
 
-        let (workspaces, bodies) = traffic(&format!("i{c}x"), args.events, &args);
+        let (workspaces, bodies) = traffic(&format!("i{c}x"), args.events, args);
         let ingest_only = start_admit(false, &workspaces).await?;
         let sample =
             load::closed_loop(&ingest_only.url, SECRET, Arc::new(bodies), c, limit).await?;
@@ -258,11 +325,18 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("c={c} done");
     }
 
+    Ok(())
+}
+
+/// Receipt → access of probe purchases under open-loop background load, and
+/// admit's own account of it; then access checks over every workspace.
+async fn probe(args: &Args, out: &mut Vec<String>) -> anyhow::Result<()> {
+    let limit = Duration::from_secs(args.seconds);
     // Receipt → access of probe purchases under open-loop background load.
     let (mut workspaces, background) = traffic(
         "bg",
         (args.rate as usize) * (args.probe_seconds as usize) + 1,
-        &args,
+        args,
     );
     let probes: Vec<String> = (0..(args.probe_seconds * 4))
         .map(|n| format!("ws_probe{n:05}"))
@@ -274,6 +348,14 @@ async fn main() -> anyhow::Result<()> {
     workspaces.append(&mut filler);
     let admit = start_admit(true, &workspaces).await?;
     let url = admit.url.clone();
+    // What an operator would see of the same run: admit's own gauges,
+    // scraped as Prometheus would, until the backlog has drained.
+    let (stop_watching, watching) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(scrape::watch_backlog(
+        url.clone(),
+        Duration::from_millis(500),
+        watching,
+    ));
     let load = tokio::spawn({
         let url = url.clone();
         let rate = args.rate;
@@ -341,6 +423,27 @@ async fn main() -> anyhow::Result<()> {
         probes_sample.percentile(99.0)
     ));
     drained(admit.store.as_ref(), Duration::from_secs(600)).await?;
+    let _ = stop_watching.send(());
+    let peak = watcher.await??;
+    let text = scrape::scrape(&client, &url).await?;
+    let lag = scrape::buckets(&text, "admit_event_processing_lag_seconds");
+    let ms = |q: f64| {
+        scrape::quantile(&lag, q).map_or("n/a".to_owned(), |s| format!("{:.1} ms", s * 1e3))
+    };
+    out.push(format!(
+        "| admit's own receipt → outcome, every step of the same run (`/metrics` histogram, {:.0} observations; backlog gauges from {} scrapes every 500 ms{}) | p50 ≈ {} · p99 ≈ {} · backlog max {:.0} events · oldest unprocessed max {:.0} s | | |",
+        scrape::value(&text, "admit_event_processing_lag_seconds_count").unwrap_or(0.0),
+        peak.scrapes,
+        if peak.failed > 0 {
+            format!(", **{} failed**", peak.failed)
+        } else {
+            String::new()
+        },
+        ms(0.5),
+        ms(0.99),
+        peak.backlog,
+        peak.oldest_unprocessed_age,
+    ));
 
     // Access checks at c=64 over every workspace in the database.
     let access = access_checks(&url, &workspaces, 64, limit).await?;
@@ -351,15 +454,7 @@ async fn main() -> anyhow::Result<()> {
         access.percentile(50.0),
         access.percentile(99.0)
     ));
-    out.push(format!(
-        "| peak RSS of the whole benchmark process (every admit it ran in-process, the floor, the load generator, the ids) | {:.0} MB | | |",
-        peak_rss_mb()
-    ));
     let _ = admit.stop.send(());
-    let mut stdout = std::io::stdout().lock();
-    for line in out {
-        writeln!(stdout, "{line}")?;
-    }
     Ok(())
 }
 

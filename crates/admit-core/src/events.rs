@@ -1,16 +1,18 @@
 //! Stripe events as the core understands them: typed facts, parsed at the
 //! edge (`admit-stripe`), with nothing Stripe-JSON-shaped left in them.
 
+use serde::{Deserialize, Serialize};
+
 use crate::{CustomerId, Email, EventId, SubscriptionId, SubscriptionStatus, Timestamp};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingEvent {
     pub id: EventId,
     pub created: Timestamp,
     pub kind: EventKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
     CheckoutCompleted(Checkout),
     CheckoutAsyncPaymentSucceeded(Checkout),
@@ -31,7 +33,7 @@ pub enum EventKind {
     ChargeRefunded(ChargeRefund),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum SubscriptionChange {
     Created,
     Updated,
@@ -40,14 +42,14 @@ pub enum SubscriptionChange {
     Deleted,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CheckoutMode {
     Subscription,
     Payment,
     Setup,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkout {
     pub session_id: String,
     pub mode: CheckoutMode,
@@ -70,7 +72,7 @@ pub struct Checkout {
     pub payment_intent: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionSnapshot {
     pub id: SubscriptionId,
     pub customer: Option<CustomerId>,
@@ -125,14 +127,35 @@ pub fn scheduled_end(
 
 /// The fields of `data.previous_attributes` admit compares. `None` means the
 /// key was absent (it did not change); `Some` holds the earlier value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviousAttributes {
     /// `Some(None)`: the earlier status is one admit does not know.
+    #[serde(default, with = "double_option")]
     pub status: Option<Option<SubscriptionStatus>>,
     pub cancel_at_period_end: Option<bool>,
+    #[serde(default, with = "double_option")]
     pub cancel_at: Option<Option<Timestamp>>,
     pub current_period_end: Option<Timestamp>,
     pub price_ids: Option<Vec<String>>,
+}
+
+/// `Some(None)` and `None` both become `null` with serde's defaults; the
+/// stored event keeps them apart as `[null]` and `null`.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        value: &Option<Option<T>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        value.as_ref().map(|inner| [inner]).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Ok(Option::<[Option<T>; 1]>::deserialize(deserializer)?.map(|[inner]| inner))
+    }
 }
 
 impl SubscriptionSnapshot {
@@ -170,7 +193,7 @@ impl SubscriptionSnapshot {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invoice {
     pub id: String,
     pub customer: Option<CustomerId>,
@@ -189,7 +212,7 @@ pub struct Invoice {
 
 /// A dispute as `charge.dispute.*` events carry it. It names its charge and
 /// payment intent, never the customer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dispute {
     pub id: String,
     pub charge: Option<String>,
@@ -212,7 +235,7 @@ impl Dispute {
 }
 
 /// A charge as `charge.refunded` carries it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeRefund {
     pub id: String,
     pub customer: Option<CustomerId>,
@@ -233,7 +256,7 @@ impl ChargeRefund {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerSnapshot {
     pub id: CustomerId,
     pub email: Option<Email>,

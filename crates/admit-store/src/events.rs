@@ -80,6 +80,10 @@ pub struct NewEvent {
     pub received_at: Timestamp,
     /// Lookup keys from the parsed event, so scopes find it before it is processed.
     pub keys: crate::provisioning::EventKeys,
+    /// The billing event as read at ingress (JSON of `admit_core::BillingEvent`),
+    /// so the processor never parses the raw body; `None` when admit does
+    /// not act on the event or cannot read it.
+    pub billing: Option<String>,
 }
 
 // Metadata and payload may hold email addresses: keep them out of logs.
@@ -120,6 +124,8 @@ pub struct StoredEvent {
     pub outcome: Option<String>,
     /// The scenario (S1–S18) that decided it, once processed.
     pub scenario: Option<String>,
+    /// See [`NewEvent::billing`].
+    pub billing: Option<String>,
 }
 
 impl fmt::Debug for StoredEvent {

@@ -48,6 +48,11 @@ const SQLITE: &[Embedded] = &[
         description: "release gate",
         sql: include_str!("../migrations/sqlite/0007_release.sql"),
     },
+    Embedded {
+        version: 8,
+        description: "throughput",
+        sql: include_str!("../migrations/sqlite/0008_throughput.sql"),
+    },
 ];
 
 fn migrator(embedded: &[Embedded]) -> Migrator {

@@ -23,6 +23,11 @@ pub struct ScopeEvent {
     pub id: EventId,
     pub event_type: String,
     pub livemode: bool,
+    /// The billing event as read at ingress (see [`crate::NewEvent::billing`]).
+    pub billing: Option<String>,
+    /// The raw body, loaded only when `billing` is `None`: the processor
+    /// then reads the body itself (an event admit does not act on, or one
+    /// stored before ingress kept the billing event).
     pub payload: Vec<u8>,
     pub status: EventStatus,
     pub outcome: Option<String>,
@@ -55,7 +60,7 @@ pub struct StoredCase {
     pub resolved_at: Option<Timestamp>,
 }
 
-/// Everything a derivation of one scope reads, loaded in its transaction.
+/// Everything a derivation of one scope reads, from one consistent read.
 #[derive(Debug, Clone)]
 pub struct ScopeSnapshot {
     pub claimed: EventId,
@@ -147,12 +152,32 @@ pub struct EventStatusWrite {
     pub scenario: Option<String>,
 }
 
-/// What `provision` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProvisionOutcome {
+/// A scope as read, with the version of every id it reached
+/// (`scope_versions`): what its write is checked against.
+#[derive(Debug, Clone)]
+pub struct ScopeRead {
+    pub snapshot: ScopeSnapshot,
+    pub versions: BTreeMap<String, i64>,
+}
+
+/// A derivation's writes, to commit only if its scope has not moved.
+#[derive(Debug, Clone)]
+pub struct ScopeCommit {
+    pub claimed: EventId,
+    pub versions: BTreeMap<String, i64>,
+    pub write: ScopeWrite,
+}
+
+/// What became of one [`ScopeCommit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
     Written,
-    /// Workspaces were created; the event stays claimable and is processed again at once.
-    Again,
+    /// Someone wrote to the scope since it was read: derive again.
+    Conflict,
+    /// Workspaces were created for unmatched purchases: derive again.
+    Created,
+    /// The write failed (and was rolled back alone); the others stand.
+    Failed(String),
 }
 
 /// A resolution an operator chose for a held case.
@@ -224,10 +249,6 @@ pub enum SessionPayment {
     Failed,
 }
 
-/// The decision the caller runs inside the scope's transaction: pure code
-/// from snapshot to writes.
-pub type Decide<'a> = dyn Fn(&ScopeSnapshot) -> Result<ScopeWrite, StoreError> + Send + Sync + 'a;
-
 #[async_trait::async_trait]
 pub trait ProvisioningStore: Send + Sync {
     /// Stores the lookup keys of an event (ingestion fills them early so that
@@ -237,23 +258,13 @@ pub trait ProvisioningStore: Send + Sync {
     /// Leases up to `limit` events due for processing in one transaction,
     /// oldest first: a processor settles them one by one, and an event a
     /// sibling's derivation already settled is skipped.
+    /// Returns each event with the time it was received.
     async fn claim_events(
         &self,
         now: Timestamp,
         lease_secs: i64,
         limit: u32,
-    ) -> Result<Vec<EventId>, StoreError>;
-
-    /// Extends a lease this process holds (`held`, as the claim or the last
-    /// renewal set it) to `until`; `false` when the lease is no longer
-    /// ours (it expired and someone else claimed the event) or the event is
-    /// settled already.
-    async fn renew_event_lease(
-        &self,
-        id: &EventId,
-        held: Timestamp,
-        until: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Vec<(EventId, Timestamp)>, StoreError>;
 
     /// Gives up the lease on an event this process claimed but could not
     /// finish (a shutdown cut it short), so a restart takes it at once.
@@ -261,21 +272,27 @@ pub trait ProvisioningStore: Send + Sync {
     /// taken since is left alone.
     async fn release_event(&self, id: &EventId, lease_until: Timestamp) -> Result<(), StoreError>;
 
-    /// In one transaction: loads the claimed event's scope, runs `decide`,
-    /// writes its result.
+    /// Reads the claimed event's scope (grown from `keys` and the event's
+    /// own stored keys to a fixpoint) and the versions of the ids it
+    /// reached, in one read transaction: no write lock is taken, so ingress
+    /// and other processors go on meanwhile.
+    async fn read_scope(&self, claimed: &EventId, keys: &EventKeys)
+    -> Result<ScopeRead, StoreError>;
+
+    /// Writes derivations in one transaction (one commit, one sync), in
+    /// order. Each is written only if none of its scope's versions moved
+    /// since it was read — writes earlier in the same call count — and each
+    /// in a savepoint of its own, so one that fails is rolled back alone.
     ///
-    /// Concurrency contract: `provision` is serialisable per scope. No other
-    /// `provision` whose scope overlaps this one's can read or write between
-    /// this one's scope read and its commit, so two events of one workspace
-    /// never derive from each other's half-written state. Every backend must
-    /// keep this (SQLite: one writer under `BEGIN IMMEDIATE`).
-    async fn provision(
+    /// Concurrency contract: a derivation is never written over a scope
+    /// that changed after it was read, whoever changed it. Every backend
+    /// bumps the versions of the ids a changed row names, in the writing
+    /// transaction (SQLite: triggers).
+    async fn commit_scopes(
         &self,
-        claimed: &EventId,
-        keys: &EventKeys,
+        commits: &[ScopeCommit],
         now: Timestamp,
-        decide: &Decide<'_>,
-    ) -> Result<ProvisionOutcome, StoreError>;
+    ) -> Result<Vec<CommitOutcome>, StoreError>;
 
     /// Marks an event as not provisioned: `failed` with the error, retried at
     /// `retry_at` (never, when `None`), or `ignored`.

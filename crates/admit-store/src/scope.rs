@@ -63,3 +63,32 @@ pub(crate) async fn grow_scope<Q: ScopeQueries>(
         "the scope of event {claimed} did not close within {MAX_SCOPE_ROUNDS} rounds"
     )))
 }
+
+/// The `scope_versions` keys of a scope: its Stripe ids as they are (their
+/// prefixes keep them apart), then its workspaces, emails and cases.
+pub(crate) fn version_keys<'a>(
+    keys: &ScopeKeys,
+    case_keys: impl IntoIterator<Item = &'a String>,
+) -> BTreeSet<String> {
+    let raw = keys
+        .customers
+        .iter()
+        .chain(&keys.subscriptions)
+        .chain(&keys.sessions)
+        .chain(&keys.payments)
+        .cloned();
+    let workspaces = keys.workspaces.iter().map(|w| format!("w:{w}"));
+    let emails = keys.emails.iter().map(|e| format!("e:{e}"));
+    let cases = case_keys.into_iter().map(|k| format!("k:{k}"));
+    raw.chain(workspaces).chain(emails).chain(cases).collect()
+}
+
+/// Whether a scope read with `read` versions is still as it was: a key
+/// absent from either side has version 0.
+pub(crate) fn unchanged(read: &BTreeMap<String, i64>, now: &BTreeMap<String, i64>) -> bool {
+    read.iter()
+        .all(|(key, version)| now.get(key).copied().unwrap_or(0) == *version)
+        && now
+            .iter()
+            .all(|(key, version)| read.get(key).copied().unwrap_or(0) == *version)
+}

@@ -656,6 +656,33 @@ mod tests {
         }
     }
 
+    /// Ingress stores the billing event as JSON and the processor reads
+    /// that, not the body: both must be the same facts, `previous_attributes`
+    /// naming an unknown status or a cleared `cancel_at` included.
+    #[test]
+    fn every_billing_event_survives_its_stored_form() {
+        let index = std::fs::read(fixtures_root().join("index.json")).expect("fixture index");
+        let index: Vec<IndexEntry> = serde_json::from_slice(&index).expect("index entries");
+        let mut events: Vec<BillingEvent> =
+            index.iter().filter_map(|e| parsed(&e.file)).collect();
+        let mut edge = parsed("current/customer_subscription_updated_active.json")
+            .expect("a subscription update");
+        if let EventKind::Subscription { subscription, .. } = &mut edge.kind {
+            subscription.previous = Some(PreviousAttributes {
+                status: Some(None),
+                cancel_at: Some(None),
+                ..PreviousAttributes::default()
+            });
+        }
+        events.push(edge);
+        assert!(events.len() > 10);
+        for event in events {
+            let stored = serde_json::to_string(&event).expect("to JSON");
+            let back: BillingEvent = serde_json::from_str(&stored).expect("from JSON");
+            assert_eq!(back, event, "{stored}");
+        }
+    }
+
     #[test]
     fn an_unpaid_payment_session_is_paid_once_the_async_payment_succeeds() {
         let unpaid = parsed("current/checkout_session_completed_payment_unpaid.json");

@@ -61,8 +61,8 @@ async fn insert_one(
         "INSERT INTO stripe_events (id, type, created, api_version, livemode, object_type,
              object_id, customer_id, metadata, payload, headers, source, received_at,
              subscription_id, checkout_session_id, workspace_hint, purchaser_email,
-             charge_id, payment_intent_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             charge_id, payment_intent_id, billing)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(event.id.as_str())
@@ -84,6 +84,7 @@ async fn insert_one(
     .bind(&event.keys.purchaser_email)
     .bind(&event.keys.charge)
     .bind(&event.keys.payment_intent)
+    .bind(&event.billing)
     .execute(&mut *conn)
     .await?;
     Ok(if result.rows_affected() == 1 {
@@ -118,6 +119,7 @@ fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
         last_error: row.try_get("last_error")?,
         outcome: row.try_get("outcome")?,
         scenario: row.try_get("scenario")?,
+        billing: row.try_get("billing")?,
     })
 }
 
@@ -201,6 +203,7 @@ mod tests {
             source: EventSource::Webhook,
             received_at: Timestamp::from_unix(1_795_000_001),
             keys: crate::provisioning::EventKeys::default(),
+            billing: None,
         }
     }
 

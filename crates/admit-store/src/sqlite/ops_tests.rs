@@ -243,6 +243,7 @@ async fn a_batch_is_one_transaction_and_a_repeat_within_it_is_a_duplicate() {
         source: EventSource::Webhook,
         received_at: NOW,
         keys: crate::EventKeys::default(),
+        billing: None,
     };
     let outcomes = store
         .insert_events(&[event("evt_a"), event("evt_b"), event("evt_a")])
@@ -283,10 +284,10 @@ async fn events_are_claimed_in_batches_oldest_first_and_never_twice() {
         .await
         .expect("event");
     }
-    let ids = |claimed: Vec<admit_core::EventId>| -> Vec<String> {
+    let ids = |claimed: Vec<(admit_core::EventId, Timestamp)>| -> Vec<String> {
         claimed
             .into_iter()
-            .map(|id| id.as_str().to_owned())
+            .map(|(id, _)| id.as_str().to_owned())
             .collect()
     };
     let first = store.claim_events(NOW, 60, 3).await.expect("claim");
@@ -310,33 +311,27 @@ async fn events_are_claimed_in_batches_oldest_first_and_never_twice() {
         .expect("claim");
     assert_eq!(later.len(), 4, "an expired lease is claimable again");
 
-    // Renewing takes the lease the holder has, and nothing else.
-    let held = NOW.plus_seconds(61 + 60);
+    // A release gives back only the lease it names, and only while unsettled.
     let id = admit_core::EventId::parse("evt_a").expect("id");
-    assert!(
-        !store
-            .renew_event_lease(&id, NOW.plus_seconds(60), NOW.plus_seconds(200))
-            .await
-            .expect("renew"),
-        "a lease that is no longer ours"
-    );
+    store
+        .release_event(&id, NOW.plus_seconds(60))
+        .await
+        .expect("release");
     assert!(
         store
-            .renew_event_lease(&id, held, NOW.plus_seconds(200))
+            .claim_events(NOW.plus_seconds(62), 60, 10)
             .await
-            .expect("renew")
+            .expect("claim")
+            .is_empty(),
+        "a lease that is no longer ours is left alone"
     );
-    sqlx::query(
-        "UPDATE stripe_events SET status = 'processed', lease_until = NULL WHERE id = 'evt_a'",
-    )
-    .execute(&store.pool)
-    .await
-    .expect("settle");
-    assert!(
-        !store
-            .renew_event_lease(&id, NOW.plus_seconds(200), NOW.plus_seconds(300))
-            .await
-            .expect("renew"),
-        "a settled event"
-    );
+    store
+        .release_event(&id, NOW.plus_seconds(121))
+        .await
+        .expect("release");
+    let again = store
+        .claim_events(NOW.plus_seconds(62), 60, 10)
+        .await
+        .expect("claim");
+    assert_eq!(ids(again), ["evt_a"]);
 }

@@ -1,6 +1,7 @@
-//! SQLite side of provisioning. Every write runs under `BEGIN IMMEDIATE`, so
-//! the scope read and the writes it leads to see and leave one consistent
-//! state, and concurrent processors take turns instead of failing.
+//! SQLite side of provisioning. A scope is read in a read transaction (a
+//! WAL snapshot, no lock); derivations are written together under
+//! `BEGIN IMMEDIATE`, each checked against the versions its read saw, so
+//! the write lock is held for writing only.
 
 use admit_core::provisioning::CheckoutIntent;
 use admit_core::{BillingState, CustomerId, Email, EventId, Timestamp, WorkspaceId};
@@ -10,15 +11,16 @@ use super::apply::{apply, create_workspaces, write_keys};
 use super::rows::{
     billing_state, corrupt, outbox_row, parse_event_id, parse_workspace, stored_case,
 };
-use super::scope::load_snapshot;
+use super::scope::{read_scope, scope_versions};
 use crate::StoreError;
 use crate::audit::AuditEntry;
 use crate::directory::Actor;
 use crate::events::EventStatus;
 use crate::provisioning::{
-    CaseResolution, CaseWrite, Decide, EventKeys, OutboxRow, OutboxWrite, ProvisionOutcome,
-    ProvisioningStore, ScopeWrite, SessionStatus, StoredCase,
+    CaseResolution, CaseWrite, CommitOutcome, EventKeys, OutboxRow, OutboxWrite,
+    ProvisioningStore, ScopeCommit, ScopeRead, ScopeWrite, SessionStatus, StoredCase,
 };
+use crate::scope::unchanged;
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
@@ -34,7 +36,7 @@ impl ProvisioningStore for SqliteStore {
         now: Timestamp,
         lease_secs: i64,
         limit: u32,
-    ) -> Result<Vec<EventId>, StoreError> {
+    ) -> Result<Vec<(EventId, Timestamp)>, StoreError> {
         let mut claimed: Vec<(i64, String)> = sqlx::query_as(
             "UPDATE stripe_events SET lease_until = ?1 + ?2, attempts = attempts + 1
              WHERE id IN (
@@ -55,26 +57,8 @@ impl ProvisioningStore for SqliteStore {
         claimed.sort();
         claimed
             .into_iter()
-            .map(|(_, id)| parse_event_id(id))
+            .map(|(received, id)| Ok((parse_event_id(id)?, Timestamp::from_unix(received))))
             .collect()
-    }
-
-    async fn renew_event_lease(
-        &self,
-        id: &EventId,
-        held: Timestamp,
-        until: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let renewed = sqlx::query(
-            "UPDATE stripe_events SET lease_until = ?
-             WHERE id = ? AND lease_until = ? AND status IN ('received', 'failed')",
-        )
-        .bind(until.unix())
-        .bind(id.as_str())
-        .bind(held.unix())
-        .execute(&self.pool)
-        .await?;
-        Ok(renewed.rows_affected() == 1)
     }
 
     async fn release_event(&self, id: &EventId, lease_until: Timestamp) -> Result<(), StoreError> {
@@ -89,29 +73,55 @@ impl ProvisioningStore for SqliteStore {
         Ok(())
     }
 
-    async fn provision(
+    async fn read_scope(
         &self,
         claimed: &EventId,
         keys: &EventKeys,
+    ) -> Result<ScopeRead, StoreError> {
+        // A deferred transaction that only reads: one consistent WAL
+        // snapshot, and no write lock.
+        let mut tx = self.pool.begin().await?;
+        let read = read_scope(&mut tx, claimed, keys).await?;
+        tx.rollback().await?;
+        Ok(read)
+    }
+
+    async fn commit_scopes(
+        &self,
+        commits: &[ScopeCommit],
         now: Timestamp,
-        decide: &Decide<'_>,
-    ) -> Result<ProvisionOutcome, StoreError> {
+    ) -> Result<Vec<CommitOutcome>, StoreError> {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        write_keys(&mut tx, claimed, keys).await?;
-        let snapshot = load_snapshot(&mut tx, claimed, keys).await?;
-        let write = decide(&snapshot)?;
-        if !write.create_workspaces.is_empty() {
-            create_workspaces(&mut tx, &write, now).await?;
-            sqlx::query("UPDATE stripe_events SET lease_until = NULL WHERE id = ?")
-                .bind(claimed.as_str())
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            return Ok(ProvisionOutcome::Again);
+        let mut outcomes = Vec::with_capacity(commits.len());
+        for commit in commits {
+            let keys = commit.versions.keys().cloned().collect();
+            if !unchanged(&commit.versions, &scope_versions(&mut tx, &keys).await?) {
+                outcomes.push(CommitOutcome::Conflict);
+                continue;
+            }
+            let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+            let written = if commit.write.create_workspaces.is_empty() {
+                apply(&mut savepoint, &commit.write, now).await
+            } else {
+                create_workspaces(&mut savepoint, &commit.write, now).await
+            };
+            match written {
+                Ok(()) => {
+                    savepoint.commit().await?;
+                    outcomes.push(if commit.write.create_workspaces.is_empty() {
+                        CommitOutcome::Written
+                    } else {
+                        CommitOutcome::Created
+                    });
+                }
+                Err(error) => {
+                    savepoint.rollback().await?;
+                    outcomes.push(CommitOutcome::Failed(error_chain(&error)));
+                }
+            }
         }
-        apply(&mut tx, &write, now).await?;
         tx.commit().await?;
-        Ok(ProvisionOutcome::Written)
+        Ok(outcomes)
     }
 
     async fn finish_event_unprovisioned(
@@ -329,4 +339,16 @@ impl ProvisioningStore for SqliteStore {
         .await?;
         u64::try_from(count).map_err(corrupt)
     }
+}
+
+/// An error with its causes, for the event's `last_error`.
+fn error_chain(error: &StoreError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

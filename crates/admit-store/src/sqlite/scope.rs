@@ -13,8 +13,8 @@ use super::rows::{
 };
 use crate::StoreError;
 use crate::events::EventStatus;
-use crate::provisioning::{ScopeEvent, ScopeSnapshot};
-use crate::scope::{ScopeQueries, grow_scope};
+use crate::provisioning::{ScopeEvent, ScopeRead, ScopeSnapshot};
+use crate::scope::{ScopeQueries, grow_scope, version_keys};
 
 impl ScopeQueries for SqliteConnection {
     async fn events_touching(
@@ -24,7 +24,8 @@ impl ScopeQueries for SqliteConnection {
     ) -> Result<Vec<(ScopeEvent, EventKeys)>, StoreError> {
         {
             let rows = sqlx::query(
-                "SELECT id, type, livemode, payload, status, outcome, scenario, received_at, customer_id,
+                "SELECT id, type, livemode, billing, CASE WHEN billing IS NULL THEN payload ELSE x'' END AS payload,
+                        status, outcome, scenario, received_at, customer_id,
                         subscription_id, checkout_session_id, workspace_hint, purchaser_email,
                         charge_id, payment_intent_id
                  FROM stripe_events
@@ -51,6 +52,7 @@ impl ScopeQueries for SqliteConnection {
                         id: parse_event_id(row.try_get("id")?)?,
                         event_type: row.try_get("type")?,
                         livemode: row.try_get("livemode")?,
+                        billing: row.try_get("billing")?,
                         payload: row.try_get("payload")?,
                         status: EventStatus::parse(&status)
                             .ok_or_else(|| corrupt("unknown event status"))?,
@@ -111,11 +113,40 @@ impl ScopeQueries for SqliteConnection {
     }
 }
 
-pub(super) async fn load_snapshot(
+/// The claimed event's scope and the versions of every id it reached,
+/// read on one connection (the caller holds a read transaction).
+pub(super) async fn read_scope(
     conn: &mut SqliteConnection,
     claimed: &EventId,
     keys: &EventKeys,
-) -> Result<ScopeSnapshot, StoreError> {
+) -> Result<ScopeRead, StoreError> {
+    let (snapshot, sets) = load_snapshot(conn, claimed, keys).await?;
+    let keys = version_keys(&sets, snapshot.cases.keys());
+    let versions = scope_versions(conn, &keys).await?;
+    Ok(ScopeRead { snapshot, versions })
+}
+
+/// The current version of each key (0 for one never bumped).
+pub(super) async fn scope_versions(
+    conn: &mut SqliteConnection,
+    keys: &BTreeSet<String>,
+) -> Result<BTreeMap<String, i64>, StoreError> {
+    let mut versions: BTreeMap<String, i64> = keys.iter().map(|k| (k.clone(), 0)).collect();
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT key, version FROM scope_versions WHERE key IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json_list(keys))
+    .fetch_all(&mut *conn)
+    .await?;
+    versions.extend(rows);
+    Ok(versions)
+}
+
+async fn load_snapshot(
+    conn: &mut SqliteConnection,
+    claimed: &EventId,
+    keys: &EventKeys,
+) -> Result<(ScopeSnapshot, ScopeKeys), StoreError> {
     let mut sets = ScopeKeys::default();
     sets.add_event(keys);
     let events = grow_scope(conn, claimed, &mut sets).await?;
@@ -257,7 +288,7 @@ pub(super) async fn load_snapshot(
         outbox.insert(row.try_get(0)?, row.try_get(1)?);
     }
 
-    Ok(ScopeSnapshot {
+    let snapshot = ScopeSnapshot {
         claimed: claimed.clone(),
         events: events.into_values().collect(),
         directory: admit_core::Directory::new(workspaces),
@@ -271,5 +302,10 @@ pub(super) async fn load_snapshot(
         billing,
         cases,
         outbox,
-    })
+    };
+    Ok((snapshot, sets))
 }
+
+#[cfg(test)]
+#[path = "scope_tests.rs"]
+mod tests;

@@ -1,0 +1,245 @@
+//! Derivations written against the versions of the scope they read: a
+//! write over a scope that moved since its read is refused, whoever moved
+//! it, and one failing write leaves the others of its batch standing.
+
+use admit_core::{BillingState, Email, EventId, Timestamp, WorkspaceId};
+
+use super::super::SqliteStore;
+use crate::directory::Actor;
+use crate::events::{EventSource, EventStatus, NewEvent};
+use crate::provisioning::{
+    CommitOutcome, EventKeys, EventStatusWrite, ProvisioningStore, ScopeCommit, ScopeRead,
+    ScopeWrite,
+};
+use crate::{DirectoryStore, Store};
+
+const NOW: Timestamp = Timestamp::from_unix(1_795_000_000);
+
+async fn fresh() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = SqliteStore::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    (dir, store)
+}
+
+fn id(raw: &str) -> EventId {
+    EventId::parse(raw).expect("event id")
+}
+
+fn ws(raw: &str) -> WorkspaceId {
+    WorkspaceId::parse(raw).expect("workspace id")
+}
+
+/// An event of `subscription` for `workspace` (by its metadata hint).
+async fn event(store: &SqliteStore, event: &str, subscription: &str, workspace: &str) {
+    let new = NewEvent {
+        id: id(event),
+        event_type: "customer.subscription.updated".into(),
+        created: NOW,
+        api_version: None,
+        livemode: false,
+        object_type: "subscription".into(),
+        object_id: Some(subscription.into()),
+        customer_id: None,
+        metadata: Default::default(),
+        payload: b"{}".to_vec(),
+        headers: Default::default(),
+        source: EventSource::Webhook,
+        received_at: NOW,
+        keys: EventKeys {
+            subscription: Some(subscription.into()),
+            workspace_hint: Some(workspace.into()),
+            ..EventKeys::default()
+        },
+        billing: None,
+    };
+    store.insert_events(&[new]).await.expect("insert");
+}
+
+async fn workspace(store: &SqliteStore, raw: &str) {
+    store
+        .create_workspace(
+            &ws(raw),
+            raw,
+            &Email::parse(&format!("owner@{raw}.test")).expect("email"),
+            &Actor::App,
+            NOW,
+        )
+        .await
+        .expect("workspace");
+}
+
+async fn read(store: &SqliteStore, event: &str) -> ScopeRead {
+    store
+        .read_scope(&id(event), &EventKeys::default())
+        .await
+        .expect("read")
+}
+
+/// What a derivation of `read` writes: its claimed event processed and the
+/// workspace's billing state stamped with it.
+fn commit(read: ScopeRead, workspace: &str) -> ScopeCommit {
+    let claimed = read.snapshot.claimed.clone();
+    ScopeCommit {
+        write: ScopeWrite {
+            event_statuses: vec![EventStatusWrite {
+                id: claimed.clone(),
+                status: EventStatus::Processed,
+                outcome: "provisioned".into(),
+                scenario: None,
+            }],
+            billing: vec![(
+                ws(workspace),
+                BillingState {
+                    updated_by_event: Some(claimed.clone()),
+                    ..BillingState::default()
+                },
+            )],
+            ..ScopeWrite::default()
+        },
+        claimed,
+        versions: read.versions,
+    }
+}
+
+async fn status(store: &SqliteStore, event: &str) -> EventStatus {
+    store
+        .get_event(&id(event))
+        .await
+        .expect("get")
+        .expect("stored")
+        .status
+}
+
+#[tokio::test]
+async fn a_scope_read_sees_its_events_and_versions_every_id_it_reached() {
+    let (_dir, store) = fresh().await;
+    workspace(&store, "ws_a").await;
+    event(&store, "evt_1", "sub_1", "ws_a").await;
+    event(&store, "evt_2", "sub_1", "ws_a").await;
+    let read = read(&store, "evt_1").await;
+    let mut events: Vec<_> = read.snapshot.events.iter().map(|e| e.id.to_string()).collect();
+    events.sort();
+    assert_eq!(events, ["evt_1", "evt_2"]);
+    assert!(read.versions.contains_key("sub_1"), "{:?}", read.versions);
+    assert!(read.versions.contains_key("w:ws_a"), "{:?}", read.versions);
+    assert_eq!(
+        read.versions["w:ws_a"], 2,
+        "bumped by the workspace's and its owner's rows"
+    );
+    assert_eq!(read.versions["sub_1"], 0, "nothing wrote about it yet");
+}
+
+#[tokio::test]
+async fn a_write_over_a_scope_another_write_moved_is_refused() {
+    let (_dir, store) = fresh().await;
+    workspace(&store, "ws_a").await;
+    event(&store, "evt_1", "sub_1", "ws_a").await;
+    event(&store, "evt_2", "sub_1", "ws_a").await;
+    // Two processors read the same scope before either writes.
+    let first = read(&store, "evt_1").await;
+    let second = read(&store, "evt_2").await;
+    let outcomes = store
+        .commit_scopes(&[commit(first, "ws_a")], NOW)
+        .await
+        .expect("commit");
+    assert_eq!(outcomes, [CommitOutcome::Written]);
+    let outcomes = store
+        .commit_scopes(&[commit(second, "ws_a")], NOW)
+        .await
+        .expect("commit");
+    assert_eq!(outcomes, [CommitOutcome::Conflict]);
+    assert_eq!(status(&store, "evt_2").await, EventStatus::Received);
+    // Read again, it is written.
+    let again = read(&store, "evt_2").await;
+    let outcomes = store
+        .commit_scopes(&[commit(again, "ws_a")], NOW)
+        .await
+        .expect("commit");
+    assert_eq!(outcomes, [CommitOutcome::Written]);
+    assert_eq!(status(&store, "evt_2").await, EventStatus::Processed);
+}
+
+#[tokio::test]
+async fn in_one_batch_a_later_write_over_an_earlier_ones_scope_is_refused() {
+    let (_dir, store) = fresh().await;
+    workspace(&store, "ws_a").await;
+    workspace(&store, "ws_b").await;
+    event(&store, "evt_1", "sub_1", "ws_a").await;
+    event(&store, "evt_2", "sub_1", "ws_a").await;
+    event(&store, "evt_3", "sub_2", "ws_b").await;
+    let batch = [
+        commit(read(&store, "evt_1").await, "ws_a"),
+        commit(read(&store, "evt_2").await, "ws_a"),
+        commit(read(&store, "evt_3").await, "ws_b"),
+    ];
+    let outcomes = store.commit_scopes(&batch, NOW).await.expect("commit");
+    assert_eq!(
+        outcomes,
+        [
+            CommitOutcome::Written,
+            CommitOutcome::Conflict,
+            CommitOutcome::Written
+        ],
+        "the unrelated scope is written in the same transaction"
+    );
+}
+
+#[tokio::test]
+async fn an_operators_change_to_the_scope_refuses_a_derivation_read_before_it() {
+    let (_dir, store) = fresh().await;
+    workspace(&store, "ws_a").await;
+    event(&store, "evt_1", "sub_1", "ws_a").await;
+    let before = read(&store, "evt_1").await;
+    // A new administrator changes which workspaces a purchaser administers.
+    store
+        .put_member(
+            &ws("ws_a"),
+            &Email::parse("new@ws_a.test").expect("email"),
+            admit_core::Role::Admin,
+            &Actor::App,
+            NOW,
+        )
+        .await
+        .expect("member");
+    let outcomes = store
+        .commit_scopes(&[commit(before, "ws_a")], NOW)
+        .await
+        .expect("commit");
+    assert_eq!(outcomes, [CommitOutcome::Conflict]);
+}
+
+/// A real database fault, caused with a trigger: one workspace's billing
+/// write aborts. Its derivation alone is rolled back.
+#[tokio::test]
+async fn a_failing_write_is_rolled_back_alone() {
+    let (_dir, store) = fresh().await;
+    workspace(&store, "ws_a").await;
+    workspace(&store, "ws_b").await;
+    event(&store, "evt_1", "sub_1", "ws_a").await;
+    event(&store, "evt_2", "sub_2", "ws_b").await;
+    sqlx::query(
+        "CREATE TRIGGER fault BEFORE INSERT ON billing_states WHEN NEW.workspace_id = 'ws_a'
+         BEGIN SELECT RAISE(ABORT, 'injected fault'); END",
+    )
+    .execute(&store.pool)
+    .await
+    .expect("trigger");
+    let batch = [
+        commit(read(&store, "evt_1").await, "ws_a"),
+        commit(read(&store, "evt_2").await, "ws_b"),
+    ];
+    let outcomes = store.commit_scopes(&batch, NOW).await.expect("commit");
+    assert!(
+        matches!(&outcomes[0], CommitOutcome::Failed(cause) if cause.contains("injected fault")),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[1], CommitOutcome::Written);
+    assert_eq!(status(&store, "evt_1").await, EventStatus::Received);
+    assert_eq!(status(&store, "evt_2").await, EventStatus::Processed);
+    assert!(
+        store.get_billing(&ws("ws_a")).await.expect("billing").is_none(),
+        "nothing of the failed derivation is left"
+    );
+}
