@@ -290,8 +290,8 @@ impl Processor {
                 Ok(None) => {
                     // A thin (v2) event names an object without a snapshot
                     // of it: kept, and nothing to act on.
-                    let thin = admit_stripe::EventEnvelope::parse(&stored.payload)
-                        .is_ok_and(|e| e.thin);
+                    let thin =
+                        admit_stripe::EventEnvelope::parse(&stored.payload).is_ok_and(|e| e.thin);
                     let reason = if thin {
                         "thin_event"
                     } else {

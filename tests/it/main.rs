@@ -11,6 +11,7 @@ mod lists;
 mod localstripe;
 mod mail;
 mod ops;
+mod processors;
 mod provisioning;
 mod release;
 mod restart;

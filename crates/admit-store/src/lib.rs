@@ -31,8 +31,8 @@ pub use ops::{Backlog, HeldCase, OpsStore, ReadinessFacts};
 pub use outbox::OutboxStore;
 pub use provisioning::{
     CaseResolution, CaseWrite, CommitOutcome, EventKeys, EventStatusWrite, OutboxRow, OutboxWrite,
-    ProvisioningStore, ScopeCommit, ScopeEvent, ScopeRead, ScopeSnapshot, ScopeWrite, SessionPayment,
-    SessionStatus, StoredCase, WorkspaceCreation,
+    ProvisioningStore, ScopeCommit, ScopeEvent, ScopeRead, ScopeSnapshot, ScopeWrite,
+    SessionPayment, SessionStatus, StoredCase, WorkspaceCreation,
 };
 pub use signin::{RedeemedToken, SigninStore};
 pub use sqlite::SqliteStore;

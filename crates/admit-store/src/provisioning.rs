@@ -276,8 +276,11 @@ pub trait ProvisioningStore: Send + Sync {
     /// own stored keys to a fixpoint) and the versions of the ids it
     /// reached, in one read transaction: no write lock is taken, so ingress
     /// and other processors go on meanwhile.
-    async fn read_scope(&self, claimed: &EventId, keys: &EventKeys)
-    -> Result<ScopeRead, StoreError>;
+    async fn read_scope(
+        &self,
+        claimed: &EventId,
+        keys: &EventKeys,
+    ) -> Result<ScopeRead, StoreError>;
 
     /// Writes derivations in one transaction (one commit, one sync), in
     /// order. Each is written only if none of its scope's versions moved

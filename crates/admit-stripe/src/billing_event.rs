@@ -663,8 +663,7 @@ mod tests {
     fn every_billing_event_survives_its_stored_form() {
         let index = std::fs::read(fixtures_root().join("index.json")).expect("fixture index");
         let index: Vec<IndexEntry> = serde_json::from_slice(&index).expect("index entries");
-        let mut events: Vec<BillingEvent> =
-            index.iter().filter_map(|e| parsed(&e.file)).collect();
+        let mut events: Vec<BillingEvent> = index.iter().filter_map(|e| parsed(&e.file)).collect();
         let mut edge = parsed("current/customer_subscription_updated_active.json")
             .expect("a subscription update");
         if let EventKind::Subscription { subscription, .. } = &mut edge.kind {

@@ -119,7 +119,12 @@ async fn a_scope_read_sees_its_events_and_versions_every_id_it_reached() {
     event(&store, "evt_1", "sub_1", "ws_a").await;
     event(&store, "evt_2", "sub_1", "ws_a").await;
     let read = read(&store, "evt_1").await;
-    let mut events: Vec<_> = read.snapshot.events.iter().map(|e| e.id.to_string()).collect();
+    let mut events: Vec<_> = read
+        .snapshot
+        .events
+        .iter()
+        .map(|e| e.id.to_string())
+        .collect();
     events.sort();
     assert_eq!(events, ["evt_1", "evt_2"]);
     assert!(read.versions.contains_key("sub_1"), "{:?}", read.versions);
@@ -239,7 +244,11 @@ async fn a_failing_write_is_rolled_back_alone() {
     assert_eq!(status(&store, "evt_1").await, EventStatus::Received);
     assert_eq!(status(&store, "evt_2").await, EventStatus::Processed);
     assert!(
-        store.get_billing(&ws("ws_a")).await.expect("billing").is_none(),
+        store
+            .get_billing(&ws("ws_a"))
+            .await
+            .expect("billing")
+            .is_none(),
         "nothing of the failed derivation is left"
     );
 }
