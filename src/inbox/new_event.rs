@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use admit_core::Timestamp;
 use admit_store::{EventKeys, EventSource, NewEvent};
-use admit_stripe::{EventEnvelope, ParseError};
+use admit_stripe::ParseError;
 
 use super::keys::event_keys;
 
@@ -19,9 +19,9 @@ pub fn new_event(
     source: EventSource,
     received_at: Timestamp,
 ) -> Result<NewEvent, ParseError> {
-    let envelope = EventEnvelope::parse(&body)?;
     // Parsed here once: the processor reads the stored billing event, not the body.
-    let (keys, billing) = match admit_stripe::billing_event(&body) {
+    let (envelope, billing) = admit_stripe::read_event(&body)?;
+    let (keys, billing) = match billing {
         Ok(Some(parsed)) => (event_keys(&parsed), serde_json::to_string(&parsed).ok()),
         Ok(None) | Err(_) => (EventKeys::default(), None),
     };

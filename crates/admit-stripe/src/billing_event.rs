@@ -21,7 +21,25 @@ use crate::{EventEnvelope, ParseError, SubscriptionView};
 /// Reads a signature-verified event body into the core's typed facts.
 /// Ok(None) for event types admit records but does not act on.
 pub fn billing_event(body: &[u8]) -> Result<Option<BillingEvent>, ParseError> {
-    let envelope = EventEnvelope::parse(body)?;
+    let value: Value = serde_json::from_slice(body).map_err(ParseError::NotJson)?;
+    let envelope = EventEnvelope::from_json(&value)?;
+    billing_event_of(&envelope, value)
+}
+
+/// The envelope and the billing event of one body, which is parsed once:
+/// an envelope that cannot be read fails the whole; a billing event that
+/// cannot be read is the second result's error.
+pub fn read_event(body: &[u8]) -> Result<(EventEnvelope, BillingResult), ParseError> {
+    let value: Value = serde_json::from_slice(body).map_err(ParseError::NotJson)?;
+    let envelope = EventEnvelope::from_json(&value)?;
+    let billing = billing_event_of(&envelope, value);
+    Ok((envelope, billing))
+}
+
+/// What [`billing_event`] says of a body.
+pub type BillingResult = Result<Option<BillingEvent>, ParseError>;
+
+fn billing_event_of(envelope: &EventEnvelope, event: Value) -> BillingResult {
     // A thin event carries no snapshot to act on; its type names are v2's.
     if envelope.thin {
         return Ok(None);
@@ -29,7 +47,7 @@ pub fn billing_event(body: &[u8]) -> Result<Option<BillingEvent>, ParseError> {
     let Some(handled) = Handled::of(&envelope.event_type) else {
         return Ok(None);
     };
-    let (object, previous) = data_parts(body)?;
+    let (object, previous) = data_parts(event)?;
     let malformed = |reason| ParseError::Malformed {
         event_type: envelope.event_type.clone(),
         reason,
@@ -49,7 +67,7 @@ pub fn billing_event(body: &[u8]) -> Result<Option<BillingEvent>, ParseError> {
         Handled::ChargeRefunded => EventKind::ChargeRefunded(charge(&object).map_err(malformed)?),
     };
     Ok(Some(BillingEvent {
-        id: envelope.id,
+        id: envelope.id.clone(),
         created: envelope.created,
         kind,
     }))
@@ -103,11 +121,9 @@ impl Handled {
     }
 }
 
-/// `data.object` and `data.previous_attributes` as JSON values. The
-/// envelope keeps only a digest of the object, so the object is read again
-/// from the same bytes; the envelope has already made sure it is there.
-fn data_parts(body: &[u8]) -> Result<(Value, Option<Value>), ParseError> {
-    let mut event: Value = serde_json::from_slice(body).map_err(ParseError::NotJson)?;
+/// `data.object` and `data.previous_attributes`, taken out of the event;
+/// the envelope has already made sure the object is there.
+fn data_parts(mut event: Value) -> Result<(Value, Option<Value>), ParseError> {
     let previous = event
         .pointer_mut("/data/previous_attributes")
         .map(Value::take)

@@ -122,10 +122,16 @@ fn plausible_type(event_type: &str) -> bool {
 impl EventEnvelope {
     pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
         let value: Value = serde_json::from_slice(body).map_err(ParseError::NotJson)?;
+        Self::from_json(&value)
+    }
+
+    /// The envelope of a body already parsed as JSON (ingress parses once
+    /// for the envelope and the billing event together).
+    pub fn from_json(value: &Value) -> Result<Self, ParseError> {
         if value.get("object").and_then(Value::as_str) == Some(THIN_EVENT_OBJECT) {
             return Self::thin(value);
         }
-        let raw: RawEnvelope = serde_json::from_value(value).map_err(ParseError::NotAnEvent)?;
+        let raw = RawEnvelope::deserialize(value).map_err(ParseError::NotAnEvent)?;
         if raw.object.as_deref().is_some_and(|o| o != "event") {
             return Err(ParseError::Invalid("`object` is not \"event\""));
         }
@@ -173,8 +179,8 @@ impl EventEnvelope {
         })
     }
 
-    fn thin(value: Value) -> Result<Self, ParseError> {
-        let raw: RawThinEnvelope = serde_json::from_value(value).map_err(ParseError::NotAnEvent)?;
+    fn thin(value: &Value) -> Result<Self, ParseError> {
+        let raw = RawThinEnvelope::deserialize(value).map_err(ParseError::NotAnEvent)?;
         let id =
             EventId::parse(raw.id).map_err(|_| ParseError::Invalid("`id` is not an `evt_…` id"))?;
         if !plausible_type(&raw.event_type) {

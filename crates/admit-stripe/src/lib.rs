@@ -13,7 +13,7 @@ pub mod event;
 pub mod signature;
 pub mod subscription;
 
-pub use billing_event::billing_event;
+pub use billing_event::{BillingResult, billing_event, read_event};
 pub use event::{EventEnvelope, EventObject, ParseError, THIN_EVENT_OBJECT};
 pub use signature::{SignatureError, verify_signature};
 pub use subscription::SubscriptionView;

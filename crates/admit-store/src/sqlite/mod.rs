@@ -52,46 +52,48 @@ impl SqliteStore {
     }
 }
 
-/// One inbox insert inside the caller's transaction.
-async fn insert_one(
+/// Rows a multi-row inbox insert writes at most.
+const INSERT_CHUNK: usize = 256;
+
+/// Inserts the events the inbox does not hold yet, inside the caller's
+/// transaction; returns the ids it inserted.
+async fn insert_chunk(
     conn: &mut sqlx::SqliteConnection,
-    event: &NewEvent,
-) -> Result<InsertOutcome, StoreError> {
-    let result = sqlx::query(
+    events: &[NewEvent],
+) -> Result<Vec<String>, StoreError> {
+    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
         "INSERT INTO stripe_events (id, type, created, api_version, livemode, object_type,
              object_id, customer_id, metadata, payload, headers, source, received_at,
              subscription_id, checkout_session_id, workspace_hint, purchaser_email,
-             charge_id, payment_intent_id, billing)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(event.id.as_str())
-    .bind(&event.event_type)
-    .bind(event.created.unix())
-    .bind(&event.api_version)
-    .bind(event.livemode)
-    .bind(&event.object_type)
-    .bind(&event.object_id)
-    .bind(event.keys.customer.as_ref().or(event.customer_id.as_ref()))
-    .bind(json_text(&event.metadata))
-    .bind(&event.payload)
-    .bind(json_text(&event.headers))
-    .bind(event.source.as_str())
-    .bind(event.received_at.unix())
-    .bind(&event.keys.subscription)
-    .bind(&event.keys.session)
-    .bind(&event.keys.workspace_hint)
-    .bind(&event.keys.purchaser_email)
-    .bind(&event.keys.charge)
-    .bind(&event.keys.payment_intent)
-    .bind(&event.billing)
-    .execute(&mut *conn)
-    .await?;
-    Ok(if result.rows_affected() == 1 {
-        InsertOutcome::Inserted
-    } else {
-        InsertOutcome::Duplicate
-    })
+             charge_id, payment_intent_id, billing) ",
+    );
+    insert.push_values(events, |mut row, event| {
+        row.push_bind(event.id.as_str())
+            .push_bind(&event.event_type)
+            .push_bind(event.created.unix())
+            .push_bind(&event.api_version)
+            .push_bind(event.livemode)
+            .push_bind(&event.object_type)
+            .push_bind(&event.object_id)
+            .push_bind(event.keys.customer.as_ref().or(event.customer_id.as_ref()))
+            .push_bind(json_text(&event.metadata))
+            .push_bind(&event.payload)
+            .push_bind(json_text(&event.headers))
+            .push_bind(event.source.as_str())
+            .push_bind(event.received_at.unix())
+            .push_bind(&event.keys.subscription)
+            .push_bind(&event.keys.session)
+            .push_bind(&event.keys.workspace_hint)
+            .push_bind(&event.keys.purchaser_email)
+            .push_bind(&event.keys.charge)
+            .push_bind(&event.keys.payment_intent)
+            .push_bind(&event.billing);
+    });
+    insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    Ok(insert
+        .build_query_scalar::<String>()
+        .fetch_all(&mut *conn)
+        .await?)
 }
 
 fn json_text(map: &std::collections::BTreeMap<String, String>) -> String {
@@ -152,12 +154,24 @@ impl Store for SqliteStore {
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
-            outcomes.push(insert_one(&mut tx, event).await?);
+        let mut inserted = std::collections::HashSet::new();
+        // One statement per chunk: a statement is a round trip to SQLite's
+        // thread, and 20 parameters a row keep a chunk within its limits.
+        for chunk in events.chunks(INSERT_CHUNK) {
+            inserted.extend(insert_chunk(&mut tx, chunk).await?);
         }
         tx.commit().await?;
-        Ok(outcomes)
+        // The first copy of an id in the batch is the one inserted.
+        Ok(events
+            .iter()
+            .map(|event| {
+                if inserted.remove(event.id.as_str()) {
+                    InsertOutcome::Inserted
+                } else {
+                    InsertOutcome::Duplicate
+                }
+            })
+            .collect())
     }
 
     async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
