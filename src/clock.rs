@@ -8,6 +8,12 @@ use admit_core::Timestamp;
 
 pub trait Clock: Send + Sync + Debug + 'static {
     fn now(&self) -> Timestamp;
+
+    /// Milliseconds since the epoch: receipt → outcome is mostly well
+    /// under a second.
+    fn now_millis(&self) -> i64 {
+        self.now().unix().saturating_mul(1000)
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -19,6 +25,13 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         Timestamp::from_unix(i64::try_from(seconds).unwrap_or(i64::MAX))
+    }
+
+    fn now_millis(&self) -> i64 {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        i64::try_from(millis).unwrap_or(i64::MAX)
     }
 }
 

@@ -142,7 +142,7 @@ async fn ingest(
         body.to_vec(),
         kept_headers,
         EventSource::Webhook,
-        state.clock.now(),
+        state.clock.now_millis(),
     )
     .map_err(|e| ApiError::EventMalformed(e.to_string()))?;
     let (id, event_type) = (event.id.clone(), event.event_type.clone());

@@ -17,7 +17,7 @@ pub fn new_event(
     body: Vec<u8>,
     headers: BTreeMap<String, String>,
     source: EventSource,
-    received_at: Timestamp,
+    received_ms: i64,
 ) -> Result<NewEvent, ParseError> {
     // Parsed here once: the processor reads the stored billing event, not the body.
     let (envelope, billing) = admit_stripe::read_event(&body)?;
@@ -38,7 +38,8 @@ pub fn new_event(
         payload: body,
         headers,
         source,
-        received_at,
+        received_at: Timestamp::from_unix(received_ms.div_euclid(1000)),
+        received_ms,
         keys,
         billing,
     })

@@ -43,8 +43,8 @@ pub enum Step {
     Empty,
 }
 
-/// A claimed event: its id and when it was received.
-type Claimed = (EventId, Timestamp);
+/// A claimed event: its id and when it was received, in milliseconds.
+type Claimed = (EventId, i64);
 
 /// What reading and deriving one claimed event led to.
 enum Derived {
@@ -350,10 +350,10 @@ impl Processor {
     }
 
     /// Receipt → outcome of a settled event.
-    fn observe(&self, received_at: Timestamp) {
+    fn observe(&self, received_ms: i64) {
         if let Some(metrics) = &self.metrics {
-            let lag = self.clock.now().unix() - received_at.unix();
-            metrics.processing_lag.observe(lag.max(0) as f64);
+            let lag = self.clock.now_millis() - received_ms;
+            metrics.processing_lag.observe(lag.max(0) as f64 / 1000.0);
         }
     }
 

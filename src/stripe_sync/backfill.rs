@@ -35,7 +35,7 @@ pub async fn backfill(
             event_body(event),
             BTreeMap::new(),
             EventSource::Backfill,
-            now,
+            now.unix().saturating_mul(1000),
         ) else {
             report.unreadable += 1;
             continue;

@@ -65,8 +65,13 @@ pub async fn record_object(
         "data": { "object": object },
     });
     let bytes = serde_json::to_vec(&body).map_err(|e| SyncError::Unreadable(e.to_string()))?;
-    let event = new_event(bytes, BTreeMap::new(), EventSource::ApiFetch, now)
-        .map_err(|e| SyncError::Unreadable(e.to_string()))?;
+    let event = new_event(
+        bytes,
+        BTreeMap::new(),
+        EventSource::ApiFetch,
+        now.unix().saturating_mul(1000),
+    )
+    .map_err(|e| SyncError::Unreadable(e.to_string()))?;
     Ok(store.insert_event(&event).await?)
 }
 

@@ -80,6 +80,8 @@ pub struct NewEvent {
     pub received_at: Timestamp,
     /// Lookup keys from the parsed event, so scopes find it before it is processed.
     pub keys: crate::provisioning::EventKeys,
+    /// `received_at` in milliseconds, for receipt → outcome below a second.
+    pub received_ms: i64,
     /// The billing event as read at ingress (JSON of `admit_core::BillingEvent`),
     /// so the processor never parses the raw body; `None` when admit does
     /// not act on the event or cannot read it.

@@ -258,13 +258,13 @@ pub trait ProvisioningStore: Send + Sync {
     /// Leases up to `limit` events due for processing in one transaction,
     /// oldest first: a processor settles them one by one, and an event a
     /// sibling's derivation already settled is skipped.
-    /// Returns each event with the time it was received.
+    /// Returns each event with the time it was received, in milliseconds.
     async fn claim_events(
         &self,
         now: Timestamp,
         lease_secs: i64,
         limit: u32,
-    ) -> Result<Vec<(EventId, Timestamp)>, StoreError>;
+    ) -> Result<Vec<(EventId, i64)>, StoreError>;
 
     /// Gives up the lease on an event this process claimed but could not
     /// finish (a shutdown cut it short), so a restart takes it at once.

@@ -8,6 +8,11 @@
 -- those from `payload`.
 ALTER TABLE stripe_events ADD COLUMN billing TEXT;
 
+-- When it was received, in milliseconds: receipt → outcome is mostly well
+-- under a second, and events received in one second are claimed in the
+-- order they arrived. NULL for rows stored before this migration.
+ALTER TABLE stripe_events ADD COLUMN received_ms INTEGER;
+
 -- One counter per id a scope can reach: raw Stripe ids (their prefixes keep
 -- them apart), 'w:' workspace, 'e:' email, 'k:' case key. A derivation
 -- reads its scope and these versions outside the write lock and writes
@@ -162,7 +167,7 @@ END;
 -- events name no charge, payment intent, session or workspace hint.
 DROP INDEX stripe_events_by_status;
 DROP INDEX stripe_events_claimable;
-CREATE INDEX stripe_events_unsettled ON stripe_events (received_at, id)
+CREATE INDEX stripe_events_unsettled ON stripe_events (received_at, received_ms, id)
     WHERE status IN ('received', 'failed');
 DROP INDEX stripe_events_by_customer;
 CREATE INDEX stripe_events_by_customer ON stripe_events (customer_id) WHERE customer_id IS NOT NULL;

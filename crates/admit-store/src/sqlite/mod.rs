@@ -65,7 +65,7 @@ async fn insert_chunk(
         "INSERT INTO stripe_events (id, type, created, api_version, livemode, object_type,
              object_id, customer_id, metadata, payload, headers, source, received_at,
              subscription_id, checkout_session_id, workspace_hint, purchaser_email,
-             charge_id, payment_intent_id, billing) ",
+             charge_id, payment_intent_id, billing, received_ms) ",
     );
     insert.push_values(events, |mut row, event| {
         row.push_bind(event.id.as_str())
@@ -87,7 +87,8 @@ async fn insert_chunk(
             .push_bind(&event.keys.purchaser_email)
             .push_bind(&event.keys.charge)
             .push_bind(&event.keys.payment_intent)
-            .push_bind(&event.billing);
+            .push_bind(&event.billing)
+            .push_bind(event.received_ms);
     });
     insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
     Ok(insert
@@ -218,6 +219,7 @@ mod tests {
             received_at: Timestamp::from_unix(1_795_000_001),
             keys: crate::provisioning::EventKeys::default(),
             billing: None,
+            received_ms: 0,
         }
     }
 

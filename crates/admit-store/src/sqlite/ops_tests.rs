@@ -244,6 +244,7 @@ async fn a_batch_is_one_transaction_and_a_repeat_within_it_is_a_duplicate() {
         received_at: NOW,
         keys: crate::EventKeys::default(),
         billing: None,
+        received_ms: 0,
     };
     let outcomes = store
         .insert_events(&[event("evt_a"), event("evt_b"), event("evt_a")])
@@ -284,7 +285,7 @@ async fn events_are_claimed_in_batches_oldest_first_and_never_twice() {
         .await
         .expect("event");
     }
-    let ids = |claimed: Vec<(admit_core::EventId, Timestamp)>| -> Vec<String> {
+    let ids = |claimed: Vec<(admit_core::EventId, i64)>| -> Vec<String> {
         claimed
             .into_iter()
             .map(|(id, _)| id.as_str().to_owned())

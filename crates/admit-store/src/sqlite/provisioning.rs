@@ -36,17 +36,17 @@ impl ProvisioningStore for SqliteStore {
         now: Timestamp,
         lease_secs: i64,
         limit: u32,
-    ) -> Result<Vec<(EventId, Timestamp)>, StoreError> {
-        let mut claimed: Vec<(i64, String)> = sqlx::query_as(
+    ) -> Result<Vec<(EventId, i64)>, StoreError> {
+        let mut claimed: Vec<(i64, i64, String)> = sqlx::query_as(
             "UPDATE stripe_events SET lease_until = ?1 + ?2, attempts = attempts + 1
              WHERE id IN (
                  SELECT id FROM stripe_events
                  WHERE (status = 'received'
                         OR (status = 'failed' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?1))
                    AND (lease_until IS NULL OR lease_until <= ?1)
-                 ORDER BY received_at, id
+                 ORDER BY received_at, received_ms, id
                  LIMIT ?3)
-             RETURNING received_at, id",
+             RETURNING received_at, COALESCE(received_ms, received_at * 1000), id",
         )
         .bind(now.unix())
         .bind(lease_secs)
@@ -57,7 +57,7 @@ impl ProvisioningStore for SqliteStore {
         claimed.sort();
         claimed
             .into_iter()
-            .map(|(received, id)| Ok((parse_event_id(id)?, Timestamp::from_unix(received))))
+            .map(|(_, received_ms, id)| Ok((parse_event_id(id)?, received_ms)))
             .collect()
     }
 

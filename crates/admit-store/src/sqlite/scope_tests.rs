@@ -53,6 +53,7 @@ async fn event(store: &SqliteStore, event: &str, subscription: &str, workspace: 
             ..EventKeys::default()
         },
         billing: None,
+        received_ms: NOW.unix() * 1000,
     };
     store.insert_events(&[new]).await.expect("insert");
 }
