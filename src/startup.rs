@@ -142,6 +142,7 @@ impl App {
         };
 
         let tally_task = tokio::spawn(flush_rejections(self.state.clone(), stop.clone()));
+        let upkeep_task = tokio::spawn(maintain_store(self.state.clone(), stop.clone()));
 
         // One signal stops the workers claiming and the server accepting.
         let mut draining = stop.clone();
@@ -188,6 +189,7 @@ impl App {
             },
         };
         let _ = tokio::time::timeout_at(deadline, tally_task).await;
+        let _ = tokio::time::timeout_at(deadline, upkeep_task).await;
         // Closing waits for connections in use; a handler past the deadline
         // must not hold the exit.
         if tokio::time::timeout(Duration::from_secs(2), self.state.store.close())
@@ -216,6 +218,20 @@ async fn flush_rejections(state: AppState, mut stop: tokio::sync::watch::Receive
             .await;
         if stopping {
             return;
+        }
+    }
+}
+
+/// The store's upkeep every second (SQLite: the WAL checkpoint), so that
+/// no commit on the request path pays for it.
+async fn maintain_store(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stopping| *stopping) => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Err(error) = state.store.maintain().await {
+            tracing::warn!(error = %crate::telemetry::error_chain(&error), "store upkeep failed; retried in a second");
         }
     }
 }

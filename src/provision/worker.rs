@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use admit_core::{EventId, Timestamp};
-use admit_store::{CommitOutcome, EventKeys, EventStatus, ScopeCommit, Store, StoreError};
+use admit_store::{
+    ClaimedEvent, CommitOutcome, EventKeys, EventStatus, ScopeCommit, Store, StoreError,
+};
 
 use super::persist::{Followups, Policy, plan_writes};
 use crate::clock::Clock;
@@ -43,8 +45,9 @@ pub enum Step {
     Empty,
 }
 
-/// A claimed event: its id and when it was received, in milliseconds.
-type Claimed = (EventId, i64);
+/// Scopes read and derived at the same time: reads are mostly waits on
+/// SQLite's threads, so a few at once keep both cores busy.
+const READS_AT_ONCE: usize = 4;
 
 /// What reading and deriving one claimed event led to.
 enum Derived {
@@ -63,9 +66,9 @@ enum Derived {
 struct Pass {
     settled: usize,
     /// To derive again: the scope moved, or workspaces were just created.
-    again: Vec<Claimed>,
+    again: Vec<ClaimedEvent>,
     /// Derived again because workspaces were created, in the last pass.
-    created: Vec<Claimed>,
+    created: Vec<ClaimedEvent>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,7 +170,7 @@ impl Processor {
         }
         let lease = now.plus_seconds(LEASE_SECS);
         self.in_flight
-            .hold(claimed.iter().map(|(id, _)| (id.clone(), lease)).collect());
+            .hold(claimed.iter().map(|c| (c.id.clone(), lease)).collect());
         let mut settled = 0;
         let mut pending = claimed;
         let mut created = Vec::new();
@@ -180,8 +183,8 @@ impl Processor {
             pending = pass.again;
             created = pass.created;
         }
-        for (id, _) in &pending {
-            if created.iter().any(|(c, _)| c == id) {
+        for ClaimedEvent { id, .. } in &pending {
+            if created.iter().any(|c| &c.id == id) {
                 // Workspaces keep being created and the purchase never
                 // settles on one: visible, and retried later.
                 self.fail(id, "workspace creation did not settle", now)
@@ -198,32 +201,54 @@ impl Processor {
 
     /// Reads and derives each pending event, writes the derivations in one
     /// transaction, and says what is left.
-    async fn pass(&self, pending: Vec<Claimed>, now: Timestamp) -> Result<Pass, StoreError> {
+    async fn pass(&self, pending: Vec<ClaimedEvent>, now: Timestamp) -> Result<Pass, StoreError> {
         let mut pass = Pass::default();
         let mut commits = Vec::new();
-        let mut derived: Vec<(Claimed, Followups)> = Vec::new();
+        let mut derived: Vec<(ClaimedEvent, Followups)> = Vec::new();
         // Events a derivation of this pass settles, by the derivation's index.
         let mut covered: BTreeMap<EventId, usize> = BTreeMap::new();
-        let mut deferred: Vec<(Claimed, usize)> = Vec::new();
-        for item in pending {
-            if let Some(&at) = covered.get(&item.0) {
-                deferred.push((item, at));
-                continue;
-            }
-            match self.derive(&item.0, now).await? {
-                Derived::Settled => {
-                    self.observe(item.1);
-                    pass.settled += 1;
+        let mut deferred: Vec<(ClaimedEvent, usize)> = Vec::new();
+        let mut queue: std::collections::VecDeque<ClaimedEvent> = pending.into();
+        while !queue.is_empty() {
+            // A wave holds one event of a purchase at most: the purchase's
+            // other events are likely settled by its derivation.
+            let mut wave: Vec<ClaimedEvent> = Vec::new();
+            let mut later = std::collections::VecDeque::new();
+            while let Some(item) = queue.pop_front() {
+                if let Some(&at) = covered.get(&item.id) {
+                    deferred.push((item, at));
+                } else if wave.len() < READS_AT_ONCE
+                    && !wave.iter().any(|w| {
+                        w.purchase_keys
+                            .iter()
+                            .any(|k| item.purchase_keys.contains(k))
+                    })
+                {
+                    wave.push(item);
+                } else {
+                    later.push_back(item);
                 }
-                Derived::Commit { commit, followups } => {
-                    let at = commits.len();
-                    for status in &commit.write.event_statuses {
-                        if status.status != EventStatus::Received {
-                            covered.entry(status.id.clone()).or_insert(at);
-                        }
+            }
+            queue = later;
+            let results =
+                futures::future::join_all(wave.iter().map(|item| self.derive(&item.id, now)))
+                    .await;
+            for (item, result) in wave.into_iter().zip(results) {
+                match result? {
+                    Derived::Settled => {
+                        self.observe(item.received_ms);
+                        pass.settled += 1;
                     }
-                    commits.push(*commit);
-                    derived.push((item, followups));
+                    Derived::Commit { commit, followups } => {
+                        let at = commits.len();
+                        for status in &commit.write.event_statuses {
+                            if status.status != EventStatus::Received {
+                                covered.entry(status.id.clone()).or_insert(at);
+                            }
+                        }
+                        commits.push(*commit);
+                        derived.push((item, followups));
+                    }
                 }
             }
         }
@@ -234,8 +259,8 @@ impl Processor {
         for ((item, followups), outcome) in derived.into_iter().zip(&outcomes) {
             match outcome {
                 CommitOutcome::Written => {
-                    tracing::info!(event_id = %item.0, "event provisioned");
-                    self.observe(item.1);
+                    tracing::info!(event_id = %item.id, "event provisioned");
+                    self.observe(item.received_ms);
                     pass.settled += 1;
                     self.settle_ties(&followups).await;
                 }
@@ -245,8 +270,8 @@ impl Processor {
                     pass.again.push(item);
                 }
                 CommitOutcome::Failed(cause) => {
-                    tracing::error!(event_id = %item.0, error = %cause, "provisioning failed; will retry");
-                    self.fail(&item.0, cause, now).await?;
+                    tracing::error!(event_id = %item.id, error = %cause, "provisioning failed; will retry");
+                    self.fail(&item.id, cause, now).await?;
                     pass.settled += 1;
                 }
             }
@@ -254,7 +279,7 @@ impl Processor {
         for (item, at) in deferred {
             if outcomes.get(at) == Some(&CommitOutcome::Written) {
                 // Settled by a sibling's derivation.
-                self.observe(item.1);
+                self.observe(item.received_ms);
                 pass.settled += 1;
             } else {
                 pass.again.push(item);

@@ -62,10 +62,21 @@ pub async fn statuses(dir: &Path) -> anyhow::Result<String> {
     )
     .fetch_all(&mut conn)
     .await?;
+    // A held event in generated traffic is worth a look: say why.
+    let held: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT type, COALESCE(outcome, ''), COUNT(*) FROM stripe_events WHERE status = 'held'
+         GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 5",
+    )
+    .fetch_all(&mut conn)
+    .await?;
     conn.close().await?;
-    Ok(rows
+    let mut summary = rows
         .iter()
         .map(|(status, n)| format!("{n} {status}"))
         .collect::<Vec<_>>()
-        .join(", "))
+        .join(", ");
+    for (event_type, outcome, n) in held {
+        summary.push_str(&format!("; held: {n} {event_type} ({outcome})"));
+    }
+    Ok(summary)
 }

@@ -30,7 +30,7 @@ pub use list::{
 pub use ops::{Backlog, HeldCase, OpsStore, ReadinessFacts};
 pub use outbox::OutboxStore;
 pub use provisioning::{
-    CaseResolution, CaseWrite, CommitOutcome, EventKeys, EventStatusWrite, OutboxRow, OutboxWrite,
+    CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, EventStatusWrite, OutboxRow, OutboxWrite,
     ProvisioningStore, ScopeCommit, ScopeEvent, ScopeRead, ScopeSnapshot, ScopeWrite,
     SessionPayment, SessionStatus, StoredCase, WorkspaceCreation,
 };
@@ -75,6 +75,11 @@ pub trait Store:
 
     /// How many events are stored; for operators and tests.
     async fn count_events(&self) -> Result<u64, StoreError>;
+
+    /// Background upkeep, run every second or so off the request path
+    /// (SQLite: a passive WAL checkpoint, so no webhook's commit pays for
+    /// copying the log into the database).
+    async fn maintain(&self) -> Result<(), StoreError>;
 
     /// Closes connections; pending writes are finished first.
     async fn close(&self);

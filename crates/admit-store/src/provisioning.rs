@@ -152,6 +152,17 @@ pub struct EventStatusWrite {
     pub scenario: Option<String>,
 }
 
+/// An event a processor has leased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedEvent {
+    pub id: EventId,
+    /// When it was received, in milliseconds.
+    pub received_ms: i64,
+    /// The customer, subscription and checkout session it names, so that
+    /// events of one purchase in a batch are not read at the same time.
+    pub purchase_keys: Vec<String>,
+}
+
 /// A scope as read, with the version of every id it reached
 /// (`scope_versions`): what its write is checked against.
 #[derive(Debug, Clone)]
@@ -258,13 +269,12 @@ pub trait ProvisioningStore: Send + Sync {
     /// Leases up to `limit` events due for processing in one transaction,
     /// oldest first: a processor settles them one by one, and an event a
     /// sibling's derivation already settled is skipped.
-    /// Returns each event with the time it was received, in milliseconds.
     async fn claim_events(
         &self,
         now: Timestamp,
         lease_secs: i64,
         limit: u32,
-    ) -> Result<Vec<(EventId, i64)>, StoreError>;
+    ) -> Result<Vec<ClaimedEvent>, StoreError>;
 
     /// Gives up the lease on an event this process claimed but could not
     /// finish (a shutdown cut it short), so a restart takes it at once.

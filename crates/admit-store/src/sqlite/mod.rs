@@ -43,7 +43,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Checkpoints are `maintain`'s, in the background; a commit only
+            // checkpoints itself if that falls far behind.
+            .pragma("wal_autocheckpoint", "16384");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -188,6 +191,13 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await?;
         u64::try_from(count).map_err(|_| StoreError::Corrupt("negative count".into()))
+    }
+
+    async fn maintain(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn close(&self) {

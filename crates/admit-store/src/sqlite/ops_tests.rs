@@ -285,10 +285,10 @@ async fn events_are_claimed_in_batches_oldest_first_and_never_twice() {
         .await
         .expect("event");
     }
-    let ids = |claimed: Vec<(admit_core::EventId, i64)>| -> Vec<String> {
+    let ids = |claimed: Vec<crate::ClaimedEvent>| -> Vec<String> {
         claimed
             .into_iter()
-            .map(|(id, _)| id.as_str().to_owned())
+            .map(|c| c.id.as_str().to_owned())
             .collect()
     };
     let first = store.claim_events(NOW, 60, 3).await.expect("claim");
@@ -335,4 +335,47 @@ async fn events_are_claimed_in_batches_oldest_first_and_never_twice() {
         .await
         .expect("claim");
     assert_eq!(ids(again), ["evt_a"]);
+}
+
+#[tokio::test]
+async fn upkeep_moves_the_write_ahead_log_into_the_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    store.maintain().await.expect("upkeep");
+    let before = std::fs::metadata(&path).expect("db file").len();
+    let events: Vec<crate::NewEvent> = (0..50)
+        .map(|i| crate::NewEvent {
+            id: admit_core::EventId::parse(format!("evt_upkeep{i}")).expect("id"),
+            event_type: "invoice.paid".into(),
+            created: NOW,
+            api_version: None,
+            livemode: false,
+            object_type: "invoice".into(),
+            object_id: None,
+            customer_id: None,
+            metadata: Default::default(),
+            payload: vec![b'x'; 4000],
+            headers: Default::default(),
+            source: crate::EventSource::Webhook,
+            received_at: NOW,
+            keys: crate::EventKeys::default(),
+            billing: None,
+            received_ms: 0,
+        })
+        .collect();
+    store.insert_events(&events).await.expect("insert");
+    assert_eq!(
+        std::fs::metadata(&path).expect("db file").len(),
+        before,
+        "a commit leaves checkpoints to upkeep"
+    );
+    store.maintain().await.expect("upkeep");
+    assert!(
+        std::fs::metadata(&path).expect("db file").len() >= before + 50 * 4000,
+        "the batch is in the database file"
+    );
 }

@@ -17,12 +17,22 @@ use crate::audit::AuditEntry;
 use crate::directory::Actor;
 use crate::events::EventStatus;
 use crate::provisioning::{
-    CaseResolution, CaseWrite, CommitOutcome, EventKeys, OutboxRow, OutboxWrite, ProvisioningStore,
+    CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, OutboxRow, OutboxWrite, ProvisioningStore,
     ScopeCommit, ScopeRead, ScopeWrite, SessionStatus, StoredCase,
 };
 use crate::scope::unchanged;
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// `received_at`, `received_ms`, id, customer, subscription, session.
+type ClaimRow = (
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 #[async_trait::async_trait]
 impl ProvisioningStore for SqliteStore {
@@ -36,8 +46,8 @@ impl ProvisioningStore for SqliteStore {
         now: Timestamp,
         lease_secs: i64,
         limit: u32,
-    ) -> Result<Vec<(EventId, i64)>, StoreError> {
-        let mut claimed: Vec<(i64, i64, String)> = sqlx::query_as(
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let mut claimed: Vec<ClaimRow> = sqlx::query_as(
             "UPDATE stripe_events SET lease_until = ?1 + ?2, attempts = attempts + 1
              WHERE id IN (
                  SELECT id FROM stripe_events
@@ -46,7 +56,8 @@ impl ProvisioningStore for SqliteStore {
                    AND (lease_until IS NULL OR lease_until <= ?1)
                  ORDER BY received_at, received_ms, id
                  LIMIT ?3)
-             RETURNING received_at, COALESCE(received_ms, received_at * 1000), id",
+             RETURNING received_at, COALESCE(received_ms, received_at * 1000), id,
+                       customer_id, subscription_id, checkout_session_id",
         )
         .bind(now.unix())
         .bind(lease_secs)
@@ -57,7 +68,16 @@ impl ProvisioningStore for SqliteStore {
         claimed.sort();
         claimed
             .into_iter()
-            .map(|(_, received_ms, id)| Ok((parse_event_id(id)?, received_ms)))
+            .map(|(_, received_ms, id, customer, subscription, session)| {
+                Ok(ClaimedEvent {
+                    id: parse_event_id(id)?,
+                    received_ms,
+                    purchase_keys: [customer, subscription, session]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                })
+            })
             .collect()
     }
 
