@@ -231,8 +231,7 @@ impl Processor {
             }
             queue = later;
             let results =
-                futures::future::join_all(wave.iter().map(|item| self.derive(&item.id, now)))
-                    .await;
+                futures::future::join_all(wave.iter().map(|item| self.derive(&item.id, now))).await;
             for (item, result) in wave.into_iter().zip(results) {
                 match result? {
                     Derived::Settled => {

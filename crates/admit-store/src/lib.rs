@@ -30,8 +30,8 @@ pub use list::{
 pub use ops::{Backlog, HeldCase, OpsStore, ReadinessFacts};
 pub use outbox::OutboxStore;
 pub use provisioning::{
-    CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, EventStatusWrite, OutboxRow, OutboxWrite,
-    ProvisioningStore, ScopeCommit, ScopeEvent, ScopeRead, ScopeSnapshot, ScopeWrite,
+    CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, EventStatusWrite, OutboxRow,
+    OutboxWrite, ProvisioningStore, ScopeCommit, ScopeEvent, ScopeRead, ScopeSnapshot, ScopeWrite,
     SessionPayment, SessionStatus, StoredCase, WorkspaceCreation,
 };
 pub use signin::{RedeemedToken, SigninStore};

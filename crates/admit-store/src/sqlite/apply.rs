@@ -216,20 +216,24 @@ pub(super) async fn apply(
         .execute(&mut *conn)
         .await?;
     }
-    for entry in &write.audit {
-        audit::insert(conn, entry).await?;
-    }
-    for event in &write.event_statuses {
+    audit::insert_all(conn, &write.audit).await?;
+    if !write.event_statuses.is_empty() {
+        // One statement for the scope's events: each is a round trip to
+        // SQLite's thread otherwise.
+        let statuses: Vec<serde_json::Value> = write
+            .event_statuses
+            .iter()
+            .map(|e| json!([e.id.as_str(), e.status.as_str(), e.outcome, e.scenario]))
+            .collect();
         sqlx::query(
-            "UPDATE stripe_events SET status = ?, outcome = ?, scenario = ?, processed_at = ?,
+            "UPDATE stripe_events SET status = s.value ->> 1, outcome = s.value ->> 2,
+                 scenario = s.value ->> 3, processed_at = ?2,
                  lease_until = NULL, next_attempt_at = NULL, last_error = NULL
-             WHERE id = ?",
+             FROM json_each(?1) AS s
+             WHERE stripe_events.id = s.value ->> 0",
         )
-        .bind(event.status.as_str())
-        .bind(&event.outcome)
-        .bind(&event.scenario)
+        .bind(serde_json::Value::Array(statuses).to_string())
         .bind(now.unix())
-        .bind(event.id.as_str())
         .execute(&mut *conn)
         .await?;
     }

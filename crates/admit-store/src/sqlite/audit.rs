@@ -27,6 +27,31 @@ pub(crate) async fn insert(
     Ok(())
 }
 
+/// Several entries in one statement (a derivation writes a few at once).
+pub(crate) async fn insert_all(
+    conn: &mut SqliteConnection,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO audit_log (at, actor, action, workspace_id, subject, before, after, cause) ",
+    );
+    insert.push_values(entries, |mut row, entry| {
+        row.push_bind(entry.at.unix())
+            .push_bind(&entry.actor)
+            .push_bind(&entry.action)
+            .push_bind(entry.workspace_id.as_ref().map(WorkspaceId::as_str))
+            .push_bind(&entry.subject)
+            .push_bind(entry.before.as_ref().map(ToString::to_string))
+            .push_bind(entry.after.as_ref().map(ToString::to_string))
+            .push_bind(&entry.cause);
+    });
+    insert.build().execute(conn).await?;
+    Ok(())
+}
+
 pub(crate) async fn for_workspace(
     conn: &mut SqliteConnection,
     workspace: &WorkspaceId,

@@ -17,8 +17,8 @@ use crate::audit::AuditEntry;
 use crate::directory::Actor;
 use crate::events::EventStatus;
 use crate::provisioning::{
-    CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, OutboxRow, OutboxWrite, ProvisioningStore,
-    ScopeCommit, ScopeRead, ScopeWrite, SessionStatus, StoredCase,
+    CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, OutboxRow, OutboxWrite,
+    ProvisioningStore, ScopeCommit, ScopeRead, ScopeWrite, SessionStatus, StoredCase,
 };
 use crate::scope::unchanged;
 
