@@ -8,11 +8,13 @@ mod history;
 mod load;
 mod scrape;
 mod seed;
+mod stripe_bodies;
 mod traffic;
 
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use admit::config::Sources;
@@ -71,6 +73,10 @@ struct Args {
     /// Timed rounds (fresh, then history, each round).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     history_rounds: u32,
+    /// The events' bodies: as Stripe sends them, or the compact ones of
+    /// `admit simulate` (the history run always uses those).
+    #[arg(long, value_enum, default_value_t = traffic::Bodies::Stripe)]
+    bodies: traffic::Bodies,
     /// Only these runs (all when not given).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Run>,
@@ -136,6 +142,10 @@ async fn start_admit(processor: bool, workspaces: &[String]) -> anyhow::Result<R
 /// many purchases at once, not one purchase after another.
 const INTERLEAVE: usize = 200;
 
+/// Every body `traffic` generated, for the mean in the header.
+static GENERATED_BYTES: AtomicU64 = AtomicU64::new(0);
+static GENERATED_BODIES: AtomicU64 = AtomicU64::new(0);
+
 /// At least `events` bodies of workspaces' lifecycles, and the workspaces.
 /// Within each window of `INTERLEAVE` workspaces the lifecycles take turns
 /// (each keeps its own order), so consecutive deliveries rarely share a purchase.
@@ -150,10 +160,16 @@ fn traffic(prefix: &str, events: usize, args: &Args) -> (Vec<String>, Vec<Vec<u8
             let workspace = format!("ws_{prefix}{n:07}");
             n += 1;
             window.push(
-                traffic::lifecycle(&workspace, &mut rng, args.out_of_order, args.redeliver)
-                    .into_iter()
-                    .map(|e| e.body)
-                    .collect(),
+                traffic::lifecycle(
+                    &workspace,
+                    args.bodies,
+                    &mut rng,
+                    args.out_of_order,
+                    args.redeliver,
+                )
+                .into_iter()
+                .map(|e| e.body)
+                .collect(),
             );
             workspaces.push(workspace);
         }
@@ -165,6 +181,9 @@ fn traffic(prefix: &str, events: usize, args: &Args) -> (Vec<String>, Vec<Vec<u8
             }
         }
     }
+    let bytes: usize = bodies.iter().map(Vec::len).sum();
+    GENERATED_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
+    GENERATED_BODIES.fetch_add(bodies.len() as u64, Ordering::Relaxed);
     (workspaces, bodies)
 }
 
@@ -230,16 +249,9 @@ pub fn bytes_of(dir: &Path) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut out = Vec::new();
-    out.push(format!(
-        "admit-bench: {} events per run, ≤ {} s each, {:.0}% re-deliveries, {:.0}% lifecycles out of order; {} cores",
-        args.events,
-        args.seconds,
-        args.redeliver * 100.0,
-        args.out_of_order * 100.0,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    ));
-    out.push(String::new());
+    // The header's first line, with the mean body, is written once the
+    // traffic has been generated.
+    let mut out = vec![String::new(), String::new()];
     out.push("| run | admit | floor (verify + append + fdatasync) | admit / floor |".to_owned());
     out.push("|---|---|---|---|".to_owned());
 
@@ -264,6 +276,26 @@ async fn main() -> anyhow::Result<()> {
         "| peak RSS of the whole benchmark process (every admit it ran in-process, the floor, the load generator, the ids) | {:.0} MB | | |",
         peak_rss_mb()
     ));
+    let (bytes, bodies) = (
+        GENERATED_BYTES.load(Ordering::Relaxed),
+        GENERATED_BODIES.load(Ordering::Relaxed),
+    );
+    out[0] = format!(
+        "admit-bench: {} events per run, ≤ {} s each, {} bodies ({}), {:.0}% re-deliveries, {:.0}% lifecycles out of order; {} cores",
+        args.events,
+        args.seconds,
+        args.bodies
+            .to_possible_value()
+            .map_or("?".to_owned(), |v| v.get_name().to_owned()),
+        if bodies == 0 {
+            "none generated".to_owned()
+        } else {
+            format!("mean {:.0} B", bytes as f64 / bodies as f64)
+        },
+        args.redeliver * 100.0,
+        args.out_of_order * 100.0,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     let mut stdout = std::io::stdout().lock();
     for line in out {
         writeln!(stdout, "{line}")?;
@@ -373,13 +405,9 @@ async fn probe(args: &Args, out: &mut Vec<String>) -> anyhow::Result<()> {
     });
     let client = load::client(4)?;
     let mut probe_ms = Vec::new();
+    let mut rng = traffic::Rng::new();
     for workspace in &probes {
-        let purchase = admit::simulate::Purchase::new(
-            &traffic::owner(workspace),
-            Some(workspace),
-            traffic::PRICE,
-        );
-        for event in purchase.checkout() {
+        for event in traffic::checkout(workspace, args.bodies, &mut rng) {
             load::post(&client, &url, SECRET, &event.body).await;
         }
         let answered = Instant::now();

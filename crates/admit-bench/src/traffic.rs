@@ -4,6 +4,21 @@
 //! lifecycles delivered out of order.
 
 use admit::simulate::{Event, Purchase};
+use clap::ValueEnum;
+
+use crate::stripe_bodies;
+
+const DAY: i64 = 86_400;
+
+/// What the events' bodies look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Bodies {
+    /// As Stripe sends them (3–7 kB): the project's captured fixtures with
+    /// each purchase's own ids, workspace, purchaser and times.
+    Stripe,
+    /// `admit simulate`'s (~0.7 kB): only the fields admit reads.
+    Compact,
+}
 
 /// The price every purchase buys (the demo catalog's Pro).
 pub const PRICE: &str = "price_1SiAbCB7WZ01zgkWq3Lm9NoP";
@@ -37,21 +52,46 @@ impl Rng {
 }
 
 /// The events of one workspace's lifecycle, in the order they are delivered.
-pub fn lifecycle(workspace: &str, rng: &mut Rng, out_of_order: f64, redeliver: f64) -> Vec<Event> {
-    let mut purchase = Purchase::new(&owner(workspace), Some(workspace), PRICE);
+pub fn lifecycle(
+    workspace: &str,
+    bodies: Bodies,
+    rng: &mut Rng,
+    out_of_order: f64,
+    redeliver: f64,
+) -> Vec<Event> {
+    let renewal_fails = rng.chance(0.3);
+    let cancels = rng.chance(0.2);
     // Bought 45 days ago, so its renewal and cancellation are in the past too.
-    purchase.t -= 45 * 86_400;
-    let mut events = purchase.checkout();
-    if rng.chance(0.3) {
-        let mut later = purchase.clone();
-        later.t += 30 * 86_400;
-        events.extend(later.renewal_failed());
-    }
-    if rng.chance(0.2) {
-        let mut later = purchase.clone();
-        later.t += 40 * 86_400;
-        events.extend(later.cancel(true));
-    }
+    let t = now() - 45 * DAY;
+    let mut events = match bodies {
+        Bodies::Compact => {
+            let mut purchase = Purchase::new(&owner(workspace), Some(workspace), PRICE);
+            purchase.t = t;
+            let mut events = purchase.checkout();
+            if renewal_fails {
+                let mut later = purchase.clone();
+                later.t += 30 * DAY;
+                events.extend(later.renewal_failed());
+            }
+            if cancels {
+                let mut later = purchase.clone();
+                later.t += 40 * DAY;
+                events.extend(later.cancel(true));
+            }
+            events
+        }
+        Bodies::Stripe => {
+            let purchase = stripe_bodies::Purchase::new(workspace, t, rng);
+            let mut events = purchase.checkout(rng);
+            if renewal_fails {
+                events.extend(purchase.renewal_failed(t + 30 * DAY, rng));
+            }
+            if cancels {
+                events.extend(purchase.cancellation_scheduled(t + 40 * DAY, rng));
+            }
+            events
+        }
+    };
     if rng.chance(out_of_order) {
         for i in (1..events.len()).rev() {
             let j = rng.below(i + 1);
@@ -67,6 +107,20 @@ pub fn lifecycle(workspace: &str, rng: &mut Rng, out_of_order: f64, redeliver: f
         }
     }
     delivered
+}
+
+/// A checkout made just now, in Stripe's creation order.
+pub fn checkout(workspace: &str, bodies: Bodies, rng: &mut Rng) -> Vec<Event> {
+    match bodies {
+        Bodies::Compact => Purchase::new(&owner(workspace), Some(workspace), PRICE).checkout(),
+        Bodies::Stripe => stripe_bodies::Purchase::new(workspace, now(), rng).checkout(rng),
+    }
+}
+
+/// Where a purchase's events start: a few seconds back, as
+/// `Purchase::new` has them, so that its checkout is all in the past.
+fn now() -> i64 {
+    admit::Clock::now(&admit::SystemClock).unix() - 5
 }
 
 /// The owner email `lifecycle` buys with.
