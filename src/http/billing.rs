@@ -1,7 +1,7 @@
 //! `GET /v1/workspaces/{id}/billing` and `GET /v1/access`: what a workspace
 //! pays for and who may enter it with which entitlements, right now.
 
-use admit_core::provisioning::{Access, access, effective_plan};
+use admit_core::provisioning::{Access, access, effective_plan, member_access};
 use admit_core::{BillingState, Email, Timestamp, WorkspaceId};
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
@@ -114,24 +114,20 @@ async fn check_access(
         ));
     };
     let email = Email::parse(&email).map_err(|e| ApiError::EmailInvalid(e.to_string()))?;
-    let (workspace, billing) = match WorkspaceId::parse(workspace_id) {
-        Ok(id) => {
-            let workspace = state.store.get_workspace(&id).await?;
-            let billing = match &workspace {
-                Some(_) => state.store.get_billing(&id).await?,
-                None => None,
-            };
-            (workspace, billing)
-        }
-        Err(_) => (None, None),
+    let facts = match WorkspaceId::parse(workspace_id) {
+        Ok(id) => state.store.access_facts(&id, &email).await?,
+        Err(_) => None,
     };
-    let answer = access(
-        workspace.as_ref(),
-        &email,
-        &billing.unwrap_or_default(),
+    let (catalog, grace, now) = (
         &state.config.catalog,
         state.config.grace_period_secs,
         state.clock.now(),
     );
+    let answer = match facts {
+        Some((role, billing)) => {
+            member_access(role, &billing.unwrap_or_default(), catalog, grace, now)
+        }
+        None => access(None, &email, &BillingState::default(), catalog, grace, now),
+    };
     Ok(Json(answer.into()))
 }

@@ -43,6 +43,20 @@ pub async fn checkpointed_bytes(dir: &Path) -> anyhow::Result<u64> {
     Ok(crate::bytes_of(dir))
 }
 
+/// The inbox's own pages (the `stripe_events` table and its indexes), from
+/// SQLite's `dbstat`; `None` where the library lacks it.
+pub async fn inbox_bytes(dir: &Path) -> anyhow::Result<Option<u64>> {
+    let mut conn = open(dir).await?;
+    let bytes: Result<i64, _> = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(pgsize), 0) FROM dbstat
+         WHERE name IN (SELECT name FROM sqlite_schema WHERE tbl_name = 'stripe_events')",
+    )
+    .fetch_one(&mut conn)
+    .await;
+    conn.close().await?;
+    Ok(bytes.ok().map(|b| u64::try_from(b).unwrap_or(0)))
+}
+
 /// The raw bodies stored, byte for byte.
 pub async fn payload_bytes(dir: &Path) -> anyhow::Result<u64> {
     let mut conn = open(dir).await?;

@@ -322,6 +322,15 @@ pub trait ProvisioningStore: Send + Sync {
         workspace: &WorkspaceId,
     ) -> Result<Option<BillingState>, StoreError>;
 
+    /// What an access check reads, in one statement: `None` when the
+    /// workspace does not exist, else the email's role in it and the
+    /// workspace's billing state.
+    async fn access_facts(
+        &self,
+        workspace: &WorkspaceId,
+        email: &Email,
+    ) -> Result<Option<(Option<Role>, Option<BillingState>)>, StoreError>;
+
     async fn get_case(&self, id: &str) -> Result<Option<StoredCase>, StoreError>;
 
     /// Records an operator's resolution with its facts (binding, membership,

@@ -125,12 +125,23 @@ pub fn access(
             plan_reason: AccessReason::WorkspaceNotFound,
         };
     };
+    member_access(workspace.role_of(email), billing, catalog, grace_secs, now)
+}
+
+/// [`access`] in a workspace that exists, for someone whose role in it is
+/// `role` (`None`: not a member) — all an access check needs to read.
+pub fn member_access(
+    role: Option<Role>,
+    billing: &BillingState,
+    catalog: &Catalog,
+    grace_secs: i64,
+    now: Timestamp,
+) -> Access {
     let (plan, plan_reason) = effective_plan(billing, catalog, grace_secs, now);
     let entitlements = catalog
         .get(&plan)
         .map(|p| p.entitlements.clone())
         .unwrap_or_default();
-    let role = workspace.role_of(email);
     Access {
         allowed: role.is_some(),
         role,

@@ -19,7 +19,7 @@ mod scope;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use access::{Access, AccessReason, access, effective_plan};
+pub use access::{Access, AccessReason, access, effective_plan, member_access};
 pub use binding::Binding;
 pub use cases::{Case, CaseDetails, CaseKind, CaseState, DuplicateAction, PaymentDetails};
 pub use changes::{

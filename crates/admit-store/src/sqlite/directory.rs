@@ -25,7 +25,7 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-fn parse_role(raw: &str) -> Result<Role, StoreError> {
+pub(super) fn parse_role(raw: &str) -> Result<Role, StoreError> {
     // The role is one of three words, never personal data: safe in the message.
     Role::parse(raw).ok_or_else(|| corrupt(format_args!("unknown member role {raw:?}")))
 }

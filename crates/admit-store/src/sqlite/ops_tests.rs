@@ -379,3 +379,58 @@ async fn upkeep_moves_the_write_ahead_log_into_the_database() {
         "the batch is in the database file"
     );
 }
+
+#[tokio::test]
+async fn an_access_check_reads_the_role_and_the_billing_state_at_once() {
+    use crate::ProvisioningStore;
+    let (_dir, store) = fresh().await;
+    let owner = Email::parse("dana@acme.test").expect("email");
+    let stranger = Email::parse("eve@else.test").expect("email");
+    assert_eq!(
+        store
+            .access_facts(&ws("ws_none"), &owner)
+            .await
+            .expect("facts"),
+        None,
+        "no such workspace"
+    );
+    store
+        .create_workspace(&ws("ws_acme"), "Acme", &owner, &crate::Actor::App, NOW)
+        .await
+        .expect("workspace");
+    assert_eq!(
+        store
+            .access_facts(&ws("ws_acme"), &owner)
+            .await
+            .expect("facts"),
+        Some((Some(admit_core::Role::Owner), None))
+    );
+    assert_eq!(
+        store
+            .access_facts(&ws("ws_acme"), &stranger)
+            .await
+            .expect("facts"),
+        Some((None, None))
+    );
+    sqlx::query(
+        "INSERT INTO billing_states (workspace_id, subscription_status, subscription_plan, updated_at)
+         VALUES ('ws_acme', 'active', 'pro', 1)",
+    )
+    .execute(&store.pool)
+    .await
+    .expect("billing");
+    let (_, billing) = store
+        .access_facts(&ws("ws_acme"), &owner)
+        .await
+        .expect("facts")
+        .expect("exists");
+    let billing = billing.expect("billed");
+    assert_eq!(
+        billing.subscription_status,
+        Some(admit_core::SubscriptionStatus::Active)
+    );
+    assert_eq!(
+        billing.subscription_plan.as_ref().map(|p| p.as_str()),
+        Some("pro")
+    );
+}

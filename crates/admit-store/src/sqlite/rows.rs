@@ -59,13 +59,18 @@ pub(super) async fn billing_state(
     else {
         return Ok(None);
     };
+    billing_row(&row).map(Some)
+}
+
+/// A `billing_states` row, wherever its columns were selected.
+pub(super) fn billing_row(row: &SqliteRow) -> Result<BillingState, StoreError> {
     let status: Option<String> = row.try_get("subscription_status")?;
     let plan: Option<String> = row.try_get("subscription_plan")?;
     let customer: Option<String> = row.try_get("stripe_customer_id")?;
     let subscription: Option<String> = row.try_get("stripe_subscription_id")?;
     let email: Option<String> = row.try_get("purchaser_email")?;
     let event: Option<String> = row.try_get("updated_by_event")?;
-    Ok(Some(BillingState {
+    Ok(BillingState {
         subscription_status: status
             .map(|s| {
                 SubscriptionStatus::parse(&s).ok_or_else(|| corrupt("unknown subscription status"))
@@ -89,7 +94,7 @@ pub(super) async fn billing_state(
             .map_err(corrupt)?,
         updated_by_event: event.map(EventId::parse).transpose().map_err(corrupt)?,
         past_due_since: ts(row.try_get("past_due_since")?),
-    }))
+    })
 }
 
 pub(super) fn stored_case(row: &SqliteRow) -> Result<StoredCase, StoreError> {
