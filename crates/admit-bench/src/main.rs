@@ -345,7 +345,7 @@ async fn ingest(args: &Args, out: &mut Vec<String>) -> anyhow::Result<()> {
         ));
         if let Some(inbox) = seed::inbox_bytes(admit._dir.path()).await? {
             out.push(format!(
-                "| inbox per event, c={c} (`stripe_events` and its indexes) | {:.0} B ({:.2}× the raw bodies stored) | | |",
+                "| inbox per event, c={c} (events, their bodies and their indexes) | {:.0} B ({:.2}× the raw bodies stored) | | |",
                 inbox as f64 / stored.max(1) as f64,
                 inbox as f64 / raw.max(1) as f64
             ));

@@ -49,7 +49,8 @@ pub async fn inbox_bytes(dir: &Path) -> anyhow::Result<Option<u64>> {
     let mut conn = open(dir).await?;
     let bytes: Result<i64, _> = sqlx::query_scalar(
         "SELECT COALESCE(SUM(pgsize), 0) FROM dbstat
-         WHERE name IN (SELECT name FROM sqlite_schema WHERE tbl_name = 'stripe_events')",
+         WHERE name IN (SELECT name FROM sqlite_schema
+                        WHERE tbl_name IN ('stripe_events', 'stripe_event_bodies'))",
     )
     .fetch_one(&mut conn)
     .await;
@@ -61,7 +62,7 @@ pub async fn inbox_bytes(dir: &Path) -> anyhow::Result<Option<u64>> {
 pub async fn payload_bytes(dir: &Path) -> anyhow::Result<u64> {
     let mut conn = open(dir).await?;
     let bytes: i64 =
-        sqlx::query_scalar("SELECT COALESCE(SUM(length(payload)), 0) FROM stripe_events")
+        sqlx::query_scalar("SELECT COALESCE(SUM(length(payload)), 0) FROM stripe_event_bodies")
             .fetch_one(&mut conn)
             .await?;
     conn.close().await?;

@@ -103,6 +103,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn version_8_moves_the_bodies_out_and_keeps_every_event_processable() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("in-memory database");
+        migrator(&SQLITE[..7])
+            .run(&pool)
+            .await
+            .expect("versions 1-7");
+        insert(
+            &pool,
+            "evt_before_8",
+            "invoice.paid",
+            r#"{"id":"in_1","object":"invoice"}"#,
+        )
+        .await;
+        sqlx::query("UPDATE stripe_events SET status = 'processed' WHERE id = 'evt_before_8'")
+            .execute(&pool)
+            .await
+            .expect("settle");
+        migrator(SQLITE).run(&pool).await.expect("version 8");
+        let (status, billing, body): (String, Option<String>, Vec<u8>) = sqlx::query_as(
+            "SELECT e.status, e.billing, b.payload FROM stripe_events e
+             JOIN stripe_event_bodies b ON b.id = e.id",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("read");
+        assert_eq!(status, "processed");
+        assert_eq!(
+            billing, None,
+            "read from its body when it is processed again"
+        );
+        assert!(body.starts_with(br#"{"id":"evt_before_8""#));
+        // Settling it again bumps the versions of what it names.
+        sqlx::query(
+            "UPDATE stripe_events SET status = 'received', subscription_id = 'sub_1'
+             WHERE id = 'evt_before_8'",
+        )
+        .execute(&pool)
+        .await
+        .expect("requeue");
+        let version: i64 =
+            sqlx::query_scalar("SELECT version FROM scope_versions WHERE key = 'sub_1'")
+                .fetch_one(&pool)
+                .await
+                .expect("version");
+        assert_eq!(version, 1);
+    }
+
+    #[tokio::test]
     async fn version_4_fills_the_payment_ids_of_events_stored_before_it() {
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)

@@ -1,3 +1,14 @@
+-- The raw bodies in a table of their own. SQLite rewrites a whole row on
+-- an update, and reads past a column to reach the ones after it: with 3–8 kB
+-- bodies in the row, every status update rewrote the body and every read of
+-- a key or a status walked its overflow pages.
+CREATE TABLE stripe_event_bodies (
+    id      TEXT PRIMARY KEY NOT NULL,   -- stripe_events.id
+    payload BLOB NOT NULL                -- the raw body, byte for byte
+) STRICT;
+INSERT INTO stripe_event_bodies (id, payload) SELECT id, payload FROM stripe_events;
+ALTER TABLE stripe_events DROP COLUMN payload;
+
 -- Throughput: events parsed once, derivations checked against per-key
 -- versions instead of holding the write lock, and slimmer inbox indexes.
 

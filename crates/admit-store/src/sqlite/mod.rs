@@ -66,7 +66,7 @@ async fn insert_chunk(
 ) -> Result<Vec<String>, StoreError> {
     let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
         "INSERT INTO stripe_events (id, type, created, api_version, livemode, object_type,
-             object_id, customer_id, metadata, payload, headers, source, received_at,
+             object_id, customer_id, metadata, headers, source, received_at,
              subscription_id, checkout_session_id, workspace_hint, purchaser_email,
              charge_id, payment_intent_id, billing, received_ms) ",
     );
@@ -80,7 +80,6 @@ async fn insert_chunk(
             .push_bind(&event.object_id)
             .push_bind(event.keys.customer.as_ref().or(event.customer_id.as_ref()))
             .push_bind(json_text(&event.metadata))
-            .push_bind(&event.payload)
             .push_bind(json_text(&event.headers))
             .push_bind(event.source.as_str())
             .push_bind(event.received_at.unix())
@@ -94,10 +93,19 @@ async fn insert_chunk(
             .push_bind(event.received_ms);
     });
     insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-    Ok(insert
+    let inserted: Vec<String> = insert
         .build_query_scalar::<String>()
         .fetch_all(&mut *conn)
-        .await?)
+        .await?;
+    // The bodies of the rows just inserted (a re-delivery keeps the first).
+    let mut bodies =
+        sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO stripe_event_bodies (id, payload) ");
+    bodies.push_values(events, |mut row, event| {
+        row.push_bind(event.id.as_str()).push_bind(&event.payload);
+    });
+    bodies.push(" ON CONFLICT (id) DO NOTHING");
+    bodies.build().execute(&mut *conn).await?;
+    Ok(inserted)
 }
 
 fn json_text(map: &std::collections::BTreeMap<String, String>) -> String {
@@ -179,10 +187,13 @@ impl Store for SqliteStore {
     }
 
     async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
-        let row = sqlx::query("SELECT * FROM stripe_events WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT e.*, b.payload FROM stripe_events e
+             LEFT JOIN stripe_event_bodies b ON b.id = e.id WHERE e.id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(stored_event).transpose()
     }
 

@@ -24,7 +24,10 @@ impl ScopeQueries for SqliteConnection {
     ) -> Result<Vec<(ScopeEvent, EventKeys)>, StoreError> {
         {
             let rows = sqlx::query(
-                "SELECT id, type, livemode, billing, CASE WHEN billing IS NULL THEN payload ELSE x'' END AS payload,
+                "SELECT id, type, livemode, billing,
+                        CASE WHEN billing IS NULL
+                             THEN (SELECT payload FROM stripe_event_bodies b WHERE b.id = stripe_events.id)
+                             ELSE x'' END AS payload,
                         status, outcome, scenario, received_at, customer_id,
                         subscription_id, checkout_session_id, workspace_hint, purchaser_email,
                         charge_id, payment_intent_id
