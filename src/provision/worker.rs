@@ -255,6 +255,13 @@ impl Processor {
             return Ok(pass);
         }
         let outcomes = self.store.commit_scopes(&commits, now).await?;
+        if outcomes.len() != commits.len() {
+            return Err(StoreError::Decision(format!(
+                "the store answered {} outcomes for {} derivations",
+                outcomes.len(),
+                commits.len()
+            )));
+        }
         for ((item, followups), outcome) in derived.into_iter().zip(&outcomes) {
             match outcome {
                 CommitOutcome::Written => {
@@ -290,7 +297,20 @@ impl Processor {
     /// Reads the event's scope and derives it; settles at once what needs
     /// no derivation.
     async fn derive(&self, id: &EventId, now: Timestamp) -> Result<Derived, StoreError> {
-        let read = self.store.read_scope(id, &EventKeys::default()).await?;
+        // One event's unreadable scope (one that does not close, a corrupt
+        // row) fails that event, visibly and with a retry; its batch goes on.
+        let mut read = match self.store.read_scope(id, &EventKeys::default()).await {
+            Ok(read) => read,
+            Err(error) => return self.failed(id, &error, now).await,
+        };
+        if let Some(keys) = self.legacy_keys(id, &read) {
+            // Stored before ingress kept the billing event: its key columns
+            // may be older than this version's reading of the body.
+            read = match self.store.read_scope(id, &keys).await {
+                Ok(read) => read,
+                Err(error) => return self.failed(id, &error, now).await,
+            };
+        }
         let Some(stored) = read.snapshot.events.iter().find(|e| &e.id == id) else {
             return Ok(Derived::Settled);
         };
@@ -304,6 +324,19 @@ impl Processor {
             self.store
                 .finish_event_unprovisioned(id, EventStatus::Ignored, "livemode_mismatch", None)
                 .await?;
+            return Ok(Derived::Settled);
+        }
+        if let Some(json) = &stored.billing
+            && let Err(error) = serde_json::from_str::<admit_core::BillingEvent>(json)
+        {
+            // Never dropped silently: visible, and retried after a fix.
+            tracing::error!(event_id = %id, %error, "the stored billing event cannot be read");
+            self.fail(
+                id,
+                &format!("the stored billing event cannot be read: {error}"),
+                now,
+            )
+            .await?;
             return Ok(Derived::Settled);
         }
         if stored.billing.is_none() {
@@ -351,13 +384,33 @@ impl Processor {
                 }),
                 followups,
             }),
-            Err(error) => {
-                let cause = error_chain(&error);
-                tracing::error!(event_id = %id, error = %cause, "provisioning failed; will retry");
-                self.fail(id, &cause, now).await?;
-                Ok(Derived::Settled)
-            }
+            Err(error) => self.failed(id, &error, now).await,
         }
+    }
+
+    /// The keys this version reads from the claimed event's body, when the
+    /// row has no stored billing event and its body is one admit acts on.
+    fn legacy_keys(&self, id: &EventId, read: &admit_store::ScopeRead) -> Option<EventKeys> {
+        let stored = read.snapshot.events.iter().find(|e| &e.id == id)?;
+        if stored.billing.is_some() {
+            return None;
+        }
+        let event = admit_stripe::billing_event(&stored.payload).ok()??;
+        Some(crate::inbox::event_keys(&event))
+    }
+
+    /// An event whose derivation could not be read or planned: failed,
+    /// visibly, and retried with backoff.
+    async fn failed(
+        &self,
+        id: &EventId,
+        error: &StoreError,
+        now: Timestamp,
+    ) -> Result<Derived, StoreError> {
+        let cause = error_chain(error);
+        tracing::error!(event_id = %id, error = %cause, "provisioning failed; will retry");
+        self.fail(id, &cause, now).await?;
+        Ok(Derived::Settled)
     }
 
     /// Failed, visibly, and retried with backoff.

@@ -740,6 +740,53 @@ async fn the_background_worker_updates_access_promptly() {
     }
 }
 
+/// A corrupt row in one purchase's scope (an intent whose initiator is no
+/// email, written behind admit's back) fails that purchase's events visibly;
+/// the rest of the batch, another workspace's purchase, is provisioned.
+#[tokio::test]
+async fn an_unreadable_scope_fails_its_event_and_blocks_no_other() {
+    use sqlx::Connection;
+    let app = spawn_app().await;
+    acme(&app).await;
+    workspace(&app, "ws_legacy01", "bo@legacy.test").await;
+    let url = format!(
+        "sqlite://{}",
+        crate::helpers::database_path(app.dir.path()).display()
+    );
+    let mut db = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("second connection");
+    sqlx::query(
+        "INSERT INTO checkout_intents (session_id, workspace_id, initiator_email, plan, created_at)
+         VALUES ('cs_test_AcmePro0001', 'ws_acme01', 'not an email', 'pro', 1)",
+    )
+    .execute(&mut db)
+    .await
+    .expect("corrupt intent");
+    post_all(&app, PURCHASE).await;
+    for entry in fixtures::index()
+        .iter()
+        .filter(|e| e.shape == "legacy" && e.event_type == "customer.subscription.created")
+    {
+        post(&app, &fixtures::body(entry)).await;
+    }
+    app.processor.drain().await.expect("drain");
+    assert_eq!(
+        billing(&app, "ws_legacy01").await["subscription_plan"],
+        "pro",
+        "the other workspace is not blocked"
+    );
+    let failed = app
+        .get("/v1/events/evt_ejghkCYTDodEotgnscB3P9wF")
+        .await
+        .expect(200);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "the cause is kept: {failed}"
+    );
+}
+
 /// A real database fault, caused with a trigger (not a fake): writes of one
 /// workspace's billing state abort. That workspace's event fails and is
 /// retried with backoff; another workspace is provisioned meanwhile; once the

@@ -18,7 +18,7 @@ use crate::{Actor, StoreError};
 pub use admit_core::provisioning::EventKeys;
 
 /// An inbox row within a scope.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ScopeEvent {
     pub id: EventId,
     pub event_type: String,
@@ -33,6 +33,17 @@ pub struct ScopeEvent {
     pub outcome: Option<String>,
     pub scenario: Option<String>,
     pub received_at: Timestamp,
+}
+
+// The body and the billing event hold email addresses: keep them out of logs.
+impl std::fmt::Debug for ScopeEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopeEvent")
+            .field("id", &self.id)
+            .field("event_type", &self.event_type)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A case as stored.
@@ -126,7 +137,6 @@ pub struct WorkspaceCreation {
 /// What to write for one scope; the store executes it verbatim.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScopeWrite {
-    pub event_keys: Vec<(EventId, EventKeys)>,
     pub event_statuses: Vec<EventStatusWrite>,
     pub billing: Vec<(WorkspaceId, BillingState)>,
     /// Stripe ids whose links are replaced: (kind, id).
@@ -262,13 +272,9 @@ pub enum SessionPayment {
 
 #[async_trait::async_trait]
 pub trait ProvisioningStore: Send + Sync {
-    /// Stores the lookup keys of an event (ingestion fills them early so that
-    /// other events' scopes find it before it is processed).
-    async fn set_event_keys(&self, id: &EventId, keys: &EventKeys) -> Result<(), StoreError>;
-
     /// Leases up to `limit` events due for processing in one transaction,
-    /// oldest first: a processor settles them one by one, and an event a
-    /// sibling's derivation already settled is skipped.
+    /// oldest first; a processor settles them together, and an event a
+    /// sibling's derivation settles is not derived again.
     async fn claim_events(
         &self,
         now: Timestamp,
@@ -308,7 +314,8 @@ pub trait ProvisioningStore: Send + Sync {
     ) -> Result<Vec<CommitOutcome>, StoreError>;
 
     /// Marks an event as not provisioned: `failed` with the error, retried at
-    /// `retry_at` (never, when `None`), or `ignored`.
+    /// `retry_at` (never, when `None`), or `ignored`. An event settled
+    /// meanwhile (by another processor whose derivation won) is left alone.
     async fn finish_event_unprovisioned(
         &self,
         id: &EventId,

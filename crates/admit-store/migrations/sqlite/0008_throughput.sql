@@ -29,22 +29,36 @@ ALTER TABLE stripe_events ADD COLUMN received_ms INTEGER;
 -- reads its scope and these versions outside the write lock and writes
 -- only if none of them moved since. The triggers below bump them whenever a
 -- row a derivation reads changes, whoever writes it (the processor, an
--- operator, reconcile), so no write path can be forgotten.
+-- operator, reconcile), so no write path can be forgotten. The one
+-- exception is a new event: it bumps nothing, because it is `received` and
+-- is derived itself, with everything its scope holds by then.
 CREATE TABLE scope_versions (
     key     TEXT PRIMARY KEY NOT NULL,
     version INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 
-CREATE TRIGGER stripe_events_settled AFTER UPDATE OF status, outcome, scenario ON stripe_events
+-- An event's outcome, or the ids it is found by (old and new), changed.
+CREATE TRIGGER stripe_events_settled AFTER UPDATE OF status, outcome, scenario, customer_id,
+    subscription_id, checkout_session_id, workspace_hint, purchaser_email, charge_id,
+    payment_intent_id ON stripe_events
 WHEN OLD.status IS NOT NEW.status OR OLD.outcome IS NOT NEW.outcome
-     OR OLD.scenario IS NOT NEW.scenario
+     OR OLD.scenario IS NOT NEW.scenario OR OLD.customer_id IS NOT NEW.customer_id
+     OR OLD.subscription_id IS NOT NEW.subscription_id
+     OR OLD.checkout_session_id IS NOT NEW.checkout_session_id
+     OR OLD.workspace_hint IS NOT NEW.workspace_hint
+     OR OLD.purchaser_email IS NOT NEW.purchaser_email OR OLD.charge_id IS NOT NEW.charge_id
+     OR OLD.payment_intent_id IS NOT NEW.payment_intent_id
 BEGIN
     INSERT INTO scope_versions (key, version)
     SELECT key, 1 FROM (
         SELECT NEW.customer_id AS key UNION SELECT NEW.subscription_id
         UNION SELECT NEW.checkout_session_id UNION SELECT NEW.charge_id
         UNION SELECT NEW.payment_intent_id UNION SELECT 'w:' || NEW.workspace_hint
-        UNION SELECT 'e:' || NEW.purchaser_email)
+        UNION SELECT 'e:' || NEW.purchaser_email
+        UNION SELECT OLD.customer_id UNION SELECT OLD.subscription_id
+        UNION SELECT OLD.checkout_session_id UNION SELECT OLD.charge_id
+        UNION SELECT OLD.payment_intent_id UNION SELECT 'w:' || OLD.workspace_hint
+        UNION SELECT 'e:' || OLD.purchaser_email)
     WHERE key IS NOT NULL
     ON CONFLICT (key) DO UPDATE SET version = version + 1;
 END;
@@ -96,6 +110,13 @@ CREATE TRIGGER checkout_intents_changed_update AFTER UPDATE ON checkout_intents 
     ON CONFLICT (key) DO UPDATE SET version = version + 1;
 END;
 
+CREATE TRIGGER checkout_intents_changed_delete AFTER DELETE ON checkout_intents BEGIN
+    INSERT INTO scope_versions (key, version)
+    SELECT key, 1 FROM (SELECT OLD.session_id AS key UNION SELECT 'w:' || OLD.workspace_id)
+    WHERE key IS NOT NULL
+    ON CONFLICT (key) DO UPDATE SET version = version + 1;
+END;
+
 CREATE TRIGGER bindings_changed_insert AFTER INSERT ON bindings BEGIN
     INSERT INTO scope_versions (key, version)
     SELECT key, 1 FROM (SELECT NEW.stripe_id AS key UNION SELECT 'w:' || NEW.workspace_id)
@@ -119,6 +140,13 @@ END;
 CREATE TRIGGER stripe_links_changed_insert AFTER INSERT ON stripe_links BEGIN
     INSERT INTO scope_versions (key, version)
     SELECT key, 1 FROM (SELECT NEW.stripe_id AS key UNION SELECT 'w:' || NEW.workspace_id)
+    WHERE key IS NOT NULL
+    ON CONFLICT (key) DO UPDATE SET version = version + 1;
+END;
+CREATE TRIGGER stripe_links_changed_update AFTER UPDATE ON stripe_links BEGIN
+    INSERT INTO scope_versions (key, version)
+    SELECT key, 1 FROM (SELECT NEW.stripe_id AS key UNION SELECT 'w:' || NEW.workspace_id
+                        UNION SELECT OLD.stripe_id UNION SELECT 'w:' || OLD.workspace_id)
     WHERE key IS NOT NULL
     ON CONFLICT (key) DO UPDATE SET version = version + 1;
 END;
@@ -156,7 +184,18 @@ CREATE TRIGGER cases_changed_update AFTER UPDATE ON cases BEGIN
     SELECT key, 1 FROM (
         SELECT 'k:' || NEW.case_key AS key UNION SELECT NEW.stripe_subscription_id
         UNION SELECT NEW.checkout_session_id UNION SELECT NEW.stripe_customer_id
-        UNION SELECT 'w:' || NEW.workspace_id)
+        UNION SELECT 'w:' || NEW.workspace_id
+        UNION SELECT OLD.stripe_subscription_id UNION SELECT OLD.checkout_session_id
+        UNION SELECT OLD.stripe_customer_id UNION SELECT 'w:' || OLD.workspace_id)
+    WHERE key IS NOT NULL
+    ON CONFLICT (key) DO UPDATE SET version = version + 1;
+END;
+CREATE TRIGGER cases_changed_delete AFTER DELETE ON cases BEGIN
+    INSERT INTO scope_versions (key, version)
+    SELECT key, 1 FROM (
+        SELECT 'k:' || OLD.case_key AS key UNION SELECT OLD.stripe_subscription_id
+        UNION SELECT OLD.checkout_session_id UNION SELECT OLD.stripe_customer_id
+        UNION SELECT 'w:' || OLD.workspace_id)
     WHERE key IS NOT NULL
     ON CONFLICT (key) DO UPDATE SET version = version + 1;
 END;
@@ -198,3 +237,5 @@ CREATE INDEX stripe_events_by_charge ON stripe_events (charge_id) WHERE charge_i
 DROP INDEX stripe_events_by_payment_intent;
 CREATE INDEX stripe_events_by_payment_intent ON stripe_events (payment_intent_id)
     WHERE payment_intent_id IS NOT NULL;
+-- The memo's mode mismatches of the last day.
+CREATE INDEX stripe_events_ignored ON stripe_events (outcome, received_at) WHERE status = 'ignored';

@@ -13,29 +13,7 @@ use super::rows::corrupt;
 use crate::StoreError;
 use crate::audit::AuditEntry;
 use crate::directory::Actor;
-use crate::provisioning::{EventKeys, ScopeWrite};
-
-pub(super) async fn write_keys(
-    conn: &mut SqliteConnection,
-    id: &EventId,
-    keys: &EventKeys,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE stripe_events SET customer_id = ?, subscription_id = ?, checkout_session_id = ?,
-             workspace_hint = ?, purchaser_email = ?, charge_id = ?, payment_intent_id = ? WHERE id = ?",
-    )
-    .bind(&keys.customer)
-    .bind(&keys.subscription)
-    .bind(&keys.session)
-    .bind(&keys.workspace_hint)
-    .bind(&keys.purchaser_email)
-    .bind(&keys.charge)
-    .bind(&keys.payment_intent)
-    .bind(id.as_str())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
+use crate::provisioning::ScopeWrite;
 
 /// Invites someone into a workspace; an invitation never demotes anyone.
 pub(super) async fn add_member(
@@ -70,9 +48,6 @@ pub(super) async fn apply(
     write: &ScopeWrite,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    for (id, keys) in &write.event_keys {
-        write_keys(conn, id, keys).await?;
-    }
     for (workspace, state) in &write.billing {
         sqlx::query(
             "INSERT INTO billing_states (workspace_id, subscription_status, subscription_plan, stripe_customer_id,

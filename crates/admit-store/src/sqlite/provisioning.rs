@@ -9,7 +9,7 @@ use admit_core::{BillingState, CustomerId, Email, EventId, Role, Timestamp, Work
 use sqlx::Row;
 
 use super::SqliteStore;
-use super::apply::{apply, create_workspaces, write_keys};
+use super::apply::{apply, create_workspaces};
 use super::directory::parse_role;
 use super::rows::{
     billing_row, billing_state, corrupt, outbox_row, parse_event_id, parse_workspace, stored_case,
@@ -39,11 +39,6 @@ type ClaimRow = (
 
 #[async_trait::async_trait]
 impl ProvisioningStore for SqliteStore {
-    async fn set_event_keys(&self, id: &EventId, keys: &EventKeys) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        write_keys(&mut conn, id, keys).await
-    }
-
     async fn claim_events(
         &self,
         now: Timestamp,
@@ -54,8 +49,9 @@ impl ProvisioningStore for SqliteStore {
             "UPDATE stripe_events SET lease_until = ?1 + ?2, attempts = attempts + 1
              WHERE id IN (
                  SELECT id FROM stripe_events
-                 WHERE (status = 'received'
-                        OR (status = 'failed' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?1))
+                 WHERE status IN ('received', 'failed')
+                   AND (status = 'received'
+                        OR (next_attempt_at IS NOT NULL AND next_attempt_at <= ?1))
                    AND (lease_until IS NULL OR lease_until <= ?1)
                  ORDER BY received_at, received_ms, id
                  LIMIT ?3)
@@ -159,7 +155,7 @@ impl ProvisioningStore for SqliteStore {
             "UPDATE stripe_events SET status = ?, outcome = ?, last_error = ?, next_attempt_at = ?,
                  lease_until = NULL, scenario = NULL,
                  processed_at = CASE WHEN ? THEN processed_at ELSE unixepoch() END
-             WHERE id = ?",
+             WHERE id = ? AND status IN ('received', 'failed')",
         )
         .bind(status.as_str())
         .bind(if failed { "error" } else { reason })
@@ -383,7 +379,8 @@ impl ProvisioningStore for SqliteStore {
     async fn pending_events(&self) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM stripe_events
-             WHERE status = 'received' OR (status = 'failed' AND next_attempt_at IS NOT NULL)",
+             WHERE status IN ('received', 'failed')
+               AND (status = 'received' OR next_attempt_at IS NOT NULL)",
         )
         .fetch_one(&self.pool)
         .await?;
