@@ -10,16 +10,16 @@ use admit_core::EventId;
 use admit_core::provisioning::{EventKeys, MAX_SCOPE_ROUNDS, ScopeKeys};
 
 use crate::StoreError;
-use crate::provisioning::ScopeEvent;
 
 /// The three lookups a scope grows by, in the caller's transaction.
 pub(crate) trait ScopeQueries: Send {
-    /// The claimed event and every event naming one of the ids.
+    /// The claimed event and every event naming one of the ids, with the
+    /// ids each names.
     fn events_touching<'a>(
         &'a mut self,
         claimed: &'a EventId,
         keys: &'a ScopeKeys,
-    ) -> impl Future<Output = Result<Vec<(ScopeEvent, EventKeys)>, StoreError>> + Send + 'a;
+    ) -> impl Future<Output = Result<Vec<(EventId, EventKeys)>, StoreError>> + Send + 'a;
 
     /// Links, bindings and checkout intents naming one of the ids or
     /// workspaces: `(kind, stripe id, workspace)`.
@@ -35,20 +35,20 @@ pub(crate) trait ScopeQueries: Send {
     ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send + 'a;
 }
 
-/// Grows `keys` to a fixpoint; returns the scope's events by id. A scope
+/// Grows `keys` to a fixpoint; returns the ids of the scope's events. A scope
 /// that does not close within the core's round limit fails (and is retried
 /// later, visibly) instead of letting a derivation see part of it.
 pub(crate) async fn grow_scope<Q: ScopeQueries>(
     queries: &mut Q,
     claimed: &EventId,
     keys: &mut ScopeKeys,
-) -> Result<BTreeMap<String, ScopeEvent>, StoreError> {
-    let mut events = BTreeMap::new();
+) -> Result<BTreeSet<EventId>, StoreError> {
+    let mut events = BTreeSet::new();
     for _ in 0..MAX_SCOPE_ROUNDS {
         let before = (keys.size(), events.len());
         for (event, event_keys) in queries.events_touching(claimed, keys).await? {
             keys.add_event(&event_keys);
-            events.entry(event.id.to_string()).or_insert(event);
+            events.insert(event);
         }
         for (kind, id, workspace) in queries.links_touching(keys).await? {
             keys.add_link(&kind, id, workspace);

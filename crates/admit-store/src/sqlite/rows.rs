@@ -2,7 +2,6 @@
 
 use std::collections::BTreeSet;
 
-use admit_core::provisioning::EventKeys;
 use admit_core::{
     BillingState, CustomerId, Email, EventId, PlanKey, SubscriptionId, SubscriptionStatus,
     Timestamp, WorkspaceId,
@@ -34,18 +33,6 @@ pub(super) fn parse_workspace(raw: String) -> Result<WorkspaceId, StoreError> {
 
 pub(super) fn ts(raw: Option<i64>) -> Option<Timestamp> {
     raw.map(Timestamp::from_unix)
-}
-
-pub(super) fn row_keys(row: &SqliteRow) -> Result<EventKeys, StoreError> {
-    Ok(EventKeys {
-        customer: row.try_get("customer_id")?,
-        subscription: row.try_get("subscription_id")?,
-        session: row.try_get("checkout_session_id")?,
-        workspace_hint: row.try_get("workspace_hint")?,
-        purchaser_email: row.try_get("purchaser_email")?,
-        charge: row.try_get("charge_id")?,
-        payment_intent: row.try_get("payment_intent_id")?,
-    })
 }
 
 pub(super) async fn billing_state(

@@ -9,7 +9,7 @@ use sqlx::{Row, SqliteConnection};
 
 use super::directory::load_workspace;
 use super::rows::{
-    billing_state, corrupt, json_list, parse_event_id, parse_workspace, row_keys, stored_case,
+    billing_state, corrupt, json_list, parse_event_id, parse_workspace, stored_case,
 };
 use crate::StoreError;
 use crate::events::EventStatus;
@@ -21,52 +21,48 @@ impl ScopeQueries for SqliteConnection {
         &mut self,
         claimed: &EventId,
         keys: &ScopeKeys,
-    ) -> Result<Vec<(ScopeEvent, EventKeys)>, StoreError> {
-        {
-            let rows = sqlx::query(
-                "SELECT id, type, livemode, billing,
-                        CASE WHEN billing IS NULL
-                             THEN (SELECT payload FROM stripe_event_bodies b WHERE b.id = stripe_events.id)
-                             ELSE x'' END AS payload,
-                        status, outcome, scenario, received_at, customer_id,
-                        subscription_id, checkout_session_id, workspace_hint, purchaser_email,
-                        charge_id, payment_intent_id
-                 FROM stripe_events
-                 WHERE id = ?1
-                    OR customer_id IN (SELECT value FROM json_each(?2))
-                    OR subscription_id IN (SELECT value FROM json_each(?3))
-                    OR checkout_session_id IN (SELECT value FROM json_each(?4))
-                    OR workspace_hint IN (SELECT value FROM json_each(?5))
-                    OR charge_id IN (SELECT value FROM json_each(?6))
-                    OR payment_intent_id IN (SELECT value FROM json_each(?6))",
-            )
-            .bind(claimed.as_str())
-            .bind(json_list(&keys.customers))
-            .bind(json_list(&keys.subscriptions))
-            .bind(json_list(&keys.sessions))
-            .bind(json_list(&keys.workspaces))
-            .bind(json_list(&keys.payments))
-            .fetch_all(&mut *self)
-            .await?;
-            rows.iter()
-                .map(|row| {
-                    let status: String = row.try_get("status")?;
-                    let event = ScopeEvent {
-                        id: parse_event_id(row.try_get("id")?)?,
-                        event_type: row.try_get("type")?,
-                        livemode: row.try_get("livemode")?,
-                        billing: row.try_get("billing")?,
-                        payload: row.try_get("payload")?,
-                        status: EventStatus::parse(&status)
-                            .ok_or_else(|| corrupt("unknown event status"))?,
-                        outcome: row.try_get("outcome")?,
-                        scenario: row.try_get("scenario")?,
-                        received_at: admit_core::Timestamp::from_unix(row.try_get("received_at")?),
+    ) -> Result<Vec<(EventId, EventKeys)>, StoreError> {
+        // Ids and keys only: the fixpoint meets the same events every
+        // round, and their rows are loaded once it closes. One JSON row, not
+        // a row per event: each row is a hop between threads in sqlx.
+        let rows: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(id, customer_id, subscription_id,
+                    checkout_session_id, workspace_hint, purchaser_email, charge_id,
+                    payment_intent_id))
+             FROM stripe_events
+             WHERE id = ?1
+                OR customer_id IN (SELECT value FROM json_each(?2))
+                OR subscription_id IN (SELECT value FROM json_each(?3))
+                OR checkout_session_id IN (SELECT value FROM json_each(?4))
+                OR workspace_hint IN (SELECT value FROM json_each(?5))
+                OR charge_id IN (SELECT value FROM json_each(?6))
+                OR payment_intent_id IN (SELECT value FROM json_each(?6))",
+        )
+        .bind(claimed.as_str())
+        .bind(json_list(&keys.customers))
+        .bind(json_list(&keys.subscriptions))
+        .bind(json_list(&keys.sessions))
+        .bind(json_list(&keys.workspaces))
+        .bind(json_list(&keys.payments))
+        .fetch_one(&mut *self)
+        .await?;
+        let rows: Vec<KeyRow> = serde_json::from_str(&rows).map_err(corrupt)?;
+        rows.into_iter()
+            .map(
+                |(id, customer, subscription, session, workspace_hint, email, charge, intent)| {
+                    let keys = EventKeys {
+                        customer,
+                        subscription,
+                        session,
+                        workspace_hint,
+                        purchaser_email: email,
+                        charge,
+                        payment_intent: intent,
                     };
-                    Ok((event, row_keys(row)?))
-                })
-                .collect()
-        }
+                    Ok((parse_event_id(id)?, keys))
+                },
+            )
+            .collect()
     }
 
     async fn links_touching(
@@ -145,6 +141,75 @@ pub(super) async fn scope_versions(
     Ok(versions)
 }
 
+/// The rows of a scope's events; a body only where no billing event was
+/// stored (the processor reads the body then).
+async fn scope_events(
+    conn: &mut SqliteConnection,
+    ids: &BTreeSet<EventId>,
+) -> Result<Vec<ScopeEvent>, StoreError> {
+    let ids: BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
+    // One JSON row for all of them (see `events_touching`).
+    let rows: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_array(id, type, livemode, billing, status, outcome,
+                                            scenario, received_at))
+         FROM (SELECT * FROM stripe_events WHERE id IN (SELECT value FROM json_each(?))
+               ORDER BY id)",
+    )
+    .bind(json_list(&ids))
+    .fetch_one(&mut *conn)
+    .await?;
+    let rows: Vec<EventRow> = serde_json::from_str(&rows).map_err(corrupt)?;
+    let mut events = Vec::with_capacity(rows.len());
+    for (id, event_type, livemode, billing, status, outcome, scenario, received_at) in rows {
+        let payload = match billing {
+            Some(_) => Vec::new(),
+            // No billing event stored: the processor reads the body.
+            None => sqlx::query_scalar("SELECT payload FROM stripe_event_bodies WHERE id = ?")
+                .bind(&id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .unwrap_or_default(),
+        };
+        events.push(ScopeEvent {
+            id: parse_event_id(id)?,
+            event_type,
+            livemode: livemode != 0,
+            billing,
+            payload,
+            status: EventStatus::parse(&status).ok_or_else(|| corrupt("unknown event status"))?,
+            outcome,
+            scenario,
+            received_at: admit_core::Timestamp::from_unix(received_at),
+        });
+    }
+    Ok(events)
+}
+
+/// An event's id and the ids it is found by, as `events_touching` lists them.
+type KeyRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// An event as `scope_events` lists it: id, type, livemode, billing,
+/// status, outcome, scenario, received at.
+type EventRow = (
+    String,
+    String,
+    i64,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
 async fn load_snapshot(
     conn: &mut SqliteConnection,
     claimed: &EventId,
@@ -152,7 +217,8 @@ async fn load_snapshot(
 ) -> Result<(ScopeSnapshot, ScopeKeys), StoreError> {
     let mut sets = ScopeKeys::default();
     sets.add_event(keys);
-    let events = grow_scope(conn, claimed, &mut sets).await?;
+    let ids = grow_scope(conn, claimed, &mut sets).await?;
+    let events = scope_events(conn, &ids).await?;
 
     let mut workspaces = Vec::new();
     for raw in &sets.workspaces {
@@ -226,7 +292,7 @@ async fn load_snapshot(
 
     // Money cases (a dispute admit could not place) may name no purchase:
     // they are found by the events they hold.
-    let event_ids: BTreeSet<String> = events.keys().cloned().collect();
+    let event_ids: BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
     let mut settlements = BTreeMap::new();
     for row in sqlx::query(
         "SELECT case_key, resolution FROM cases WHERE resolution IN ('mark_refunded', 'dismiss')
@@ -293,7 +359,7 @@ async fn load_snapshot(
 
     let snapshot = ScopeSnapshot {
         claimed: claimed.clone(),
-        events: events.into_values().collect(),
+        events,
         directory: admit_core::Directory::new(workspaces),
         intents,
         customer_bindings,
