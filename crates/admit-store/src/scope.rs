@@ -44,17 +44,32 @@ pub(crate) async fn grow_scope<Q: ScopeQueries>(
     keys: &mut ScopeKeys,
 ) -> Result<BTreeSet<EventId>, StoreError> {
     let mut events = BTreeSet::new();
+    // Each lookup answers from the read's one snapshot, so asked again with
+    // the same ids it answers the same: it is skipped until its ids grew.
+    // The round that confirms the fixpoint then asks nothing.
+    let (mut asked_events, mut asked_links, mut asked_admins) = (None, None, None);
     for _ in 0..MAX_SCOPE_ROUNDS {
         let before = (keys.size(), events.len());
-        for (event, event_keys) in queries.events_touching(claimed, keys).await? {
-            keys.add_event(&event_keys);
-            events.insert(event);
+        let event_ids = Some(event_inputs(keys));
+        if asked_events != event_ids {
+            asked_events = event_ids;
+            for (event, event_keys) in queries.events_touching(claimed, keys).await? {
+                keys.add_event(&event_keys);
+                events.insert(event);
+            }
         }
-        for (kind, id, workspace) in queries.links_touching(keys).await? {
-            keys.add_link(&kind, id, workspace);
+        let link_ids = Some(link_inputs(keys));
+        if asked_links != link_ids {
+            asked_links = link_ids;
+            for (kind, id, workspace) in queries.links_touching(keys).await? {
+                keys.add_link(&kind, id, workspace);
+            }
         }
-        let emails = keys.emails.clone();
-        keys.add_administered(queries.administered_by(&emails).await?);
+        if asked_admins.as_ref() != Some(&keys.emails) {
+            let emails = keys.emails.clone();
+            keys.add_administered(queries.administered_by(&emails).await?);
+            asked_admins = Some(emails);
+        }
         if (keys.size(), events.len()) == before {
             return Ok(events);
         }
@@ -62,6 +77,28 @@ pub(crate) async fn grow_scope<Q: ScopeQueries>(
     Err(StoreError::Decision(format!(
         "the scope of event {claimed} did not close within {MAX_SCOPE_ROUNDS} rounds"
     )))
+}
+
+/// How many of each kind of id `events_touching` searches by (ids are only
+/// ever added, so equal counts are equal sets).
+fn event_inputs(keys: &ScopeKeys) -> [usize; 5] {
+    [
+        keys.customers.len(),
+        keys.subscriptions.len(),
+        keys.sessions.len(),
+        keys.workspaces.len(),
+        keys.payments.len(),
+    ]
+}
+
+/// The same for `links_touching`.
+fn link_inputs(keys: &ScopeKeys) -> [usize; 4] {
+    [
+        keys.workspaces.len(),
+        keys.customers.len(),
+        keys.subscriptions.len(),
+        keys.sessions.len(),
+    ]
 }
 
 /// The `scope_versions` keys of a scope: its Stripe ids as they are (their
