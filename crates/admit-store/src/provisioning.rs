@@ -152,6 +152,23 @@ pub struct ScopeWrite {
     pub bindings: Vec<(String, String, WorkspaceId, String)>,
 }
 
+impl ScopeWrite {
+    /// Adds another derivation's rows (a batch is written as one).
+    pub fn extend(&mut self, other: &ScopeWrite) {
+        self.event_statuses.extend_from_slice(&other.event_statuses);
+        self.billing.extend_from_slice(&other.billing);
+        self.unlink.extend_from_slice(&other.unlink);
+        self.links.extend_from_slice(&other.links);
+        self.cases.extend_from_slice(&other.cases);
+        self.outbox.extend_from_slice(&other.outbox);
+        self.supersede.extend_from_slice(&other.supersede);
+        self.audit.extend_from_slice(&other.audit);
+        self.create_workspaces
+            .extend_from_slice(&other.create_workspaces);
+        self.bindings.extend_from_slice(&other.bindings);
+    }
+}
+
 /// An event's status after a derivation, with the machine-readable reason
 /// and the scenario (S1–S18) that decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]

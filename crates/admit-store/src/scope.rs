@@ -120,12 +120,9 @@ pub(crate) fn version_keys<'a>(
     raw.chain(workspaces).chain(emails).chain(cases).collect()
 }
 
-/// Whether a scope read with `read` versions is still as it was: a key
-/// absent from either side has version 0.
-pub(crate) fn unchanged(read: &BTreeMap<String, i64>, now: &BTreeMap<String, i64>) -> bool {
+/// Whether any id of a scope read with `read` versions has moved since:
+/// `current` holds today's versions (an id never bumped has version 0).
+pub(crate) fn moved(read: &BTreeMap<String, i64>, current: &BTreeMap<String, i64>) -> bool {
     read.iter()
-        .all(|(key, version)| now.get(key).copied().unwrap_or(0) == *version)
-        && now
-            .iter()
-            .all(|(key, version)| read.get(key).copied().unwrap_or(0) == *version)
+        .any(|(key, version)| current.get(key).copied().unwrap_or(0) != *version)
 }

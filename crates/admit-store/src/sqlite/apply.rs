@@ -5,7 +5,7 @@ use admit_core::{
     WorkspaceId,
 };
 use serde_json::json;
-use sqlx::SqliteConnection;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::audit;
 use super::directory::{role_of, write_member};
@@ -43,18 +43,41 @@ pub(super) async fn add_member(
     Ok(())
 }
 
+/// Writes derivations' rows: one statement per kind of row, however many
+/// derivations `write` holds (a batch's are merged: each statement is a
+/// round trip to SQLite's thread).
 pub(super) async fn apply(
     conn: &mut SqliteConnection,
     write: &ScopeWrite,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    for (workspace, state) in &write.billing {
-        sqlx::query(
+    if !write.billing.is_empty() {
+        let mut upsert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO billing_states (workspace_id, subscription_status, subscription_plan, stripe_customer_id,
                  stripe_subscription_id, current_period_end, cancel_at_period_end, purchaser_email,
-                 updated_by_event, past_due_since, updated_at, cancel_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (workspace_id) DO UPDATE SET
+                 updated_by_event, past_due_since, updated_at, cancel_at) ",
+        );
+        upsert.push_values(&write.billing, |mut row, (workspace, state)| {
+            row.push_bind(workspace.as_str())
+                .push_bind(state.subscription_status.map(SubscriptionStatus::as_str))
+                .push_bind(state.subscription_plan.as_ref().map(PlanKey::as_str))
+                .push_bind(state.stripe_customer_id.as_ref().map(CustomerId::as_str))
+                .push_bind(
+                    state
+                        .stripe_subscription_id
+                        .as_ref()
+                        .map(SubscriptionId::as_str),
+                )
+                .push_bind(state.current_period_end.map(Timestamp::unix))
+                .push_bind(state.cancel_at_period_end)
+                .push_bind(state.purchaser_email.as_ref().map(Email::as_str))
+                .push_bind(state.updated_by_event.as_ref().map(EventId::as_str))
+                .push_bind(state.past_due_since.map(Timestamp::unix))
+                .push_bind(now.unix())
+                .push_bind(state.cancel_at.map(Timestamp::unix));
+        });
+        upsert.push(
+            " ON CONFLICT (workspace_id) DO UPDATE SET
                  subscription_status = excluded.subscription_status,
                  subscription_plan = excluded.subscription_plan,
                  stripe_customer_id = excluded.stripe_customer_id,
@@ -66,48 +89,70 @@ pub(super) async fn apply(
                  past_due_since = excluded.past_due_since,
                  updated_at = excluded.updated_at,
                  cancel_at = excluded.cancel_at",
+        );
+        upsert.build().execute(&mut *conn).await?;
+    }
+    if !write.unlink.is_empty() {
+        let pairs: Vec<serde_json::Value> = write
+            .unlink
+            .iter()
+            .map(|(kind, id)| json!([kind, id]))
+            .collect();
+        sqlx::query(
+            "DELETE FROM stripe_links
+             WHERE (kind, stripe_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))",
         )
-        .bind(workspace.as_str())
-        .bind(state.subscription_status.map(SubscriptionStatus::as_str))
-        .bind(state.subscription_plan.as_ref().map(PlanKey::as_str))
-        .bind(state.stripe_customer_id.as_ref().map(CustomerId::as_str))
-        .bind(state.stripe_subscription_id.as_ref().map(SubscriptionId::as_str))
-        .bind(state.current_period_end.map(Timestamp::unix))
-        .bind(state.cancel_at_period_end)
-        .bind(state.purchaser_email.as_ref().map(Email::as_str))
-        .bind(state.updated_by_event.as_ref().map(EventId::as_str))
-        .bind(state.past_due_since.map(Timestamp::unix))
-        .bind(now.unix())
-        .bind(state.cancel_at.map(Timestamp::unix))
+        .bind(serde_json::Value::Array(pairs).to_string())
         .execute(&mut *conn)
         .await?;
     }
-    for (kind, stripe_id) in &write.unlink {
-        sqlx::query("DELETE FROM stripe_links WHERE kind = ? AND stripe_id = ?")
-            .bind(kind)
-            .bind(stripe_id)
-            .execute(&mut *conn)
-            .await?;
+    if !write.links.is_empty() {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO stripe_links (kind, stripe_id, workspace_id) ",
+        );
+        insert.push_values(&write.links, |mut row, (kind, stripe_id, workspace)| {
+            row.push_bind(kind)
+                .push_bind(stripe_id)
+                .push_bind(workspace.as_str());
+        });
+        insert.build().execute(&mut *conn).await?;
     }
-    for (kind, stripe_id, workspace) in &write.links {
-        sqlx::query(
-            "INSERT OR IGNORE INTO stripe_links (kind, stripe_id, workspace_id) VALUES (?, ?, ?)",
-        )
-        .bind(kind)
-        .bind(stripe_id)
-        .bind(workspace.as_str())
-        .execute(&mut *conn)
-        .await?;
-    }
-    for case in &write.cases {
-        let resolved = case.state == "resolved";
-        sqlx::query(
+    if !write.cases.is_empty() {
+        let event_ids = write
+            .cases
+            .iter()
+            .map(|case| serde_json::to_string(&case.event_ids).map_err(corrupt))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut upsert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO cases (id, case_key, kind, workspace_id, purchaser_email, stripe_customer_id,
                  stripe_subscription_id, checkout_session_id, event_ids, details, state, resolution,
-                 resolved_by, created_at, resolved_at, scenario)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, CASE WHEN ?12 IS NULL THEN NULL ELSE 'system' END, ?13,
-                     CASE WHEN ?11 = 'resolved' THEN ?13 ELSE NULL END, ?14)
-             ON CONFLICT (case_key) DO UPDATE SET
+                 resolved_by, created_at, resolved_at, scenario) ",
+        );
+        upsert.push_values(
+            write.cases.iter().zip(&event_ids),
+            |mut row, (case, event_ids)| {
+                let resolved = case.state == "resolved";
+                let resolution = case.resolution.as_deref().filter(|_| resolved);
+                row.push_bind(&case.id)
+                    .push_bind(&case.key)
+                    .push_bind(&case.kind)
+                    .push_bind(&case.workspace_id)
+                    .push_bind(&case.purchaser_email)
+                    .push_bind(&case.customer_id)
+                    .push_bind(&case.subscription_id)
+                    .push_bind(&case.checkout_session_id)
+                    .push_bind(event_ids)
+                    .push_bind(case.details.to_string())
+                    .push_bind(&case.state)
+                    .push_bind(resolution)
+                    .push_bind(resolution.map(|_| "system"))
+                    .push_bind(now.unix())
+                    .push_bind(resolved.then_some(now.unix()))
+                    .push_bind(&case.scenario);
+            },
+        );
+        upsert.push(
+            " ON CONFLICT (case_key) DO UPDATE SET
                  scenario = COALESCE(excluded.scenario, cases.scenario),
                  workspace_id = excluded.workspace_id,
                  purchaser_email = excluded.purchaser_email,
@@ -120,81 +165,71 @@ pub(super) async fn apply(
                  resolution = excluded.resolution,
                  resolved_by = excluded.resolved_by,
                  resolved_at = excluded.resolved_at",
-        )
-        .bind(&case.id)
-        .bind(&case.key)
-        .bind(&case.kind)
-        .bind(&case.workspace_id)
-        .bind(&case.purchaser_email)
-        .bind(&case.customer_id)
-        .bind(&case.subscription_id)
-        .bind(&case.checkout_session_id)
-        .bind(serde_json::to_string(&case.event_ids).map_err(corrupt)?)
-        .bind(case.details.to_string())
-        .bind(&case.state)
-        .bind(case.resolution.as_deref().filter(|_| resolved))
-        .bind(now.unix())
-        .bind(&case.scenario)
-        .execute(&mut *conn)
-        .await?;
+        );
+        upsert.build().execute(&mut *conn).await?;
     }
-    for message in &write.outbox {
-        // A message withdrawn earlier and warranted again is revived, not duplicated.
-        sqlx::query(
+    if !write.outbox.is_empty() {
+        let mut upsert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO outbox (idempotency_key, kind, recipient, workspace_id, about, case_key, payload, state,
-                 next_attempt_at, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
-             ON CONFLICT (idempotency_key) DO UPDATE SET
+                 next_attempt_at, created_at) ",
+        );
+        upsert.push_values(&write.outbox, |mut row, message| {
+            row.push_bind(&message.idempotency_key)
+                .push_bind(&message.kind)
+                .push_bind(&message.recipient)
+                .push_bind(&message.workspace_id)
+                .push_bind(&message.about)
+                .push_bind(&message.case_key)
+                .push_bind(message.payload.to_string())
+                .push_bind("pending")
+                .push_bind(message.not_before.unix())
+                .push_bind(now.unix());
+        });
+        // A message withdrawn earlier and warranted again is revived, not
+        // duplicated; a pending one not yet leased takes the latest facts
+        // (a moved cancellation date, say).
+        upsert.push(
+            " ON CONFLICT (idempotency_key) DO UPDATE SET
                  state = 'pending', payload = excluded.payload,
                  next_attempt_at = CASE WHEN outbox.state = 'superseded'
                      THEN excluded.next_attempt_at ELSE outbox.next_attempt_at END
-             -- A withdrawn message is revived; a pending one not yet leased
-             -- takes the latest facts (a moved cancellation date, say).
              WHERE outbox.state = 'superseded'
                 OR (outbox.state = 'pending' AND outbox.payload <> excluded.payload
                     AND (outbox.lease_until IS NULL OR outbox.lease_until <= excluded.created_at))",
-        )
-        .bind(&message.idempotency_key)
-        .bind(&message.kind)
-        .bind(&message.recipient)
-        .bind(&message.workspace_id)
-        .bind(&message.about)
-        .bind(&message.case_key)
-        .bind(message.payload.to_string())
-        .bind(message.not_before.unix())
-        .bind(now.unix())
-        .execute(&mut *conn)
-        .await?;
+        );
+        upsert.build().execute(&mut *conn).await?;
     }
-    for key in &write.supersede {
+    if !write.supersede.is_empty() {
         // A message the sender holds a lease on may be on the wire already: it
         // is left to finish as `sent` rather than recorded as withdrawn.
         sqlx::query(
             "UPDATE outbox SET state = 'superseded'
-             WHERE idempotency_key = ? AND state = 'pending' AND (lease_until IS NULL OR lease_until <= ?)",
+             WHERE idempotency_key IN (SELECT value FROM json_each(?1))
+               AND state = 'pending' AND (lease_until IS NULL OR lease_until <= ?2)",
         )
-        .bind(key)
+        .bind(serde_json::to_string(&write.supersede).map_err(corrupt)?)
         .bind(now.unix())
         .execute(&mut *conn)
         .await?;
     }
-    for (kind, stripe_id, workspace, source) in &write.bindings {
-        sqlx::query(
-            "INSERT OR IGNORE INTO bindings (kind, stripe_id, workspace_id, source, created_at)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(kind)
-        .bind(stripe_id)
-        .bind(workspace.as_str())
-        .bind(source)
-        .bind(now.unix())
-        .execute(&mut *conn)
-        .await?;
+    if !write.bindings.is_empty() {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO bindings (kind, stripe_id, workspace_id, source, created_at) ",
+        );
+        insert.push_values(
+            &write.bindings,
+            |mut row, (kind, stripe_id, workspace, source)| {
+                row.push_bind(kind)
+                    .push_bind(stripe_id)
+                    .push_bind(workspace.as_str())
+                    .push_bind(source)
+                    .push_bind(now.unix());
+            },
+        );
+        insert.build().execute(&mut *conn).await?;
     }
     audit::insert_all(conn, &write.audit).await?;
     if !write.event_statuses.is_empty() {
-        // One statement for the scope's events: each is a round trip to
-        // SQLite's thread otherwise.
         let statuses: Vec<serde_json::Value> = write
             .event_statuses
             .iter()

@@ -6,7 +6,11 @@
 use admit_core::provisioning::CheckoutIntent;
 use admit_core::{BillingState, CustomerId, Email, EventId, Role, Timestamp, WorkspaceId};
 
+use std::collections::BTreeSet;
+
 use sqlx::Row;
+
+use crate::scope::moved;
 
 use super::SqliteStore;
 use super::apply::{apply, create_workspaces};
@@ -23,7 +27,6 @@ use crate::provisioning::{
     CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, OutboxRow, OutboxWrite,
     ProvisioningStore, ScopeCommit, ScopeRead, ScopeWrite, SessionStatus, StoredCase,
 };
-use crate::scope::unchanged;
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
@@ -111,11 +114,49 @@ impl ProvisioningStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Vec<CommitOutcome>, StoreError> {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        let mut outcomes = Vec::with_capacity(commits.len());
+        let keys: BTreeSet<String> = commits
+            .iter()
+            .flat_map(|c| c.versions.keys().cloned())
+            .collect();
+        let current = scope_versions(&mut tx, &keys).await?;
+        // A derivation whose scope moved since its read is refused; so is one
+        // sharing an id with a derivation accepted before it in this batch,
+        // whose writes it has not seen.
+        let mut accepted_keys: BTreeSet<&String> = BTreeSet::new();
+        let mut outcomes: Vec<Option<CommitOutcome>> = Vec::with_capacity(commits.len());
         for commit in commits {
-            let keys = commit.versions.keys().cloned().collect();
-            if !unchanged(&commit.versions, &scope_versions(&mut tx, &keys).await?) {
-                outcomes.push(CommitOutcome::Conflict);
+            if moved(&commit.versions, &current)
+                || commit.versions.keys().any(|k| accepted_keys.contains(k))
+            {
+                outcomes.push(Some(CommitOutcome::Conflict));
+            } else {
+                accepted_keys.extend(commit.versions.keys());
+                outcomes.push(None);
+            }
+        }
+        // The accepted derivations' rows, merged: one statement per kind of
+        // row for the whole batch.
+        let plain: Vec<usize> = (0..commits.len())
+            .filter(|&i| outcomes[i].is_none() && commits[i].write.create_workspaces.is_empty())
+            .collect();
+        let mut merged = ScopeWrite::default();
+        for &i in &plain {
+            merged.extend(&commits[i].write);
+        }
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+        match apply(&mut savepoint, &merged, now).await {
+            Ok(()) => {
+                savepoint.commit().await?;
+                for &i in &plain {
+                    outcomes[i] = Some(CommitOutcome::Written);
+                }
+            }
+            // One of them fails: each is written alone, so that only the
+            // failing one is refused.
+            Err(_) => savepoint.rollback().await?,
+        }
+        for (commit, outcome) in commits.iter().zip(outcomes.iter_mut()) {
+            if outcome.is_some() {
                 continue;
             }
             let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
@@ -124,23 +165,26 @@ impl ProvisioningStore for SqliteStore {
             } else {
                 create_workspaces(&mut savepoint, &commit.write, now).await
             };
-            match written {
+            *outcome = Some(match written {
                 Ok(()) => {
                     savepoint.commit().await?;
-                    outcomes.push(if commit.write.create_workspaces.is_empty() {
+                    if commit.write.create_workspaces.is_empty() {
                         CommitOutcome::Written
                     } else {
                         CommitOutcome::Created
-                    });
+                    }
                 }
                 Err(error) => {
                     savepoint.rollback().await?;
-                    outcomes.push(CommitOutcome::Failed(error_chain(&error)));
+                    CommitOutcome::Failed(error_chain(&error))
                 }
-            }
+            });
         }
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(CommitOutcome::Conflict))
+            .collect())
     }
 
     async fn finish_event_unprovisioned(
