@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::cases::{Case, CaseKind, CaseState};
 use super::derive::{Derivation, OutcomeStatus};
 use super::effects::Effect;
-use super::purchase::purchase_key;
+use super::purchase::{PurchaseKey, purchase_key};
 use super::scenario::Scenario;
-use crate::{BillingEvent, BillingState, CustomerId, EventId, WorkspaceId};
+use crate::{BillingEvent, BillingState, CustomerId, EventId, Timestamp, WorkspaceId};
 
 /// An inbox row's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,19 +312,41 @@ fn case_changes(derivation: &Derivation, stored: &BTreeMap<String, StoredCase>) 
 /// created later: their effect came from re-deriving the set (S7). A pure
 /// function of what is stored, so it does not depend on when processing ran.
 fn arrived_late(events: &[BillingEvent], stored: Stored<'_>) -> BTreeSet<EventId> {
-    let received = |id: &EventId| stored.events.get(id).map(|e| e.received_at);
-    let mut late = BTreeSet::new();
+    // Per purchase, newest first: an event is late when an event created
+    // strictly after it was received before it. One sweep per purchase, so
+    // a subscription with years of invoices costs its events, not their square.
+    let mut by_purchase: BTreeMap<PurchaseKey, Vec<(Timestamp, Timestamp, &EventId)>> =
+        BTreeMap::new();
     for event in events {
-        let (Some(key), Some(arrived)) = (purchase_key(event), received(&event.id)) else {
+        let (Some(key), Some(row)) = (purchase_key(event), stored.events.get(&event.id)) else {
             continue;
         };
-        let overtaken = events.iter().any(|other| {
-            other.created > event.created
-                && purchase_key(other).as_ref() == Some(&key)
-                && received(&other.id).is_some_and(|r| r < arrived)
-        });
-        if overtaken {
-            late.insert(event.id.clone());
+        by_purchase
+            .entry(key)
+            .or_default()
+            .push((event.created, row.received_at, &event.id));
+    }
+    let mut late = BTreeSet::new();
+    for mut purchase in by_purchase.into_values() {
+        purchase.sort_by_key(|e| std::cmp::Reverse(e.0));
+        // The earliest receipt among events created after the current group.
+        let mut earliest_later: Option<Timestamp> = None;
+        let mut group = 0;
+        while group < purchase.len() {
+            let created = purchase[group].0;
+            let end = purchase[group..]
+                .iter()
+                .position(|e| e.0 != created)
+                .map_or(purchase.len(), |n| group + n);
+            for (_, received, id) in &purchase[group..end] {
+                if earliest_later.is_some_and(|r| r < *received) {
+                    late.insert((*id).clone());
+                }
+            }
+            for (_, received, _) in &purchase[group..end] {
+                earliest_later = Some(earliest_later.map_or(*received, |r| r.min(*received)));
+            }
+            group = end;
         }
     }
     late
@@ -427,6 +449,78 @@ mod tests {
                     purchase_bindings: &self.purchases,
                 },
             )
+        }
+    }
+
+    /// The definition of a late arrival, as plainly as it can be said.
+    fn arrived_late_by_definition(
+        events: &[BillingEvent],
+        stored: &BTreeMap<EventId, StoredEvent>,
+    ) -> BTreeSet<EventId> {
+        let received = |id: &EventId| stored.get(id).map(|e| e.received_at);
+        events
+            .iter()
+            .filter(|event| {
+                let (Some(key), Some(arrived)) = (purchase_key(event), received(&event.id)) else {
+                    return false;
+                };
+                events.iter().any(|other| {
+                    other.created > event.created
+                        && purchase_key(other).as_ref() == Some(&key)
+                        && received(&other.id).is_some_and(|r| r < arrived)
+                })
+            })
+            .map(|e| e.id.clone())
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// Two purchases' events with arrival times drawn with ties (and
+        /// some never stored): the one-sweep reading finds exactly the late
+        /// arrivals the definition finds.
+        #[test]
+        fn late_arrivals_match_their_definition(
+            arrivals in proptest::collection::vec(proptest::option::weighted(0.9, 0i64..6), 20)
+        ) {
+            let first = Story::new(8, "dana@acme.test", Some("ws_acme01"));
+            let second = Story::new(9, "bo@legacy.test", Some("ws_legacy01"));
+            let events: Vec<BillingEvent> = [
+                first.purchase(),
+                first.renewal_fails(),
+                first.cancels(),
+                second.purchase(),
+                second.renewal_fails(),
+            ]
+            .concat();
+            let mut storage = Storage::new();
+            for (event, arrival) in events.iter().zip(&arrivals) {
+                if let Some(at) = arrival {
+                    storage.events.insert(
+                        event.id.clone(),
+                        StoredEvent {
+                            state: EventState::Received,
+                            outcome: None,
+                            scenario: None,
+                            received_at: crate::Timestamp::from_unix(T0 + at),
+                        },
+                    );
+                }
+            }
+            let claimed = events[0].id.clone();
+            let stored = Stored {
+                claimed: &claimed,
+                events: &storage.events,
+                workspaces: &storage.workspaces,
+                billing: &storage.billing,
+                cases: &storage.cases,
+                outbox: &storage.outbox,
+                customer_bindings: &storage.customers,
+                purchase_bindings: &storage.purchases,
+            };
+            proptest::prop_assert_eq!(
+                arrived_late(&events, stored),
+                arrived_late_by_definition(&events, &storage.events)
+            );
         }
     }
 
