@@ -14,11 +14,12 @@ use crate::StoreError;
 /// The three lookups a scope grows by, in the caller's transaction.
 pub(crate) trait ScopeQueries: Send {
     /// The claimed event and every event naming one of the ids, with the
-    /// ids each names.
+    /// ids each names; events in `known` (found in earlier rounds) are left out.
     fn events_touching<'a>(
         &'a mut self,
         claimed: &'a EventId,
         keys: &'a ScopeKeys,
+        known: &'a BTreeSet<EventId>,
     ) -> impl Future<Output = Result<Vec<(EventId, EventKeys)>, StoreError>> + Send + 'a;
 
     /// Links, bindings and checkout intents naming one of the ids or
@@ -53,7 +54,7 @@ pub(crate) async fn grow_scope<Q: ScopeQueries>(
         let event_ids = Some(event_inputs(keys));
         if asked_events != event_ids {
             asked_events = event_ids;
-            for (event, event_keys) in queries.events_touching(claimed, keys).await? {
+            for (event, event_keys) in queries.events_touching(claimed, keys, &events).await? {
                 keys.add_event(&event_keys);
                 events.insert(event);
             }

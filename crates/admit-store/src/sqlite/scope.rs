@@ -21,6 +21,7 @@ impl ScopeQueries for SqliteConnection {
         &mut self,
         claimed: &EventId,
         keys: &ScopeKeys,
+        known: &BTreeSet<EventId>,
     ) -> Result<Vec<(EventId, EventKeys)>, StoreError> {
         // Ids and keys only: the fixpoint meets the same events every
         // round, and their rows are loaded once it closes. One JSON row, not
@@ -30,13 +31,14 @@ impl ScopeQueries for SqliteConnection {
                     checkout_session_id, workspace_hint, purchaser_email, charge_id,
                     payment_intent_id))
              FROM stripe_events
-             WHERE id = ?1
-                OR customer_id IN (SELECT value FROM json_each(?2))
-                OR subscription_id IN (SELECT value FROM json_each(?3))
-                OR checkout_session_id IN (SELECT value FROM json_each(?4))
-                OR workspace_hint IN (SELECT value FROM json_each(?5))
-                OR charge_id IN (SELECT value FROM json_each(?6))
-                OR payment_intent_id IN (SELECT value FROM json_each(?6))",
+             WHERE (id = ?1
+                    OR customer_id IN (SELECT value FROM json_each(?2))
+                    OR subscription_id IN (SELECT value FROM json_each(?3))
+                    OR checkout_session_id IN (SELECT value FROM json_each(?4))
+                    OR workspace_hint IN (SELECT value FROM json_each(?5))
+                    OR charge_id IN (SELECT value FROM json_each(?6))
+                    OR payment_intent_id IN (SELECT value FROM json_each(?6)))
+               AND id NOT IN (SELECT value FROM json_each(?7))",
         )
         .bind(claimed.as_str())
         .bind(json_list(&keys.customers))
@@ -44,6 +46,7 @@ impl ScopeQueries for SqliteConnection {
         .bind(json_list(&keys.sessions))
         .bind(json_list(&keys.workspaces))
         .bind(json_list(&keys.payments))
+        .bind(json_list(&known.iter().map(ToString::to_string).collect()))
         .fetch_one(&mut *self)
         .await?;
         let rows: Vec<KeyRow> = serde_json::from_str(&rows).map_err(corrupt)?;
@@ -150,7 +153,7 @@ async fn scope_events(
     let ids: BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
     // One JSON row for all of them (see `events_touching`).
     let rows: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_array(id, type, livemode, billing, status, outcome,
+        "SELECT json_group_array(json_array(id, type, livemode, json(billing), status, outcome,
                                             scenario, received_at))
          FROM (SELECT * FROM stripe_events WHERE id IN (SELECT value FROM json_each(?))
                ORDER BY id)",
@@ -161,6 +164,7 @@ async fn scope_events(
     let rows: Vec<EventRow> = serde_json::from_str(&rows).map_err(corrupt)?;
     let mut events = Vec::with_capacity(rows.len());
     for (id, event_type, livemode, billing, status, outcome, scenario, received_at) in rows {
+        let billing = billing.map(|raw| raw.get().to_owned());
         let payload = match billing {
             Some(_) => Vec::new(),
             // No billing event stored: the processor reads the body.
@@ -197,13 +201,14 @@ type KeyRow = (
     Option<String>,
 );
 
-/// An event as `scope_events` lists it: id, type, livemode, billing,
-/// status, outcome, scenario, received at.
+/// An event as `scope_events` lists it: id, type, livemode, billing (as
+/// JSON, not a string holding it: nothing to escape and unescape), status,
+/// outcome, scenario, received at.
 type EventRow = (
     String,
     String,
     i64,
-    Option<String>,
+    Option<Box<serde_json::value::RawValue>>,
     String,
     Option<String>,
     Option<String>,
