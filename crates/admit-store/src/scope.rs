@@ -10,6 +10,7 @@ use admit_core::EventId;
 use admit_core::provisioning::{EventKeys, MAX_SCOPE_ROUNDS, ScopeKeys};
 
 use crate::StoreError;
+use crate::provisioning::ScopeEvent;
 
 /// The three lookups a scope grows by, in the caller's transaction.
 pub(crate) trait ScopeQueries: Send {
@@ -20,7 +21,7 @@ pub(crate) trait ScopeQueries: Send {
         claimed: &'a EventId,
         keys: &'a ScopeKeys,
         known: &'a BTreeSet<EventId>,
-    ) -> impl Future<Output = Result<Vec<(EventId, EventKeys)>, StoreError>> + Send + 'a;
+    ) -> impl Future<Output = Result<Vec<(ScopeEvent, EventKeys)>, StoreError>> + Send + 'a;
 
     /// Links, bindings and checkout intents naming one of the ids or
     /// workspaces: `(kind, stripe id, workspace)`.
@@ -36,15 +37,15 @@ pub(crate) trait ScopeQueries: Send {
     ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send + 'a;
 }
 
-/// Grows `keys` to a fixpoint; returns the ids of the scope's events. A scope
+/// Grows `keys` to a fixpoint; returns the scope's events by id. A scope
 /// that does not close within the core's round limit fails (and is retried
 /// later, visibly) instead of letting a derivation see part of it.
 pub(crate) async fn grow_scope<Q: ScopeQueries>(
     queries: &mut Q,
     claimed: &EventId,
     keys: &mut ScopeKeys,
-) -> Result<BTreeSet<EventId>, StoreError> {
-    let mut events = BTreeSet::new();
+) -> Result<BTreeMap<EventId, ScopeEvent>, StoreError> {
+    let mut events: BTreeMap<EventId, ScopeEvent> = BTreeMap::new();
     // Each lookup answers from the read's one snapshot, so asked again with
     // the same ids it answers the same: it is skipped until its ids grew.
     // The round that confirms the fixpoint then asks nothing.
@@ -54,9 +55,10 @@ pub(crate) async fn grow_scope<Q: ScopeQueries>(
         let event_ids = Some(event_inputs(keys));
         if asked_events != event_ids {
             asked_events = event_ids;
-            for (event, event_keys) in queries.events_touching(claimed, keys, &events).await? {
+            let known: BTreeSet<EventId> = events.keys().cloned().collect();
+            for (event, event_keys) in queries.events_touching(claimed, keys, &known).await? {
                 keys.add_event(&event_keys);
-                events.insert(event);
+                events.insert(event.id.clone(), event);
             }
         }
         let link_ids = Some(link_inputs(keys));

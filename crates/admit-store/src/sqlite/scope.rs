@@ -22,12 +22,14 @@ impl ScopeQueries for SqliteConnection {
         claimed: &EventId,
         keys: &ScopeKeys,
         known: &BTreeSet<EventId>,
-    ) -> Result<Vec<(EventId, EventKeys)>, StoreError> {
-        // Ids and keys only: the fixpoint meets the same events every
-        // round, and their rows are loaded once it closes. One JSON row, not
-        // a row per event: each row is a hop between threads in sqlx.
+    ) -> Result<Vec<(ScopeEvent, EventKeys)>, StoreError> {
+        // Each event is read once, in the round that finds it; later rounds
+        // leave out what is known. One JSON row, not a row per event: each
+        // row is a hop between threads in sqlx. The body is not read here:
+        // the billing event stands for it (see `with_bodies`).
         let rows: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(id, customer_id, subscription_id,
+            "SELECT json_group_array(json_array(id, type, livemode, json(billing), status,
+                    outcome, scenario, received_at, customer_id, subscription_id,
                     checkout_session_id, workspace_hint, purchaser_email, charge_id,
                     payment_intent_id))
              FROM stripe_events
@@ -49,23 +51,8 @@ impl ScopeQueries for SqliteConnection {
         .bind(json_list(&known.iter().map(ToString::to_string).collect()))
         .fetch_one(&mut *self)
         .await?;
-        let rows: Vec<KeyRow> = serde_json::from_str(&rows).map_err(corrupt)?;
-        rows.into_iter()
-            .map(
-                |(id, customer, subscription, session, workspace_hint, email, charge, intent)| {
-                    let keys = EventKeys {
-                        customer,
-                        subscription,
-                        session,
-                        workspace_hint,
-                        purchaser_email: email,
-                        charge,
-                        payment_intent: intent,
-                    };
-                    Ok((parse_event_id(id)?, keys))
-                },
-            )
-            .collect()
+        let rows: Vec<ScopeRow> = serde_json::from_str(&rows).map_err(corrupt)?;
+        rows.into_iter().map(ScopeRow::into_event).collect()
     }
 
     async fn links_touching(
@@ -144,76 +131,69 @@ pub(super) async fn scope_versions(
     Ok(versions)
 }
 
-/// The rows of a scope's events; a body only where no billing event was
-/// stored (the processor reads the body then).
-async fn scope_events(
+/// The bodies of the scope's events that have no stored billing event
+/// (rows stored before ingress kept it): the processor reads those.
+async fn with_bodies(
     conn: &mut SqliteConnection,
-    ids: &BTreeSet<EventId>,
-) -> Result<Vec<ScopeEvent>, StoreError> {
-    let ids: BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
-    // One JSON row for all of them (see `events_touching`).
-    let rows: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_array(id, type, livemode, json(billing), status, outcome,
-                                            scenario, received_at))
-         FROM (SELECT * FROM stripe_events WHERE id IN (SELECT value FROM json_each(?))
-               ORDER BY id)",
-    )
-    .bind(json_list(&ids))
-    .fetch_one(&mut *conn)
-    .await?;
-    let rows: Vec<EventRow> = serde_json::from_str(&rows).map_err(corrupt)?;
-    let mut events = Vec::with_capacity(rows.len());
-    for (id, event_type, livemode, billing, status, outcome, scenario, received_at) in rows {
-        let billing = billing.map(|raw| raw.get().to_owned());
-        let payload = match billing {
-            Some(_) => Vec::new(),
-            // No billing event stored: the processor reads the body.
-            None => sqlx::query_scalar("SELECT payload FROM stripe_event_bodies WHERE id = ?")
-                .bind(&id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .unwrap_or_default(),
-        };
-        events.push(ScopeEvent {
-            id: parse_event_id(id)?,
-            event_type,
-            livemode: livemode != 0,
-            billing,
-            payload,
-            status: EventStatus::parse(&status).ok_or_else(|| corrupt("unknown event status"))?,
-            outcome,
-            scenario,
-            received_at: admit_core::Timestamp::from_unix(received_at),
-        });
+    events: &mut [ScopeEvent],
+) -> Result<(), StoreError> {
+    for event in events.iter_mut().filter(|e| e.billing.is_none()) {
+        event.payload = sqlx::query_scalar("SELECT payload FROM stripe_event_bodies WHERE id = ?")
+            .bind(event.id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+            .unwrap_or_default();
     }
-    Ok(events)
+    Ok(())
 }
 
-/// An event's id and the ids it is found by, as `events_touching` lists them.
-type KeyRow = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+/// An event as `events_touching` lists it (a JSON array, in this order).
+#[derive(serde::Deserialize)]
+struct ScopeRow {
+    id: String,
+    event_type: String,
+    livemode: i64,
+    /// As JSON, not a string holding it: nothing to escape and unescape.
+    billing: Option<Box<serde_json::value::RawValue>>,
+    status: String,
+    outcome: Option<String>,
+    scenario: Option<String>,
+    received_at: i64,
+    customer: Option<String>,
+    subscription: Option<String>,
+    session: Option<String>,
+    workspace_hint: Option<String>,
+    purchaser_email: Option<String>,
+    charge: Option<String>,
+    payment_intent: Option<String>,
+}
 
-/// An event as `scope_events` lists it: id, type, livemode, billing (as
-/// JSON, not a string holding it: nothing to escape and unescape), status,
-/// outcome, scenario, received at.
-type EventRow = (
-    String,
-    String,
-    i64,
-    Option<Box<serde_json::value::RawValue>>,
-    String,
-    Option<String>,
-    Option<String>,
-    i64,
-);
+impl ScopeRow {
+    fn into_event(self) -> Result<(ScopeEvent, EventKeys), StoreError> {
+        let keys = EventKeys {
+            customer: self.customer,
+            subscription: self.subscription,
+            session: self.session,
+            workspace_hint: self.workspace_hint,
+            purchaser_email: self.purchaser_email,
+            charge: self.charge,
+            payment_intent: self.payment_intent,
+        };
+        let event = ScopeEvent {
+            id: parse_event_id(self.id)?,
+            event_type: self.event_type,
+            livemode: self.livemode != 0,
+            billing: self.billing.map(|raw| raw.get().to_owned()),
+            payload: Vec::new(),
+            status: EventStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("unknown event status"))?,
+            outcome: self.outcome,
+            scenario: self.scenario,
+            received_at: admit_core::Timestamp::from_unix(self.received_at),
+        };
+        Ok((event, keys))
+    }
+}
 
 async fn load_snapshot(
     conn: &mut SqliteConnection,
@@ -222,8 +202,9 @@ async fn load_snapshot(
 ) -> Result<(ScopeSnapshot, ScopeKeys), StoreError> {
     let mut sets = ScopeKeys::default();
     sets.add_event(keys);
-    let ids = grow_scope(conn, claimed, &mut sets).await?;
-    let events = scope_events(conn, &ids).await?;
+    let found = grow_scope(conn, claimed, &mut sets).await?;
+    let mut events: Vec<ScopeEvent> = found.into_values().collect();
+    with_bodies(conn, &mut events).await?;
 
     let mut workspaces = Vec::new();
     for raw in &sets.workspaces {
@@ -297,7 +278,7 @@ async fn load_snapshot(
 
     // Money cases (a dispute admit could not place) may name no purchase:
     // they are found by the events they hold.
-    let event_ids: BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
+    let event_ids: BTreeSet<String> = events.iter().map(|e| e.id.to_string()).collect();
     let mut settlements = BTreeMap::new();
     for row in sqlx::query(
         "SELECT case_key, resolution FROM cases WHERE resolution IN ('mark_refunded', 'dismiss')
