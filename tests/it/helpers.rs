@@ -263,6 +263,16 @@ impl TestApp {
         response.text().await.expect("metrics body")
     }
 
+    /// A connection of the test's own to the app's database, to cause
+    /// real faults (triggers) or corrupt rows behind admit's back.
+    pub async fn database(&self) -> sqlx::SqliteConnection {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", database_path(self.dir.path()).display());
+        sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("second connection")
+    }
+
     pub async fn event_count(&self) -> u64 {
         self.state.store.count_events().await.expect("count events")
     }

@@ -745,17 +745,10 @@ async fn the_background_worker_updates_access_promptly() {
 /// the rest of the batch, another workspace's purchase, is provisioned.
 #[tokio::test]
 async fn an_unreadable_scope_fails_its_event_and_blocks_no_other() {
-    use sqlx::Connection;
     let app = spawn_app().await;
     acme(&app).await;
     workspace(&app, "ws_legacy01", "bo@legacy.test").await;
-    let url = format!(
-        "sqlite://{}",
-        crate::helpers::database_path(app.dir.path()).display()
-    );
-    let mut db = sqlx::SqliteConnection::connect(&url)
-        .await
-        .expect("second connection");
+    let mut db = app.database().await;
     sqlx::query(
         "INSERT INTO checkout_intents (session_id, workspace_id, initiator_email, plan, created_at)
          VALUES ('cs_test_AcmePro0001', 'ws_acme01', 'not an email', 'pro', 1)",
@@ -793,17 +786,10 @@ async fn an_unreadable_scope_fails_its_event_and_blocks_no_other() {
 /// fault is gone and the retry is due, the first one is provisioned too.
 #[tokio::test]
 async fn a_failing_workspace_is_retried_with_backoff_and_blocks_no_other() {
-    use sqlx::Connection;
     let app = spawn_app().await;
     acme(&app).await;
     workspace(&app, "ws_legacy01", "bo@legacy.test").await;
-    let url = format!(
-        "sqlite://{}",
-        crate::helpers::database_path(app.dir.path()).display()
-    );
-    let mut db = sqlx::SqliteConnection::connect(&url)
-        .await
-        .expect("second connection");
+    let mut db = app.database().await;
     sqlx::query(
         "CREATE TRIGGER fault BEFORE INSERT ON billing_states WHEN NEW.workspace_id = 'ws_acme01'
          BEGIN SELECT RAISE(ABORT, 'injected fault'); END",

@@ -183,17 +183,10 @@ async fn unknown_event_types_and_fields_are_accepted() {
 
 #[tokio::test]
 async fn concurrent_deliveries_share_commits_and_each_2xx_means_stored() {
-    use sqlx::Connection;
     let app = spawn_app().await;
     // A real database fault (an in-database trigger, the one way to make
     // SQLite refuse one row): any batch holding this event fails whole.
-    let url = format!(
-        "sqlite://{}",
-        crate::helpers::database_path(app.dir.path()).display()
-    );
-    let mut db = sqlx::SqliteConnection::connect(&url)
-        .await
-        .expect("second connection");
+    let mut db = app.database().await;
     sqlx::query(
         "CREATE TRIGGER poison BEFORE INSERT ON stripe_events WHEN NEW.id = 'evt_poison'
          BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",

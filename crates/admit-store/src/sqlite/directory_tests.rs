@@ -1,17 +1,10 @@
 //! Tests of the SQLite directory adapter.
 
 use super::*;
-use crate::Store;
 
 const NOW: Timestamp = Timestamp::from_unix(1_795_000_000);
 
-async fn fresh() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = SqliteStore::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    (dir, store)
-}
+use crate::sqlite::fresh_store as fresh;
 
 fn ws(raw: &str) -> WorkspaceId {
     WorkspaceId::parse(raw).expect("valid workspace id")

@@ -55,6 +55,16 @@ impl SqliteStore {
     }
 }
 
+/// A migrated store in a fresh folder, for the store's tests.
+#[cfg(test)]
+pub(crate) async fn fresh_store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = SqliteStore::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    (dir, store)
+}
+
 /// Rows a multi-row inbox insert writes at most.
 const INSERT_CHUNK: usize = 256;
 

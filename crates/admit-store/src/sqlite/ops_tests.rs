@@ -8,13 +8,7 @@ use crate::{DirectoryStore, Store};
 
 const NOW: Timestamp = Timestamp::from_unix(1_795_000_000);
 
-async fn fresh() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = SqliteStore::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    (dir, store)
-}
+use crate::sqlite::fresh_store as fresh;
 
 fn ws(raw: &str) -> WorkspaceId {
     WorkspaceId::parse(raw).expect("id")

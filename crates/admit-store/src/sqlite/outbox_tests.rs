@@ -3,17 +3,10 @@
 use sqlx::Row;
 
 use super::*;
-use crate::Store;
 
 const NOW: Timestamp = Timestamp::from_unix(1_795_000_000);
 
-async fn fresh() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = SqliteStore::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    (dir, store)
-}
+use crate::sqlite::fresh_store as fresh;
 
 /// A row as the processor writes it, due at `due`; returns its id.
 async fn insert(store: &SqliteStore, key: &str, state: &str, due: i64) -> i64 {
