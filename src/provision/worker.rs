@@ -29,6 +29,9 @@ const LEASE_SECS: i64 = 60;
 /// one sync for all of them. A burst's events of one purchase share a
 /// derivation: the first settles its whole scope.
 const CLAIM_BATCH: u32 = 32;
+/// Scopes read and derived at the same time: reads are mostly waits on
+/// SQLite's threads, so a few at once keep both cores busy.
+const READS_AT_ONCE: usize = 4;
 /// A batch's conflicts and workspace creations are derived again this many
 /// times; what is still unsettled is given back for the next claim.
 const MAX_PASSES: usize = 4;
@@ -44,10 +47,6 @@ pub enum Step {
     /// Nothing is due.
     Empty,
 }
-
-/// Scopes read and derived at the same time: reads are mostly waits on
-/// SQLite's threads, so a few at once keep both cores busy.
-const READS_AT_ONCE: usize = 4;
 
 /// What reading and deriving one claimed event led to.
 enum Derived {
