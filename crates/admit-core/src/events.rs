@@ -54,40 +54,58 @@ pub struct Checkout {
     pub session_id: String,
     pub mode: CheckoutMode,
     /// `payment_status` is `paid` or `no_payment_required`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paid: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<CustomerId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscription: Option<SubscriptionId>,
     /// `customer_details.email`, else `customer_email`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purchaser_email: Option<Email>,
     /// `metadata.workspace_id`: a trusted binding (only the merchant's key sets metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_workspace: Option<String>,
     /// A hint only: Payment Links let anyone choose it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_reference_id: Option<String>,
     /// `metadata.plan`, which admit sets on sessions it creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_plan: Option<String>,
     /// Price ids of the line items when the event carries them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub price_ids: Vec<String>,
     /// The payment intent of a one-time payment, so that a dispute or a
     /// refund of it finds the purchase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_intent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionSnapshot {
     pub id: SubscriptionId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<CustomerId>,
     /// `None` for a status this version of admit does not know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<SubscriptionStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub price_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_period_end: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel_at_period_end: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_workspace: Option<String>,
     /// The subscription's own `created`, the same in every event about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<Timestamp>,
     /// A scheduled end as a timestamp. Recent API versions use it for "cancel
     /// at period end" too, with `cancel_at_period_end: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_at: Option<Timestamp>,
     /// `data.previous_attributes` of an update: what the snapshot before it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<PreviousAttributes>,
 }
 
@@ -130,17 +148,20 @@ pub fn scheduled_end(
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviousAttributes {
     /// `Some(None)`: the earlier status is one admit does not know.
-    #[serde(default, with = "double_option")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub status: Option<Option<SubscriptionStatus>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_at_period_end: Option<bool>,
-    #[serde(default, with = "double_option")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub cancel_at: Option<Option<Timestamp>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_period_end: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_ids: Option<Vec<String>>,
 }
 
 /// `Some(None)` and `None` both become `null` with serde's defaults; the
-/// stored event keeps them apart as `[null]` and `null`.
+/// stored event keeps them apart as `[null]` and an absent field.
 mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -196,17 +217,25 @@ impl SubscriptionSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invoice {
     pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<CustomerId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscription: Option<SubscriptionId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_email: Option<Email>,
     /// The subscription's `metadata.workspace_id` as the invoice carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_workspace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billing_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub price_ids: Vec<String>,
     /// The charge and payment intent that paid it, where the API version
     /// still writes them on the invoice (before 2025-03-31) or lists them
     /// in `payments`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charge: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_intent: Option<String>,
 }
 
@@ -215,12 +244,18 @@ pub struct Invoice {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dispute {
     pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charge: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_intent: Option<String>,
     /// As Stripe wrote it: `needs_response`, `under_review`, `won`, `lost`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
 }
 
@@ -238,14 +273,21 @@ impl Dispute {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeRefund {
     pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<CustomerId>,
     /// The invoice it paid, where the API version still writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invoice: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_intent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_refunded: Option<i64>,
     /// Stripe's `refunded`: the whole amount went back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refunded: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
 }
 
@@ -259,7 +301,9 @@ impl ChargeRefund {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerSnapshot {
     pub id: CustomerId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<Email>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_workspace: Option<String>,
 }
 

@@ -696,6 +696,15 @@ mod tests {
             let back: BillingEvent = serde_json::from_str(&stored).expect("from JSON");
             assert_eq!(back, event, "{stored}");
         }
+        // Absent and explicitly null fields read the same.
+        let spelled_out = r#"{"id":"evt_1","created":1,"kind":{"InvoicePaid":{"id":"in_1",
+            "customer":null,"subscription":null,"customer_email":null,"metadata_workspace":null,
+            "billing_reason":null,"price_ids":[],"charge":null,"payment_intent":null}}}"#;
+        let terse = r#"{"id":"evt_1","created":1,"kind":{"InvoicePaid":{"id":"in_1"}}}"#;
+        assert_eq!(
+            serde_json::from_str::<BillingEvent>(spelled_out).expect("spelled out"),
+            serde_json::from_str::<BillingEvent>(terse).expect("terse")
+        );
     }
 
     #[test]
