@@ -53,6 +53,7 @@ pub async fn start(secret: &str, log: PathBuf) -> anyhow::Result<String> {
     });
     let router = axum::Router::new()
         .route("/webhooks/stripe", post(receive))
+        .route("/v1/access", axum::routing::get(access))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -81,4 +82,13 @@ async fn receive(State(floor): State<Arc<Floor>>, headers: HeaderMap, body: Byte
         Ok(true) => StatusCode::OK,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
+}
+
+/// The access check's floor: an answer of the same shape, from memory, with
+/// no token check and no database: what HTTP on this machine allows.
+async fn access() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        r#"{"allowed":true,"role":"owner","plan":"pro","subscription_status":"active","entitlements":{"features":["priority_support"],"limits":{"seats":10}},"reason":"active"}"#,
+    )
 }
