@@ -11,6 +11,7 @@ use admit_core::provisioning::{EventKeys, MAX_SCOPE_ROUNDS, ScopeKeys};
 
 use crate::StoreError;
 use crate::provisioning::ScopeEvent;
+use crate::provisioning::ScopeWrite;
 
 /// The three lookups a scope grows by, in the caller's transaction.
 pub(crate) trait ScopeQueries: Send {
@@ -128,4 +129,44 @@ pub(crate) fn version_keys<'a>(
 pub(crate) fn moved(read: &BTreeMap<String, i64>, current: &BTreeMap<String, i64>) -> bool {
     read.iter()
         .any(|(key, version)| current.get(key).copied().unwrap_or(0) != *version)
+}
+
+/// The `scope_versions` keys the rows of `write` bump: a derivation of the
+/// same batch that reads or writes any of them has not seen these writes.
+/// (The events whose status it sets are in its own read: their ids are.)
+pub(crate) fn written_keys(write: &ScopeWrite) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    let workspace = |w: &dyn std::fmt::Display| format!("w:{w}");
+    for (w, _) in &write.billing {
+        keys.insert(workspace(w));
+    }
+    for (_, id) in &write.unlink {
+        keys.insert(id.clone());
+    }
+    for (_, id, w) in &write.links {
+        keys.insert(id.clone());
+        keys.insert(workspace(w));
+    }
+    for case in &write.cases {
+        keys.insert(format!("k:{}", case.key));
+        keys.extend(
+            [
+                &case.subscription_id,
+                &case.checkout_session_id,
+                &case.customer_id,
+            ]
+            .into_iter()
+            .flatten()
+            .cloned(),
+        );
+        if let Some(w) = &case.workspace_id {
+            keys.insert(workspace(w));
+        }
+    }
+    keys.extend(write.outbox.iter().filter_map(|m| m.about.clone()));
+    for (_, id, w, _) in &write.bindings {
+        keys.insert(id.clone());
+        keys.insert(workspace(w));
+    }
+    keys
 }

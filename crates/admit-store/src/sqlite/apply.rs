@@ -43,6 +43,10 @@ pub(super) async fn add_member(
     Ok(())
 }
 
+/// Rows one multi-row statement writes at most: within SQLite's 32,766
+/// parameters at 16 a row.
+const ROWS_PER_STATEMENT: usize = 1000;
+
 /// Writes derivations' rows: one statement per kind of row, however many
 /// derivations `write` holds (a batch's are merged: each statement is a
 /// round trip to SQLite's thread).
@@ -51,13 +55,13 @@ pub(super) async fn apply(
     write: &ScopeWrite,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    if !write.billing.is_empty() {
+    for rows in write.billing.chunks(ROWS_PER_STATEMENT) {
         let mut upsert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO billing_states (workspace_id, subscription_status, subscription_plan, stripe_customer_id,
                  stripe_subscription_id, current_period_end, cancel_at_period_end, purchaser_email,
                  updated_by_event, past_due_since, updated_at, cancel_at) ",
         );
-        upsert.push_values(&write.billing, |mut row, (workspace, state)| {
+        upsert.push_values(rows, |mut row, (workspace, state)| {
             row.push_bind(workspace.as_str())
                 .push_bind(state.subscription_status.map(SubscriptionStatus::as_str))
                 .push_bind(state.subscription_plan.as_ref().map(PlanKey::as_str))
@@ -90,7 +94,7 @@ pub(super) async fn apply(
                  updated_at = excluded.updated_at,
                  cancel_at = excluded.cancel_at",
         );
-        upsert.build().execute(&mut *conn).await?;
+        upsert.build().persistent(false).execute(&mut *conn).await?;
     }
     if !write.unlink.is_empty() {
         let pairs: Vec<serde_json::Value> = write
@@ -106,20 +110,19 @@ pub(super) async fn apply(
         .execute(&mut *conn)
         .await?;
     }
-    if !write.links.is_empty() {
+    for rows in write.links.chunks(ROWS_PER_STATEMENT) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT OR IGNORE INTO stripe_links (kind, stripe_id, workspace_id) ",
         );
-        insert.push_values(&write.links, |mut row, (kind, stripe_id, workspace)| {
+        insert.push_values(rows, |mut row, (kind, stripe_id, workspace)| {
             row.push_bind(kind)
                 .push_bind(stripe_id)
                 .push_bind(workspace.as_str());
         });
-        insert.build().execute(&mut *conn).await?;
+        insert.build().persistent(false).execute(&mut *conn).await?;
     }
-    if !write.cases.is_empty() {
-        let event_ids = write
-            .cases
+    for rows in write.cases.chunks(ROWS_PER_STATEMENT) {
+        let event_ids = rows
             .iter()
             .map(|case| serde_json::to_string(&case.event_ids).map_err(corrupt))
             .collect::<Result<Vec<_>, _>>()?;
@@ -128,29 +131,26 @@ pub(super) async fn apply(
                  stripe_subscription_id, checkout_session_id, event_ids, details, state, resolution,
                  resolved_by, created_at, resolved_at, scenario) ",
         );
-        upsert.push_values(
-            write.cases.iter().zip(&event_ids),
-            |mut row, (case, event_ids)| {
-                let resolved = case.state == "resolved";
-                let resolution = case.resolution.as_deref().filter(|_| resolved);
-                row.push_bind(&case.id)
-                    .push_bind(&case.key)
-                    .push_bind(&case.kind)
-                    .push_bind(&case.workspace_id)
-                    .push_bind(&case.purchaser_email)
-                    .push_bind(&case.customer_id)
-                    .push_bind(&case.subscription_id)
-                    .push_bind(&case.checkout_session_id)
-                    .push_bind(event_ids)
-                    .push_bind(case.details.to_string())
-                    .push_bind(&case.state)
-                    .push_bind(resolution)
-                    .push_bind(resolution.map(|_| "system"))
-                    .push_bind(now.unix())
-                    .push_bind(resolved.then_some(now.unix()))
-                    .push_bind(&case.scenario);
-            },
-        );
+        upsert.push_values(rows.iter().zip(&event_ids), |mut row, (case, event_ids)| {
+            let resolved = case.state == "resolved";
+            let resolution = case.resolution.as_deref().filter(|_| resolved);
+            row.push_bind(&case.id)
+                .push_bind(&case.key)
+                .push_bind(&case.kind)
+                .push_bind(&case.workspace_id)
+                .push_bind(&case.purchaser_email)
+                .push_bind(&case.customer_id)
+                .push_bind(&case.subscription_id)
+                .push_bind(&case.checkout_session_id)
+                .push_bind(event_ids)
+                .push_bind(case.details.to_string())
+                .push_bind(&case.state)
+                .push_bind(resolution)
+                .push_bind(resolution.map(|_| "system"))
+                .push_bind(now.unix())
+                .push_bind(resolved.then_some(now.unix()))
+                .push_bind(&case.scenario);
+        });
         upsert.push(
             " ON CONFLICT (case_key) DO UPDATE SET
                  scenario = COALESCE(excluded.scenario, cases.scenario),
@@ -166,14 +166,14 @@ pub(super) async fn apply(
                  resolved_by = excluded.resolved_by,
                  resolved_at = excluded.resolved_at",
         );
-        upsert.build().execute(&mut *conn).await?;
+        upsert.build().persistent(false).execute(&mut *conn).await?;
     }
-    if !write.outbox.is_empty() {
+    for rows in write.outbox.chunks(ROWS_PER_STATEMENT) {
         let mut upsert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO outbox (idempotency_key, kind, recipient, workspace_id, about, case_key, payload, state,
                  next_attempt_at, created_at) ",
         );
-        upsert.push_values(&write.outbox, |mut row, message| {
+        upsert.push_values(rows, |mut row, message| {
             row.push_bind(&message.idempotency_key)
                 .push_bind(&message.kind)
                 .push_bind(&message.recipient)
@@ -197,7 +197,7 @@ pub(super) async fn apply(
                 OR (outbox.state = 'pending' AND outbox.payload <> excluded.payload
                     AND (outbox.lease_until IS NULL OR outbox.lease_until <= excluded.created_at))",
         );
-        upsert.build().execute(&mut *conn).await?;
+        upsert.build().persistent(false).execute(&mut *conn).await?;
     }
     if !write.supersede.is_empty() {
         // A message the sender holds a lease on may be on the wire already: it
@@ -212,27 +212,29 @@ pub(super) async fn apply(
         .execute(&mut *conn)
         .await?;
     }
-    if !write.bindings.is_empty() {
+    for rows in write.bindings.chunks(ROWS_PER_STATEMENT) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT OR IGNORE INTO bindings (kind, stripe_id, workspace_id, source, created_at) ",
         );
-        insert.push_values(
-            &write.bindings,
-            |mut row, (kind, stripe_id, workspace, source)| {
-                row.push_bind(kind)
-                    .push_bind(stripe_id)
-                    .push_bind(workspace.as_str())
-                    .push_bind(source)
-                    .push_bind(now.unix());
-            },
-        );
-        insert.build().execute(&mut *conn).await?;
+        insert.push_values(rows, |mut row, (kind, stripe_id, workspace, source)| {
+            row.push_bind(kind)
+                .push_bind(stripe_id)
+                .push_bind(workspace.as_str())
+                .push_bind(source)
+                .push_bind(now.unix());
+        });
+        insert.build().persistent(false).execute(&mut *conn).await?;
     }
     audit::insert_all(conn, &write.audit).await?;
     if !write.event_statuses.is_empty() {
-        let statuses: Vec<serde_json::Value> = write
+        // One status an event, the last written (as one statement a row would leave it).
+        let last: std::collections::BTreeMap<&str, &crate::provisioning::EventStatusWrite> = write
             .event_statuses
             .iter()
+            .map(|e| (e.id.as_str(), e))
+            .collect();
+        let statuses: Vec<serde_json::Value> = last
+            .values()
             .map(|e| json!([e.id.as_str(), e.status.as_str(), e.outcome, e.scenario]))
             .collect();
         sqlx::query(

@@ -32,9 +32,17 @@ pub(crate) async fn insert_all(
     conn: &mut SqliteConnection,
     entries: &[AuditEntry],
 ) -> Result<(), StoreError> {
-    if entries.is_empty() {
-        return Ok(());
+    // Within SQLite's 32,766 parameters at 8 a row.
+    for rows in entries.chunks(2000) {
+        insert_rows(conn, rows).await?;
     }
+    Ok(())
+}
+
+async fn insert_rows(
+    conn: &mut SqliteConnection,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
     let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
         "INSERT INTO audit_log (at, actor, action, workspace_id, subject, before, after, cause) ",
     );
@@ -48,7 +56,8 @@ pub(crate) async fn insert_all(
             .push_bind(entry.after.as_ref().map(ToString::to_string))
             .push_bind(&entry.cause);
     });
-    insert.build().execute(conn).await?;
+    // A statement for each row count: not worth a place in the cache.
+    insert.build().persistent(false).execute(conn).await?;
     Ok(())
 }
 

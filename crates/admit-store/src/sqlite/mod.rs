@@ -105,6 +105,7 @@ async fn insert_chunk(
     insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
     let inserted: Vec<String> = insert
         .build_query_scalar::<String>()
+        .persistent(false)
         .fetch_all(&mut *conn)
         .await?;
     // The bodies of the rows just inserted (a re-delivery keeps the first).
@@ -114,7 +115,7 @@ async fn insert_chunk(
         row.push_bind(event.id.as_str()).push_bind(&event.payload);
     });
     bodies.push(" ON CONFLICT (id) DO NOTHING");
-    bodies.build().execute(&mut *conn).await?;
+    bodies.build().persistent(false).execute(&mut *conn).await?;
     Ok(inserted)
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use sqlx::Row;
 
-use crate::scope::moved;
+use crate::scope::{moved, written_keys};
 
 use super::SqliteStore;
 use super::apply::{apply, create_workspaces};
@@ -122,15 +122,19 @@ impl ProvisioningStore for SqliteStore {
         // A derivation whose scope moved since its read is refused; so is one
         // sharing an id with a derivation accepted before it in this batch,
         // whose writes it has not seen.
-        let mut accepted_keys: BTreeSet<&String> = BTreeSet::new();
+        let mut accepted_keys: BTreeSet<String> = BTreeSet::new();
         let mut outcomes: Vec<Option<CommitOutcome>> = Vec::with_capacity(commits.len());
         for commit in commits {
-            if moved(&commit.versions, &current)
-                || commit.versions.keys().any(|k| accepted_keys.contains(k))
-            {
+            let touched: BTreeSet<String> = commit
+                .versions
+                .keys()
+                .cloned()
+                .chain(written_keys(&commit.write))
+                .collect();
+            if moved(&commit.versions, &current) || !accepted_keys.is_disjoint(&touched) {
                 outcomes.push(Some(CommitOutcome::Conflict));
             } else {
-                accepted_keys.extend(commit.versions.keys());
+                accepted_keys.extend(touched);
                 outcomes.push(None);
             }
         }

@@ -28,10 +28,12 @@ impl ScopeQueries for SqliteConnection {
         // row is a hop between threads in sqlx. The body is not read here:
         // the billing event stands for it (see `with_bodies`).
         let rows: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(id, type, livemode, json(billing), status,
+            "SELECT json_group_array(json_array(id, type, livemode,
+                    CASE WHEN json_valid(billing) THEN json(billing) END, status,
                     outcome, scenario, received_at, customer_id, subscription_id,
                     checkout_session_id, workspace_hint, purchaser_email, charge_id,
-                    payment_intent_id))
+                    payment_intent_id,
+                    CASE WHEN billing IS NOT NULL AND NOT json_valid(billing) THEN billing END))
              FROM stripe_events
              WHERE (id = ?1
                     OR customer_id IN (SELECT value FROM json_each(?2))
@@ -137,12 +139,24 @@ async fn with_bodies(
     conn: &mut SqliteConnection,
     events: &mut [ScopeEvent],
 ) -> Result<(), StoreError> {
+    let wanted: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e.billing.is_none())
+        .map(|e| e.id.to_string())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let bodies: BTreeMap<String, Vec<u8>> = sqlx::query_as(
+        "SELECT id, payload FROM stripe_event_bodies WHERE id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json_list(&wanted))
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
     for event in events.iter_mut().filter(|e| e.billing.is_none()) {
-        event.payload = sqlx::query_scalar("SELECT payload FROM stripe_event_bodies WHERE id = ?")
-            .bind(event.id.as_str())
-            .fetch_optional(&mut *conn)
-            .await?
-            .unwrap_or_default();
+        event.payload = bodies.get(event.id.as_str()).cloned().unwrap_or_default();
     }
     Ok(())
 }
@@ -166,6 +180,9 @@ struct ScopeRow {
     purchaser_email: Option<String>,
     charge: Option<String>,
     payment_intent: Option<String>,
+    /// A stored billing event that is not JSON, as text: the processor
+    /// fails its event alone, and the rest of the scope is read.
+    unreadable_billing: Option<String>,
 }
 
 impl ScopeRow {
@@ -183,7 +200,10 @@ impl ScopeRow {
             id: parse_event_id(self.id)?,
             event_type: self.event_type,
             livemode: self.livemode != 0,
-            billing: self.billing.map(|raw| raw.get().to_owned()),
+            billing: self
+                .billing
+                .map(|raw| raw.get().to_owned())
+                .or(self.unreadable_billing),
             payload: Vec::new(),
             status: EventStatus::parse(&self.status)
                 .ok_or_else(|| corrupt("unknown event status"))?,

@@ -247,3 +247,63 @@ async fn a_failing_write_is_rolled_back_alone() {
         "nothing of the failed derivation is left"
     );
 }
+
+#[tokio::test]
+async fn a_stored_billing_event_that_is_not_json_spoils_only_its_own_row() {
+    let (_dir, store) = fresh().await;
+    workspace(&store, "ws_a").await;
+    event(&store, "evt_1", "sub_1", "ws_a").await;
+    event(&store, "evt_2", "sub_1", "ws_a").await;
+    sqlx::query("UPDATE stripe_events SET billing = '{\"id\":' WHERE id = 'evt_2'")
+        .execute(&store.pool)
+        .await
+        .expect("corrupt");
+    sqlx::query("UPDATE stripe_events SET billing = '{\"id\":\"evt_1\"}' WHERE id = 'evt_1'")
+        .execute(&store.pool)
+        .await
+        .expect("valid");
+    let read = read(&store, "evt_1").await;
+    let billing: Vec<(String, Option<String>)> = read
+        .snapshot
+        .events
+        .iter()
+        .map(|e| (e.id.to_string(), e.billing.clone()))
+        .collect();
+    assert_eq!(
+        billing,
+        [
+            ("evt_1".to_owned(), Some(r#"{"id":"evt_1"}"#.to_owned())),
+            ("evt_2".to_owned(), Some(r#"{"id":"#.to_owned())),
+        ],
+        "the scope is read; the unreadable one is passed on as it is, for its event to fail"
+    );
+}
+
+#[tokio::test]
+async fn in_one_batch_a_derivation_reading_what_an_earlier_one_writes_is_refused() {
+    let (_dir, store) = fresh().await;
+    workspace(&store, "ws_a").await;
+    workspace(&store, "ws_b").await;
+    event(&store, "evt_1", "sub_1", "ws_a").await;
+    event(&store, "evt_2", "sub_2", "ws_b").await;
+    let first = read(&store, "evt_1").await;
+    let second = read(&store, "evt_2").await;
+    assert!(
+        first
+            .versions
+            .keys()
+            .all(|k| !second.versions.contains_key(k)),
+        "the scopes share no id as read"
+    );
+    // The first links sub_2 (which the second reads) to its workspace.
+    let mut linking = commit(first, "ws_a");
+    linking
+        .write
+        .links
+        .push(("subscription".into(), "sub_2".into(), ws("ws_a")));
+    let outcomes = store
+        .commit_scopes(&[linking, commit(second, "ws_b")], NOW)
+        .await
+        .expect("commit");
+    assert_eq!(outcomes, [CommitOutcome::Written, CommitOutcome::Conflict]);
+}
