@@ -740,6 +740,24 @@ async fn the_background_worker_updates_access_promptly() {
     }
 }
 
+/// Posts Acme's purchase and, beside it, the legacy workspace's; drains;
+/// the legacy one is provisioned whatever became of Acme's.
+async fn settle_beside_legacy(app: &TestApp) {
+    post_all(app, PURCHASE).await;
+    for entry in fixtures::index()
+        .iter()
+        .filter(|e| e.shape == "legacy" && e.event_type == "customer.subscription.created")
+    {
+        post(app, &fixtures::body(entry)).await;
+    }
+    app.processor.drain().await.expect("drain");
+    assert_eq!(
+        billing(app, "ws_legacy01").await["subscription_plan"],
+        "pro",
+        "the other workspace is not blocked"
+    );
+}
+
 /// A corrupt row in one purchase's scope (an intent whose initiator is no
 /// email, written behind admit's back) fails that purchase's events visibly;
 /// the rest of the batch, another workspace's purchase, is provisioned.
@@ -756,19 +774,7 @@ async fn an_unreadable_scope_fails_its_event_and_blocks_no_other() {
     .execute(&mut db)
     .await
     .expect("corrupt intent");
-    post_all(&app, PURCHASE).await;
-    for entry in fixtures::index()
-        .iter()
-        .filter(|e| e.shape == "legacy" && e.event_type == "customer.subscription.created")
-    {
-        post(&app, &fixtures::body(entry)).await;
-    }
-    app.processor.drain().await.expect("drain");
-    assert_eq!(
-        billing(&app, "ws_legacy01").await["subscription_plan"],
-        "pro",
-        "the other workspace is not blocked"
-    );
+    settle_beside_legacy(&app).await;
     let failed = app
         .get("/v1/events/evt_ejghkCYTDodEotgnscB3P9wF")
         .await
@@ -798,19 +804,7 @@ async fn a_failing_workspace_is_retried_with_backoff_and_blocks_no_other() {
     .await
     .expect("trigger");
 
-    post_all(&app, PURCHASE).await;
-    for entry in fixtures::index()
-        .iter()
-        .filter(|e| e.shape == "legacy" && e.event_type == "customer.subscription.created")
-    {
-        post(&app, &fixtures::body(entry)).await;
-    }
-    app.processor.drain().await.expect("drain");
-    assert_eq!(
-        billing(&app, "ws_legacy01").await["subscription_plan"],
-        "pro",
-        "the other workspace is not blocked"
-    );
+    settle_beside_legacy(&app).await;
     assert_eq!(billing(&app, WS).await["subscription_plan"], Value::Null);
     let failed = app
         .get("/v1/events/evt_ejghkCYTDodEotgnscB3P9wF")
