@@ -204,8 +204,17 @@ pub fn plan_writes(
         if !policy.mode.accepts(stored.livemode) {
             continue;
         }
-        if let Some(event) = billing_event(stored) {
-            events.push(event);
+        match billing_event(stored) {
+            Some(event) => events.push(event),
+            // The claimed event's own stored form is unreadable: never
+            // dropped silently, it fails visibly (plan_writes' error).
+            None if stored.id == snapshot.claimed && stored.billing.is_some() => {
+                return Err(StoreError::Corrupt(format!(
+                    "the stored billing event of {} cannot be read",
+                    stored.id
+                )));
+            }
+            None => {}
         }
     }
     let facts = Facts {

@@ -325,19 +325,6 @@ impl Processor {
                 .await?;
             return Ok(Derived::Settled);
         }
-        if let Some(json) = &stored.billing
-            && let Err(error) = serde_json::from_str::<admit_core::BillingEvent>(json)
-        {
-            // Never dropped silently: visible, and retried after a fix.
-            tracing::error!(event_id = %id, %error, "the stored billing event cannot be read");
-            self.fail(
-                id,
-                &format!("the stored billing event cannot be read: {error}"),
-                now,
-            )
-            .await?;
-            return Ok(Derived::Settled);
-        }
         if stored.billing.is_none() {
             // Ingress found nothing to act on (or the row predates the
             // stored billing event): the body says why.

@@ -786,6 +786,32 @@ async fn an_unreadable_scope_fails_its_event_and_blocks_no_other() {
     );
 }
 
+/// A stored billing event that is not JSON (written behind admit's back)
+/// is never dropped silently: its event fails, visibly, with the cause.
+#[tokio::test]
+async fn an_unreadable_stored_billing_event_fails_its_event_visibly() {
+    let app = spawn_app().await;
+    acme(&app).await;
+    post_all(&app, PURCHASE).await;
+    let mut db = app.database().await;
+    sqlx::query("UPDATE stripe_events SET billing = '{' WHERE id = 'evt_ejghkCYTDodEotgnscB3P9wF'")
+        .execute(&mut db)
+        .await
+        .expect("corrupt");
+    app.processor.drain().await.expect("drain");
+    let failed = app
+        .get("/v1/events/evt_ejghkCYTDodEotgnscB3P9wF")
+        .await
+        .expect(200);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot be read")),
+        "{failed}"
+    );
+}
+
 /// A real database fault, caused with a trigger (not a fake): writes of one
 /// workspace's billing state abort. That workspace's event fails and is
 /// retried with backoff; another workspace is provisioned meanwhile; once the
