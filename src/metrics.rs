@@ -47,6 +47,15 @@ pub struct OutboxFailureLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DerivationLabels {
+    /// `events`: every event read in full (no checkpoint in the scope);
+    /// `checkpoint`: a subscription's history from its checkpoint;
+    /// `refold`: a checkpoint set aside and the history read in full (an
+    /// event created inside it arrived late, or it could not be read).
+    pub history: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct CaseKindLabels {
     /// The case kind (`missing_workspace`, …): a fixed set.
     pub kind: String,
@@ -79,6 +88,7 @@ pub struct Metrics {
     pub processing_lag: Histogram,
     /// From a message being queued to the transport accepting it, by kind.
     pub delivery_lag: Family<OutboxSentLabels, Histogram>,
+    pub derivations: Family<DerivationLabels, Counter>,
 }
 
 /// Seconds, 10 ms … ~1.4 h.
@@ -171,8 +181,15 @@ impl Metrics {
             "From a message being queued (its paid event processed) to the transport accepting it, by kind",
             delivery_lag.clone(),
         );
+        let derivations = Family::<DerivationLabels, Counter>::default();
+        registry.register(
+            "derivations",
+            "Scope derivations the processor planned, by how it read the subscriptions' history",
+            derivations.clone(),
+        );
         Arc::new(Self {
             registry,
+            derivations,
             events_received,
             webhook_rejections,
             request_duration,

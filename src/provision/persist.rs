@@ -6,14 +6,15 @@
 use std::collections::BTreeMap;
 
 use admit_core::provisioning::{
-    Case, CaseChange, CaseKind, CaseTransition, Changes, Effect, EventState, Facts, OutboxState,
-    Recipient, Scenario, Stored, StoredCase as StoredCaseRow, StoredCaseState,
-    StoredEvent as StoredEventRow, UnmatchedPolicy, derive,
+    Case, CaseChange, CaseKind, CaseTransition, Changes, Checkpoint, CoveredEvent, Effect,
+    EventState, Facts, Folded, OutboxState, Recipient, Scenario, ScopeEvents, Stored,
+    StoredCase as StoredCaseRow, StoredCaseState, StoredEvent as StoredEventRow, UnmatchedPolicy,
+    derive_scope,
 };
-use admit_core::{BillingEvent, BillingState, Catalog, Email, EventId, Timestamp};
+use admit_core::{BillingEvent, BillingState, Catalog, Email, EventId, SubscriptionId, Timestamp};
 use admit_store::{
-    AuditEntry, CaseWrite, EventStatus, EventStatusWrite, OutboxWrite, ScopeSnapshot, ScopeWrite,
-    StoreError, StoredCase, WorkspaceCreation,
+    AuditEntry, CaseWrite, CheckpointWrite, EventStatus, EventStatusWrite, OutboxWrite,
+    ScopeSnapshot, ScopeWrite, StoreError, StoredCase, WorkspaceCreation,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -190,18 +191,41 @@ pub fn billing_event(stored: &admit_store::ScopeEvent) -> Option<BillingEvent> {
     }
 }
 
+/// What a derivation of a scope came to.
+#[derive(Debug)]
+pub enum Plan {
+    /// The rows to write, and what the shell should do next.
+    Write(Box<ScopeWrite>, Followups),
+    /// It needs events a checkpoint covers (or a checkpoint cannot be
+    /// read): the scope is to be read again in full.
+    ReadInFull,
+}
+
 /// Derives the scope and returns what to write, and what the shell should do
 /// next. `Err` only when the snapshot itself is unusable.
 pub fn plan_writes(
     snapshot: &ScopeSnapshot,
     policy: &Policy<'_>,
     now: Timestamp,
-) -> Result<(ScopeWrite, Followups), StoreError> {
+) -> Result<Plan, StoreError> {
     let mut events: Vec<BillingEvent> = Vec::new();
+    let mut covered: BTreeMap<&str, Vec<CoveredEvent>> = BTreeMap::new();
     for stored in &snapshot.events {
         // Events of the other Stripe mode never provision; malformed or
         // unhandled ones were settled when claimed. None take part.
         if !policy.mode.accepts(stored.livemode) {
+            continue;
+        }
+        if stored.covered {
+            covered
+                .entry(stored.subscription.as_deref().unwrap_or_default())
+                .or_default()
+                .push(CoveredEvent {
+                    id: stored.id.clone(),
+                    created: stored.created,
+                    customer: stored.customer.clone(),
+                    session: stored.session.clone(),
+                });
             continue;
         }
         match billing_event(stored) {
@@ -217,6 +241,13 @@ pub fn plan_writes(
             None => {}
         }
     }
+    let Some(folded) = checkpoints(snapshot, covered) else {
+        return Ok(Plan::ReadInFull);
+    };
+    let scope = ScopeEvents {
+        events: &events,
+        folded: &folded,
+    };
     let facts = Facts {
         directory: &snapshot.directory,
         catalog: policy.catalog,
@@ -229,7 +260,9 @@ pub fn plan_writes(
         policy: policy.unmatched,
         grace_period_secs: policy.grace_period_secs,
     };
-    let derivation = derive(facts, &events, &snapshot.workspaces);
+    let Ok(derivation) = derive_scope(facts, scope, &snapshot.workspaces) else {
+        return Ok(Plan::ReadInFull);
+    };
     let followups = Followups {
         ties: derivation
             .ties
@@ -258,7 +291,7 @@ pub fn plan_writes(
                 purchase: r.purchase.clone(),
             })
             .collect();
-        return Ok((write, followups));
+        return Ok(Plan::Write(Box::new(write), followups));
     }
 
     let stored_events: BTreeMap<EventId, StoredEventRow> = snapshot
@@ -297,9 +330,9 @@ pub fn plan_writes(
         .iter()
         .filter_map(|(key, state)| Some((key.clone(), outbox_state(state)?)))
         .collect();
-    let changes = admit_core::provisioning::changes(
+    let changes = admit_core::provisioning::changes_in(
         &derivation,
-        &events,
+        scope,
         Stored {
             claimed: &snapshot.claimed,
             events: &stored_events,
@@ -312,7 +345,48 @@ pub fn plan_writes(
         },
     );
     persist(&changes, snapshot, policy, &actor, now, &mut write);
-    Ok((write, followups))
+    let Ok(checkpoints) = scope.checkpoints() else {
+        return Ok(Plan::ReadInFull);
+    };
+    for (subscription, checkpoint) in checkpoints {
+        let fold = serde_json::to_string(&checkpoint)
+            .map_err(|e| StoreError::Corrupt(format!("a checkpoint cannot be written: {e}")))?;
+        write.checkpoints.push(CheckpointWrite {
+            subscription_id: subscription.to_string(),
+            through: checkpoint.through,
+            events: checkpoint.events,
+            fold,
+        });
+    }
+    Ok(Plan::Write(Box::new(write), followups))
+}
+
+/// The snapshot's checkpoints with the events each covers; `None` when one
+/// cannot be read or an event is covered by none of them (the scope is then
+/// read in full).
+fn checkpoints(
+    snapshot: &ScopeSnapshot,
+    mut covered: BTreeMap<&str, Vec<CoveredEvent>>,
+) -> Option<BTreeMap<SubscriptionId, Folded>> {
+    let mut folded = BTreeMap::new();
+    for (subscription, json) in &snapshot.checkpoints {
+        let checkpoint: Checkpoint = serde_json::from_str(json)
+            .inspect_err(|error| {
+                tracing::warn!(subscription, %error, "a checkpoint cannot be read; reading the events in full");
+            })
+            .ok()
+            .filter(Checkpoint::is_current)?;
+        let id = SubscriptionId::parse(subscription.clone()).ok()?;
+        let covered = covered.remove(subscription.as_str()).unwrap_or_default();
+        folded.insert(
+            id,
+            Folded {
+                checkpoint,
+                covered,
+            },
+        );
+    }
+    covered.is_empty().then_some(folded)
 }
 
 /// An inbox status as the core names it.

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use admit_core::{EventId, Timestamp};
 use admit_store::{
-    ClaimedEvent, CommitOutcome, EventKeys, EventStatus, ScopeCommit, Store, StoreError,
+    ClaimedEvent, CommitOutcome, EventKeys, EventStatus, History, ScopeCommit, Store, StoreError,
 };
 
-use super::persist::{Followups, Policy, plan_writes};
+use super::persist::{Followups, Plan, Policy, plan_writes};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::telemetry::error_chain;
@@ -294,38 +294,66 @@ impl Processor {
     }
 
     /// Reads the event's scope and derives it; settles at once what needs
-    /// no derivation.
+    /// no derivation. A subscription's history comes from its checkpoint,
+    /// unless the derivation needs the events it covers: then once more in full.
     async fn derive(&self, id: &EventId, now: Timestamp) -> Result<Derived, StoreError> {
+        if let Some(derived) = self.derive_from(id, now, History::Checkpoints).await? {
+            return Ok(derived);
+        }
+        match self.derive_from(id, now, History::Full).await? {
+            Some(derived) => Ok(derived),
+            None => {
+                let error = StoreError::Decision(format!(
+                    "the scope of event {id} read in full still asked for its history"
+                ));
+                self.failed(id, &error, now).await
+            }
+        }
+    }
+
+    /// [`Self::derive`] from one read; `None` when the derivation needs the
+    /// events a checkpoint covers.
+    async fn derive_from(
+        &self,
+        id: &EventId,
+        now: Timestamp,
+        history: History,
+    ) -> Result<Option<Derived>, StoreError> {
         // One event's unreadable scope (one that does not close, a corrupt
         // row) fails that event, visibly and with a retry; its batch goes on.
-        let mut read = match self.store.read_scope(id, &EventKeys::default()).await {
+        let mut read = match self
+            .store
+            .read_scope(id, &EventKeys::default(), history)
+            .await
+        {
             Ok(read) => read,
-            Err(error) => return self.failed(id, &error, now).await,
+            Err(error) => return self.failed(id, &error, now).await.map(Some),
         };
         if let Some(keys) = self.legacy_keys(id, &read) {
             // Stored before ingress kept the billing event: its key columns
             // may be older than this version's reading of the body.
-            read = match self.store.read_scope(id, &keys).await {
+            read = match self.store.read_scope(id, &keys, history).await {
                 Ok(read) => read,
-                Err(error) => return self.failed(id, &error, now).await,
+                Err(error) => return self.failed(id, &error, now).await.map(Some),
             };
         }
         let Some(stored) = read.snapshot.events.iter().find(|e| &e.id == id) else {
-            return Ok(Derived::Settled);
+            return Ok(Some(Derived::Settled));
         };
         if matches!(
             stored.status,
             EventStatus::Processed | EventStatus::Held | EventStatus::Ignored
         ) {
-            return Ok(Derived::Settled);
+            return Ok(Some(Derived::Settled));
         }
         if !self.config.stripe.mode.accepts(stored.livemode) {
             self.store
                 .finish_event_unprovisioned(id, EventStatus::Ignored, "livemode_mismatch", None)
                 .await?;
-            return Ok(Derived::Settled);
+            return Ok(Some(Derived::Settled));
         }
-        if stored.billing.is_none() {
+        // A checkpoint covers only events ingress read (a replayed one, say).
+        if stored.billing.is_none() && !stored.covered {
             // Ingress found nothing to act on (or the row predates the
             // stored billing event): the body says why.
             match admit_stripe::billing_event(&stored.payload) {
@@ -343,7 +371,7 @@ impl Processor {
                     self.store
                         .finish_event_unprovisioned(id, EventStatus::Ignored, reason, None)
                         .await?;
-                    return Ok(Derived::Settled);
+                    return Ok(Some(Derived::Settled));
                 }
                 Err(error) => {
                     // Malformed content does not improve with retries:
@@ -357,20 +385,36 @@ impl Processor {
                             None,
                         )
                         .await?;
-                    return Ok(Derived::Settled);
+                    return Ok(Some(Derived::Settled));
                 }
             }
         }
-        match plan_writes(&read.snapshot, &self.policy(), now) {
-            Ok((write, followups)) => Ok(Derived::Commit {
+        let planned = plan_writes(&read.snapshot, &self.policy(), now);
+        if let (Some(metrics), Ok(Plan::Write(..))) = (&self.metrics, &planned) {
+            let snapshot = &read.snapshot;
+            let history = if history == History::Full || !snapshot.stale_checkpoints.is_empty() {
+                "refold"
+            } else if snapshot.checkpoints.is_empty() {
+                "events"
+            } else {
+                "checkpoint"
+            };
+            metrics
+                .derivations
+                .get_or_create(&crate::metrics::DerivationLabels { history })
+                .inc();
+        }
+        match planned {
+            Ok(Plan::Write(write, followups)) => Ok(Some(Derived::Commit {
                 commit: Box::new(ScopeCommit {
                     claimed: id.clone(),
                     versions: read.versions,
-                    write,
+                    write: *write,
                 }),
                 followups,
-            }),
-            Err(error) => self.failed(id, &error, now).await,
+            })),
+            Ok(Plan::ReadInFull) => Ok(None),
+            Err(error) => self.failed(id, &error, now).await.map(Some),
         }
     }
 
@@ -378,7 +422,7 @@ impl Processor {
     /// row has no stored billing event and its body is one admit acts on.
     fn legacy_keys(&self, id: &EventId, read: &admit_store::ScopeRead) -> Option<EventKeys> {
         let stored = read.snapshot.events.iter().find(|e| &e.id == id)?;
-        if stored.billing.is_some() {
+        if stored.billing.is_some() || stored.covered {
             return None;
         }
         let event = admit_stripe::billing_event(&stored.payload).ok()??;

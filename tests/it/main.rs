@@ -7,6 +7,7 @@ mod checkout;
 mod cli;
 mod events;
 mod fixtures;
+mod history;
 mod lists;
 mod localstripe;
 mod mail;

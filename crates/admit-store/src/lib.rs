@@ -30,9 +30,10 @@ pub use list::{
 pub use ops::{Backlog, HeldCase, OpsStore, ReadinessFacts};
 pub use outbox::OutboxStore;
 pub use provisioning::{
-    CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, EventStatusWrite, OutboxRow,
-    OutboxWrite, ProvisioningStore, ScopeCommit, ScopeEvent, ScopeRead, ScopeSnapshot, ScopeWrite,
-    SessionPayment, SessionStatus, StoredCase, WorkspaceCreation,
+    CaseResolution, CaseWrite, CheckpointWrite, ClaimedEvent, CommitOutcome, EventKeys,
+    EventStatusWrite, History, OutboxRow, OutboxWrite, ProvisioningStore, ScopeCommit, ScopeEvent,
+    ScopeRead, ScopeSnapshot, ScopeWrite, SessionPayment, SessionStatus, StoredCase,
+    WorkspaceCreation,
 };
 pub use signin::{RedeemedToken, SigninStore};
 pub use sqlite::SqliteStore;

@@ -53,6 +53,11 @@ const SQLITE: &[Embedded] = &[
         description: "throughput",
         sql: include_str!("../migrations/sqlite/0008_throughput.sql"),
     },
+    Embedded {
+        version: 9,
+        description: "subscription checkpoints",
+        sql: include_str!("../migrations/sqlite/0009_checkpoints.sql"),
+    },
 ];
 
 fn migrator(embedded: &[Embedded]) -> Migrator {

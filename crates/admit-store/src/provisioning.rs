@@ -33,6 +33,15 @@ pub struct ScopeEvent {
     pub outcome: Option<String>,
     pub scenario: Option<String>,
     pub received_at: Timestamp,
+    /// When Stripe created it.
+    pub created: Timestamp,
+    /// The subscription, customer and checkout session it names.
+    pub subscription: Option<String>,
+    pub customer: Option<String>,
+    pub session: Option<String>,
+    /// Its subscription's checkpoint (in [`ScopeSnapshot::checkpoints`])
+    /// covers it: neither its billing event nor its body is read.
+    pub covered: bool,
 }
 
 // The body and the billing event hold email addresses: keep them out of logs.
@@ -92,6 +101,31 @@ pub struct ScopeSnapshot {
     pub cases: BTreeMap<String, StoredCase>,
     /// Outbox rows about the scope's purchases: key → state.
     pub outbox: BTreeMap<String, String>,
+    /// The checkpoints (JSON) of the scope's subscriptions that cover
+    /// exactly the events the store holds up to them, by subscription.
+    pub checkpoints: BTreeMap<String, String>,
+    /// Subscriptions whose checkpoint does not count the events the store
+    /// holds up to it (one created inside it arrived since): read in full.
+    pub stale_checkpoints: BTreeSet<String>,
+}
+
+/// Whether a scope read starts long histories from their checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum History {
+    Checkpoints,
+    /// Every event's billing event: for a derivation that needs what a
+    /// checkpoint covers, or one that cannot be read.
+    Full,
+}
+
+/// A subscription's checkpoint to keep (`admit_core::provisioning::Checkpoint`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointWrite {
+    pub subscription_id: String,
+    pub through: Timestamp,
+    pub events: u64,
+    /// JSON of the checkpoint.
+    pub fold: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +184,7 @@ pub struct ScopeWrite {
     pub create_workspaces: Vec<WorkspaceCreation>,
     /// Bindings to keep as facts: (`customer` | `purchase`, id, workspace, source).
     pub bindings: Vec<(String, String, WorkspaceId, String)>,
+    pub checkpoints: Vec<CheckpointWrite>,
 }
 
 impl ScopeWrite {
@@ -166,6 +201,7 @@ impl ScopeWrite {
         self.create_workspaces
             .extend_from_slice(&other.create_workspaces);
         self.bindings.extend_from_slice(&other.bindings);
+        self.checkpoints.extend_from_slice(&other.checkpoints);
     }
 }
 
@@ -313,6 +349,7 @@ pub trait ProvisioningStore: Send + Sync {
         &self,
         claimed: &EventId,
         keys: &EventKeys,
+        history: History,
     ) -> Result<ScopeRead, StoreError>;
 
     /// Writes derivations in one transaction (one commit, one sync), in

@@ -10,18 +10,21 @@ use admit_core::EventId;
 use admit_core::provisioning::{EventKeys, MAX_SCOPE_ROUNDS, ScopeKeys};
 
 use crate::StoreError;
-use crate::provisioning::ScopeEvent;
 use crate::provisioning::ScopeWrite;
+use crate::provisioning::{History, ScopeEvent};
 
 /// The three lookups a scope grows by, in the caller's transaction.
 pub(crate) trait ScopeQueries: Send {
     /// The claimed event and every event naming one of the ids, with the
-    /// ids each names; events in `known` (found in earlier rounds) are left out.
+    /// ids each names; events in `known` (found in earlier rounds) are left
+    /// out. With [`History::Checkpoints`], an event its subscription's
+    /// checkpoint covers comes `covered`, without its billing event.
     fn events_touching<'a>(
         &'a mut self,
         claimed: &'a EventId,
         keys: &'a ScopeKeys,
         known: &'a BTreeSet<EventId>,
+        history: History,
     ) -> impl Future<Output = Result<Vec<(ScopeEvent, EventKeys)>, StoreError>> + Send + 'a;
 
     /// Links, bindings and checkout intents naming one of the ids or
@@ -45,6 +48,7 @@ pub(crate) async fn grow_scope<Q: ScopeQueries>(
     queries: &mut Q,
     claimed: &EventId,
     keys: &mut ScopeKeys,
+    history: History,
 ) -> Result<BTreeMap<EventId, ScopeEvent>, StoreError> {
     let mut events: BTreeMap<EventId, ScopeEvent> = BTreeMap::new();
     // Each lookup answers from the read's one snapshot, so asked again with
@@ -57,7 +61,10 @@ pub(crate) async fn grow_scope<Q: ScopeQueries>(
         if asked_events != event_ids {
             asked_events = event_ids;
             let known: BTreeSet<EventId> = events.keys().cloned().collect();
-            for (event, event_keys) in queries.events_touching(claimed, keys, &known).await? {
+            for (event, event_keys) in queries
+                .events_touching(claimed, keys, &known, history)
+                .await?
+            {
                 keys.add_event(&event_keys);
                 events.insert(event.id.clone(), event);
             }

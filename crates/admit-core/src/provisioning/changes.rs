@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::cases::{Case, CaseKind, CaseState};
+use super::checkpoint::ScopeEvents;
 use super::derive::{Derivation, OutcomeStatus};
 use super::effects::Effect;
 use super::purchase::{PurchaseKey, purchase_key};
@@ -191,6 +192,12 @@ pub struct Changes {
 
 /// The typed changes that bring storage in line with `derivation`.
 pub fn changes(derivation: &Derivation, events: &[BillingEvent], stored: Stored<'_>) -> Changes {
+    changes_in(derivation, ScopeEvents::full(events), stored)
+}
+
+/// [`changes`] for a derivation of a scope with checkpoints.
+pub fn changes_in(derivation: &Derivation, scope: ScopeEvents<'_>, stored: Stored<'_>) -> Changes {
+    let events = scope.events;
     let mut out = Changes::default();
     for (workspace, state) in &derivation.billing {
         if !stored.workspaces.contains(workspace) {
@@ -241,6 +248,18 @@ pub fn changes(derivation: &Derivation, events: &[BillingEvent], stored: Stored<
             out.unlink.insert((LinkKind::Session, c.session_id.clone()));
         }
     }
+    for (subscription, folded) in scope.folded {
+        out.unlink
+            .insert((LinkKind::Subscription, subscription.to_string()));
+        for event in &folded.covered {
+            if let Some(c) = &event.customer {
+                out.unlink.insert((LinkKind::Customer, c.clone()));
+            }
+            if let Some(s) = &event.session {
+                out.unlink.insert((LinkKind::Session, s.clone()));
+            }
+        }
+    }
     out.links = derivation
         .links
         .iter()
@@ -264,7 +283,7 @@ pub fn changes(derivation: &Derivation, events: &[BillingEvent], stored: Stored<
                 .push((kind, id.clone(), workspace.clone()));
         }
     }
-    out.outcomes = outcome_changes(derivation, events, stored);
+    out.outcomes = outcome_changes(derivation, scope, stored);
     out
 }
 
@@ -311,13 +330,13 @@ fn case_changes(derivation: &Derivation, stored: &BTreeMap<String, StoredCase>) 
 /// Events that arrived after an event of their own purchase that Stripe
 /// created later: their effect came from re-deriving the set (S7). A pure
 /// function of what is stored, so it does not depend on when processing ran.
-fn arrived_late(events: &[BillingEvent], stored: Stored<'_>) -> BTreeSet<EventId> {
+fn arrived_late(scope: ScopeEvents<'_>, stored: Stored<'_>) -> BTreeSet<EventId> {
     // Per purchase, newest first: an event is late when an event created
     // strictly after it was received before it. One sweep per purchase, so
     // a subscription with years of invoices costs its events, not their square.
     let mut by_purchase: BTreeMap<PurchaseKey, Vec<(Timestamp, Timestamp, &EventId)>> =
         BTreeMap::new();
-    for event in events {
+    for event in scope.events {
         let (Some(key), Some(row)) = (purchase_key(event), stored.events.get(&event.id)) else {
             continue;
         };
@@ -325,6 +344,16 @@ fn arrived_late(events: &[BillingEvent], stored: Stored<'_>) -> BTreeSet<EventId
             .entry(key)
             .or_default()
             .push((event.created, row.received_at, &event.id));
+    }
+    for (subscription, folded) in scope.folded {
+        let purchase = by_purchase
+            .entry(PurchaseKey::Subscription(subscription.clone()))
+            .or_default();
+        for event in &folded.covered {
+            if let Some(row) = stored.events.get(&event.id) {
+                purchase.push((event.created, row.received_at, &event.id));
+            }
+        }
     }
     let mut late = BTreeSet::new();
     for mut purchase in by_purchase.into_values() {
@@ -354,7 +383,7 @@ fn arrived_late(events: &[BillingEvent], stored: Stored<'_>) -> BTreeSet<EventId
 
 fn outcome_changes(
     derivation: &Derivation,
-    events: &[BillingEvent],
+    scope: ScopeEvents<'_>,
     stored: Stored<'_>,
 ) -> Vec<OutcomeChange> {
     let mut out = Vec::new();
@@ -368,7 +397,7 @@ fn outcome_changes(
             scenario: None,
         });
     }
-    let late = arrived_late(events, stored);
+    let late = arrived_late(scope, stored);
     for (id, outcome) in &derivation.outcomes {
         let state = match outcome.status {
             OutcomeStatus::Processed => EventState::Processed,
@@ -518,7 +547,7 @@ mod tests {
                 purchase_bindings: &storage.purchases,
             };
             proptest::prop_assert_eq!(
-                arrived_late(&events, stored),
+                arrived_late(ScopeEvents::full(&events), stored),
                 arrived_late_by_definition(&events, &storage.events)
             );
         }

@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::binding::{Binding, Conflict, bind_all};
 use super::cases::{Case, CaseDetails, CaseKind, CaseState, DuplicateAction, PaymentDetails};
+use super::checkpoint::{NeedsHistory, ScopeEvents};
 use super::effects::{Effect, MessageKind, Recipient};
-use super::purchase::{Purchase, PurchaseKey, purchase_key, purchases};
+use super::purchase::{Purchase, PurchaseKey, purchase_key};
 use super::scenario::Scenario;
 use super::{Facts, Settlement, UnmatchedPolicy};
 use crate::{
@@ -166,7 +167,10 @@ fn standing(purchase: &Purchase) -> Option<u8> {
 /// a replaced subscription that recovers later does not take the plan back.
 /// Among the reigning one and its duplicates, the best standing now wins,
 /// the earliest among equals; when none is live, the latest says how it ended.
-fn choose_canonical(events: &[BillingEvent], candidates: &[Candidate<'_>]) -> Option<usize> {
+fn choose_canonical(
+    scope: ScopeEvents<'_>,
+    candidates: &[Candidate<'_>],
+) -> Result<Option<usize>, NeedsHistory> {
     let live: Vec<usize> = (0..candidates.len())
         .filter(|&i| standing(candidates[i].purchase).is_some())
         .collect();
@@ -175,25 +179,30 @@ fn choose_canonical(events: &[BillingEvent], candidates: &[Candidate<'_>]) -> Op
         let newcomer = candidates[i].purchase;
         // Lapsed then: scheduled to end, past due, unpaid, or over. One still
         // being bought (incomplete a moment ago: two checkouts at once) is not.
-        let lapsed_then = |r: usize| {
-            super::purchase::purchase_until(events, &candidates[r].purchase.key, newcomer.started)
-                .is_some_and(|then| match standing(&then) {
-                    Some(0) => false,
-                    Some(_) => true,
-                    None => then.status.is_some_and(SubscriptionStatus::is_terminal),
-                })
-        };
-        if !contenders.is_empty() && contenders.iter().all(|&r| lapsed_then(r)) {
+        let mut all_lapsed = !contenders.is_empty();
+        for &r in &contenders {
+            let then = scope.purchase_until(&candidates[r].purchase.key, newcomer.started)?;
+            let lapsed = then.is_some_and(|then| match standing(&then) {
+                Some(0) => false,
+                Some(_) => true,
+                None => then.status.is_some_and(SubscriptionStatus::is_terminal),
+            });
+            if !lapsed {
+                all_lapsed = false;
+                break;
+            }
+        }
+        if all_lapsed {
             contenders.clear();
         }
         contenders.push(i);
     }
-    contenders
+    Ok(contenders
         .into_iter()
         .filter_map(|i| standing(candidates[i].purchase).map(|s| (s, i)))
         .min()
         .map(|(_, i)| i)
-        .or(candidates.len().checked_sub(1))
+        .or(candidates.len().checked_sub(1)))
 }
 
 /// A provisionable purchase of one workspace.
@@ -391,7 +400,21 @@ pub fn derive(
     events: &[BillingEvent],
     scope_workspaces: &BTreeSet<WorkspaceId>,
 ) -> Derivation {
-    let purchases = purchases(events);
+    match derive_scope(facts, ScopeEvents::full(events), scope_workspaces) {
+        Ok(derivation) => derivation,
+        Err(_) => unreachable!("without checkpoints every event is there"),
+    }
+}
+
+/// [`derive`] over a scope whose long histories come as checkpoints: the
+/// same derivation, unless it needs what a checkpoint covers.
+pub fn derive_scope(
+    facts: Facts<'_>,
+    scope: ScopeEvents<'_>,
+    scope_workspaces: &BTreeSet<WorkspaceId>,
+) -> Result<Derivation, NeedsHistory> {
+    let events = scope.events;
+    let purchases = scope.purchases()?;
     let (emails, customer_metadata) = customer_facts(events);
     let purchaser_of: BTreeMap<PurchaseKey, Option<Email>> = purchases
         .values()
@@ -619,7 +642,7 @@ pub fn derive(
         candidates.sort_by(|x, y| {
             (x.purchase.started, &x.purchase.key).cmp(&(y.purchase.started, &y.purchase.key))
         });
-        let canonical = choose_canonical(events, &candidates);
+        let canonical = choose_canonical(scope, &candidates)?;
         let canonical_key = canonical.map(|c| candidates[c].purchase.key.to_string());
         let canonical_started = canonical.map(|c| candidates[c].purchase.started);
         let mut replaced_lapsed = false;
@@ -682,7 +705,7 @@ pub fn derive(
         }
     }
     payments(&mut b, events, &purchases, &bindings, &purchaser_of);
-    b.out
+    Ok(b.out)
 }
 
 /// The cases the catalog's view of a provisioned purchase's prices warrants.

@@ -10,6 +10,7 @@ mod access;
 mod binding;
 mod cases;
 mod changes;
+mod checkpoint;
 mod derive;
 mod effects;
 mod purchase;
@@ -25,9 +26,12 @@ pub use cases::{Case, CaseDetails, CaseKind, CaseState, DuplicateAction, Payment
 pub use changes::{
     BillingChange, BindingKind, CaseChange, CaseTransition, Changes, EventState, LinkKind,
     OutboxChange, OutboxState, OutboxTransition, OutcomeChange, Stored, StoredCase,
-    StoredCaseState, StoredEvent, changes,
+    StoredCaseState, StoredEvent, changes, changes_in,
 };
-pub use derive::{Derivation, EventOutcome, OutcomeStatus, WorkspaceRequest, derive};
+pub use checkpoint::{
+    CHECKPOINT_AFTER, Checkpoint, CoveredEvent, Folded, NeedsHistory, ScopeEvents,
+};
+pub use derive::{Derivation, EventOutcome, OutcomeStatus, WorkspaceRequest, derive, derive_scope};
 pub use effects::{Effect, MessageKind, Recipient};
 pub use purchase::{
     Purchase, PurchaseKey, convergence_order, purchase_key, purchase_until, purchases,

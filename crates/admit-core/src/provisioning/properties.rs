@@ -219,3 +219,81 @@ proptest! {
         prop_assert_eq!(billing(&d, "ws_acme01").subscription_status, Some(expected));
     }
 }
+
+/// Puts the events `squash` seconds apart into one second, so that runs of
+/// same-second events meet a checkpoint's edge.
+fn squashed(events: Vec<BillingEvent>, squash: i64) -> Vec<BillingEvent> {
+    events
+        .into_iter()
+        .map(|mut e| {
+            e.created = crate::Timestamp::from_unix(e.created.unix().div_euclid(squash));
+            e
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// A derivation from checkpoints (cut at any second, stored and read
+    /// back) and the events after them is the derivation over every event,
+    /// with the same changes to storage, late arrivals (S7) included; the
+    /// only refusal is a standing inside a checkpoint, which takes two
+    /// purchases.
+    #[test]
+    fn a_checkpoint_derives_what_every_event_does(
+        s in scenario(),
+        order in proptest::collection::vec(any::<u32>(), 40),
+        receipts in proptest::collection::vec(any::<u16>(), 40),
+        cut in any::<prop::sample::Index>(),
+        squash in 1i64..6,
+    ) {
+        let events = squashed(shuffled_with_duplicates(&s.events, &order, &[]), squash);
+        let through = events[cut.index(events.len())].created;
+        let (rest, folded) = super::checkpoint::split(&events, through);
+        let covered = events.iter().any(|e| e.subscription().is_some() && e.created <= through);
+        prop_assert_eq!(folded.is_empty(), !covered);
+        let scope = ScopeEvents { events: &rest, folded: &folded };
+        let all = ScopeEvents::full(&events);
+        prop_assert_eq!(scope.purchases(), all.purchases());
+
+        let workspaces = all_workspaces(&s.world);
+        let reference = derived(&s.world, &events);
+        let d = match derive_scope(s.world.facts(), scope, &workspaces) {
+            Ok(d) => d,
+            Err(NeedsHistory(_)) => {
+                prop_assert!(purchases(&events).len() > 1);
+                return Ok(());
+            }
+        };
+        prop_assert_eq!(&d, &reference);
+
+        let stored_events: std::collections::BTreeMap<_, _> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let at = receipts.get(i).copied().map_or(0, i64::from);
+                (e.id.clone(), StoredEvent {
+                    state: EventState::Received,
+                    outcome: None,
+                    scenario: None,
+                    received_at: crate::Timestamp::from_unix(at),
+                })
+            })
+            .collect();
+        let empty_cases = std::collections::BTreeMap::new();
+        let empty_outbox = std::collections::BTreeMap::new();
+        let empty_billing = std::collections::BTreeMap::new();
+        let stored = Stored {
+            claimed: &events[0].id,
+            events: &stored_events,
+            workspaces: &workspaces,
+            billing: &empty_billing,
+            cases: &empty_cases,
+            outbox: &empty_outbox,
+            customer_bindings: s.world.facts().customer_bindings,
+            purchase_bindings: s.world.facts().purchase_bindings,
+        };
+        prop_assert_eq!(changes_in(&d, scope, stored), changes(&reference, &events, stored));
+    }
+}

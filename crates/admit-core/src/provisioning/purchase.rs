@@ -8,14 +8,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::{
     BillingEvent, Checkout, CheckoutMode, CustomerId, Email, EventId, EventKind,
-    SubscriptionChange, SubscriptionId, SubscriptionStatus, Timestamp,
+    SubscriptionChange, SubscriptionId, SubscriptionSnapshot, SubscriptionStatus, Timestamp,
 };
 
 /// What a purchase is keyed by: its subscription, or for a one-time payment
 /// its checkout session.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PurchaseKey {
     Subscription(SubscriptionId),
     Session(String),
@@ -37,7 +39,7 @@ impl fmt::Display for PurchaseKey {
 }
 
 /// Everything the events say about one purchase.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Purchase {
     pub key: PurchaseKey,
     pub customer: Option<CustomerId>,
@@ -85,6 +87,8 @@ pub struct Purchase {
     pub awaiting_async_payment: bool,
     /// Invoices that failed and were not paid afterwards.
     pub unpaid_failed_invoices: BTreeSet<String>,
+    /// A checkpoint does not keep these: the store lists the events it covers.
+    #[serde(skip)]
     pub events: BTreeSet<EventId>,
     /// The last event in convergence order: the one that "last changed" it.
     pub last_event: EventId,
@@ -156,16 +160,27 @@ fn update_snapshot(event: &BillingEvent) -> Option<&crate::SubscriptionSnapshot>
     }
 }
 
+/// Where the causal chain stands after some of a purchase's events: the
+/// last snapshot, and whether the last run of same-second updates needed a
+/// choice. All that ordering the next events needs from the earlier ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Chain {
+    anchor: Option<SubscriptionSnapshot>,
+    tie: bool,
+}
+
 /// Reorders each run of same-second updates (already sorted by
 /// [`convergence_order`]) by their causal chain: starting from the snapshot
 /// before the run, the next update is the one whose `previous_attributes`
 /// make the current snapshot its earlier state. Where the chain leaves a
-/// choice, [`status_precedence`] then the event id decide. Returns whether
-/// the last run of the purchase needed such a choice (a tie only Stripe can
-/// settle).
-fn causal_order(events: &mut [&BillingEvent]) -> bool {
-    let mut tie = false;
-    let mut anchor: Option<&crate::SubscriptionSnapshot> = None;
+/// choice, [`status_precedence`] then the event id decide. `chain` says
+/// where the events before these left it, and is moved on past them; its
+/// `tie` then says whether the last run of the purchase needed such a
+/// choice (a tie only Stripe can settle).
+fn causal_order(events: &mut [&BillingEvent], chain: &mut Chain) {
+    let before = chain.anchor.take();
+    let mut tie = chain.tie;
+    let mut anchor: Option<&SubscriptionSnapshot> = before.as_ref();
     let mut start = 0;
     while start < events.len() {
         let mut end = start + 1;
@@ -191,7 +206,8 @@ fn causal_order(events: &mut [&BillingEvent]) -> bool {
         }
         start = end;
     }
-    tie
+    let anchor = anchor.cloned();
+    *chain = Chain { anchor, tie };
 }
 
 /// Runs longer than this are ordered greedily instead of searched.
@@ -316,6 +332,17 @@ pub fn purchase_key(event: &BillingEvent) -> Option<PurchaseKey> {
 
 /// Groups events into purchases and folds each. Duplicate event ids count once.
 pub fn purchases(events: &[BillingEvent]) -> BTreeMap<PurchaseKey, Purchase> {
+    group(events)
+        .into_iter()
+        .filter_map(|(key, mut events)| {
+            let fold = Fold::of(key.clone(), &mut events)?;
+            Some((key, fold.purchase()))
+        })
+        .collect()
+}
+
+/// The events of each purchase, each id once.
+pub(super) fn group(events: &[BillingEvent]) -> BTreeMap<PurchaseKey, Vec<&BillingEvent>> {
     let mut unique: BTreeMap<&EventId, &BillingEvent> = BTreeMap::new();
     for event in events {
         unique.entry(&event.id).or_insert(event);
@@ -327,16 +354,6 @@ pub fn purchases(events: &[BillingEvent]) -> BTreeMap<PurchaseKey, Purchase> {
         }
     }
     grouped
-        .into_iter()
-        .filter_map(|(key, mut events)| {
-            events.sort_by(|a, b| convergence_order(a, b));
-            let tie = causal_order(&mut events);
-            fold(key.clone(), &events).map(|mut p| {
-                p.tie = tie;
-                (key, p)
-            })
-        })
-        .collect()
 }
 
 /// One purchase as its events up to `until` (inclusive) tell it: how it
@@ -353,9 +370,7 @@ pub fn purchase_until(
         }
     }
     let mut events: Vec<&BillingEvent> = unique.into_values().collect();
-    events.sort_by(|a, b| convergence_order(a, b));
-    causal_order(&mut events);
-    fold(key.clone(), &events)
+    Fold::of(key.clone(), &mut events).map(|fold| fold.purchase())
 }
 
 fn push_unique(list: &mut Vec<String>, value: Option<&str>) {
@@ -425,47 +440,117 @@ impl Purchase {
     }
 }
 
-fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
-    let first = events.first()?;
-    let last = events.last()?;
-    let mut p = Purchase {
-        subscription: match &key {
-            PurchaseKey::Subscription(id) => Some(id.clone()),
-            PurchaseKey::Session(_) => None,
-        },
-        key,
-        customer: None,
-        session_ids: BTreeSet::new(),
-        status: None,
-        price_ids: Vec::new(),
-        current_period_end: None,
-        cancel_at_period_end: false,
-        cancel_at: None,
-        price_history: Vec::new(),
-        payments: BTreeMap::new(),
-        latest_paid: None,
-        paid_invoices: BTreeMap::new(),
-        tie: false,
-        metadata_workspaces: Vec::new(),
-        metadata_plan: None,
-        client_reference_ids: BTreeSet::new(),
-        purchaser_email: None,
-        started: first.created,
-        ended: None,
-        past_due_since: None,
-        paid: false,
-        payment_failed: false,
-        awaiting_async_payment: false,
-        unpaid_failed_invoices: BTreeSet::new(),
-        events: events.iter().map(|e| e.id.clone()).collect(),
-        last_event: last.id.clone(),
-    };
-    let mut checkout_workspaces = Vec::new();
-    let mut subscription_workspaces = Vec::new();
-    let mut invoice_workspaces = Vec::new();
-    let mut invoice_email = None;
-    let mut paid_invoices = BTreeSet::new();
-    for event in events {
+/// A purchase folded over its events up to some point in convergence order,
+/// with what folding the later ones needs: a purchase's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fold {
+    purchase: Purchase,
+    chain: Chain,
+    checkout_workspaces: Vec<String>,
+    subscription_workspaces: Vec<String>,
+    invoice_workspaces: Vec<String>,
+    invoice_email: Option<Email>,
+    paid_invoices: BTreeSet<String>,
+}
+
+impl Fold {
+    /// The fold of `events` (one purchase's, each id once, in any order);
+    /// `None` without events. Sorts `events` into convergence order.
+    pub(super) fn of(key: PurchaseKey, events: &mut [&BillingEvent]) -> Option<Fold> {
+        events.sort_by(|a, b| convergence_order(a, b));
+        let first = events.first()?;
+        let mut fold = Fold {
+            purchase: Purchase {
+                subscription: match &key {
+                    PurchaseKey::Subscription(id) => Some(id.clone()),
+                    PurchaseKey::Session(_) => None,
+                },
+                key,
+                customer: None,
+                session_ids: BTreeSet::new(),
+                status: None,
+                price_ids: Vec::new(),
+                current_period_end: None,
+                cancel_at_period_end: false,
+                cancel_at: None,
+                price_history: Vec::new(),
+                payments: BTreeMap::new(),
+                latest_paid: None,
+                paid_invoices: BTreeMap::new(),
+                tie: false,
+                metadata_workspaces: Vec::new(),
+                metadata_plan: None,
+                client_reference_ids: BTreeSet::new(),
+                purchaser_email: None,
+                started: first.created,
+                ended: None,
+                past_due_since: None,
+                paid: false,
+                payment_failed: false,
+                awaiting_async_payment: false,
+                unpaid_failed_invoices: BTreeSet::new(),
+                events: BTreeSet::new(),
+                last_event: first.id.clone(),
+            },
+            chain: Chain::default(),
+            checkout_workspaces: Vec::new(),
+            subscription_workspaces: Vec::new(),
+            invoice_workspaces: Vec::new(),
+            invoice_email: None,
+            paid_invoices: BTreeSet::new(),
+        };
+        fold.ordered(events);
+        Some(fold)
+    }
+
+    /// Folds in more of the purchase's events, each created after every
+    /// event folded so far (the caller checks: one that is not needs the
+    /// fold from the start). Sorts `events` into convergence order.
+    pub(super) fn extend(&mut self, events: &mut [&BillingEvent]) {
+        events.sort_by(|a, b| convergence_order(a, b));
+        self.ordered(events);
+    }
+
+    /// The ids of events folded in earlier (a checkpoint keeps none).
+    pub(super) fn add_ids(&mut self, ids: impl IntoIterator<Item = EventId>) {
+        self.purchase.events.extend(ids);
+    }
+
+    /// The fold as a checkpoint keeps it: the store lists the ids.
+    pub(super) fn without_ids(mut self) -> Fold {
+        self.purchase.events.clear();
+        self
+    }
+
+    /// The purchase as the events folded so far tell it.
+    pub fn purchase(&self) -> Purchase {
+        let mut p = self.purchase.clone();
+        p.tie = self.chain.tie;
+        if p.purchaser_email.is_none() {
+            p.purchaser_email.clone_from(&self.invoice_email);
+        }
+        p.metadata_workspaces.clone_from(&self.checkout_workspaces);
+        for w in self
+            .subscription_workspaces
+            .iter()
+            .chain(&self.invoice_workspaces)
+        {
+            push_unique(&mut p.metadata_workspaces, Some(w));
+        }
+        p
+    }
+
+    fn ordered(&mut self, events: &mut [&BillingEvent]) {
+        causal_order(events, &mut self.chain);
+        for event in events.iter() {
+            self.apply(event);
+        }
+    }
+
+    fn apply(&mut self, event: &BillingEvent) {
+        let p = &mut self.purchase;
+        p.events.insert(event.id.clone());
+        p.last_event = event.id.clone();
         if p.customer.is_none() {
             p.customer = event.customer().cloned();
         }
@@ -474,7 +559,10 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
             | EventKind::CheckoutAsyncPaymentSucceeded(c)
             | EventKind::CheckoutAsyncPaymentFailed(c) => {
                 p.session_ids.insert(c.session_id.clone());
-                push_unique(&mut checkout_workspaces, c.metadata_workspace.as_deref());
+                push_unique(
+                    &mut self.checkout_workspaces,
+                    c.metadata_workspace.as_deref(),
+                );
                 if let Some(id) = &c.client_reference_id {
                     p.client_reference_ids.insert(id.clone());
                 }
@@ -485,7 +573,7 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                     p.purchaser_email.clone_from(&c.purchaser_email);
                 }
                 if p.price_ids.is_empty() {
-                    set_prices(&mut p, &c.price_ids);
+                    set_prices(p, &c.price_ids);
                 }
                 if let Some(intent) = &c.payment_intent {
                     p.payments.insert(intent.clone(), c.session_id.clone());
@@ -510,10 +598,10 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                         p.paid_invoices
                             .entry(c.session_id.clone())
                             .or_insert(event.created);
-                        set_status(&mut p, SubscriptionStatus::Active, event.created);
+                        set_status(p, SubscriptionStatus::Active, event.created);
                     } else if matches!(p.status, Some(SubscriptionStatus::Incomplete)) {
                         // A paid subscription checkout means the first invoice is paid.
-                        set_status(&mut p, SubscriptionStatus::Active, event.created);
+                        set_status(p, SubscriptionStatus::Active, event.created);
                     }
                 }
             }
@@ -525,11 +613,11 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                     p.started = created;
                 }
                 push_unique(
-                    &mut subscription_workspaces,
+                    &mut self.subscription_workspaces,
                     s.metadata_workspace.as_deref(),
                 );
                 if !s.price_ids.is_empty() {
-                    set_prices(&mut p, &s.price_ids);
+                    set_prices(p, &s.price_ids);
                 }
                 if s.current_period_end.is_some() {
                     p.current_period_end = s.current_period_end;
@@ -546,21 +634,24 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                     (_, None) => None,
                 };
                 if let Some(status) = status {
-                    set_status(&mut p, status, event.created);
+                    set_status(p, status, event.created);
                 }
             }
             EventKind::InvoicePaid(i) => {
-                push_unique(&mut invoice_workspaces, i.metadata_workspace.as_deref());
-                if invoice_email.is_none() {
-                    invoice_email.clone_from(&i.customer_email);
+                push_unique(
+                    &mut self.invoice_workspaces,
+                    i.metadata_workspace.as_deref(),
+                );
+                if self.invoice_email.is_none() {
+                    self.invoice_email.clone_from(&i.customer_email);
                 }
                 if p.price_ids.is_empty() {
-                    set_prices(&mut p, &i.price_ids);
+                    set_prices(p, &i.price_ids);
                 }
-                record_payment(&mut p, i);
+                record_payment(p, i);
                 p.latest_paid = Some(i.id.clone());
                 p.paid_invoices.entry(i.id.clone()).or_insert(event.created);
-                paid_invoices.insert(i.id.clone());
+                self.paid_invoices.insert(i.id.clone());
                 p.unpaid_failed_invoices.remove(&i.id);
                 p.paid = true;
                 if matches!(
@@ -571,23 +662,26 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
                             | SubscriptionStatus::Unpaid
                     )
                 ) {
-                    set_status(&mut p, SubscriptionStatus::Active, event.created);
+                    set_status(p, SubscriptionStatus::Active, event.created);
                 }
             }
             EventKind::InvoicePaymentFailed(i) => {
-                push_unique(&mut invoice_workspaces, i.metadata_workspace.as_deref());
-                if invoice_email.is_none() {
-                    invoice_email.clone_from(&i.customer_email);
+                push_unique(
+                    &mut self.invoice_workspaces,
+                    i.metadata_workspace.as_deref(),
+                );
+                if self.invoice_email.is_none() {
+                    self.invoice_email.clone_from(&i.customer_email);
                 }
-                record_payment(&mut p, i);
-                if !paid_invoices.contains(&i.id) {
+                record_payment(p, i);
+                if !self.paid_invoices.contains(&i.id) {
                     p.unpaid_failed_invoices.insert(i.id.clone());
                 }
                 let first_invoice = i.billing_reason.as_deref() == Some("subscription_create");
                 // A failure of an invoice that is already paid changes nothing: paid wins.
-                let already_paid = paid_invoices.contains(&i.id);
+                let already_paid = self.paid_invoices.contains(&i.id);
                 if p.status == Some(SubscriptionStatus::Active) && !first_invoice && !already_paid {
-                    set_status(&mut p, SubscriptionStatus::PastDue, event.created);
+                    set_status(p, SubscriptionStatus::PastDue, event.created);
                 }
             }
             EventKind::CustomerChanged(_)
@@ -596,15 +690,4 @@ fn fold(key: PurchaseKey, events: &[&BillingEvent]) -> Option<Purchase> {
             | EventKind::ChargeRefunded(_) => {}
         }
     }
-    if p.purchaser_email.is_none() {
-        p.purchaser_email = invoice_email;
-    }
-    p.metadata_workspaces = checkout_workspaces;
-    for w in subscription_workspaces
-        .into_iter()
-        .chain(invoice_workspaces)
-    {
-        push_unique(&mut p.metadata_workspaces, Some(&w));
-    }
-    Some(p)
 }

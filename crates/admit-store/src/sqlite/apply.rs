@@ -225,6 +225,27 @@ pub(super) async fn apply(
         });
         insert.build().persistent(false).execute(&mut *conn).await?;
     }
+    for rows in write.checkpoints.chunks(ROWS_PER_STATEMENT) {
+        let mut upsert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO subscription_checkpoints (subscription_id, through, events, fold, updated_at) ",
+        );
+        upsert.push_values(rows, |mut row, checkpoint| {
+            row.push_bind(&checkpoint.subscription_id)
+                .push_bind(checkpoint.through.unix())
+                .push_bind(i64::try_from(checkpoint.events).unwrap_or(i64::MAX))
+                .push_bind(&checkpoint.fold)
+                .push_bind(now.unix());
+        });
+        // Any checkpoint that counts what the store holds is right; one
+        // folding fewer events (a slower processor's) does not replace it.
+        upsert.push(
+            " ON CONFLICT (subscription_id) DO UPDATE SET
+                 through = excluded.through, events = excluded.events,
+                 fold = excluded.fold, updated_at = excluded.updated_at
+             WHERE excluded.events >= subscription_checkpoints.events",
+        );
+        upsert.build().persistent(false).execute(&mut *conn).await?;
+    }
     audit::insert_all(conn, &write.audit).await?;
     if !write.event_statuses.is_empty() {
         // One status an event, the last written (as one statement a row would leave it).

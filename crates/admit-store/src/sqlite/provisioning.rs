@@ -24,8 +24,8 @@ use crate::audit::AuditEntry;
 use crate::directory::Actor;
 use crate::events::EventStatus;
 use crate::provisioning::{
-    CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, OutboxRow, OutboxWrite,
-    ProvisioningStore, ScopeCommit, ScopeRead, ScopeWrite, SessionStatus, StoredCase,
+    CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, History, OutboxRow,
+    OutboxWrite, ProvisioningStore, ScopeCommit, ScopeRead, ScopeWrite, SessionStatus, StoredCase,
 };
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
@@ -99,11 +99,12 @@ impl ProvisioningStore for SqliteStore {
         &self,
         claimed: &EventId,
         keys: &EventKeys,
+        history: History,
     ) -> Result<ScopeRead, StoreError> {
         // A deferred transaction that only reads: one consistent WAL
         // snapshot, and no write lock.
         let mut tx = self.pool.begin().await?;
-        let read = read_scope(&mut tx, claimed, keys).await?;
+        let read = read_scope(&mut tx, claimed, keys, history).await?;
         tx.rollback().await?;
         Ok(read)
     }

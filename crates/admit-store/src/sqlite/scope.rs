@@ -13,7 +13,7 @@ use super::rows::{
 };
 use crate::StoreError;
 use crate::events::EventStatus;
-use crate::provisioning::{ScopeEvent, ScopeRead, ScopeSnapshot};
+use crate::provisioning::{History, ScopeEvent, ScopeRead, ScopeSnapshot};
 use crate::scope::{ScopeQueries, grow_scope, version_keys};
 
 impl ScopeQueries for SqliteConnection {
@@ -22,27 +22,37 @@ impl ScopeQueries for SqliteConnection {
         claimed: &EventId,
         keys: &ScopeKeys,
         known: &BTreeSet<EventId>,
+        history: History,
     ) -> Result<Vec<(ScopeEvent, EventKeys)>, StoreError> {
         // Each event is read once, in the round that finds it; later rounds
         // leave out what is known. One JSON row, not a row per event: each
         // row is a hop between threads in sqlx. The body is not read here:
-        // the billing event stands for it (see `with_bodies`).
+        // the billing event stands for it (see `with_bodies`), and for an
+        // event a checkpoint covers, the checkpoint does.
         let rows: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(id, type, livemode,
-                    CASE WHEN json_valid(billing) THEN json(billing) END, status,
-                    outcome, scenario, received_at, customer_id, subscription_id,
-                    checkout_session_id, workspace_hint, purchaser_email, charge_id,
-                    payment_intent_id,
-                    CASE WHEN billing IS NOT NULL AND NOT json_valid(billing) THEN billing END))
-             FROM stripe_events
-             WHERE (id = ?1
-                    OR customer_id IN (SELECT value FROM json_each(?2))
-                    OR subscription_id IN (SELECT value FROM json_each(?3))
-                    OR checkout_session_id IN (SELECT value FROM json_each(?4))
-                    OR workspace_hint IN (SELECT value FROM json_each(?5))
-                    OR charge_id IN (SELECT value FROM json_each(?6))
-                    OR payment_intent_id IN (SELECT value FROM json_each(?6)))
-               AND id NOT IN (SELECT value FROM json_each(?7))",
+            "SELECT json_group_array(json_array(e.id, e.type, e.livemode,
+                    CASE WHEN e.covered THEN NULL
+                         WHEN json_valid(e.billing) THEN json(e.billing) END, e.status,
+                    e.outcome, e.scenario, e.received_at, e.customer_id, e.subscription_id,
+                    e.checkout_session_id, e.workspace_hint, e.purchaser_email, e.charge_id,
+                    e.payment_intent_id,
+                    CASE WHEN NOT e.covered AND e.billing IS NOT NULL AND NOT json_valid(e.billing)
+                         THEN e.billing END,
+                    e.created, e.covered))
+             FROM (SELECT stripe_events.*,
+                          ?8 AND billing IS NOT NULL AND c.through IS NOT NULL
+                             AND stripe_events.created <= c.through AS covered
+                   FROM stripe_events
+                   LEFT JOIN subscription_checkpoints c
+                          ON c.subscription_id = stripe_events.subscription_id
+                   WHERE (id = ?1
+                          OR customer_id IN (SELECT value FROM json_each(?2))
+                          OR stripe_events.subscription_id IN (SELECT value FROM json_each(?3))
+                          OR checkout_session_id IN (SELECT value FROM json_each(?4))
+                          OR workspace_hint IN (SELECT value FROM json_each(?5))
+                          OR charge_id IN (SELECT value FROM json_each(?6))
+                          OR payment_intent_id IN (SELECT value FROM json_each(?6)))
+                     AND id NOT IN (SELECT value FROM json_each(?7))) AS e",
         )
         .bind(claimed.as_str())
         .bind(json_list(&keys.customers))
@@ -51,6 +61,7 @@ impl ScopeQueries for SqliteConnection {
         .bind(json_list(&keys.workspaces))
         .bind(json_list(&keys.payments))
         .bind(json_list(&known.iter().map(ToString::to_string).collect()))
+        .bind(history == History::Checkpoints)
         .fetch_one(&mut *self)
         .await?;
         let rows: Vec<ScopeRow> = serde_json::from_str(&rows).map_err(corrupt)?;
@@ -110,8 +121,9 @@ pub(super) async fn read_scope(
     conn: &mut SqliteConnection,
     claimed: &EventId,
     keys: &EventKeys,
+    history: History,
 ) -> Result<ScopeRead, StoreError> {
-    let (snapshot, sets) = load_snapshot(conn, claimed, keys).await?;
+    let (snapshot, sets) = load_snapshot(conn, claimed, keys, history).await?;
     let keys = version_keys(&sets, snapshot.cases.keys());
     let versions = scope_versions(conn, &keys).await?;
     Ok(ScopeRead { snapshot, versions })
@@ -133,6 +145,68 @@ pub(super) async fn scope_versions(
     Ok(versions)
 }
 
+/// The checkpoints that cover the scope's `covered` events, each checked
+/// against the events it counted: where another event created before its
+/// second has arrived since (or one it counted is gone), the subscription's
+/// events are uncovered and read in full.
+async fn checkpoints(
+    conn: &mut SqliteConnection,
+    events: &mut [ScopeEvent],
+) -> Result<(BTreeMap<String, String>, BTreeSet<String>), StoreError> {
+    let mut covered: BTreeMap<String, u64> = BTreeMap::new();
+    for event in events.iter().filter(|e| e.covered) {
+        if let Some(subscription) = &event.subscription {
+            *covered.entry(subscription.clone()).or_default() += 1;
+        }
+    }
+    if covered.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT subscription_id, events, fold FROM subscription_checkpoints
+         WHERE subscription_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json_list(&covered.keys().cloned().collect()))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut usable = BTreeMap::new();
+    for (subscription, counted, fold) in rows {
+        if u64::try_from(counted).ok() == covered.get(&subscription).copied() {
+            usable.insert(subscription, fold);
+        }
+    }
+    let stale_checkpoints: BTreeSet<String> = covered
+        .keys()
+        .filter(|s| !usable.contains_key(*s))
+        .cloned()
+        .collect();
+    let stale: BTreeSet<String> = events
+        .iter()
+        .filter(|e| {
+            e.covered
+                && e.subscription
+                    .as_ref()
+                    .is_none_or(|s| !usable.contains_key(s))
+        })
+        .map(|e| e.id.to_string())
+        .collect();
+    if !stale.is_empty() {
+        let billing: BTreeMap<String, Option<String>> = sqlx::query_as(
+            "SELECT id, billing FROM stripe_events WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_list(&stale))
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+        for event in events.iter_mut().filter(|e| stale.contains(e.id.as_str())) {
+            event.covered = false;
+            event.billing = billing.get(event.id.as_str()).cloned().flatten();
+        }
+    }
+    Ok((usable, stale_checkpoints))
+}
+
 /// The bodies of the scope's events that have no stored billing event
 /// (rows stored before ingress kept it): the processor reads those.
 async fn with_bodies(
@@ -141,7 +215,7 @@ async fn with_bodies(
 ) -> Result<(), StoreError> {
     let wanted: BTreeSet<String> = events
         .iter()
-        .filter(|e| e.billing.is_none())
+        .filter(|e| e.billing.is_none() && !e.covered)
         .map(|e| e.id.to_string())
         .collect();
     if wanted.is_empty() {
@@ -155,7 +229,10 @@ async fn with_bodies(
     .await?
     .into_iter()
     .collect();
-    for event in events.iter_mut().filter(|e| e.billing.is_none()) {
+    for event in events
+        .iter_mut()
+        .filter(|e| e.billing.is_none() && !e.covered)
+    {
         event.payload = bodies.get(event.id.as_str()).cloned().unwrap_or_default();
     }
     Ok(())
@@ -183,6 +260,8 @@ struct ScopeRow {
     /// A stored billing event that is not JSON, as text: the processor
     /// fails its event alone, and the rest of the scope is read.
     unreadable_billing: Option<String>,
+    created: i64,
+    covered: i64,
 }
 
 impl ScopeRow {
@@ -210,6 +289,11 @@ impl ScopeRow {
             outcome: self.outcome,
             scenario: self.scenario,
             received_at: admit_core::Timestamp::from_unix(self.received_at),
+            created: admit_core::Timestamp::from_unix(self.created),
+            subscription: keys.subscription.clone(),
+            customer: keys.customer.clone(),
+            session: keys.session.clone(),
+            covered: self.covered != 0,
         };
         Ok((event, keys))
     }
@@ -219,11 +303,13 @@ async fn load_snapshot(
     conn: &mut SqliteConnection,
     claimed: &EventId,
     keys: &EventKeys,
+    history: History,
 ) -> Result<(ScopeSnapshot, ScopeKeys), StoreError> {
     let mut sets = ScopeKeys::default();
     sets.add_event(keys);
-    let found = grow_scope(conn, claimed, &mut sets).await?;
+    let found = grow_scope(conn, claimed, &mut sets, history).await?;
     let mut events: Vec<ScopeEvent> = found.into_values().collect();
+    let (checkpoints, stale_checkpoints) = checkpoints(conn, &mut events).await?;
     with_bodies(conn, &mut events).await?;
 
     let mut workspaces = Vec::new();
@@ -377,6 +463,8 @@ async fn load_snapshot(
         billing,
         cases,
         outbox,
+        checkpoints,
+        stale_checkpoints,
     };
     Ok((snapshot, sets))
 }

@@ -8,8 +8,8 @@ use super::super::SqliteStore;
 use crate::directory::Actor;
 use crate::events::{EventSource, EventStatus, NewEvent};
 use crate::provisioning::{
-    CommitOutcome, EventKeys, EventStatusWrite, ProvisioningStore, ScopeCommit, ScopeRead,
-    ScopeWrite,
+    CheckpointWrite, CommitOutcome, EventKeys, EventStatusWrite, History, ProvisioningStore,
+    ScopeCommit, ScopeRead, ScopeWrite,
 };
 use crate::{DirectoryStore, Store};
 
@@ -67,7 +67,7 @@ async fn workspace(store: &SqliteStore, raw: &str) {
 
 async fn read(store: &SqliteStore, event: &str) -> ScopeRead {
     store
-        .read_scope(&id(event), &EventKeys::default())
+        .read_scope(&id(event), &EventKeys::default(), History::Checkpoints)
         .await
         .expect("read")
 }
@@ -306,4 +306,132 @@ async fn in_one_batch_a_derivation_reading_what_an_earlier_one_writes_is_refused
         .await
         .expect("commit");
     assert_eq!(outcomes, [CommitOutcome::Written, CommitOutcome::Conflict]);
+}
+
+/// An event ingress read (a stored billing event), created `ago` seconds before NOW.
+async fn billed_event(store: &SqliteStore, event: &str, subscription: &str, ago: i64) {
+    let created = Timestamp::from_unix(NOW.unix() - ago);
+    let new = NewEvent {
+        id: id(event),
+        event_type: "invoice.paid".into(),
+        created,
+        api_version: None,
+        livemode: false,
+        object_type: "invoice".into(),
+        object_id: None,
+        customer_id: None,
+        metadata: Default::default(),
+        payload: b"{}".to_vec(),
+        headers: Default::default(),
+        source: EventSource::Webhook,
+        received_at: NOW,
+        keys: EventKeys {
+            subscription: Some(subscription.into()),
+            customer: Some("cus_1".into()),
+            ..EventKeys::default()
+        },
+        billing: Some(format!(r#"{{"id":"{event}"}}"#)),
+        received_ms: NOW.unix() * 1000,
+    };
+    store.insert_events(&[new]).await.expect("insert");
+}
+
+async fn keep_checkpoint(store: &SqliteStore, claimed: &str, through_ago: i64, events: u64) {
+    let read = store
+        .read_scope(&id(claimed), &EventKeys::default(), History::Full)
+        .await
+        .expect("read");
+    let commit = ScopeCommit {
+        claimed: id(claimed),
+        versions: read.versions,
+        write: ScopeWrite {
+            checkpoints: vec![CheckpointWrite {
+                subscription_id: "sub_1".into(),
+                through: Timestamp::from_unix(NOW.unix() - through_ago),
+                events,
+                fold: format!(r#"{{"events":{events}}}"#),
+            }],
+            ..ScopeWrite::default()
+        },
+    };
+    let outcomes = store.commit_scopes(&[commit], NOW).await.expect("commit");
+    assert_eq!(outcomes, [CommitOutcome::Written]);
+}
+
+/// (id, covered, has its billing event) of each event of a read, by id.
+fn coverage(read: &ScopeRead) -> Vec<(String, bool, bool)> {
+    let mut events: Vec<_> = read
+        .snapshot
+        .events
+        .iter()
+        .map(|e| (e.id.to_string(), e.covered, e.billing.is_some()))
+        .collect();
+    events.sort();
+    events
+}
+
+#[tokio::test]
+async fn a_checkpoint_stands_for_the_events_it_counted_until_a_late_one_arrives() {
+    let (_dir, store) = fresh().await;
+    billed_event(&store, "evt_1", "sub_1", 200).await;
+    billed_event(&store, "evt_2", "sub_1", 100).await;
+    billed_event(&store, "evt_3", "sub_1", 0).await;
+    keep_checkpoint(&store, "evt_3", 100, 2).await;
+
+    let first = read(&store, "evt_3").await;
+    assert_eq!(
+        coverage(&first),
+        [
+            ("evt_1".into(), true, false),
+            ("evt_2".into(), true, false),
+            ("evt_3".into(), false, true),
+        ]
+    );
+    assert_eq!(
+        first.snapshot.checkpoints.get("sub_1").map(String::as_str),
+        Some(r#"{"events":2}"#)
+    );
+    let covered = &first
+        .snapshot
+        .events
+        .iter()
+        .find(|e| e.covered)
+        .expect("covered");
+    assert_eq!(covered.customer.as_deref(), Some("cus_1"));
+    assert_eq!(covered.payload, b"", "a covered event's body is not read");
+
+    // Read in full, nothing is covered.
+    let full = store
+        .read_scope(&id("evt_3"), &EventKeys::default(), History::Full)
+        .await
+        .expect("read");
+    assert!(full.snapshot.checkpoints.is_empty());
+    assert!(
+        coverage(&full)
+            .iter()
+            .all(|(_, covered, billed)| !covered && *billed)
+    );
+
+    // Created inside the checkpoint, received after it: the checkpoint no
+    // longer counts what the store holds, and the events come in full.
+    billed_event(&store, "evt_late", "sub_1", 150).await;
+    let late = read(&store, "evt_late").await;
+    assert!(late.snapshot.checkpoints.is_empty());
+    assert_eq!(late.snapshot.stale_checkpoints.len(), 1);
+    assert!(
+        coverage(&late)
+            .iter()
+            .all(|(_, covered, billed)| !covered && *billed)
+    );
+
+    // A checkpoint counting them all stands; one counting fewer (from a
+    // slower processor) does not replace it.
+    keep_checkpoint(&store, "evt_3", 100, 3).await;
+    keep_checkpoint(&store, "evt_3", 200, 1).await;
+    let last = read(&store, "evt_3").await;
+    assert_eq!(
+        last.snapshot.checkpoints.get("sub_1").map(String::as_str),
+        Some(r#"{"events":3}"#)
+    );
+    assert_eq!(coverage(&last).iter().filter(|(_, c, _)| *c).count(), 3);
 }
