@@ -6,6 +6,7 @@
 mod floor;
 mod history;
 mod load;
+mod rss;
 mod scrape;
 mod seed;
 mod stripe_bodies;
@@ -32,6 +33,8 @@ enum Run {
     Probe,
     /// A renewal after years of renewals against a fresh purchase's first.
     History,
+    /// `admit serve` as its own process: its memory after many events.
+    Rss,
 }
 
 #[derive(Debug, Parser)]
@@ -77,6 +80,9 @@ struct Args {
     /// `admit simulate` (the history run always uses those).
     #[arg(long, value_enum, default_value_t = traffic::Bodies::Stripe)]
     bodies: traffic::Bodies,
+    /// Deliveries the `rss` run sends to `admit serve`.
+    #[arg(long, default_value_t = 100_000)]
+    rss_events: usize,
     /// Only these runs (all when not given).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Run>,
@@ -271,6 +277,9 @@ async fn main() -> anyhow::Result<()> {
             &mut out,
         )
         .await?;
+    }
+    if args.runs(Run::Rss) {
+        rss::run(&args, args.rss_events, &mut out).await?;
     }
     out.push(format!(
         "| peak RSS of the whole benchmark process (every admit it ran in-process, the floor, the load generator, the ids) | {:.0} MB | | |",

@@ -1,0 +1,147 @@
+//! admit's own memory: `admit serve` started as a process of its own (the
+//! release binary beside this one), fed the lifecycles of many workspaces
+//! with its processor and mail sender on, and its resident memory read from
+//! `/proc` once everything is settled. The in-process runs cannot tell
+//! admit's memory from the load generator's.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::{Args, SECRET, TOKEN, load, scrape, seed};
+
+/// Deliveries are generated and sent in chunks of this many, so that the
+/// benchmark's own memory does not grow with the run.
+const CHUNK: usize = 20_000;
+
+struct Server {
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn admit_binary() -> anyhow::Result<std::path::PathBuf> {
+    let binary = std::env::current_exe()?.with_file_name("admit");
+    anyhow::ensure!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build --release -p admit -p admit-bench`",
+        binary.display()
+    );
+    Ok(binary)
+}
+
+fn command(binary: &std::path::Path, dir: &std::path::Path, port: u16) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .env_clear()
+        .env(
+            "ADMIT_DATABASE_URL",
+            format!("sqlite://{}", dir.join("admit.db").display()),
+        )
+        .env("ADMIT_WEBHOOK_SECRETS", SECRET)
+        .env("ADMIT_APP_TOKEN", TOKEN)
+        .env(
+            "ADMIT_MAIL_URL",
+            format!("file://{}", dir.join("mail").display()),
+        )
+        .env("ADMIT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ADMIT_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    command
+}
+
+/// `VmRSS` and `VmHWM` of a process, in MB.
+fn memory_mb(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .ok_or_else(|| anyhow::anyhow!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+pub async fn run(args: &Args, events: usize, out: &mut Vec<String>) -> anyhow::Result<()> {
+    let binary = admit_binary()?;
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let migrated = command(&binary, dir.path(), port).arg("migrate").status()?;
+    anyhow::ensure!(migrated.success(), "admit migrate failed");
+
+    let server = Server {
+        child: command(&binary, dir.path(), port).arg("serve").spawn()?,
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let client = load::client(4)?;
+    let started = Instant::now();
+    while client.get(format!("{url}/healthz")).send().await.is_err() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "admit serve did not answer within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (idle, _) = memory_mb(server.child.id())?;
+
+    let mut sent = 0;
+    let mut failed = 0;
+    let mut chunk = 0;
+    while sent + failed < events {
+        // The workspaces are seeded beside the running server, before their events.
+        let (workspaces, bodies) = crate::traffic(
+            &format!("rss{chunk}x"),
+            CHUNK.min(events - sent - failed),
+            args,
+        );
+        chunk += 1;
+        seed::workspaces(&dir.path().join("admit.db"), &workspaces).await?;
+        let sample = load::closed_loop(
+            &url,
+            SECRET,
+            Arc::new(bodies),
+            16,
+            Duration::from_secs(args.seconds.max(60)),
+        )
+        .await?;
+        sent += sample.sent;
+        failed += sample.failed;
+    }
+    // Settled: nothing left in the inbox and no mail waiting.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let text = scrape::scrape(&client, &url).await?;
+        let backlog = scrape::value(&text, "admit_inbox_backlog").unwrap_or(f64::NAN);
+        let mail = scrape::value(&text, "admit_outbox_pending").unwrap_or(f64::NAN);
+        if backlog == 0.0 && mail == 0.0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not settled after 600 s: {backlog} events and {mail} messages waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (rss, peak) = memory_mb(server.child.id())?;
+    let failed = if failed > 0 {
+        format!(" · **{failed} failed**")
+    } else {
+        String::new()
+    };
+    out.push(format!(
+        "| admit serve as its own process, after {sent} deliveries processed and their mail written{failed} | RSS {rss:.0} MB (idle before: {idle:.0} MB) · peak {peak:.0} MB | | target < 150 MB |"
+    ));
+    drop(server);
+    Ok(())
+}
