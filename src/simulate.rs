@@ -55,6 +55,9 @@ pub struct Purchase {
     pub workspace: Option<String>,
     pub price: String,
     pub t: i64,
+    /// The subscription's own `created`, which Stripe never changes; `None`
+    /// stamps each snapshot with `t`, as when only one moment is simulated.
+    pub created: Option<i64>,
 }
 
 fn nonce() -> String {
@@ -101,6 +104,7 @@ impl Purchase {
             // The checkout's events are stamped in the seconds just past, so
             // whatever is simulated next for it comes after them.
             t: unix_now() - 5,
+            created: None,
         }
     }
 
@@ -126,6 +130,7 @@ impl Purchase {
             workspace: Some(workspace.to_owned()),
             price: String::new(),
             t: unix_now(),
+            created: None,
         })
     }
 
@@ -139,7 +144,7 @@ impl Purchase {
     fn subscription_object(&self, status: &str, extra: &Value) -> Value {
         let mut object = json!({
             "id": self.subscription, "object": "subscription", "customer": self.customer,
-            "status": status, "created": self.t, "livemode": false,
+            "status": status, "created": self.created.unwrap_or(self.t), "livemode": false,
             "cancel_at": null, "cancel_at_period_end": false,
             "metadata": self.metadata(),
             "items": {"object": "list", "data": [{

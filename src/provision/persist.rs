@@ -3,7 +3,7 @@
 //! outcomes, kept bindings); this renders those typed changes as the store's
 //! rows, JSON payloads and audit entries. No IO.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use admit_core::provisioning::{
     Case, CaseChange, CaseKind, CaseTransition, Changes, Checkpoint, CoveredEvent, Effect,
@@ -197,8 +197,18 @@ pub enum Plan {
     /// The rows to write, and what the shell should do next.
     Write(Box<ScopeWrite>, Followups),
     /// It needs events a checkpoint covers (or a checkpoint cannot be
-    /// read): the scope is to be read again in full.
-    ReadInFull,
+    /// read): the scope is to be read again in full, and the derivation
+    /// from that read takes checkpoints or keeps the stored ones.
+    ReadInFull(Checkpoints),
+}
+
+/// Whether a derivation takes its subscriptions' checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoints {
+    Take,
+    /// The stored ones are right (the derivation only needed a standing
+    /// inside one): rewriting them on every such event would be waste.
+    Keep,
 }
 
 /// Derives the scope and returns what to write, and what the shell should do
@@ -207,32 +217,42 @@ pub fn plan_writes(
     snapshot: &ScopeSnapshot,
     policy: &Policy<'_>,
     now: Timestamp,
+    take: Checkpoints,
 ) -> Result<Plan, StoreError> {
     let mut events: Vec<BillingEvent> = Vec::new();
     let mut covered: BTreeMap<&str, Vec<CoveredEvent>> = BTreeMap::new();
+    // Subscriptions with an event that is not in `events` as the store
+    // keeps it (another mode, read from its body, unreadable): a checkpoint
+    // counts what the store counts, so none is taken over those.
+    let mut unfit: BTreeSet<&str> = BTreeSet::new();
     for stored in &snapshot.events {
+        if let (true, Some(subscription)) = (stored.covered, &stored.subscription) {
+            covered.entry(subscription).or_default().push(CoveredEvent {
+                id: stored.id.clone(),
+                created: stored.created,
+                customer: stored.customer.clone(),
+                session: stored.session.clone(),
+            });
+            continue;
+        }
         // Events of the other Stripe mode never provision; malformed or
         // unhandled ones were settled when claimed. None take part.
-        if !policy.mode.accepts(stored.livemode) {
-            continue;
+        let accepted = policy.mode.accepts(stored.livemode);
+        let event = if accepted {
+            billing_event(stored)
+        } else {
+            None
+        };
+        if (event.is_none() || stored.billing.is_none())
+            && let Some(subscription) = &stored.subscription
+        {
+            unfit.insert(subscription);
         }
-        if stored.covered {
-            covered
-                .entry(stored.subscription.as_deref().unwrap_or_default())
-                .or_default()
-                .push(CoveredEvent {
-                    id: stored.id.clone(),
-                    created: stored.created,
-                    customer: stored.customer.clone(),
-                    session: stored.session.clone(),
-                });
-            continue;
-        }
-        match billing_event(stored) {
+        match event {
             Some(event) => events.push(event),
             // The claimed event's own stored form is unreadable: never
             // dropped silently, it fails visibly (plan_writes' error).
-            None if stored.id == snapshot.claimed && stored.billing.is_some() => {
+            None if accepted && stored.id == snapshot.claimed && stored.billing.is_some() => {
                 return Err(StoreError::Corrupt(format!(
                     "the stored billing event of {} cannot be read",
                     stored.id
@@ -241,8 +261,8 @@ pub fn plan_writes(
             None => {}
         }
     }
-    let Some(folded) = checkpoints(snapshot, covered) else {
-        return Ok(Plan::ReadInFull);
+    let Some(folded) = checkpoints(snapshot, &covered) else {
+        return Ok(Plan::ReadInFull(Checkpoints::Take));
     };
     let scope = ScopeEvents {
         events: &events,
@@ -261,17 +281,19 @@ pub fn plan_writes(
         grace_period_secs: policy.grace_period_secs,
     };
     let Ok(derivation) = derive_scope(facts, scope, &snapshot.workspaces) else {
-        return Ok(Plan::ReadInFull);
+        return Ok(Plan::ReadInFull(Checkpoints::Keep));
     };
     let followups = Followups {
         ties: derivation
             .ties
             .iter()
             .map(|sub| {
+                let covered = covered.get(sub.as_str()).into_iter().flatten();
                 let latest = events
                     .iter()
                     .filter(|e| e.subscription() == Some(sub))
                     .map(|e| e.created)
+                    .chain(covered.map(|e| e.created))
                     .max();
                 (sub.clone(), latest)
             })
@@ -345,16 +367,24 @@ pub fn plan_writes(
         },
     );
     persist(&changes, snapshot, policy, &actor, now, &mut write);
-    let Ok(checkpoints) = scope.checkpoints() else {
-        return Ok(Plan::ReadInFull);
+    let taken = match take {
+        Checkpoints::Take => scope.checkpoints(),
+        Checkpoints::Keep => Ok(Vec::new()),
     };
-    for (subscription, checkpoint) in checkpoints {
+    let Ok(taken) = taken else {
+        return Ok(Plan::ReadInFull(Checkpoints::Take));
+    };
+    for (subscription, checkpoint) in taken {
+        if unfit.contains(subscription.as_str()) {
+            continue;
+        }
         let fold = serde_json::to_string(&checkpoint)
             .map_err(|e| StoreError::Corrupt(format!("a checkpoint cannot be written: {e}")))?;
         write.checkpoints.push(CheckpointWrite {
             subscription_id: subscription.to_string(),
             through: checkpoint.through,
             events: checkpoint.events,
+            version: checkpoint.version(),
             fold,
         });
     }
@@ -366,7 +396,7 @@ pub fn plan_writes(
 /// read in full).
 fn checkpoints(
     snapshot: &ScopeSnapshot,
-    mut covered: BTreeMap<&str, Vec<CoveredEvent>>,
+    covered: &BTreeMap<&str, Vec<CoveredEvent>>,
 ) -> Option<BTreeMap<SubscriptionId, Folded>> {
     let mut folded = BTreeMap::new();
     for (subscription, json) in &snapshot.checkpoints {
@@ -377,16 +407,22 @@ fn checkpoints(
             .ok()
             .filter(Checkpoint::is_current)?;
         let id = SubscriptionId::parse(subscription.clone()).ok()?;
-        let covered = covered.remove(subscription.as_str()).unwrap_or_default();
+        let events = covered
+            .get(subscription.as_str())
+            .cloned()
+            .unwrap_or_default();
         folded.insert(
             id,
             Folded {
                 checkpoint,
-                covered,
+                covered: events,
             },
         );
     }
-    covered.is_empty().then_some(folded)
+    let all_found = covered
+        .keys()
+        .all(|s| snapshot.checkpoints.contains_key(*s));
+    all_found.then_some(folded)
 }
 
 /// An inbox status as the core names it.

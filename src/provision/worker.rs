@@ -15,7 +15,7 @@ use admit_store::{
     ClaimedEvent, CommitOutcome, EventKeys, EventStatus, History, ScopeCommit, Store, StoreError,
 };
 
-use super::persist::{Followups, Plan, Policy, plan_writes};
+use super::persist::{Checkpoints, Followups, Plan, Policy, plan_writes};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::telemetry::error_chain;
@@ -58,6 +58,14 @@ enum Derived {
         commit: Box<ScopeCommit>,
         followups: Followups,
     },
+}
+
+/// One read and derivation of a claimed event's scope.
+enum Attempt {
+    Derived(Derived),
+    /// The derivation needs the events a checkpoint covers; read in full,
+    /// taking checkpoints or not.
+    ReadInFull(Checkpoints),
 }
 
 /// What one pass over a batch leaves to do.
@@ -297,12 +305,16 @@ impl Processor {
     /// no derivation. A subscription's history comes from its checkpoint,
     /// unless the derivation needs the events it covers: then once more in full.
     async fn derive(&self, id: &EventId, now: Timestamp) -> Result<Derived, StoreError> {
-        if let Some(derived) = self.derive_from(id, now, History::Checkpoints).await? {
-            return Ok(derived);
-        }
-        match self.derive_from(id, now, History::Full).await? {
-            Some(derived) => Ok(derived),
-            None => {
+        let take = match self
+            .derive_from(id, now, History::Checkpoints, Checkpoints::Take)
+            .await?
+        {
+            Attempt::Derived(derived) => return Ok(derived),
+            Attempt::ReadInFull(take) => take,
+        };
+        match self.derive_from(id, now, History::Full, take).await? {
+            Attempt::Derived(derived) => Ok(derived),
+            Attempt::ReadInFull(_) => {
                 let error = StoreError::Decision(format!(
                     "the scope of event {id} read in full still asked for its history"
                 ));
@@ -311,14 +323,14 @@ impl Processor {
         }
     }
 
-    /// [`Self::derive`] from one read; `None` when the derivation needs the
-    /// events a checkpoint covers.
+    /// [`Self::derive`] from one read.
     async fn derive_from(
         &self,
         id: &EventId,
         now: Timestamp,
         history: History,
-    ) -> Result<Option<Derived>, StoreError> {
+        checkpoints: Checkpoints,
+    ) -> Result<Attempt, StoreError> {
         // One event's unreadable scope (one that does not close, a corrupt
         // row) fails that event, visibly and with a retry; its batch goes on.
         let mut read = match self
@@ -327,30 +339,30 @@ impl Processor {
             .await
         {
             Ok(read) => read,
-            Err(error) => return self.failed(id, &error, now).await.map(Some),
+            Err(error) => return self.failed(id, &error, now).await.map(Attempt::Derived),
         };
         if let Some(keys) = self.legacy_keys(id, &read) {
             // Stored before ingress kept the billing event: its key columns
             // may be older than this version's reading of the body.
             read = match self.store.read_scope(id, &keys, history).await {
                 Ok(read) => read,
-                Err(error) => return self.failed(id, &error, now).await.map(Some),
+                Err(error) => return self.failed(id, &error, now).await.map(Attempt::Derived),
             };
         }
         let Some(stored) = read.snapshot.events.iter().find(|e| &e.id == id) else {
-            return Ok(Some(Derived::Settled));
+            return Ok(Attempt::Derived(Derived::Settled));
         };
         if matches!(
             stored.status,
             EventStatus::Processed | EventStatus::Held | EventStatus::Ignored
         ) {
-            return Ok(Some(Derived::Settled));
+            return Ok(Attempt::Derived(Derived::Settled));
         }
         if !self.config.stripe.mode.accepts(stored.livemode) {
             self.store
                 .finish_event_unprovisioned(id, EventStatus::Ignored, "livemode_mismatch", None)
                 .await?;
-            return Ok(Some(Derived::Settled));
+            return Ok(Attempt::Derived(Derived::Settled));
         }
         // A checkpoint covers only events ingress read (a replayed one, say).
         if stored.billing.is_none() && !stored.covered {
@@ -371,7 +383,7 @@ impl Processor {
                     self.store
                         .finish_event_unprovisioned(id, EventStatus::Ignored, reason, None)
                         .await?;
-                    return Ok(Some(Derived::Settled));
+                    return Ok(Attempt::Derived(Derived::Settled));
                 }
                 Err(error) => {
                     // Malformed content does not improve with retries:
@@ -385,11 +397,11 @@ impl Processor {
                             None,
                         )
                         .await?;
-                    return Ok(Some(Derived::Settled));
+                    return Ok(Attempt::Derived(Derived::Settled));
                 }
             }
         }
-        let planned = plan_writes(&read.snapshot, &self.policy(), now);
+        let planned = plan_writes(&read.snapshot, &self.policy(), now, checkpoints);
         if let (Some(metrics), Ok(Plan::Write(..))) = (&self.metrics, &planned) {
             let snapshot = &read.snapshot;
             let history = if history == History::Full || !snapshot.stale_checkpoints.is_empty() {
@@ -405,7 +417,7 @@ impl Processor {
                 .inc();
         }
         match planned {
-            Ok(Plan::Write(write, followups)) => Ok(Some(Derived::Commit {
+            Ok(Plan::Write(write, followups)) => Ok(Attempt::Derived(Derived::Commit {
                 commit: Box::new(ScopeCommit {
                     claimed: id.clone(),
                     versions: read.versions,
@@ -413,8 +425,8 @@ impl Processor {
                 }),
                 followups,
             })),
-            Ok(Plan::ReadInFull) => Ok(None),
-            Err(error) => self.failed(id, &error, now).await.map(Some),
+            Ok(Plan::ReadInFull(take)) => Ok(Attempt::ReadInFull(take)),
+            Err(error) => self.failed(id, &error, now).await.map(Attempt::Derived),
         }
     }
 

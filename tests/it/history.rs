@@ -22,6 +22,7 @@ const WORKSPACE: &str = "ws_history01";
 fn turns() -> (Vec<Vec<Event>>, Event) {
     let mut purchase = Purchase::new("owner@history.test", Some(WORKSPACE), PRICE);
     purchase.t -= (MONTHS + 1) * MONTH;
+    purchase.created = Some(purchase.t);
     let mut turns = vec![purchase.checkout()];
     for _ in 0..MONTHS {
         purchase.t += MONTH;
@@ -235,4 +236,90 @@ async fn a_replayed_event_inside_a_checkpoint_settles_as_before() {
         "derived from the checkpoint that covers it: {now:?}"
     );
     assert_eq!(settled(&app).await, before, "replaying changes nothing");
+}
+
+#[tokio::test]
+async fn a_subscription_with_an_event_read_from_its_body_takes_no_checkpoint() {
+    let (turns, _) = turns();
+    let app = app().await;
+    let (first, later) = turns.split_at(3);
+    for turn in first {
+        deliver(&app, turn).await;
+        app.drain().await;
+    }
+    // As a row stored before ingress kept the billing event: the store
+    // would not count it, so a checkpoint over it could not be checked.
+    let mut db = app.database().await;
+    let cleared = sqlx::query(
+        "UPDATE stripe_events SET billing = NULL
+         WHERE id = (SELECT id FROM stripe_events WHERE type = 'invoice.paid' ORDER BY created LIMIT 1)",
+    )
+    .execute(&mut db)
+    .await
+    .expect("clear a stored billing event");
+    assert_eq!(cleared.rows_affected(), 1);
+    sqlx::query("DELETE FROM subscription_checkpoints")
+        .execute(&mut db)
+        .await
+        .expect("no checkpoint yet");
+    db.close().await.expect("close");
+
+    for turn in later {
+        deliver(&app, turn).await;
+        app.drain().await;
+    }
+    assert_eq!(checkpoint(&app).await, None);
+    assert_eq!(derivations(&app).await["checkpoint"], 0.0);
+    let billing = app
+        .get(&format!("/v1/workspaces/{WORKSPACE}/billing"))
+        .await
+        .expect(200);
+    assert_eq!(billing["subscription_status"], "active");
+    assert_eq!(billing["subscription_plan"], "pro");
+}
+
+#[tokio::test]
+async fn a_second_subscription_started_inside_a_checkpoint_is_judged_from_every_event() {
+    let (turns, _) = turns();
+    // A second subscription for the same workspace, bought months ago,
+    // delivered now: which one holds the plan depends on how the first
+    // stood when the second began, inside the first's checkpoint.
+    let mut second = Purchase::new("owner@history.test", Some(WORKSPACE), PRICE);
+    second.t -= (MONTHS - 4) * MONTH;
+    second.created = Some(second.t);
+    let duplicate = second.checkout();
+    let (last, earlier) = turns.split_last().expect("turns");
+
+    let monthly = app().await;
+    for turn in earlier {
+        deliver(&monthly, turn).await;
+        monthly.drain().await;
+    }
+    let taken = checkpoint(&monthly).await.expect("a checkpoint was taken");
+    deliver(&monthly, &duplicate).await;
+    monthly.drain().await;
+    deliver(&monthly, last).await;
+    monthly.drain().await;
+    let counted = derivations(&monthly).await;
+    assert!(counted["refold"] >= 2.0, "{counted:?}");
+    assert_eq!(
+        checkpoint(&monthly).await,
+        Some(taken),
+        "a refold for a standing keeps the checkpoint as it is"
+    );
+
+    let at_once = app().await;
+    for turn in earlier {
+        deliver(&at_once, turn).await;
+    }
+    deliver(&at_once, &duplicate).await;
+    deliver(&at_once, last).await;
+    at_once.drain().await;
+    let got = settled(&monthly).await;
+    assert_eq!(got, settled(&at_once).await);
+    let cases = monthly.get("/v1/cases").await.expect(200);
+    assert!(
+        cases.to_string().contains("duplicate_subscription"),
+        "the second subscription is held: {cases}"
+    );
 }

@@ -67,6 +67,7 @@ pub async fn run(options: Options, out: &mut Vec<String>) -> anyhow::Result<()> 
         .map(|workspace| {
             let mut purchase = purchase(workspace);
             purchase.t = renewal_at(0) - i64::from(months + 1) * MONTH;
+            purchase.created = Some(purchase.t);
             purchase
         })
         .collect();
@@ -94,6 +95,7 @@ pub async fn run(options: Options, out: &mut Vec<String>) -> anyhow::Result<()> 
             .map(|workspace| {
                 let mut purchase = purchase(workspace);
                 purchase.t = renewal_at(round) - MONTH;
+                purchase.created = Some(purchase.t);
                 purchase
             })
             .collect();

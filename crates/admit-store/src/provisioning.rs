@@ -124,6 +124,9 @@ pub struct CheckpointWrite {
     pub subscription_id: String,
     pub through: Timestamp,
     pub events: u64,
+    /// The version of the fold that took it: a checkpoint of another
+    /// version is replaced whatever it counts.
+    pub version: u32,
     /// JSON of the checkpoint.
     pub fold: String,
 }

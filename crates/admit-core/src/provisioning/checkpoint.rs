@@ -15,7 +15,8 @@ use crate::{BillingEvent, EventId, SubscriptionId, Timestamp};
 
 /// A checkpoint is taken once this many events lie before a subscription's
 /// latest second outside its checkpoint: each one is a write, so not on
-/// every event, and a derivation folds at most about this many in full.
+/// every event, and a derivation from a checkpoint folds about this many in
+/// full (a refold reads them all).
 pub const CHECKPOINT_AFTER: usize = 8;
 
 /// The fold's version: a change to what the fold computes bumps it, and
@@ -31,7 +32,7 @@ pub struct Checkpoint {
     /// folded in...
     pub through: Timestamp,
     /// ...and this many of them. The store compares it with the events it
-    /// holds up to `through`: an event created before `through` that
+    /// holds up to `through`: an event created at or before `through` that
     /// arrived after the checkpoint (a late one) makes them differ, and
     /// the checkpoint is not used.
     pub events: u64,
@@ -42,6 +43,11 @@ impl Checkpoint {
     /// Whether this version of admit's fold took it.
     pub fn is_current(&self) -> bool {
         self.version == FOLD_VERSION
+    }
+
+    /// The version of the fold that took it.
+    pub fn version(&self) -> u32 {
+        self.version
     }
 }
 
@@ -107,11 +113,7 @@ impl<'a> ScopeEvents<'a> {
         let mut out = BTreeMap::new();
         for (key, mut events) in grouped {
             let fold = match self.checkpoint_of(&key) {
-                Some((id, folded)) => {
-                    let mut fold = resume(id, folded, &mut events)?;
-                    fold.add_ids(folded.covered.iter().map(|e| e.id.clone()));
-                    fold
-                }
+                Some((id, folded)) => resume(id, folded, &mut events)?,
                 None => match Fold::of(key.clone(), &mut events) {
                     Some(fold) => fold,
                     None => continue,
@@ -140,9 +142,7 @@ impl<'a> ScopeEvents<'a> {
             .into_iter()
             .filter(|e| e.created <= until)
             .collect();
-        let mut fold = resume(id, folded, &mut events)?;
-        fold.add_ids(folded.covered.iter().map(|e| e.id.clone()));
-        Ok(Some(fold.purchase()))
+        Ok(Some(resume(id, folded, &mut events)?.purchase()))
     }
 
     /// The checkpoints worth taking now: for each subscription in the scope
@@ -188,8 +188,8 @@ impl<'a> ScopeEvents<'a> {
     }
 }
 
-/// A checkpoint's fold moved on by `events` (its subscription's, in full),
-/// which must all be created after it.
+/// A checkpoint's fold (with the ids of the events it covers) moved on by
+/// `events` (its subscription's, in full), which must all be created after it.
 fn resume(
     id: &SubscriptionId,
     folded: &Folded,
@@ -203,6 +203,7 @@ fn resume(
         return Err(NeedsHistory(id.clone()));
     }
     let mut fold = folded.checkpoint.fold.clone();
+    fold.add_ids(folded.covered.iter().map(|e| e.id.clone()));
     fold.extend(events);
     Ok(fold)
 }

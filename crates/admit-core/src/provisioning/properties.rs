@@ -11,6 +11,8 @@ use super::testkit::*;
 use super::*;
 use crate::{BillingEvent, WorkspaceId};
 
+use super::checkpoint::Checkpoint;
+
 #[derive(Debug, Clone)]
 struct Scenario {
     world: World,
@@ -244,11 +246,12 @@ proptest! {
     fn a_checkpoint_derives_what_every_event_does(
         s in scenario(),
         order in proptest::collection::vec(any::<u32>(), 40),
-        receipts in proptest::collection::vec(any::<u16>(), 40),
+        repeats in proptest::collection::vec(any::<bool>(), 0..8),
+        receipts in proptest::collection::vec(any::<u16>(), 60),
         cut in any::<prop::sample::Index>(),
         squash in 1i64..6,
     ) {
-        let events = squashed(shuffled_with_duplicates(&s.events, &order, &[]), squash);
+        let events = squashed(shuffled_with_duplicates(&s.events, &order, &repeats), squash);
         let through = events[cut.index(events.len())].created;
         let (rest, folded) = super::checkpoint::split(&events, through);
         let covered = events.iter().any(|e| e.subscription().is_some() && e.created <= through);
@@ -261,8 +264,13 @@ proptest! {
         let reference = derived(&s.world, &events);
         let d = match derive_scope(s.world.facts(), scope, &workspaces) {
             Ok(d) => d,
-            Err(NeedsHistory(_)) => {
-                prop_assert!(purchases(&events).len() > 1);
+            Err(NeedsHistory(sub)) => {
+                // Only the standing of a subscription at another purchase's
+                // start, inside its checkpoint, needs the history.
+                let through = folded[&sub].checkpoint.through;
+                prop_assert!(purchases(&events)
+                    .values()
+                    .any(|p| p.subscription.as_ref() != Some(&sub) && p.started < through));
                 return Ok(());
             }
         };
@@ -296,4 +304,148 @@ proptest! {
         };
         prop_assert_eq!(changes_in(&d, scope, stored), changes(&reference, &events, stored));
     }
+}
+
+/// A purchase renewed monthly for `months`, and then, perhaps, a renewal
+/// that fails.
+fn long_history(story: &Story, months: i64, fails: bool) -> Vec<BillingEvent> {
+    let mut events = story.purchase();
+    for m in 1..=months {
+        let at = m * 30 * DAY;
+        events.push(story.invoice(
+            &format!("paid{m}"),
+            at,
+            &format!("m{m}"),
+            true,
+            "subscription_cycle",
+        ));
+        events.push(story.subscription(
+            &format!("renewed{m}"),
+            at + 1,
+            crate::SubscriptionChange::Updated,
+            crate::SubscriptionStatus::Active,
+        ));
+    }
+    if fails {
+        let at = (months + 1) * 30 * DAY;
+        events.push(story.invoice("failed", at, "last", false, "subscription_cycle"));
+        events.push(story.subscription(
+            "past_due",
+            at + 1,
+            crate::SubscriptionChange::Updated,
+            crate::SubscriptionStatus::PastDue,
+        ));
+    }
+    events
+}
+
+/// The checkpoints `scope` takes, as the store hands them back: stored as
+/// JSON, with the events of `events` they cover.
+fn taken(
+    scope: ScopeEvents<'_>,
+    events: &[BillingEvent],
+) -> Result<std::collections::BTreeMap<crate::SubscriptionId, Folded>, TestCaseError> {
+    let mut folded = std::collections::BTreeMap::new();
+    let checkpoints = scope
+        .checkpoints()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    for (sub, checkpoint) in checkpoints {
+        let json =
+            serde_json::to_string(&checkpoint).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let checkpoint: Checkpoint =
+            serde_json::from_str(&json).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut covered: Vec<CoveredEvent> = events
+            .iter()
+            .filter(|e| e.subscription() == Some(&sub) && e.created <= checkpoint.through)
+            .map(|e| CoveredEvent {
+                id: e.id.clone(),
+                created: e.created,
+                customer: e.customer().map(ToString::to_string),
+                session: e.checkout().map(|c| c.session_id.clone()),
+            })
+            .collect();
+        covered.sort_by(|a, b| a.id.cmp(&b.id));
+        covered.dedup_by(|a, b| a.id == b.id);
+        prop_assert_eq!(checkpoint.events, covered.len() as u64, "the store's count");
+        folded.insert(
+            sub,
+            Folded {
+                checkpoint,
+                covered,
+            },
+        );
+    }
+    Ok(folded)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The checkpoints a processor takes along a long history — from the
+    /// events it had then, and again from a checkpoint — derive what every
+    /// event does, whatever arrived since and in whatever order.
+    #[test]
+    fn checkpoints_taken_along_a_long_history_derive_what_every_event_does(
+        months in 0i64..14,
+        fails in any::<bool>(),
+        order in proptest::collection::vec(any::<u32>(), 40),
+        repeats in proptest::collection::vec(any::<bool>(), 0..8),
+        cut in any::<prop::sample::Index>(),
+        later in any::<prop::sample::Index>(),
+    ) {
+        let world = World::standard();
+        let workspaces = all_workspaces(&world);
+        let story = Story::new(9, "dana@acme.test", Some("ws_acme01"));
+        let events = shuffled_with_duplicates(&long_history(&story, months, fails), &order, &repeats);
+        let reference = derived(&world, &events);
+        let derive_from = |folded: &std::collections::BTreeMap<crate::SubscriptionId, Folded>| {
+            let rest: Vec<BillingEvent> = events
+                .iter()
+                .filter(|e| !folded.values().any(|f| f.covered.iter().any(|c| c.id == e.id)))
+                .cloned()
+                .collect();
+            let scope = ScopeEvents { events: &rest, folded };
+            (derive_scope(world.facts(), scope, &workspaces), scope.checkpoints().is_ok())
+        };
+
+        // What the processor held when it took the first checkpoint.
+        let at = events[cut.index(events.len())].created;
+        let then: Vec<BillingEvent> = events.iter().filter(|e| e.created <= at).cloned().collect();
+        let first = taken(ScopeEvents::full(&then), &events)?;
+        prop_assert_eq!(derive_from(&first), (Ok(reference.clone()), true));
+
+        // A later derivation from it takes the next one.
+        let at = events[later.index(events.len())].created.max(at);
+        let then: Vec<BillingEvent> = events.iter().filter(|e| e.created <= at).cloned().collect();
+        let rest: Vec<BillingEvent> = then
+            .iter()
+            .filter(|e| !first.values().any(|f| f.covered.iter().any(|c| c.id == e.id)))
+            .cloned()
+            .collect();
+        let second = taken(ScopeEvents { events: &rest, folded: &first }, &events)?;
+        let mut next = first.clone();
+        next.extend(second);
+        prop_assert_eq!(derive_from(&next), (Ok(reference), true));
+    }
+}
+
+#[test]
+fn a_year_of_renewals_takes_a_checkpoint_before_its_latest_second() {
+    let story = Story::new(9, "dana@acme.test", Some("ws_acme01"));
+    let events = long_history(&story, 12, false);
+    let checkpoints = ScopeEvents::full(&events)
+        .checkpoints()
+        .expect("every event is there");
+    let [(sub, checkpoint)] = checkpoints.as_slice() else {
+        panic!("one checkpoint: {checkpoints:?}");
+    };
+    assert_eq!(sub.as_str(), "sub_Story0009");
+    let latest = events.iter().map(|e| e.created).max().expect("events");
+    assert!(checkpoint.through < latest);
+    let subscription_events = events.iter().filter(|e| e.subscription().is_some()).count();
+    assert_eq!(
+        checkpoint.events,
+        subscription_events as u64 - 1,
+        "all but the latest second"
+    );
 }

@@ -450,7 +450,6 @@ pub struct Fold {
     subscription_workspaces: Vec<String>,
     invoice_workspaces: Vec<String>,
     invoice_email: Option<Email>,
-    paid_invoices: BTreeSet<String>,
 }
 
 impl Fold {
@@ -497,7 +496,6 @@ impl Fold {
             subscription_workspaces: Vec::new(),
             invoice_workspaces: Vec::new(),
             invoice_email: None,
-            paid_invoices: BTreeSet::new(),
         };
         fold.ordered(events);
         Some(fold)
@@ -651,7 +649,6 @@ impl Fold {
                 record_payment(p, i);
                 p.latest_paid = Some(i.id.clone());
                 p.paid_invoices.entry(i.id.clone()).or_insert(event.created);
-                self.paid_invoices.insert(i.id.clone());
                 p.unpaid_failed_invoices.remove(&i.id);
                 p.paid = true;
                 if matches!(
@@ -674,12 +671,13 @@ impl Fold {
                     self.invoice_email.clone_from(&i.customer_email);
                 }
                 record_payment(p, i);
-                if !self.paid_invoices.contains(&i.id) {
+                // Invoice ids never meet the session ids a one-time payment keeps there.
+                let already_paid = p.paid_invoices.contains_key(&i.id);
+                if !already_paid {
                     p.unpaid_failed_invoices.insert(i.id.clone());
                 }
                 let first_invoice = i.billing_reason.as_deref() == Some("subscription_create");
                 // A failure of an invoice that is already paid changes nothing: paid wins.
-                let already_paid = self.paid_invoices.contains(&i.id);
                 if p.status == Some(SubscriptionStatus::Active) && !first_invoice && !already_paid {
                     set_status(p, SubscriptionStatus::PastDue, event.created);
                 }

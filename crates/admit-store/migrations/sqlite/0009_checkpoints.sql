@@ -11,6 +11,9 @@ CREATE TABLE subscription_checkpoints (
     -- ...and how many: a scope read that finds another number (an event
     -- created before `through` arrived since) does not use the checkpoint.
     events          INTEGER NOT NULL,
+    -- The version of the core's fold that took it: another version's
+    -- checkpoint is set aside, and replaced whatever it counts.
+    version         INTEGER NOT NULL,
     fold            TEXT NOT NULL,
     updated_at      INTEGER NOT NULL
 ) STRICT;

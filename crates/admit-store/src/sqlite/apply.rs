@@ -227,22 +227,28 @@ pub(super) async fn apply(
     }
     for rows in write.checkpoints.chunks(ROWS_PER_STATEMENT) {
         let mut upsert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO subscription_checkpoints (subscription_id, through, events, fold, updated_at) ",
+            "INSERT INTO subscription_checkpoints (subscription_id, through, events, version, fold,
+                 updated_at) ",
         );
         upsert.push_values(rows, |mut row, checkpoint| {
             row.push_bind(&checkpoint.subscription_id)
                 .push_bind(checkpoint.through.unix())
                 .push_bind(i64::try_from(checkpoint.events).unwrap_or(i64::MAX))
+                .push_bind(i64::from(checkpoint.version))
                 .push_bind(&checkpoint.fold)
                 .push_bind(now.unix());
         });
         // Any checkpoint that counts what the store holds is right; one
-        // folding fewer events (a slower processor's) does not replace it.
+        // folding fewer events (a slower processor's) does not replace it,
+        // unless the stored one is of another fold or not JSON at all.
         upsert.push(
             " ON CONFLICT (subscription_id) DO UPDATE SET
                  through = excluded.through, events = excluded.events,
-                 fold = excluded.fold, updated_at = excluded.updated_at
-             WHERE excluded.events >= subscription_checkpoints.events",
+                 version = excluded.version, fold = excluded.fold,
+                 updated_at = excluded.updated_at
+             WHERE excluded.events >= subscription_checkpoints.events
+                OR excluded.version <> subscription_checkpoints.version
+                OR NOT json_valid(subscription_checkpoints.fold)",
         );
         upsert.build().persistent(false).execute(&mut *conn).await?;
     }

@@ -337,6 +337,16 @@ async fn billed_event(store: &SqliteStore, event: &str, subscription: &str, ago:
 }
 
 async fn keep_checkpoint(store: &SqliteStore, claimed: &str, through_ago: i64, events: u64) {
+    keep_versioned(store, claimed, through_ago, events, 1).await;
+}
+
+async fn keep_versioned(
+    store: &SqliteStore,
+    claimed: &str,
+    through_ago: i64,
+    events: u64,
+    version: u32,
+) {
     let read = store
         .read_scope(&id(claimed), &EventKeys::default(), History::Full)
         .await
@@ -349,6 +359,7 @@ async fn keep_checkpoint(store: &SqliteStore, claimed: &str, through_ago: i64, e
                 subscription_id: "sub_1".into(),
                 through: Timestamp::from_unix(NOW.unix() - through_ago),
                 events,
+                version,
                 fold: format!(r#"{{"events":{events}}}"#),
             }],
             ..ScopeWrite::default()
@@ -434,4 +445,16 @@ async fn a_checkpoint_stands_for_the_events_it_counted_until_a_late_one_arrives(
         Some(r#"{"events":3}"#)
     );
     assert_eq!(coverage(&last).iter().filter(|(_, c, _)| *c).count(), 3);
+
+    // Another version of the fold replaces it, whatever it counts.
+    keep_versioned(&store, "evt_3", 200, 1, 2).await;
+    let replaced = read(&store, "evt_3").await;
+    assert_eq!(
+        replaced
+            .snapshot
+            .checkpoints
+            .get("sub_1")
+            .map(String::as_str),
+        Some(r#"{"events":1}"#)
+    );
 }
