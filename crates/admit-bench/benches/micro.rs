@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;
 
-use admit_core::provisioning::{Facts, UnmatchedPolicy, derive};
+use admit_core::provisioning::{
+    Checkpoint, CoveredEvent, Facts, Folded, ScopeEvents, UnmatchedPolicy, derive, derive_scope,
+};
 use admit_core::{
     BillingEvent, Catalog, Directory, Email, Entitlements, EventId, EventKind, Plan, PlanKey,
     PreviousAttributes, Role, SubscriptionStatus, Timestamp, Workspace, WorkspaceId,
@@ -282,12 +284,60 @@ fn derivation(c: &mut Criterion) {
         "the last renewal is in force"
     );
 
+    // The renewal as the processor derives it: the subscription's stored
+    // checkpoint (decoded each time, as from the store) and the events
+    // after it.
+    let taken = ScopeEvents::full(&renewed)
+        .checkpoints()
+        .expect("every event is there");
+    let [(subscription, checkpoint)] = taken.as_slice() else {
+        panic!("one checkpoint over three years: {taken:?}");
+    };
+    let stored = serde_json::to_string(checkpoint).expect("a checkpoint is JSON");
+    let (covered, after): (Vec<&BillingEvent>, Vec<&BillingEvent>) = renewed
+        .iter()
+        .partition(|e| e.subscription() == Some(subscription) && e.created <= checkpoint.through);
+    let after: Vec<BillingEvent> = after.into_iter().cloned().collect();
+    let covered: Vec<CoveredEvent> = covered
+        .into_iter()
+        .map(|e| CoveredEvent {
+            id: e.id.clone(),
+            created: e.created,
+            customer: e.customer().map(ToString::to_string),
+            session: e.checkout().map(|c| c.session_id.clone()),
+        })
+        .collect();
+    let from_checkpoint = || {
+        let checkpoint: Checkpoint = serde_json::from_str(&stored).expect("stored checkpoint");
+        let folded = [(
+            subscription.clone(),
+            Folded {
+                checkpoint,
+                covered: covered.clone(),
+            },
+        )]
+        .into();
+        let scope = ScopeEvents {
+            events: &after,
+            folded: &folded,
+        };
+        derive_scope(world.facts(), scope, &world.scope).expect("no history needed")
+    };
+    assert_eq!(
+        from_checkpoint(),
+        derive(world.facts(), &renewed, &world.scope),
+        "the checkpoint derives what every event does"
+    );
+
     let mut group = c.benchmark_group("derive");
     group.bench_function("fresh", |b| {
         b.iter(|| derive(world.facts(), black_box(&fresh), &world.scope));
     });
     group.bench_function("three_years", |b| {
         b.iter(|| derive(world.facts(), black_box(&renewed), &world.scope));
+    });
+    group.bench_function("three_years_from_checkpoint", |b| {
+        b.iter(from_checkpoint);
     });
     group.finish();
 }
