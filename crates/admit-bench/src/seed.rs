@@ -61,10 +61,11 @@ pub async fn inbox_bytes(dir: &Path) -> anyhow::Result<Option<u64>> {
 /// The raw bodies stored, byte for byte.
 pub async fn payload_bytes(dir: &Path) -> anyhow::Result<u64> {
     let mut conn = open(dir).await?;
-    let bytes: i64 =
-        sqlx::query_scalar("SELECT COALESCE(SUM(length(payload)), 0) FROM stripe_event_bodies")
-            .fetch_one(&mut conn)
-            .await?;
+    let bytes: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(COALESCE(raw_length, length(payload))), 0) FROM stripe_event_bodies",
+    )
+    .fetch_one(&mut conn)
+    .await?;
     conn.close().await?;
     Ok(u64::try_from(bytes).unwrap_or(0))
 }

@@ -58,6 +58,11 @@ const SQLITE: &[Embedded] = &[
         description: "subscription checkpoints",
         sql: include_str!("../migrations/sqlite/0009_checkpoints.sql"),
     },
+    Embedded {
+        version: 10,
+        description: "body encoding",
+        sql: include_str!("../migrations/sqlite/0010_body_encoding.sql"),
+    },
 ];
 
 fn migrator(embedded: &[Embedded]) -> Migrator {

@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 
 mod apply;
 mod audit;
+mod bodies;
 mod cases;
 mod directory;
 mod list;
@@ -73,6 +74,7 @@ const INSERT_CHUNK: usize = 256;
 async fn insert_chunk(
     conn: &mut sqlx::SqliteConnection,
     events: &[NewEvent],
+    packed: &[(Vec<u8>, &'static str)],
 ) -> Result<Vec<String>, StoreError> {
     let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
         "INSERT INTO stripe_events (id, type, created, api_version, livemode, object_type,
@@ -109,11 +111,18 @@ async fn insert_chunk(
         .fetch_all(&mut *conn)
         .await?;
     // The bodies of the rows just inserted (a re-delivery keeps the first).
-    let mut bodies =
-        sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO stripe_event_bodies (id, payload) ");
-    bodies.push_values(events, |mut row, event| {
-        row.push_bind(event.id.as_str()).push_bind(&event.payload);
-    });
+    let mut bodies = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO stripe_event_bodies (id, payload, encoding, raw_length) ",
+    );
+    bodies.push_values(
+        events.iter().zip(packed),
+        |mut row, (event, (body, encoding))| {
+            row.push_bind(event.id.as_str())
+                .push_bind(body)
+                .push_bind(*encoding)
+                .push_bind(i64::try_from(event.payload.len()).unwrap_or(i64::MAX));
+        },
+    );
     bodies.push(" ON CONFLICT (id) DO NOTHING");
     bodies.build().persistent(false).execute(&mut *conn).await?;
     Ok(inserted)
@@ -135,7 +144,14 @@ fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
         object_type: row.try_get("object_type")?,
         object_id: row.try_get("object_id")?,
         customer_id: row.try_get("customer_id")?,
-        payload: row.try_get("payload")?,
+        payload: {
+            let stored: Option<Vec<u8>> = row.try_get("payload")?;
+            let encoding: Option<String> = row.try_get("encoding")?;
+            bodies::unpack(
+                stored.unwrap_or_default(),
+                encoding.as_deref().unwrap_or(bodies::IDENTITY),
+            )?
+        },
         source: row.try_get("source")?,
         received_at: Timestamp::from_unix(row.try_get("received_at")?),
         status: EventStatus::parse(&status)
@@ -176,12 +192,15 @@ impl Store for SqliteStore {
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
+        // Compressed before the write lock is taken.
+        let packed: Vec<(Vec<u8>, &'static str)> =
+            events.iter().map(|e| bodies::pack(&e.payload)).collect();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut inserted = std::collections::HashSet::new();
         // One statement per chunk: a statement is a round trip to SQLite's
         // thread, and 20 parameters a row keep a chunk within its limits.
-        for chunk in events.chunks(INSERT_CHUNK) {
-            inserted.extend(insert_chunk(&mut tx, chunk).await?);
+        for (chunk, packed) in events.chunks(INSERT_CHUNK).zip(packed.chunks(INSERT_CHUNK)) {
+            inserted.extend(insert_chunk(&mut tx, chunk, packed).await?);
         }
         tx.commit().await?;
         // The first copy of an id in the batch is the one inserted.
@@ -199,7 +218,7 @@ impl Store for SqliteStore {
 
     async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
         let row = sqlx::query(
-            "SELECT e.*, b.payload FROM stripe_events e
+            "SELECT e.*, b.payload, b.encoding FROM stripe_events e
              LEFT JOIN stripe_event_bodies b ON b.id = e.id WHERE e.id = ?",
         )
         .bind(id.as_str())
@@ -272,6 +291,56 @@ mod tests {
         store.migrate().await.expect("migrate");
         store.check_ready().await.expect("ready after migrate");
         store.migrate().await.expect("migrating twice is a no-op");
+    }
+
+    #[tokio::test]
+    async fn a_body_is_stored_compressed_and_read_back_byte_for_byte() {
+        let (_dir, store) = fresh().await;
+        store.migrate().await.expect("migrate");
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/stripe/current/invoice_paid.json"
+        ))
+        .expect("fixture");
+        let mut new = event("evt_Body1");
+        new.payload = body.clone();
+        store.insert_event(&new).await.expect("insert");
+        let (stored, encoding, raw): (Vec<u8>, String, i64) = sqlx::query_as(
+            "SELECT payload, encoding, raw_length FROM stripe_event_bodies WHERE id = 'evt_Body1'",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .expect("row");
+        assert_eq!(encoding, "lz4");
+        assert_eq!(raw, body.len() as i64);
+        assert!(
+            stored.len() * 4 < body.len() * 3,
+            "{} of {}",
+            stored.len(),
+            body.len()
+        );
+        let read = store
+            .get_event(&new.id)
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(read.payload, body);
+
+        // A body stored before bodies were compressed reads as it is.
+        sqlx::query(
+            "UPDATE stripe_event_bodies SET payload = ?, encoding = 'identity', raw_length = NULL
+             WHERE id = 'evt_Body1'",
+        )
+        .bind(&body)
+        .execute(&store.pool)
+        .await
+        .expect("as before migration 10");
+        let read = store
+            .get_event(&new.id)
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(read.payload, body);
     }
 
     #[tokio::test]

@@ -352,7 +352,8 @@ async fn upkeep_moves_the_write_ahead_log_into_the_database() {
             object_id: None,
             customer_id: None,
             metadata: Default::default(),
-            payload: vec![b'x'; 4000],
+            // Bytes that do not compress: the file must grow by them.
+            payload: noise(i, 4000),
             headers: Default::default(),
             source: crate::EventSource::Webhook,
             received_at: NOW,
@@ -427,4 +428,17 @@ async fn an_access_check_reads_the_role_and_the_billing_state_at_once() {
         billing.subscription_plan.as_ref().map(|p| p.as_str()),
         Some("pro")
     );
+}
+
+/// `len` pseudo-random bytes (xorshift), different for each `seed`.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
 }

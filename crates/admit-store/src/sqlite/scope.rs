@@ -221,19 +221,22 @@ async fn with_bodies(
     if wanted.is_empty() {
         return Ok(());
     }
-    let bodies: BTreeMap<String, Vec<u8>> = sqlx::query_as(
-        "SELECT id, payload FROM stripe_event_bodies WHERE id IN (SELECT value FROM json_each(?))",
+    let rows: Vec<(String, Vec<u8>, String)> = sqlx::query_as(
+        "SELECT id, payload, encoding FROM stripe_event_bodies
+         WHERE id IN (SELECT value FROM json_each(?))",
     )
     .bind(json_list(&wanted))
     .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .collect();
+    .await?;
+    let mut bodies = BTreeMap::new();
+    for (id, stored, encoding) in rows {
+        bodies.insert(id, super::bodies::unpack(stored, &encoding)?);
+    }
     for event in events
         .iter_mut()
         .filter(|e| e.billing.is_none() && !e.covered)
     {
-        event.payload = bodies.get(event.id.as_str()).cloned().unwrap_or_default();
+        event.payload = bodies.remove(event.id.as_str()).unwrap_or_default();
     }
     Ok(())
 }
