@@ -351,3 +351,50 @@ pub fn test_python(module: &str, needed_by: &str) -> PathBuf {
     );
     python
 }
+
+/// Every stored event as `[id, status, outcome, …fields]`, sorted: what
+/// two runs over the same events are compared by.
+pub async fn event_outcomes(app: &TestApp, fields: &[&str]) -> Vec<serde_json::Value> {
+    let events = app.get("/v1/events?limit=500").await.expect(200);
+    let mut outcomes: Vec<serde_json::Value> = events["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            ["id", "status", "outcome"]
+                .iter()
+                .chain(fields)
+                .map(|f| e[*f].clone())
+                .collect()
+        })
+        .collect();
+    outcomes.sort_by_key(serde_json::Value::to_string);
+    outcomes
+}
+
+/// The messages warranted (every outbox row not withdrawn) as
+/// `idempotency key recipient`, sorted.
+pub async fn outbox_messages(app: &TestApp) -> Vec<String> {
+    let mut outbox: Vec<String> = app
+        .state
+        .store
+        .list_outbox(None, 1000)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .filter(|row| row.state != "superseded")
+        .map(|row| format!("{} {}", row.idempotency_key, row.recipient))
+        .collect();
+    outbox.sort();
+    outbox
+}
+
+/// Posts each simulated event, signed with the primary secret; each must be stored.
+pub async fn deliver_signed(app: &TestApp, events: &[admit::simulate::Event]) {
+    for event in events {
+        app.post_signed(&event.body, PRIMARY_SECRET)
+            .await
+            .expect(200);
+    }
+}

@@ -9,7 +9,9 @@ use admit::simulate::{Event, Purchase};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::helpers::{PRIMARY_SECRET, TestApp, metric_value, spawn_app};
+use crate::helpers::{
+    TestApp, deliver_signed, event_outcomes, metric_value, outbox_messages, spawn_app,
+};
 
 const PRICE: &str = "price_AdmitProMonthly01";
 const MONTH: i64 = 30 * 86_400;
@@ -44,14 +46,6 @@ async fn app() -> TestApp {
     app
 }
 
-async fn deliver(app: &TestApp, events: &[Event]) {
-    for event in events {
-        app.post_signed(&event.body, PRIMARY_SECRET)
-            .await
-            .expect(200);
-    }
-}
-
 /// The billing state, each event's status and outcome, and the messages.
 /// (Scenarios are left out: S7 depends on receipt times, which differ.)
 async fn settled(app: &TestApp) -> (Value, Vec<Value>, Vec<String>) {
@@ -62,26 +56,8 @@ async fn settled(app: &TestApp) -> (Value, Vec<Value>, Vec<String>) {
     if let Some(fields) = billing.as_object_mut() {
         fields.remove("updated_at");
     }
-    let events = app.get("/v1/events?limit=500").await.expect(200);
-    let mut outcomes: Vec<Value> = events["events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| json!([e["id"], e["status"], e["outcome"]]))
-        .collect();
-    outcomes.sort_by_key(Value::to_string);
-    let mut outbox: Vec<String> = app
-        .state
-        .store
-        .list_outbox(None, 1000)
-        .await
-        .expect("outbox")
-        .into_iter()
-        .filter(|row| row.state != "superseded")
-        .map(|row| format!("{} {}", row.idempotency_key, row.recipient))
-        .collect();
-    outbox.sort();
+    let outcomes = event_outcomes(app, &[]).await;
+    let outbox = outbox_messages(app).await;
     (billing, outcomes, outbox)
 }
 
@@ -115,7 +91,7 @@ async fn a_long_history_is_derived_from_its_checkpoint_and_a_late_event_from_eve
     // Month by month, as admit would have lived them.
     let monthly = app().await;
     for turn in &turns {
-        deliver(&monthly, turn).await;
+        deliver_signed(&monthly, turn).await;
         monthly.drain().await;
     }
     let (counted, _) = checkpoint(&monthly).await.expect("a checkpoint was taken");
@@ -131,7 +107,7 @@ async fn a_long_history_is_derived_from_its_checkpoint_and_a_late_event_from_eve
     );
     assert_eq!(before_late["refold"], 0.0, "{before_late:?}");
 
-    deliver(&monthly, std::slice::from_ref(&late)).await;
+    deliver_signed(&monthly, std::slice::from_ref(&late)).await;
     monthly.drain().await;
     let after_late = derivations(&monthly).await;
     assert_eq!(
@@ -147,9 +123,9 @@ async fn a_long_history_is_derived_from_its_checkpoint_and_a_late_event_from_eve
     // The oracle: the same deliveries, derived once over everything.
     let at_once = app().await;
     for turn in &turns {
-        deliver(&at_once, turn).await;
+        deliver_signed(&at_once, turn).await;
     }
-    deliver(&at_once, std::slice::from_ref(&late)).await;
+    deliver_signed(&at_once, std::slice::from_ref(&late)).await;
     at_once.drain().await;
 
     let got = settled(&monthly).await;
@@ -166,7 +142,7 @@ async fn a_checkpoint_that_cannot_be_read_is_set_aside_and_taken_again() {
     let app = app().await;
     let (last, earlier) = turns.split_last().expect("turns");
     for turn in earlier {
-        deliver(&app, turn).await;
+        deliver_signed(&app, turn).await;
         app.drain().await;
     }
     let (counted, _) = checkpoint(&app).await.expect("a checkpoint was taken");
@@ -177,7 +153,7 @@ async fn a_checkpoint_that_cannot_be_read_is_set_aside_and_taken_again() {
         .expect("spoil the checkpoint");
     db.close().await.expect("close");
 
-    deliver(&app, last).await;
+    deliver_signed(&app, last).await;
     app.drain().await;
     assert!(derivations(&app).await["refold"] >= 1.0);
     let (recounted, fold) = checkpoint(&app).await.expect("checkpoint");
@@ -208,7 +184,7 @@ async fn a_replayed_event_inside_a_checkpoint_settles_as_before() {
     let (turns, _) = turns();
     let app = app().await;
     for turn in &turns {
-        deliver(&app, turn).await;
+        deliver_signed(&app, turn).await;
         app.drain().await;
     }
     let before = settled(&app).await;
@@ -244,7 +220,7 @@ async fn a_subscription_with_an_event_read_from_its_body_takes_no_checkpoint() {
     let app = app().await;
     let (first, later) = turns.split_at(3);
     for turn in first {
-        deliver(&app, turn).await;
+        deliver_signed(&app, turn).await;
         app.drain().await;
     }
     // As a row stored before ingress kept the billing event: the store
@@ -265,7 +241,7 @@ async fn a_subscription_with_an_event_read_from_its_body_takes_no_checkpoint() {
     db.close().await.expect("close");
 
     for turn in later {
-        deliver(&app, turn).await;
+        deliver_signed(&app, turn).await;
         app.drain().await;
     }
     assert_eq!(checkpoint(&app).await, None);
@@ -292,13 +268,13 @@ async fn a_second_subscription_started_inside_a_checkpoint_is_judged_from_every_
 
     let monthly = app().await;
     for turn in earlier {
-        deliver(&monthly, turn).await;
+        deliver_signed(&monthly, turn).await;
         monthly.drain().await;
     }
     let taken = checkpoint(&monthly).await.expect("a checkpoint was taken");
-    deliver(&monthly, &duplicate).await;
+    deliver_signed(&monthly, &duplicate).await;
     monthly.drain().await;
-    deliver(&monthly, last).await;
+    deliver_signed(&monthly, last).await;
     monthly.drain().await;
     let counted = derivations(&monthly).await;
     assert!(counted["refold"] >= 2.0, "{counted:?}");
@@ -310,10 +286,10 @@ async fn a_second_subscription_started_inside_a_checkpoint_is_judged_from_every_
 
     let at_once = app().await;
     for turn in earlier {
-        deliver(&at_once, turn).await;
+        deliver_signed(&at_once, turn).await;
     }
-    deliver(&at_once, &duplicate).await;
-    deliver(&at_once, last).await;
+    deliver_signed(&at_once, &duplicate).await;
+    deliver_signed(&at_once, last).await;
     at_once.drain().await;
     let got = settled(&monthly).await;
     assert_eq!(got, settled(&at_once).await);

@@ -10,7 +10,7 @@ use admit::provision::Processor;
 use admit::simulate::{Event, Purchase};
 use serde_json::{Value, json};
 
-use crate::helpers::{PRIMARY_SECRET, TestApp, spawn_app};
+use crate::helpers::{TestApp, deliver_signed, event_outcomes, outbox_messages, spawn_app};
 
 const PRICE: &str = "price_AdmitProMonthly01";
 const PURCHASES: usize = 12;
@@ -79,14 +79,6 @@ async fn app_with_workspaces() -> TestApp {
     app
 }
 
-async fn deliver(app: &TestApp, events: &[Event]) {
-    for event in events {
-        app.post_signed(&event.body, PRIMARY_SECRET)
-            .await
-            .expect(200);
-    }
-}
-
 /// Every workspace's billing state, its events' outcomes and the outbox.
 async fn settled(app: &TestApp) -> (BTreeMap<String, Value>, Vec<Value>, Vec<String>) {
     let mut billing = BTreeMap::new();
@@ -100,26 +92,8 @@ async fn settled(app: &TestApp) -> (BTreeMap<String, Value>, Vec<Value>, Vec<Str
         }
         billing.insert(workspace_id(i), state);
     }
-    let events = app.get("/v1/events?limit=500").await.expect(200);
-    let mut outcomes: Vec<Value> = events["events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| json!([e["id"], e["status"], e["outcome"], e["scenario"]]))
-        .collect();
-    outcomes.sort_by_key(Value::to_string);
-    let mut outbox: Vec<String> = app
-        .state
-        .store
-        .list_outbox(None, 1000)
-        .await
-        .expect("outbox")
-        .into_iter()
-        .filter(|row| row.state != "superseded")
-        .map(|row| format!("{} {}", row.idempotency_key, row.recipient))
-        .collect();
-    outbox.sort();
+    let outcomes = event_outcomes(app, &["scenario"]).await;
+    let outbox = outbox_messages(app).await;
     (billing, outcomes, outbox)
 }
 
@@ -129,7 +103,7 @@ async fn several_processors_settle_a_shuffled_burst_as_one_processor_settles_it_
     let in_order: Vec<Event> = lifecycles.iter().flatten().cloned().collect();
 
     let one = app_with_workspaces().await;
-    deliver(&one, &in_order).await;
+    deliver_signed(&one, &in_order).await;
     one.drain().await;
     let want = settled(&one).await;
     assert!(
@@ -139,7 +113,7 @@ async fn several_processors_settle_a_shuffled_burst_as_one_processor_settles_it_
     );
 
     let many = app_with_workspaces().await;
-    deliver(&many, &burst(&lifecycles)).await;
+    deliver_signed(&many, &burst(&lifecycles)).await;
     let processor = || {
         Processor::new(
             many.state.store.clone(),

@@ -298,15 +298,7 @@ fn derivation(c: &mut Criterion) {
         .iter()
         .partition(|e| e.subscription() == Some(subscription) && e.created <= checkpoint.through);
     let after: Vec<BillingEvent> = after.into_iter().cloned().collect();
-    let covered: Vec<CoveredEvent> = covered
-        .into_iter()
-        .map(|e| CoveredEvent {
-            id: e.id.clone(),
-            created: e.created,
-            customer: e.customer().map(ToString::to_string),
-            session: e.checkout().map(|c| c.session_id.clone()),
-        })
-        .collect();
+    let covered: Vec<CoveredEvent> = covered.into_iter().map(CoveredEvent::of).collect();
     let from_checkpoint = || {
         let checkpoint: Checkpoint = serde_json::from_str(&stored).expect("stored checkpoint");
         let folded = [(

@@ -62,6 +62,18 @@ pub struct CoveredEvent {
     pub session: Option<String>,
 }
 
+impl CoveredEvent {
+    /// What the store lists of `event` once a checkpoint covers it.
+    pub fn of(event: &BillingEvent) -> Self {
+        Self {
+            id: event.id.clone(),
+            created: event.created,
+            customer: event.customer().map(ToString::to_string),
+            session: event.checkout().map(|c| c.session_id.clone()),
+        }
+    }
+}
+
 /// A subscription's checkpoint with the events it covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Folded {
@@ -233,15 +245,7 @@ impl Checkpoint {
         let json = serde_json::to_string(&checkpoint).ok()?;
         Some(Folded {
             checkpoint: serde_json::from_str(&json).ok()?,
-            covered: covered
-                .iter()
-                .map(|e| CoveredEvent {
-                    id: e.id.clone(),
-                    created: e.created,
-                    customer: e.customer().map(ToString::to_string),
-                    session: e.checkout().map(|c| c.session_id.clone()),
-                })
-                .collect(),
+            covered: covered.iter().map(|e| CoveredEvent::of(e)).collect(),
         })
     }
 }

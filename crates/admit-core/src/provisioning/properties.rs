@@ -357,12 +357,7 @@ fn taken(
         let mut covered: Vec<CoveredEvent> = events
             .iter()
             .filter(|e| e.subscription() == Some(&sub) && e.created <= checkpoint.through)
-            .map(|e| CoveredEvent {
-                id: e.id.clone(),
-                created: e.created,
-                customer: e.customer().map(ToString::to_string),
-                session: e.checkout().map(|c| c.session_id.clone()),
-            })
+            .map(CoveredEvent::of)
             .collect();
         covered.sort_by(|a, b| a.id.cmp(&b.id));
         covered.dedup_by(|a, b| a.id == b.id);
