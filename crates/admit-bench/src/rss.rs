@@ -80,16 +80,25 @@ pub async fn run(args: &Args, events: usize, out: &mut Vec<String>) -> anyhow::R
     let migrated = command(&binary, dir.path(), port).arg("migrate").status()?;
     anyhow::ensure!(migrated.success(), "admit migrate failed");
 
-    let server = Server {
+    let mut server = Server {
         child: command(&binary, dir.path(), port).arg("serve").spawn()?,
     };
     let url = format!("http://127.0.0.1:{port}");
     let client = load::client(4)?;
     let started = Instant::now();
-    while client.get(format!("{url}/healthz")).send().await.is_err() {
+    // Ours once it answers: another process on the port (it was free a
+    // moment ago) would leave this one exited.
+    loop {
+        if let Some(status) = server.child.try_wait()? {
+            anyhow::bail!("admit serve exited before it answered: {status}");
+        }
+        let ready = client.get(format!("{url}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(30),
-            "admit serve did not answer within 30 s"
+            "admit serve was not ready within 30 s"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -98,6 +107,7 @@ pub async fn run(args: &Args, events: usize, out: &mut Vec<String>) -> anyhow::R
     let mut sent = 0;
     let mut failed = 0;
     let mut chunk = 0;
+    let mut after_chunks = Vec::new();
     while sent + failed < events {
         // The workspaces are seeded beside the running server, before their events.
         let (workspaces, bodies) = crate::traffic(
@@ -117,6 +127,9 @@ pub async fn run(args: &Args, events: usize, out: &mut Vec<String>) -> anyhow::R
         .await?;
         sent += sample.sent;
         failed += sample.failed;
+        // Resident memory after each chunk: what admit keeps must not grow
+        // with the events it has seen.
+        after_chunks.push(memory_mb(server.child.id())?.0);
     }
     // Settled: nothing left in the inbox and no mail waiting.
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -124,6 +137,11 @@ pub async fn run(args: &Args, events: usize, out: &mut Vec<String>) -> anyhow::R
         let text = scrape::scrape(&client, &url).await?;
         let backlog = scrape::value(&text, "admit_inbox_backlog").unwrap_or(f64::NAN);
         let mail = scrape::value(&text, "admit_outbox_pending").unwrap_or(f64::NAN);
+        let failed_events = scrape::value(&text, "admit_inbox_failed_events").unwrap_or(f64::NAN);
+        anyhow::ensure!(
+            failed_events == 0.0,
+            "{failed_events} events failed: the run does not measure a healthy admit"
+        );
         if backlog == 0.0 && mail == 0.0 {
             break;
         }
@@ -139,8 +157,10 @@ pub async fn run(args: &Args, events: usize, out: &mut Vec<String>) -> anyhow::R
     } else {
         String::new()
     };
+    let chunks: Vec<String> = after_chunks.iter().map(|mb| format!("{mb:.0}")).collect();
     out.push(format!(
-        "| admit serve as its own process, after {sent} deliveries processed and their mail written{failed} | RSS {rss:.0} MB (idle before: {idle:.0} MB) · peak {peak:.0} MB | | target < 150 MB |"
+        "| admit serve as its own process, after {sent} deliveries processed and their mail written{failed} | RSS {rss:.0} MB (idle before: {idle:.0} MB; after each {CHUNK}: {} MB) · peak {peak:.0} MB | | target < 150 MB |",
+        chunks.join(", ")
     ));
     drop(server);
     Ok(())

@@ -117,7 +117,11 @@ pub struct StoredEvent {
     pub object_type: String,
     pub object_id: Option<String>,
     pub customer_id: Option<String>,
+    /// The body as received; empty when `body_error` says why it cannot be read.
     pub payload: Vec<u8>,
+    /// Why the stored body cannot be read (it is damaged): the row is still
+    /// shown, and its processing fails visibly.
+    pub body_error: Option<String>,
     pub source: String,
     pub received_at: Timestamp,
     pub status: EventStatus,

@@ -18,15 +18,42 @@ pub(super) fn pack(body: &[u8]) -> (Vec<u8>, &'static str) {
     }
 }
 
-/// A stored body as it was received.
-pub(super) fn unpack(stored: Vec<u8>, encoding: &str) -> Result<Vec<u8>, StoreError> {
-    match encoding {
-        IDENTITY => Ok(stored),
-        LZ4 => lz4_flex::decompress_size_prepended(&stored)
-            .map_err(|e| StoreError::Corrupt(format!("a stored body cannot be read: {e}"))),
-        other => Err(StoreError::Corrupt(format!(
-            "a stored body has an unknown encoding {other:?}"
-        ))),
+/// Larger than any body ingress accepts: a damaged length prefix must not
+/// make the decoder allocate gigabytes.
+const MAX_BODY: usize = 64 << 20;
+
+/// A stored body as it was received. `raw_length` is the length recorded
+/// when it was stored (none for rows stored before it was): a decoded body
+/// of another length is damaged, not shortened silently.
+pub(super) fn unpack(
+    stored: Vec<u8>,
+    encoding: &str,
+    raw_length: Option<i64>,
+) -> Result<Vec<u8>, StoreError> {
+    let damaged = |why: String| StoreError::Corrupt(format!("a stored body cannot be read: {why}"));
+    let body = match encoding {
+        IDENTITY => stored,
+        LZ4 => {
+            let (prefix, block) = stored
+                .split_first_chunk::<4>()
+                .ok_or_else(|| damaged("no length".into()))?;
+            let length = u32::from_le_bytes(*prefix) as usize;
+            if length > MAX_BODY {
+                return Err(damaged(format!("a length of {length} bytes")));
+            }
+            let body = lz4_flex::decompress(block, length).map_err(|e| damaged(e.to_string()))?;
+            if body.len() != length {
+                return Err(damaged(format!("{} of {length} bytes", body.len())));
+            }
+            body
+        }
+        other => return Err(damaged(format!("an unknown encoding {other:?}"))),
+    };
+    match raw_length {
+        Some(expected) if usize::try_from(expected).ok() != Some(body.len()) => Err(damaged(
+            format!("{} bytes where {expected} were stored", body.len()),
+        )),
+        _ => Ok(body),
     }
 }
 
@@ -45,14 +72,33 @@ mod tests {
             stored.len(),
             json.len()
         );
-        assert_eq!(unpack(stored, encoding).expect("unpack"), json.to_vec());
-        // What does not shrink is kept as it is.
-        let (stored, encoding) = pack(b"{}");
-        assert_eq!((stored.as_slice(), encoding), (&b"{}"[..], IDENTITY));
-        assert!(
-            unpack(vec![9, 9], LZ4).is_err(),
-            "a damaged body is an error, not a panic"
+        let length = Some(json.len() as i64);
+        assert_eq!(
+            unpack(stored.clone(), encoding, length).expect("unpack"),
+            json.to_vec()
         );
-        assert!(unpack(Vec::new(), "zip").is_err());
+        assert_eq!(
+            unpack(stored.clone(), encoding, None).expect("unpack"),
+            json.to_vec()
+        );
+        // What does not shrink is kept as it is.
+        let (kept, encoding) = pack(b"{}");
+        assert_eq!((kept.as_slice(), encoding), (&b"{}"[..], IDENTITY));
+
+        // Damage is an error: never a panic, a huge allocation or a shorter body.
+        for cut in 0..stored.len() {
+            let damaged = stored[..cut].to_vec();
+            assert!(unpack(damaged, LZ4, None).is_err(), "cut at {cut}");
+        }
+        for claimed in [0u32, 10, u32::MAX] {
+            let mut wrong = stored.clone();
+            wrong[..4].copy_from_slice(&claimed.to_le_bytes());
+            assert!(unpack(wrong, LZ4, None).is_err(), "a length of {claimed}");
+        }
+        assert!(
+            unpack(stored, LZ4, Some(3)).is_err(),
+            "another length than stored"
+        );
+        assert!(unpack(Vec::new(), "zip", None).is_err());
     }
 }

@@ -134,6 +134,16 @@ fn json_text(map: &std::collections::BTreeMap<String, String>) -> String {
 
 fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
     let id: String = row.try_get("id")?;
+    let stored: Option<Vec<u8>> = row.try_get("payload")?;
+    let encoding: Option<String> = row.try_get("encoding")?;
+    let (payload, body_error) = match bodies::unpack(
+        stored.unwrap_or_default(),
+        encoding.as_deref().unwrap_or(bodies::IDENTITY),
+        row.try_get("raw_length")?,
+    ) {
+        Ok(body) => (body, None),
+        Err(error) => (Vec::new(), Some(error.to_string())),
+    };
     let status: String = row.try_get("status")?;
     Ok(StoredEvent {
         id: EventId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -144,14 +154,8 @@ fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
         object_type: row.try_get("object_type")?,
         object_id: row.try_get("object_id")?,
         customer_id: row.try_get("customer_id")?,
-        payload: {
-            let stored: Option<Vec<u8>> = row.try_get("payload")?;
-            let encoding: Option<String> = row.try_get("encoding")?;
-            bodies::unpack(
-                stored.unwrap_or_default(),
-                encoding.as_deref().unwrap_or(bodies::IDENTITY),
-            )?
-        },
+        payload,
+        body_error,
         source: row.try_get("source")?,
         received_at: Timestamp::from_unix(row.try_get("received_at")?),
         status: EventStatus::parse(&status)
@@ -218,7 +222,7 @@ impl Store for SqliteStore {
 
     async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
         let row = sqlx::query(
-            "SELECT e.*, b.payload, b.encoding FROM stripe_events e
+            "SELECT e.*, b.payload, b.encoding, b.raw_length FROM stripe_events e
              LEFT JOIN stripe_event_bodies b ON b.id = e.id WHERE e.id = ?",
         )
         .bind(id.as_str())

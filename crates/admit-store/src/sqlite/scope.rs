@@ -211,6 +211,7 @@ async fn checkpoints(
 /// (rows stored before ingress kept it): the processor reads those.
 async fn with_bodies(
     conn: &mut SqliteConnection,
+    claimed: &EventId,
     events: &mut [ScopeEvent],
 ) -> Result<(), StoreError> {
     let wanted: BTreeSet<String> = events
@@ -221,16 +222,24 @@ async fn with_bodies(
     if wanted.is_empty() {
         return Ok(());
     }
-    let rows: Vec<(String, Vec<u8>, String)> = sqlx::query_as(
-        "SELECT id, payload, encoding FROM stripe_event_bodies
+    let rows: Vec<(String, Vec<u8>, String, Option<i64>)> = sqlx::query_as(
+        "SELECT id, payload, encoding, raw_length FROM stripe_event_bodies
          WHERE id IN (SELECT value FROM json_each(?))",
     )
     .bind(json_list(&wanted))
     .fetch_all(&mut *conn)
     .await?;
     let mut bodies = BTreeMap::new();
-    for (id, stored, encoding) in rows {
-        bodies.insert(id, super::bodies::unpack(stored, &encoding)?);
+    for (id, stored, encoding, raw_length) in rows {
+        match super::bodies::unpack(stored, &encoding, raw_length) {
+            Ok(body) => {
+                bodies.insert(id, body);
+            }
+            // The claimed event fails visibly; another one's damaged body
+            // keeps it out of this derivation, and it fails when claimed.
+            Err(error) if id == claimed.as_str() => return Err(error),
+            Err(_) => {}
+        }
     }
     for event in events
         .iter_mut()
@@ -313,7 +322,7 @@ async fn load_snapshot(
     let found = grow_scope(conn, claimed, &mut sets, history).await?;
     let mut events: Vec<ScopeEvent> = found.into_values().collect();
     let (checkpoints, stale_checkpoints) = checkpoints(conn, &mut events).await?;
-    with_bodies(conn, &mut events).await?;
+    with_bodies(conn, claimed, &mut events).await?;
 
     let mut workspaces = Vec::new();
     for raw in &sets.workspaces {
