@@ -112,6 +112,36 @@ mod tests {
         .expect("insert");
     }
 
+    /// Every file of the dialect's folder is embedded, under the version
+    /// its name gives, with its text; none is left out or listed twice.
+    #[test]
+    fn every_migration_file_is_embedded_under_its_version() {
+        let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+        let mut on_disk: Vec<(i64, String)> = std::fs::read_dir(folder)
+            .expect("the migrations folder")
+            .map(|entry| {
+                let path = entry.expect("an entry").path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                let version = name
+                    .split('_')
+                    .next()
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or_else(|| panic!("{name} starts with its version"));
+                (version, std::fs::read_to_string(&path).expect("readable"))
+            })
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<(i64, String)> = SQLITE
+            .iter()
+            .map(|m| (m.version, m.sql.to_owned()))
+            .collect();
+        assert_eq!(embedded, on_disk);
+    }
+
     #[tokio::test]
     async fn version_8_moves_the_bodies_out_and_keeps_every_event_processable() {
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
