@@ -157,8 +157,15 @@ impl ProvisioningStore for SqliteStore {
                 }
             }
             // One of them fails: each is written alone, so that only the
-            // failing one is refused.
-            Err(_) => savepoint.rollback().await?,
+            // failing one is refused (and says why).
+            Err(error) => {
+                tracing::warn!(
+                    derivations = plain.len(),
+                    error = %error_chain(&error),
+                    "a batch's merged write failed; writing each derivation on its own"
+                );
+                savepoint.rollback().await?;
+            }
         }
         for (commit, outcome) in commits.iter().zip(outcomes.iter_mut()) {
             if outcome.is_some() {
