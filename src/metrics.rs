@@ -51,8 +51,7 @@ pub struct DerivationLabels {
     /// `events`: every event read in full (no checkpoint in the scope);
     /// `checkpoint`: a subscription's history from its checkpoint;
     /// `refold`: a checkpoint set aside and the history read in full (an
-    /// event created inside it arrived late, it could not be read, or the
-    /// derivation needed a purchase's standing at a moment inside it).
+    /// event created inside it arrived late, or it could not be read).
     pub history: &'static str,
 }
 

@@ -196,19 +196,10 @@ pub fn billing_event(stored: &admit_store::ScopeEvent) -> Option<BillingEvent> {
 pub enum Plan {
     /// The rows to write, and what the shell should do next.
     Write(Box<ScopeWrite>, Followups),
-    /// It needs events a checkpoint covers (or a checkpoint cannot be
-    /// read): the scope is to be read again in full, and the derivation
-    /// from that read takes checkpoints or keeps the stored ones.
-    ReadInFull(Checkpoints),
-}
-
-/// Whether a derivation takes its subscriptions' checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Checkpoints {
-    Take,
-    /// The stored ones are right (the derivation only needed a standing
-    /// inside one): rewriting them on every such event would be waste.
-    Keep,
+    /// It needs events a checkpoint covers (one created inside it arrived
+    /// late, or the checkpoint cannot be read): the scope is to be read
+    /// again in full.
+    ReadInFull,
 }
 
 /// Derives the scope and returns what to write, and what the shell should do
@@ -217,7 +208,6 @@ pub fn plan_writes(
     snapshot: &ScopeSnapshot,
     policy: &Policy<'_>,
     now: Timestamp,
-    take: Checkpoints,
 ) -> Result<Plan, StoreError> {
     let mut events: Vec<BillingEvent> = Vec::new();
     let mut covered: BTreeMap<&str, Vec<CoveredEvent>> = BTreeMap::new();
@@ -262,7 +252,7 @@ pub fn plan_writes(
         }
     }
     let Some(folded) = checkpoints(snapshot, &covered) else {
-        return Ok(Plan::ReadInFull(Checkpoints::Take));
+        return Ok(Plan::ReadInFull);
     };
     let scope = ScopeEvents {
         events: &events,
@@ -281,7 +271,7 @@ pub fn plan_writes(
         grace_period_secs: policy.grace_period_secs,
     };
     let Ok(derivation) = derive_scope(facts, scope, &snapshot.workspaces) else {
-        return Ok(Plan::ReadInFull(Checkpoints::Keep));
+        return Ok(Plan::ReadInFull);
     };
     let followups = Followups {
         ties: derivation
@@ -367,12 +357,8 @@ pub fn plan_writes(
         },
     );
     persist(&changes, snapshot, policy, &actor, now, &mut write);
-    let taken = match take {
-        Checkpoints::Take => scope.checkpoints(),
-        Checkpoints::Keep => Ok(Vec::new()),
-    };
-    let Ok(taken) = taken else {
-        return Ok(Plan::ReadInFull(Checkpoints::Take));
+    let Ok(taken) = scope.checkpoints() else {
+        return Ok(Plan::ReadInFull);
     };
     for (subscription, checkpoint) in taken {
         if unfit.contains(subscription.as_str()) {

@@ -15,7 +15,7 @@ use admit_store::{
     ClaimedEvent, CommitOutcome, EventKeys, EventStatus, History, ScopeCommit, Store, StoreError,
 };
 
-use super::persist::{Checkpoints, Followups, Plan, Policy, plan_writes};
+use super::persist::{Followups, Plan, Policy, plan_writes};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::telemetry::error_chain;
@@ -63,9 +63,8 @@ enum Derived {
 /// One read and derivation of a claimed event's scope.
 enum Attempt {
     Derived(Derived),
-    /// The derivation needs the events a checkpoint covers; read in full,
-    /// taking checkpoints or not.
-    ReadInFull(Checkpoints),
+    /// The derivation needs the events a checkpoint covers: read in full.
+    ReadInFull,
 }
 
 /// What one pass over a batch leaves to do.
@@ -305,16 +304,12 @@ impl Processor {
     /// no derivation. A subscription's history comes from its checkpoint,
     /// unless the derivation needs the events it covers: then once more in full.
     async fn derive(&self, id: &EventId, now: Timestamp) -> Result<Derived, StoreError> {
-        let take = match self
-            .derive_from(id, now, History::Checkpoints, Checkpoints::Take)
-            .await?
-        {
-            Attempt::Derived(derived) => return Ok(derived),
-            Attempt::ReadInFull(take) => take,
-        };
-        match self.derive_from(id, now, History::Full, take).await? {
+        if let Attempt::Derived(derived) = self.derive_from(id, now, History::Checkpoints).await? {
+            return Ok(derived);
+        }
+        match self.derive_from(id, now, History::Full).await? {
             Attempt::Derived(derived) => Ok(derived),
-            Attempt::ReadInFull(_) => {
+            Attempt::ReadInFull => {
                 let error = StoreError::Decision(format!(
                     "the scope of event {id} read in full still asked for its history"
                 ));
@@ -329,7 +324,6 @@ impl Processor {
         id: &EventId,
         now: Timestamp,
         history: History,
-        checkpoints: Checkpoints,
     ) -> Result<Attempt, StoreError> {
         // One event's unreadable scope (one that does not close, a corrupt
         // row) fails that event, visibly and with a retry; its batch goes on.
@@ -401,7 +395,7 @@ impl Processor {
                 }
             }
         }
-        let planned = plan_writes(&read.snapshot, &self.policy(), now, checkpoints);
+        let planned = plan_writes(&read.snapshot, &self.policy(), now);
         if let (Some(metrics), Ok(Plan::Write(..))) = (&self.metrics, &planned) {
             let snapshot = &read.snapshot;
             let history = if history == History::Full || !snapshot.stale_checkpoints.is_empty() {
@@ -425,7 +419,7 @@ impl Processor {
                 }),
                 followups,
             })),
-            Ok(Plan::ReadInFull(take)) => Ok(Attempt::ReadInFull(take)),
+            Ok(Plan::ReadInFull) => Ok(Attempt::ReadInFull),
             Err(error) => self.failed(id, &error, now).await.map(Attempt::Derived),
         }
     }

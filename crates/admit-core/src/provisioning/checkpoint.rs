@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::purchase::{Fold, Purchase, PurchaseKey, group};
+use super::purchase::{Fold, Purchase, PurchaseKey, Standing, group};
 use crate::{BillingEvent, EventId, SubscriptionId, Timestamp};
 
 /// A checkpoint is taken once this many events lie before a subscription's
@@ -21,7 +21,7 @@ pub const CHECKPOINT_AFTER: usize = 8;
 
 /// The fold's version: a change to what the fold computes bumps it, and
 /// checkpoints of another version are set aside (read in full, taken again).
-const FOLD_VERSION: u32 = 1;
+const FOLD_VERSION: u32 = 2;
 
 /// The fold of a subscription's events up to a second.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,8 +90,8 @@ pub struct ScopeEvents<'a> {
 }
 
 /// A derivation needs events a checkpoint covers: ones created inside it
-/// arrived since it was taken, or a purchase's standing at a moment inside
-/// it decides which purchase holds a workspace's plan. Read in full.
+/// arrived since it was taken, or the checkpoint is of another version of
+/// the fold. Read in full.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the derivation needs the events that the checkpoint of {0} covers")]
 pub struct NeedsHistory(pub SubscriptionId);
@@ -136,17 +136,23 @@ impl<'a> ScopeEvents<'a> {
         Ok(out)
     }
 
-    /// One purchase as its events up to `until` (inclusive) tell it.
-    pub fn purchase_until(
+    /// One purchase's standing as its events up to `until` (inclusive)
+    /// tell it; `None` before its first event.
+    pub fn standing_until(
         &self,
         key: &PurchaseKey,
         until: Timestamp,
-    ) -> Result<Option<Purchase>, NeedsHistory> {
+    ) -> Result<Option<Standing>, NeedsHistory> {
         let Some((id, folded)) = self.checkpoint_of(key) else {
-            return Ok(super::purchase::purchase_until(self.events, key, until));
+            return Ok(
+                super::purchase::purchase_until(self.events, key, until).map(|p| p.standing())
+            );
         };
-        if until < folded.checkpoint.through {
-            return Err(NeedsHistory(id.clone()));
+        if until <= folded.checkpoint.through {
+            if !folded.checkpoint.is_current() {
+                return Err(NeedsHistory(id.clone()));
+            }
+            return Ok(folded.checkpoint.fold.standing_at(until));
         }
         let mut events: Vec<&BillingEvent> = group(self.events)
             .remove(key)
@@ -154,7 +160,7 @@ impl<'a> ScopeEvents<'a> {
             .into_iter()
             .filter(|e| e.created <= until)
             .collect();
-        Ok(Some(resume(id, folded, &mut events)?.purchase()))
+        Ok(Some(resume(id, folded, &mut events)?.purchase().standing()))
     }
 
     /// The checkpoints worth taking now: for each subscription in the scope

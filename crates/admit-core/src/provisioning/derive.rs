@@ -6,7 +6,7 @@ use super::binding::{Binding, Conflict, bind_all};
 use super::cases::{Case, CaseDetails, CaseKind, CaseState, DuplicateAction, PaymentDetails};
 use super::checkpoint::{NeedsHistory, ScopeEvents};
 use super::effects::{Effect, MessageKind, Recipient};
-use super::purchase::{Purchase, PurchaseKey, purchase_key};
+use super::purchase::{Purchase, PurchaseKey, Standing, purchase_key};
 use super::scenario::Scenario;
 use super::{Facts, Settlement, UnmatchedPolicy};
 use crate::{
@@ -147,9 +147,13 @@ enum PriceNote {
 /// How well a purchase stands, for choosing which one holds a workspace's
 /// plan: lower is better; `None` takes no part.
 fn standing(purchase: &Purchase) -> Option<u8> {
-    match purchase.status.unwrap_or(SubscriptionStatus::Active) {
+    rank(purchase.standing())
+}
+
+fn rank(standing: Standing) -> Option<u8> {
+    match standing.status.unwrap_or(SubscriptionStatus::Active) {
         SubscriptionStatus::Active | SubscriptionStatus::Trialing
-            if purchase.scheduled_end().is_none() =>
+            if standing.scheduled_end.is_none() =>
         {
             Some(0)
         }
@@ -181,8 +185,8 @@ fn choose_canonical(
         // being bought (incomplete a moment ago: two checkouts at once) is not.
         let mut all_lapsed = !contenders.is_empty();
         for &r in &contenders {
-            let then = scope.purchase_until(&candidates[r].purchase.key, newcomer.started)?;
-            let lapsed = then.is_some_and(|then| match standing(&then) {
+            let then = scope.standing_until(&candidates[r].purchase.key, newcomer.started)?;
+            let lapsed = then.is_some_and(|then| match rank(then) {
                 Some(0) => false,
                 Some(_) => true,
                 None => then.status.is_some_and(SubscriptionStatus::is_terminal),

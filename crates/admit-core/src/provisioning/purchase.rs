@@ -440,6 +440,24 @@ impl Purchase {
     }
 }
 
+/// What a purchase's standing at a moment depends on (which purchase holds
+/// a workspace's plan, DESIGN.md §2.2 S8/S15): its status and when paid
+/// access is scheduled to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Standing {
+    pub status: Option<SubscriptionStatus>,
+    pub scheduled_end: Option<Timestamp>,
+}
+
+impl Purchase {
+    pub fn standing(&self) -> Standing {
+        Standing {
+            status: self.status,
+            scheduled_end: self.scheduled_end(),
+        }
+    }
+}
+
 /// A purchase folded over its events up to some point in convergence order,
 /// with what folding the later ones needs: a purchase's checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -450,6 +468,9 @@ pub struct Fold {
     subscription_workspaces: Vec<String>,
     invoice_workspaces: Vec<String>,
     invoice_email: Option<Email>,
+    /// Each change of standing, with the second of the event that made it:
+    /// the purchase's standing at any moment, a checkpoint's included.
+    standings: Vec<(Timestamp, Standing)>,
 }
 
 impl Fold {
@@ -496,6 +517,7 @@ impl Fold {
             subscription_workspaces: Vec::new(),
             invoice_workspaces: Vec::new(),
             invoice_email: None,
+            standings: Vec::new(),
         };
         fold.ordered(events);
         Some(fold)
@@ -542,7 +564,23 @@ impl Fold {
         causal_order(events, &mut self.chain);
         for event in events.iter() {
             self.apply(event);
+            let now = self.purchase.standing();
+            if self.standings.last().is_none_or(|(_, last)| *last != now) {
+                self.standings.push((event.created, now));
+            }
         }
+    }
+
+    /// The standing after every event folded in that was created at or
+    /// before `until` (`None` before the first): what [`purchase_until`]
+    /// gives, without the events.
+    pub(super) fn standing_at(&self, until: Timestamp) -> Option<Standing> {
+        let first = self.standings.first()?;
+        if first.0 > until {
+            return None;
+        }
+        let later = self.standings.partition_point(|(at, _)| *at <= until);
+        self.standings.get(later.saturating_sub(1)).map(|(_, s)| *s)
     }
 
     fn apply(&mut self, event: &BillingEvent) {

@@ -312,6 +312,21 @@ fn a_replaced_subscription_that_recovers_does_not_take_the_plan_back() {
         "the new purchaser is never told of a refund: {:?}",
         keys(&d)
     );
+    // From a checkpoint of the old one taken after it recovered, its
+    // standing when the new one began still comes out lapsed.
+    for cut in [45 * DAY + 1, 45 * DAY + 2, 50 * DAY] {
+        let (rest, folded) = super::checkpoint::split(&events, Timestamp::from_unix(first.t + cut));
+        assert!(folded.contains_key(&sub("sub_Story0018")));
+        let scope = ScopeEvents {
+            events: &rest,
+            folded: &folded,
+        };
+        assert_eq!(
+            derive_scope(world.facts(), scope, &BTreeSet::new()),
+            Ok(d.clone()),
+            "cut {cut}"
+        );
+    }
 }
 
 #[test]
