@@ -251,7 +251,7 @@ pub fn plan_writes(
             None => {}
         }
     }
-    let Some(folded) = checkpoints(snapshot, &covered) else {
+    let Some(folded) = checkpoints(snapshot, covered) else {
         return Ok(Plan::ReadInFull);
     };
     let scope = ScopeEvents {
@@ -278,12 +278,12 @@ pub fn plan_writes(
             .ties
             .iter()
             .map(|sub| {
-                let covered = covered.get(sub.as_str()).into_iter().flatten();
+                let covered = folded.get(sub).map(|f| f.covered.as_slice());
                 let latest = events
                     .iter()
                     .filter(|e| e.subscription() == Some(sub))
                     .map(|e| e.created)
-                    .chain(covered.map(|e| e.created))
+                    .chain(covered.unwrap_or_default().iter().map(|e| e.created))
                     .max();
                 (sub.clone(), latest)
             })
@@ -382,7 +382,7 @@ pub fn plan_writes(
 /// read in full).
 fn checkpoints(
     snapshot: &ScopeSnapshot,
-    covered: &BTreeMap<&str, Vec<CoveredEvent>>,
+    mut covered: BTreeMap<&str, Vec<CoveredEvent>>,
 ) -> Option<BTreeMap<SubscriptionId, Folded>> {
     let mut folded = BTreeMap::new();
     for (subscription, json) in &snapshot.checkpoints {
@@ -393,10 +393,7 @@ fn checkpoints(
             .ok()
             .filter(Checkpoint::is_current)?;
         let id = SubscriptionId::parse(subscription.clone()).ok()?;
-        let events = covered
-            .get(subscription.as_str())
-            .cloned()
-            .unwrap_or_default();
+        let events = covered.remove(subscription.as_str()).unwrap_or_default();
         folded.insert(
             id,
             Folded {
@@ -405,10 +402,7 @@ fn checkpoints(
             },
         );
     }
-    let all_found = covered
-        .keys()
-        .all(|s| snapshot.checkpoints.contains_key(*s));
-    all_found.then_some(folded)
+    covered.is_empty().then_some(folded)
 }
 
 /// An inbox status as the core names it.

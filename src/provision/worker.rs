@@ -237,7 +237,7 @@ impl Processor {
             }
             queue = later;
             let results =
-                futures::future::join_all(wave.iter().map(|item| self.derive(&item.id, now))).await;
+                futures::future::join_all(wave.iter().map(|item| self.derive(item, now))).await;
             for (item, result) in wave.into_iter().zip(results) {
                 match result? {
                     Derived::Settled => {
@@ -303,7 +303,13 @@ impl Processor {
     /// Reads the event's scope and derives it; settles at once what needs
     /// no derivation. A subscription's history comes from its checkpoint,
     /// unless the derivation needs the events it covers: then once more in full.
-    async fn derive(&self, id: &EventId, now: Timestamp) -> Result<Derived, StoreError> {
+    async fn derive(&self, claimed: &ClaimedEvent, now: Timestamp) -> Result<Derived, StoreError> {
+        let id = &claimed.id;
+        if !claimed.billed
+            && let Some(settled) = self.settle_unbilled(id).await?
+        {
+            return Ok(settled);
+        }
         if let Attempt::Derived(derived) = self.derive_from(id, now, History::Checkpoints).await? {
             return Ok(derived);
         }
@@ -358,43 +364,6 @@ impl Processor {
                 .await?;
             return Ok(Attempt::Derived(Derived::Settled));
         }
-        // A checkpoint covers only events ingress read (a replayed one, say).
-        if stored.billing.is_none() && !stored.covered {
-            // Ingress found nothing to act on (or the row predates the
-            // stored billing event): the body says why.
-            match admit_stripe::billing_event(&stored.payload) {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    // A thin (v2) event names an object without a snapshot
-                    // of it: kept, and nothing to act on.
-                    let thin =
-                        admit_stripe::EventEnvelope::parse(&stored.payload).is_ok_and(|e| e.thin);
-                    let reason = if thin {
-                        "thin_event"
-                    } else {
-                        "type_not_handled"
-                    };
-                    self.store
-                        .finish_event_unprovisioned(id, EventStatus::Ignored, reason, None)
-                        .await?;
-                    return Ok(Attempt::Derived(Derived::Settled));
-                }
-                Err(error) => {
-                    // Malformed content does not improve with retries:
-                    // failed, visible, kept.
-                    tracing::warn!(event_id = %id, error = %error_chain(&error), "event cannot be read");
-                    self.store
-                        .finish_event_unprovisioned(
-                            id,
-                            EventStatus::Failed,
-                            &error.to_string(),
-                            None,
-                        )
-                        .await?;
-                    return Ok(Attempt::Derived(Derived::Settled));
-                }
-            }
-        }
         let planned = plan_writes(&read.snapshot, &self.policy(), now);
         if let (Some(metrics), Ok(Plan::Write(..))) = (&self.metrics, &planned) {
             let snapshot = &read.snapshot;
@@ -422,6 +391,53 @@ impl Processor {
             Ok(Plan::ReadInFull) => Ok(Attempt::ReadInFull),
             Err(error) => self.failed(id, &error, now).await.map(Attempt::Derived),
         }
+    }
+
+    /// An event ingress stored no billing event for, settled from its own
+    /// row: the body says why (a type admit does not act on, a thin event,
+    /// unreadable content). `None` for a row stored before ingress kept the
+    /// billing event, whose body holds one: it is derived like the others.
+    async fn settle_unbilled(&self, id: &EventId) -> Result<Option<Derived>, StoreError> {
+        let Some(stored) = self.store.get_event(id).await? else {
+            return Ok(Some(Derived::Settled));
+        };
+        if matches!(
+            stored.status,
+            EventStatus::Processed | EventStatus::Held | EventStatus::Ignored
+        ) {
+            return Ok(Some(Derived::Settled));
+        }
+        if !self.config.stripe.mode.accepts(stored.livemode) {
+            self.store
+                .finish_event_unprovisioned(id, EventStatus::Ignored, "livemode_mismatch", None)
+                .await?;
+            return Ok(Some(Derived::Settled));
+        }
+        let read = match &stored.body_error {
+            Some(cause) => Err(cause.clone()),
+            None => admit_stripe::billing_event(&stored.payload).map_err(|e| error_chain(&e)),
+        };
+        let (status, reason) = match read {
+            Ok(Some(_)) => return Ok(None),
+            // A thin (v2) event names an object without a snapshot of it:
+            // kept, and nothing to act on.
+            Ok(None)
+                if admit_stripe::EventEnvelope::parse(&stored.payload).is_ok_and(|e| e.thin) =>
+            {
+                (EventStatus::Ignored, "thin_event".to_owned())
+            }
+            Ok(None) => (EventStatus::Ignored, "type_not_handled".to_owned()),
+            // Malformed content (or a damaged stored body) does not improve
+            // with retries: failed, visible, kept.
+            Err(cause) => {
+                tracing::warn!(event_id = %id, error = %cause, "event cannot be read");
+                (EventStatus::Failed, cause)
+            }
+        };
+        self.store
+            .finish_event_unprovisioned(id, status, &reason, None)
+            .await?;
+        Ok(Some(Derived::Settled))
     }
 
     /// The keys this version reads from the claimed event's body, when the

@@ -224,6 +224,10 @@ pub struct ClaimedEvent {
     pub id: EventId,
     /// When it was received, in milliseconds.
     pub received_ms: i64,
+    /// Ingress stored a billing event for it. One it did not is a type admit
+    /// does not act on, a thin or unreadable event, or a row stored before
+    /// ingress kept the billing event: its own row says which, no scope needed.
+    pub billed: bool,
     /// The customer, subscription and checkout session it names, so that
     /// events of one purchase in a batch are not read at the same time.
     pub purchase_keys: Vec<String>,

@@ -30,7 +30,8 @@ use crate::provisioning::{
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
-/// `received_at`, `received_ms`, id, customer, subscription, session.
+/// `received_at`, `received_ms`, id, customer, subscription, session,
+/// whether ingress stored a billing event.
 type ClaimRow = (
     i64,
     i64,
@@ -38,6 +39,7 @@ type ClaimRow = (
     Option<String>,
     Option<String>,
     Option<String>,
+    bool,
 );
 
 #[async_trait::async_trait]
@@ -59,7 +61,8 @@ impl ProvisioningStore for SqliteStore {
                  ORDER BY received_at, received_ms, id
                  LIMIT ?3)
              RETURNING received_at, COALESCE(received_ms, received_at * 1000), id,
-                       customer_id, subscription_id, checkout_session_id",
+                       customer_id, subscription_id, checkout_session_id,
+                       billing IS NOT NULL",
         )
         .bind(now.unix())
         .bind(lease_secs)
@@ -70,16 +73,19 @@ impl ProvisioningStore for SqliteStore {
         claimed.sort();
         claimed
             .into_iter()
-            .map(|(_, received_ms, id, customer, subscription, session)| {
-                Ok(ClaimedEvent {
-                    id: parse_event_id(id)?,
-                    received_ms,
-                    purchase_keys: [customer, subscription, session]
-                        .into_iter()
-                        .flatten()
-                        .collect(),
-                })
-            })
+            .map(
+                |(_, received_ms, id, customer, subscription, session, billed)| {
+                    Ok(ClaimedEvent {
+                        id: parse_event_id(id)?,
+                        received_ms,
+                        billed,
+                        purchase_keys: [customer, subscription, session]
+                            .into_iter()
+                            .flatten()
+                            .collect(),
+                    })
+                },
+            )
             .collect()
     }
 

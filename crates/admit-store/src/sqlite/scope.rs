@@ -208,7 +208,8 @@ async fn checkpoints(
 }
 
 /// The bodies of the scope's events that have no stored billing event
-/// (rows stored before ingress kept it): the processor reads those.
+/// (rows stored before ingress kept it): the processor reads those. One
+/// already ignored (a type admit does not act on) is not read again.
 async fn with_bodies(
     conn: &mut SqliteConnection,
     claimed: &EventId,
@@ -216,7 +217,7 @@ async fn with_bodies(
 ) -> Result<(), StoreError> {
     let wanted: BTreeSet<String> = events
         .iter()
-        .filter(|e| e.billing.is_none() && !e.covered)
+        .filter(|e| needs_body(e))
         .map(|e| e.id.to_string())
         .collect();
     if wanted.is_empty() {
@@ -241,13 +242,14 @@ async fn with_bodies(
             Err(_) => {}
         }
     }
-    for event in events
-        .iter_mut()
-        .filter(|e| e.billing.is_none() && !e.covered)
-    {
+    for event in events.iter_mut().filter(|e| needs_body(e)) {
         event.payload = bodies.remove(event.id.as_str()).unwrap_or_default();
     }
     Ok(())
+}
+
+fn needs_body(event: &ScopeEvent) -> bool {
+    event.billing.is_none() && !event.covered && event.status != EventStatus::Ignored
 }
 
 /// An event as `events_touching` lists it (a JSON array, in this order).

@@ -458,3 +458,38 @@ async fn a_checkpoint_stands_for_the_events_it_counted_until_a_late_one_arrives(
         Some(r#"{"events":1}"#)
     );
 }
+
+#[tokio::test]
+async fn an_ignored_events_body_is_not_read_with_its_scope() {
+    let (_dir, store) = fresh().await;
+    workspace(&store, "ws_a").await;
+    event(&store, "evt_ignored", "sub_1", "ws_a").await;
+    event(&store, "evt_legacy", "sub_1", "ws_a").await;
+    store
+        .finish_event_unprovisioned(
+            &id("evt_ignored"),
+            EventStatus::Ignored,
+            "type_not_handled",
+            None,
+        )
+        .await
+        .expect("ignore");
+    let read = read(&store, "evt_legacy").await;
+    let body = |event: &str| {
+        read.snapshot
+            .events
+            .iter()
+            .find(|e| e.id.as_str() == event)
+            .map(|e| e.payload.clone())
+            .expect("in the scope")
+    };
+    assert_eq!(
+        body("evt_legacy"),
+        b"{}",
+        "a row without a billing event is read from its body"
+    );
+    assert!(
+        body("evt_ignored").is_empty(),
+        "an ignored one is not read again"
+    );
+}
