@@ -66,6 +66,30 @@ pub(crate) async fn fresh_store() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
+/// A webhook event of `event_type` with an empty body, received at
+/// `at`, for the store's tests to shape further.
+#[cfg(test)]
+pub(crate) fn test_event(id: &str, event_type: &str, at: Timestamp) -> NewEvent {
+    NewEvent {
+        id: EventId::parse(id).expect("valid event id"),
+        event_type: event_type.into(),
+        created: at,
+        api_version: None,
+        livemode: false,
+        object_type: event_type.split('.').next().unwrap_or_default().into(),
+        object_id: None,
+        customer_id: None,
+        metadata: Default::default(),
+        payload: b"{}".to_vec(),
+        headers: Default::default(),
+        source: crate::EventSource::Webhook,
+        received_at: at,
+        keys: crate::provisioning::EventKeys::default(),
+        billing: None,
+        received_ms: at.unix() * 1000,
+    }
+}
+
 /// Rows a multi-row inbox insert writes at most.
 const INSERT_CHUNK: usize = 256;
 

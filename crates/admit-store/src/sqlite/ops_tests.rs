@@ -220,26 +220,9 @@ async fn a_paying_workspace_stays_and_a_removed_one_takes_its_pending_mail_along
 
 #[tokio::test]
 async fn a_batch_is_one_transaction_and_a_repeat_within_it_is_a_duplicate() {
-    use crate::{EventSource, InsertOutcome, NewEvent};
+    use crate::InsertOutcome;
     let (_dir, store) = fresh().await;
-    let event = |id: &str| NewEvent {
-        id: admit_core::EventId::parse(id).expect("id"),
-        event_type: "customer.created".into(),
-        created: NOW,
-        api_version: None,
-        livemode: false,
-        object_type: "customer".into(),
-        object_id: None,
-        customer_id: None,
-        metadata: std::collections::BTreeMap::new(),
-        payload: b"{}".to_vec(),
-        headers: std::collections::BTreeMap::new(),
-        source: EventSource::Webhook,
-        received_at: NOW,
-        keys: crate::EventKeys::default(),
-        billing: None,
-        received_ms: 0,
-    };
+    let event = |id: &str| crate::sqlite::test_event(id, "customer.created", NOW);
     let outcomes = store
         .insert_events(&[event("evt_a"), event("evt_b"), event("evt_a")])
         .await
@@ -343,23 +326,9 @@ async fn upkeep_moves_the_write_ahead_log_into_the_database() {
     let before = std::fs::metadata(&path).expect("db file").len();
     let events: Vec<crate::NewEvent> = (0..50)
         .map(|i| crate::NewEvent {
-            id: admit_core::EventId::parse(format!("evt_upkeep{i}")).expect("id"),
-            event_type: "invoice.paid".into(),
-            created: NOW,
-            api_version: None,
-            livemode: false,
-            object_type: "invoice".into(),
-            object_id: None,
-            customer_id: None,
-            metadata: Default::default(),
             // Bytes that do not compress: the file must grow by them.
             payload: noise(i, 4000),
-            headers: Default::default(),
-            source: crate::EventSource::Webhook,
-            received_at: NOW,
-            keys: crate::EventKeys::default(),
-            billing: None,
-            received_ms: 0,
+            ..crate::sqlite::test_event(&format!("evt_upkeep{i}"), "invoice.paid", NOW)
         })
         .collect();
     store.insert_events(&events).await.expect("insert");

@@ -6,7 +6,7 @@ use admit_core::{BillingState, Email, EventId, Timestamp, WorkspaceId};
 
 use super::super::SqliteStore;
 use crate::directory::Actor;
-use crate::events::{EventSource, EventStatus, NewEvent};
+use crate::events::{EventStatus, NewEvent};
 use crate::provisioning::{
     CheckpointWrite, CommitOutcome, EventKeys, EventStatusWrite, History, ProvisioningStore,
     ScopeCommit, ScopeRead, ScopeWrite,
@@ -28,26 +28,14 @@ fn ws(raw: &str) -> WorkspaceId {
 /// An event of `subscription` for `workspace` (by its metadata hint).
 async fn event(store: &SqliteStore, event: &str, subscription: &str, workspace: &str) {
     let new = NewEvent {
-        id: id(event),
-        event_type: "customer.subscription.updated".into(),
-        created: NOW,
-        api_version: None,
-        livemode: false,
         object_type: "subscription".into(),
         object_id: Some(subscription.into()),
-        customer_id: None,
-        metadata: Default::default(),
-        payload: b"{}".to_vec(),
-        headers: Default::default(),
-        source: EventSource::Webhook,
-        received_at: NOW,
         keys: EventKeys {
             subscription: Some(subscription.into()),
             workspace_hint: Some(workspace.into()),
             ..EventKeys::default()
         },
-        billing: None,
-        received_ms: NOW.unix() * 1000,
+        ..crate::sqlite::test_event(event, "customer.subscription.updated", NOW)
     };
     store.insert_events(&[new]).await.expect("insert");
 }
@@ -312,26 +300,15 @@ async fn in_one_batch_a_derivation_reading_what_an_earlier_one_writes_is_refused
 async fn billed_event(store: &SqliteStore, event: &str, subscription: &str, ago: i64) {
     let created = Timestamp::from_unix(NOW.unix() - ago);
     let new = NewEvent {
-        id: id(event),
-        event_type: "invoice.paid".into(),
-        created,
-        api_version: None,
-        livemode: false,
-        object_type: "invoice".into(),
-        object_id: None,
-        customer_id: None,
-        metadata: Default::default(),
-        payload: b"{}".to_vec(),
-        headers: Default::default(),
-        source: EventSource::Webhook,
         received_at: NOW,
+        received_ms: NOW.unix() * 1000,
         keys: EventKeys {
             subscription: Some(subscription.into()),
             customer: Some("cus_1".into()),
             ..EventKeys::default()
         },
         billing: Some(format!(r#"{{"id":"{event}"}}"#)),
-        received_ms: NOW.unix() * 1000,
+        ..crate::sqlite::test_event(event, "invoice.paid", created)
     };
     store.insert_events(&[new]).await.expect("insert");
 }
