@@ -305,7 +305,7 @@ fn simulated_price(config: &Config, plan: Option<&str>) -> anyhow::Result<String
 
 async fn readiness(config: Config, args: ReadinessArgs) -> anyhow::Result<ExitCode> {
     let database = crate::config::redact_url(&config.database_url);
-    let store = admit_store::connect(&config.database_url)
+    let store = admit_store::connect_with(&config.database_url, &config.database_options())
         .await
         .with_context(|| format!("cannot open the database {database}"))?;
     let stripe = crate::stripe_sync::client(&config)?;
@@ -378,7 +378,7 @@ async fn qa_gate(config: Config, args: QaGateArgs) -> anyhow::Result<ExitCode> {
         // The gate's verdict is worth having even when the database is not:
         // say so and keep the exit code the verdict's.
         let recorded = async {
-            let store = admit_store::connect(&config.database_url).await?;
+            let store = admit_store::connect_with(&config.database_url, &config.database_options()).await?;
             if config.migrate_on_start {
                 store.migrate().await?;
             }
@@ -552,7 +552,7 @@ async fn stripe_command_setup(
     let client = crate::stripe_sync::client(config)?.ok_or_else(|| {
         anyhow::anyhow!("no Stripe API key is configured: set ADMIT_STRIPE_API_KEY")
     })?;
-    let store = admit_store::connect(&config.database_url).await?;
+    let store = admit_store::connect_with(&config.database_url, &config.database_options()).await?;
     store.check_ready().await?;
     Ok((store, client))
 }
@@ -656,7 +656,7 @@ async fn reconcile(config: Config, apply: bool) -> anyhow::Result<()> {
 }
 
 async fn outbox(config: Config, command: OutboxCommand) -> anyhow::Result<()> {
-    let store = admit_store::connect(&config.database_url).await?;
+    let store = admit_store::connect_with(&config.database_url, &config.database_options()).await?;
     store.check_ready().await?;
     let mut out = std::io::stdout().lock();
     match command {
@@ -722,7 +722,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
-    let store = admit_store::connect(&config.database_url).await?;
+    let store = admit_store::connect_with(&config.database_url, &config.database_options()).await?;
     store.migrate().await.context("migration failed")?;
     store.check_ready().await?;
     tracing::info!("database is migrated");
@@ -750,7 +750,7 @@ async fn run_verify(config: Config, args: VerifyArgs) -> anyhow::Result<ExitCode
         plan,
     };
     let database = crate::config::redact_url(&config.database_url);
-    let store = admit_store::connect(&config.database_url)
+    let store = admit_store::connect_with(&config.database_url, &config.database_options())
         .await
         .with_context(|| format!("cannot open the database {database}"))?;
     let checked = async {

@@ -31,7 +31,7 @@ impl App {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let transport = Transport::from_config(&config.mail)
             .context("cannot set up the mail transport (ADMIT_MAIL_URL)")?;
-        let store = admit_store::connect(&config.database_url)
+        let store = admit_store::connect_with(&config.database_url, &config.database_options())
             .await
             .with_context(|| {
                 format!(
@@ -58,7 +58,6 @@ impl App {
                 metrics: Metrics::new(),
                 wake: Arc::new(tokio::sync::Notify::new()),
                 stripe,
-                checkout_locks: Arc::default(),
                 sync_budget: Arc::default(),
                 rejections: Arc::default(),
             },
@@ -113,7 +112,13 @@ impl App {
         let processor = self.processor();
         let sender = self.sender();
         let (processor_task, sender_task) = if self.state.config.process_in_background {
-            // The sender polls; it has its own wake so it never takes the processor's.
+            // The sender has its own wake so it never takes the processor's.
+            // Both also wake when another instance on the same database
+            // stores events or makes a message due (PostgreSQL).
+            let sender_wake = Arc::new(tokio::sync::Notify::new());
+            self.state
+                .store
+                .subscribe(self.state.wake.clone(), sender_wake.clone());
             let processor_task = tokio::spawn(worker::run(
                 processor.clone(),
                 self.state.wake.clone(),
@@ -122,7 +127,7 @@ impl App {
             ));
             let sender_task = tokio::spawn(worker::run(
                 sender.clone(),
-                Arc::new(tokio::sync::Notify::new()),
+                sender_wake,
                 poll,
                 stop.clone(),
             ));

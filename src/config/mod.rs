@@ -62,6 +62,10 @@ pub enum LogFormat {
 struct Raw {
     listen: String,
     database_url: String,
+    #[serde(default, deserialize_with = "optional_string")]
+    database_password: Option<String>,
+    #[serde(default)]
+    database_pool_size: Option<u32>,
     migrate_on_start: bool,
     #[serde(deserialize_with = "string_or_list")]
     webhook_secrets: Vec<String>,
@@ -113,6 +117,11 @@ pub enum Provenance {
 pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
+    /// `ADMIT_DATABASE_PASSWORD` or `_FILE`: kept out of the URL (and so
+    /// out of every place a URL is shown).
+    pub database_password: Option<SecretString>,
+    /// Connections each instance holds (`ADMIT_DATABASE_POOL_SIZE`).
+    pub database_pool_size: Option<u32>,
     pub migrate_on_start: bool,
     pub webhook_secrets: Vec<SecretString>,
     pub webhook_secrets_provenance: Provenance,
@@ -147,6 +156,11 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("database_url", &redact_url(&self.database_url))
+            .field(
+                "database_password",
+                &self.database_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("database_pool_size", &self.database_pool_size)
             .field("migrate_on_start", &self.migrate_on_start)
             .field(
                 "webhook_secrets",
@@ -172,6 +186,20 @@ impl fmt::Debug for Config {
             .field("mail", &self.mail)
             .field("stripe", &self.stripe)
             .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// What the store needs beyond the URL.
+    pub fn database_options(&self) -> admit_store::DatabaseOptions {
+        use secrecy::ExposeSecret;
+        admit_store::DatabaseOptions {
+            password: self
+                .database_password
+                .as_ref()
+                .map(|p| p.expose_secret().to_owned()),
+            pool_size: self.database_pool_size,
+        }
     }
 }
 
@@ -276,6 +304,13 @@ impl Config {
             let text = read_secret_file("ADMIT_WEBHOOK_SECRETS_FILE", Path::new(path))?;
             raw.webhook_secrets = split_list(&text);
         }
+        if let Some(path) = sources.var("ADMIT_DATABASE_PASSWORD_FILE") {
+            raw.database_password = Some(
+                read_secret_file("ADMIT_DATABASE_PASSWORD_FILE", Path::new(path))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            );
+        }
         if let Some(path) = sources.var("ADMIT_APP_TOKEN_FILE") {
             raw.app_token = Some(read_secret_file("ADMIT_APP_TOKEN_FILE", Path::new(path))?);
         }
@@ -301,14 +336,24 @@ impl Config {
             problem: format!("{:?} is not an address:port", raw.listen),
             fix: "set ADMIT_LISTEN to an address and port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080",
         })?;
-        if !raw.database_url.starts_with("sqlite:") {
+        if !["sqlite:", "postgres:", "postgresql:"]
+            .iter()
+            .any(|scheme| raw.database_url.starts_with(scheme))
+        {
             return Err(ConfigError::Invalid {
                 key: "database_url",
                 problem: format!(
                     "{} is not a supported database URL",
                     redact_url(&raw.database_url)
                 ),
-                fix: "set ADMIT_DATABASE_URL to sqlite://path/to/admit.db",
+                fix: "set ADMIT_DATABASE_URL to sqlite://path/to/admit.db or postgres://user@host:5432/admit?sslmode=require",
+            });
+        }
+        if raw.database_pool_size.is_some_and(|n| !(1..=1000).contains(&n)) {
+            return Err(ConfigError::Invalid {
+                key: "database_pool_size",
+                problem: "the pool size must be between 1 and 1000".into(),
+                fix: "set ADMIT_DATABASE_POOL_SIZE to the connections one instance may hold, e.g. 10",
             });
         }
         let (webhook_secrets, webhook_secrets_provenance) = if raw.webhook_secrets.is_empty() {
@@ -402,6 +447,8 @@ impl Config {
         Ok(Self {
             listen,
             database_url: raw.database_url,
+            database_password: raw.database_password.map(SecretString::from),
+            database_pool_size: raw.database_pool_size,
             migrate_on_start: raw.migrate_on_start,
             webhook_secrets: webhook_secrets
                 .into_iter()

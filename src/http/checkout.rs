@@ -3,8 +3,6 @@
 //! the workspace's Stripe customer and records the checkout intent — the
 //! trusted binding of DESIGN.md §2.1.
 
-use std::sync::Arc;
-
 use admit_core::provisioning::CheckoutIntent;
 use admit_core::{Email, WorkspaceId};
 use admit_stripe::api::{Form, StripeClient};
@@ -110,31 +108,85 @@ async fn create(
         .clone();
     let client = state.stripe.clone().ok_or(ApiError::StripeNotConfigured)?;
 
-    let lock = {
-        let mut locks = state
-            .checkout_locks
-            .lock()
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("checkout lock poisoned")))?;
-        Arc::clone(locks.entry(workspace_id.to_string()).or_default())
-    };
-    let _serialised = lock.lock().await;
+    // One checkout per workspace at a time, whichever instance serves it:
+    // the lease lives in the database.
+    let holder = crate::signin::new_token()
+        .map_err(|e| {
+            ApiError::Internal(anyhow::anyhow!(
+                "the OS random number generator failed: {e}"
+            ))
+        })?
+        .1;
+    lease_checkout(&state, &workspace_id, &holder).await?;
+    let created = create_with_lease(
+        &state,
+        &client,
+        &workspace_id,
+        &plan,
+        initiator,
+        purchaser,
+        body.interval.as_deref(),
+    ).await;
+    // A lease left behind (this end failing) lapses by itself.
+    if let Err(error) = state.store.end_checkout_lease(&workspace_id, &holder).await {
+        tracing::warn!(workspace_id = %workspace_id, error = %crate::telemetry::error_chain(&error), "could not end a checkout lease; it lapses by itself");
+    }
+    created
+}
 
+/// How long a checkout lease lasts unless its holder ends it: longer than
+/// the Stripe calls of one checkout take, short enough that a crashed
+/// holder does not block the workspace for long.
+const CHECKOUT_LEASE_SECS: i64 = 60;
+
+/// Waits for the workspace's checkout lease, up to a few seconds.
+async fn lease_checkout(
+    state: &AppState,
+    workspace_id: &WorkspaceId,
+    holder: &str,
+) -> Result<(), ApiError> {
+    for _ in 0..50 {
+        let now = state.clock.now();
+        let until = admit_core::Timestamp::from_unix(now.unix() + CHECKOUT_LEASE_SECS);
+        if state
+            .store
+            .lease_checkout(workspace_id, holder, now, until)
+            .await?
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Err(ApiError::CheckoutInProgress)
+}
+
+/// The checkout itself, while this request holds the workspace's lease.
+async fn create_with_lease(
+    state: &AppState,
+    client: &StripeClient,
+    workspace_id: &WorkspaceId,
+    plan: &admit_core::Plan,
+    initiator: Email,
+    purchaser: Option<Email>,
+    interval: Option<&str>,
+) -> Result<Json<Value>, ApiError> {
     // Most duplicate subscriptions are stopped here, before anyone pays: a
     // workspace with a live subscription changes plan through that
     // subscription (Stripe's customer portal), not through a second checkout.
-    if let Some(billing) = state.store.get_billing(&workspace_id).await?
+    if let Some(billing) = state.store.get_billing(workspace_id).await?
         && billing.subscription_status.is_some_and(|s| s.is_live())
     {
         return Err(ApiError::AlreadySubscribed);
     }
-    let price = choose_price(&client, &plan.prices, body.interval.as_deref()).await?;
+    let price = choose_price(client, &plan.prices, interval).await?;
     let now = state.clock.now();
-    let customers = state.store.workspace_customers(&workspace_id).await?;
+    let customers = state.store.workspace_customers(workspace_id).await?;
     let customer = match admit_core::checkout_customer(&customers) {
         Some(customer) => customer,
         None => {
             let email = purchaser.as_ref().unwrap_or(&initiator);
-            // Derived from the workspace: a retry, or another instance, gets the same customer.
+            // The lease keeps a second customer from being created here; the key
+            // derived from the workspace makes a retried request return the same one.
             let key = format!("admit-customer-{workspace_id}");
             let created = client
                 .create_customer(
@@ -153,7 +205,7 @@ async fn create(
                 })?;
             state
                 .store
-                .bind_customer(&id, &workspace_id, "checkout", now)
+                .bind_customer(&id, workspace_id, "checkout", now)
                 .await?;
             id
         }

@@ -78,6 +78,8 @@ pub enum ApiError {
         "the workspace already has an active subscription; change its plan through that subscription"
     )]
     AlreadySubscribed,
+    #[error("another checkout for this workspace is being created; try again in a moment")]
+    CheckoutInProgress,
     #[error("no Stripe API key is configured (ADMIT_STRIPE_API_KEY)")]
     StripeNotConfigured,
     #[error("Stripe could not be reached or refused the request; try again")]
@@ -125,6 +127,7 @@ impl ApiError {
             ApiError::NotWorkspaceAdmin => "not_workspace_admin",
             ApiError::PlanInvalid(_) => "plan_invalid",
             ApiError::AlreadySubscribed => "already_subscribed",
+            ApiError::CheckoutInProgress => "checkout_in_progress",
             ApiError::StripeNotConfigured => "stripe_not_configured",
             ApiError::StripeUnavailable(_) => "stripe_unavailable",
             ApiError::CaseAlreadyResolved => "case_already_resolved",
@@ -155,7 +158,7 @@ impl ApiError {
             ApiError::TokenUsed | ApiError::TokenExpired => StatusCode::GONE,
             ApiError::TokenNotAMember | ApiError::NotWorkspaceAdmin => StatusCode::FORBIDDEN,
             ApiError::PlanInvalid(_) => StatusCode::BAD_REQUEST,
-            ApiError::AlreadySubscribed => StatusCode::CONFLICT,
+            ApiError::AlreadySubscribed | ApiError::CheckoutInProgress => StatusCode::CONFLICT,
             ApiError::StripeNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::StripeUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::TokenNotFound | ApiError::OutboxNotFound => StatusCode::NOT_FOUND,

@@ -42,11 +42,6 @@ pub struct AppState {
     pub wake: Arc<tokio::sync::Notify>,
     /// The Stripe API, when a key is configured.
     pub stripe: Option<admit_stripe::api::StripeClient>,
-    /// One checkout at a time per workspace in this process, so concurrent
-    /// requests never create two Stripe customers (across instances the
-    /// idempotency key derived from the workspace does the same at Stripe).
-    pub checkout_locks:
-        Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// Welcome-page fetches per session: (count, last fetch), so a refreshing
     /// page cannot become a request storm against Stripe.
     pub sync_budget: Arc<std::sync::Mutex<std::collections::HashMap<String, (u32, i64)>>>,

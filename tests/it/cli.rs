@@ -5,14 +5,14 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::helpers::{PRIMARY_SECRET, TestApp, database_path, spawn_app};
+use crate::helpers::{PRIMARY_SECRET, TestApp, database_url, spawn_app};
 
 fn admit(app: &TestApp, args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_admit"))
         .args(args)
         .env(
             "ADMIT_DATABASE_URL",
-            format!("sqlite://{}", database_path(app.dir.path()).display()),
+            database_url(app.dir.path()),
         )
         .env(
             "ADMIT_CONFIG",

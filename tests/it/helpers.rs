@@ -77,6 +77,67 @@ pub fn database_path(dir: &Path) -> PathBuf {
     dir.join("admit.db")
 }
 
+/// Whether the tests run on PostgreSQL (`ADMIT_TEST_DATABASE_URL`, set by
+/// the test command's second pass) rather than SQLite.
+pub fn on_postgres() -> bool {
+    postgres_server().is_some()
+}
+
+fn postgres_server() -> Option<String> {
+    std::env::var("ADMIT_TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"))
+}
+
+/// Where the URL of `dir`'s PostgreSQL database is kept across restarts.
+fn database_url_file(dir: &Path) -> PathBuf {
+    dir.join("database-url")
+}
+
+/// The database of the test app in `dir`: a SQLite file in `dir`, or on
+/// PostgreSQL a database of its own (see [`prepare_database`]).
+pub fn database_url(dir: &Path) -> String {
+    match std::fs::read_to_string(database_url_file(dir)) {
+        Ok(url) => url,
+        Err(_) if !on_postgres() => format!("sqlite://{}", database_path(dir).display()),
+        Err(_) => panic!("no PostgreSQL database was prepared for {}", dir.display()),
+    }
+}
+
+/// Makes `dir`'s database on PostgreSQL (a new one on the test server, so
+/// tests running at once never share state) unless it exists; its URL.
+pub async fn prepare_database(dir: &Path) -> String {
+    use sqlx::Connection;
+    let Some(server) = postgres_server() else {
+        return database_url(dir);
+    };
+    if let Ok(url) = std::fs::read_to_string(database_url_file(dir)) {
+        return url;
+    }
+    let mut name = [0u8; 8];
+    getrandom::fill(&mut name).expect("random name");
+    let name = format!(
+        "admit_t_{}",
+        name.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .expect("the test PostgreSQL server answers (ADMIT_TEST_DATABASE_URL)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    admin.close().await.expect("close");
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (server.as_str(), String::new()),
+    };
+    let host = base.rsplit_once('/').map_or(base, |(host, _)| host);
+    let url = format!("{host}/{name}{query}");
+    std::fs::write(database_url_file(dir), &url).expect("remember the database");
+    url
+}
+
 pub async fn spawn_app() -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     spawn_app_in(dir, Arc::new(ManualClock::new(START))).await
@@ -112,7 +173,7 @@ async fn spawn(
     clock: Arc<ManualClock>,
     settings: &[(&str, &str)],
 ) -> TestApp {
-    let url = format!("sqlite://{}", database_path(dir.path()).display());
+    let url = prepare_database(dir.path()).await;
     let sources = Sources {
         file: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/admit-test.toml")),
         env: vec![
@@ -263,14 +324,11 @@ impl TestApp {
         response.text().await.expect("metrics body")
     }
 
-    /// A connection of the test's own to the app's database, to cause
-    /// real faults (triggers) or corrupt rows behind admit's back.
-    pub async fn database(&self) -> sqlx::SqliteConnection {
-        use sqlx::Connection;
-        let url = format!("sqlite://{}", database_path(self.dir.path()).display());
-        sqlx::SqliteConnection::connect(&url)
-            .await
-            .expect("second connection")
+    /// A connection of the test's own to the app's database (either
+    /// dialect), to cause real faults (triggers) or corrupt rows behind
+    /// admit's back.
+    pub async fn database(&self) -> sqlx::AnyConnection {
+        open_database(self.dir.path()).await
     }
 
     pub async fn event_count(&self) -> u64 {
@@ -397,4 +455,61 @@ pub async fn deliver_signed(app: &TestApp, events: &[admit::simulate::Event]) {
             .await
             .expect(200);
     }
+}
+
+/// A connection of the test's own to `dir`'s database, either dialect.
+pub async fn open_database(dir: &Path) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(&database_url(dir))
+        .await
+        .expect("a connection of the test's own")
+}
+
+/// A real database fault, in the database itself: `table`'s inserts of
+/// rows matching `condition` (SQL over `NEW`) abort with `message`. Either
+/// dialect; [`drop_fault`] removes it.
+pub async fn inject_fault(
+    db: &mut sqlx::AnyConnection,
+    name: &str,
+    table: &str,
+    condition: &str,
+    message: &str,
+) {
+    let statements = if on_postgres() {
+        vec![
+            format!(
+                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN RAISE EXCEPTION '{message}'; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW
+                 WHEN ({condition}) EXECUTE FUNCTION {name}()"
+            ),
+        ]
+    } else {
+        vec![format!(
+            "CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN {condition}
+             BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        )]
+    };
+    for statement in statements {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *db)
+            .await
+            .expect("inject the fault");
+    }
+}
+
+/// Removes a fault [`inject_fault`] made on `table`.
+pub async fn drop_fault(db: &mut sqlx::AnyConnection, name: &str, table: &str) {
+    let statement = if on_postgres() {
+        format!("DROP TRIGGER {name} ON {table}")
+    } else {
+        format!("DROP TRIGGER {name}")
+    };
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .execute(&mut *db)
+        .await
+        .expect("remove the fault");
 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Connection;
 
 use crate::helpers::{
-    PRIMARY_SECRET, TestApp, database_path, mail_folder, metric_value, spawn_app_in_with,
+    PRIMARY_SECRET, TestApp, mail_folder, metric_value, spawn_app_in_with,
     spawn_app_with,
 };
 use crate::smtp::{Reply, SmtpServer, free_port, smtp_url};
@@ -96,10 +96,7 @@ fn token_in(text: &str) -> Option<String> {
 
 /// The sign-in tokens as stored: (hash, email, workspace, outbox id).
 async fn stored_tokens(app: &TestApp) -> Vec<(String, String, String, Option<i64>)> {
-    let url = format!("sqlite://{}", database_path(app.dir.path()).display());
-    let mut conn = sqlx::SqliteConnection::connect(&url)
-        .await
-        .expect("open the database");
+    let mut conn = app.database().await;
     let rows = sqlx::query_as(
         "SELECT token_hash, email, workspace_id, outbox_id FROM signin_tokens ORDER BY created_at",
     )
@@ -500,16 +497,14 @@ async fn the_background_sender_delivers_and_stops_with_the_app() {
 #[tokio::test]
 async fn a_message_that_cannot_be_rendered_is_dead_at_once_with_the_reason() {
     let app = spawn_app_with(&[]).await;
-    let url = format!("sqlite://{}", database_path(app.dir.path()).display());
-    let mut conn = sqlx::SqliteConnection::connect(&url)
-        .await
-        .expect("open the database");
+    let mut conn = app.database().await;
+    let now = app.clock_now().unix();
+    // `$1` on both dialects (sqlx numbers SQLite's parameters the same way).
     sqlx::query(
         "INSERT INTO outbox (idempotency_key, kind, recipient, payload, state, next_attempt_at, created_at)
-         VALUES ('mystery:x:dana@acme.test', 'mystery', 'dana@acme.test', '{}', 'pending', ?, ?)",
+         VALUES ('mystery:x:dana@acme.test', 'mystery', 'dana@acme.test', '{}', 'pending', $1, $1)",
     )
-    .bind(app.clock_now().unix())
-    .bind(app.clock_now().unix())
+    .bind(now)
     .execute(&mut conn)
     .await
     .expect("insert");

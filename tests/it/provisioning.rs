@@ -822,13 +822,14 @@ async fn a_failing_workspace_is_retried_with_backoff_and_blocks_no_other() {
     acme(&app).await;
     workspace(&app, "ws_legacy01", "bo@legacy.test").await;
     let mut db = app.database().await;
-    sqlx::query(
-        "CREATE TRIGGER fault BEFORE INSERT ON billing_states WHEN NEW.workspace_id = 'ws_acme01'
-         BEGIN SELECT RAISE(ABORT, 'injected fault'); END",
+    crate::helpers::inject_fault(
+        &mut db,
+        "fault",
+        "billing_states",
+        "NEW.workspace_id = 'ws_acme01'",
+        "injected fault",
     )
-    .execute(&mut db)
-    .await
-    .expect("trigger");
+    .await;
 
     settle_beside_legacy(&app).await;
     assert_eq!(billing(&app, WS).await["subscription_plan"], Value::Null);
@@ -844,10 +845,7 @@ async fn a_failing_workspace_is_retried_with_backoff_and_blocks_no_other() {
         "{failed}"
     );
 
-    sqlx::query("DROP TRIGGER fault")
-        .execute(&mut db)
-        .await
-        .expect("drop trigger");
+    crate::helpers::drop_fault(&mut db, "fault", "billing_states").await;
     assert_eq!(
         app.processor.drain().await.expect("drain"),
         0,

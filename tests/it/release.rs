@@ -10,7 +10,7 @@ use admit::Clock;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    APP_TOKEN, PRIMARY_SECRET, TestApp, database_path, spawn_app, spawn_app_with,
+    APP_TOKEN, PRIMARY_SECRET, TestApp, database_url, spawn_app, spawn_app_with,
 };
 use crate::stripe_story::{Sub, T, WS, acme, deliver};
 
@@ -20,6 +20,7 @@ const TEST_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/admit-
 /// given configuration file (`None`: the embedded demo catalog). On the
 /// blocking pool, so a test app on this runtime keeps serving meanwhile.
 async fn admit(dir: &Path, config: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    crate::helpers::prepare_database(dir).await;
     let dir = dir.to_owned();
     let config = config.map(str::to_owned);
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
@@ -34,7 +35,7 @@ fn run_admit(dir: &Path, config: Option<&str>, args: &[String]) -> (i32, String,
         .args(args)
         .env(
             "ADMIT_DATABASE_URL",
-            format!("sqlite://{}", database_path(dir).display()),
+            database_url(dir),
         )
         .env(
             "ADMIT_MAIL_URL",
@@ -267,7 +268,7 @@ async fn readiness_holds_on_a_fresh_instance_is_ready_after_a_pass_and_records_a
     assert!(err.contains("go") && err.contains("no-go"), "{err}");
 
     // The decision is in the audit log, with the memo it approved.
-    let store = admit_store::connect(&format!("sqlite://{}", database_path(dir.path()).display()))
+    let store = admit_store::connect(&database_url(dir.path()))
         .await
         .expect("store");
     let entries = store

@@ -49,7 +49,7 @@ pub fn start(dir: &Path, settings: &[(&str, String)]) -> Server {
         .env("ADMIT_LISTEN", format!("127.0.0.1:{port}"))
         .env(
             "ADMIT_DATABASE_URL",
-            format!("sqlite://{}", dir.join("admit.db").display()),
+            crate::helpers::database_url(dir),
         )
         .env("ADMIT_WEBHOOK_SECRETS", PRIMARY_SECRET)
         .env("ADMIT_APP_TOKEN", APP_TOKEN)
@@ -134,12 +134,8 @@ fn customer_update(n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn database(dir: &Path) -> sqlx::SqlitePool {
-    sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("sqlite://{}", dir.join("admit.db").display()))
-        .await
-        .expect("open the database")
+async fn database(dir: &Path) -> sqlx::AnyConnection {
+    crate::helpers::open_database(dir).await
 }
 
 fn unix_now() -> i64 {
@@ -155,6 +151,7 @@ fn unix_now() -> i64 {
 #[tokio::test]
 async fn sigterm_with_a_large_backlog_exits_within_the_grace_period_and_the_next_start_goes_on() {
     let dir = tempfile::tempdir().expect("dir");
+    crate::helpers::prepare_database(dir.path()).await;
     let client = reqwest::Client::new();
     let grace = [("ADMIT_SHUTDOWN_GRACE_SECS", "2".to_owned())];
 
@@ -176,12 +173,13 @@ async fn sigterm_with_a_large_backlog_exits_within_the_grace_period_and_the_next
     ready(&mut server, &client).await;
     sigterm(&server);
     exits(&mut server, Duration::from_secs(30)).await;
-    let pool = database(dir.path()).await;
+    let mut pool = database(dir.path()).await;
     let (left, leased): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(status = 'received'), 0), COALESCE(SUM(lease_until > ?), 0) FROM stripe_events",
+        "SELECT COUNT(*) FILTER (WHERE status = 'received'),
+                COUNT(*) FILTER (WHERE lease_until > $1) FROM stripe_events",
     )
     .bind(unix_now() - NOW_SLACK)
-    .fetch_one(&pool)
+    .fetch_one(&mut pool)
     .await
     .expect("count");
     assert!(
@@ -189,17 +187,17 @@ async fn sigterm_with_a_large_backlog_exits_within_the_grace_period_and_the_next
         "SIGTERM must not wait for the whole backlog (it drained all {backlog})"
     );
     assert_eq!(leased, 0, "no lease is left for the next start to wait out");
-    pool.close().await;
+    sqlx::Connection::close(pool).await.expect("close");
 
     // The next start finishes the rest.
     let mut server = start(dir.path(), &grace);
     ready(&mut server, &client).await;
-    let pool = database(dir.path()).await;
+    let mut pool = database(dir.path()).await;
     let begun = Instant::now();
     loop {
         let left: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE status = 'received'")
-                .fetch_one(&pool)
+                .fetch_one(&mut pool)
                 .await
                 .expect("count");
         if left == 0 {
@@ -211,7 +209,7 @@ async fn sigterm_with_a_large_backlog_exits_within_the_grace_period_and_the_next
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    pool.close().await;
+    sqlx::Connection::close(pool).await.expect("close");
     sigterm(&server);
     exits(&mut server, Duration::from_secs(30)).await;
 }
@@ -234,6 +232,7 @@ async fn silent_smtp() -> (u16, tokio::task::JoinHandle<()>) {
 #[tokio::test]
 async fn sigterm_while_a_mail_server_hangs_exits_and_the_message_goes_out_next_start() {
     let dir = tempfile::tempdir().expect("dir");
+    crate::helpers::prepare_database(dir.path()).await;
     let client = reqwest::Client::new();
     let (port, hung) = silent_smtp().await;
     let mut server = start(
@@ -267,13 +266,13 @@ async fn sigterm_while_a_mail_server_hangs_exits_and_the_message_goes_out_next_s
         post_signed(&client, &server.base, body).await;
     }
     // Wait until the sender is stuck on the silent server.
-    let pool = database(dir.path()).await;
+    let mut pool = database(dir.path()).await;
     let begun = Instant::now();
     loop {
         let leased: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND lease_until IS NOT NULL",
         )
-        .fetch_one(&pool)
+        .fetch_one(&mut pool)
         .await
         .expect("count");
         if leased > 0 {
@@ -288,14 +287,14 @@ async fn sigterm_while_a_mail_server_hangs_exits_and_the_message_goes_out_next_s
     sigterm(&server);
     exits(&mut server, Duration::from_secs(30)).await;
     let leased: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND lease_until > ?",
+        "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND lease_until > $1",
     )
     .bind(unix_now() - NOW_SLACK)
-    .fetch_one(&pool)
+    .fetch_one(&mut pool)
     .await
     .expect("count");
     assert_eq!(leased, 0, "the cut-short message's lease was given back");
-    pool.close().await;
+    sqlx::Connection::close(pool).await.expect("close");
     hung.abort();
 
     // The next start (with a working transport) sends it at once, not after the 300 s lease.

@@ -117,16 +117,9 @@ async fn membership_is_checked_again_at_redemption() {
 
 #[tokio::test]
 async fn only_the_hash_is_stored_and_unknown_tokens_are_refused() {
-    use sqlx::Connection;
     let app = setup().await;
     issue(&app, TOKEN, "dana@acme.test", 3600).await;
-    let url = format!(
-        "sqlite://{}",
-        crate::helpers::database_path(app.dir.path()).display()
-    );
-    let mut db = sqlx::SqliteConnection::connect(&url)
-        .await
-        .expect("connect");
+    let mut db = app.database().await;
     let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM signin_tokens")
         .fetch_all(&mut db)
         .await

@@ -77,6 +77,7 @@ async fn held(client: &reqwest::Client, base: &str, kind: &str) -> Vec<Value> {
 #[tokio::test]
 async fn simulate_drives_the_table_against_a_running_server() {
     let dir = tempfile::tempdir().expect("dir");
+    crate::helpers::prepare_database(dir.path()).await;
     let client = reqwest::Client::new();
     let mut server = start(dir.path(), &[]);
     ready(&mut server, &client).await;

@@ -18,7 +18,7 @@ use admit_stripe::api::StripeClient;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::helpers::{PRIMARY_SECRET, TestApp, database_path, spawn_app_in_with};
+use crate::helpers::{PRIMARY_SECRET, TestApp, database_url, spawn_app_in_with};
 use crate::localstripe::{API_KEY, LocalStripe};
 
 const WS: &str = "ws_ls01";
@@ -494,7 +494,7 @@ fn admit_cli(dir: &std::path::Path, ls: &LocalStripe, args: &[&str]) -> (i32, St
         .args(args)
         .env(
             "ADMIT_DATABASE_URL",
-            format!("sqlite://{}", database_path(dir).display()),
+            database_url(dir),
         )
         .env("ADMIT_STRIPE_API_KEY", API_KEY)
         .env("ADMIT_STRIPE_API_BASE", ls.url())

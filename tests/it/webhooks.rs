@@ -185,15 +185,16 @@ async fn unknown_event_types_and_fields_are_accepted() {
 async fn concurrent_deliveries_share_commits_and_each_2xx_means_stored() {
     let app = spawn_app().await;
     // A real database fault (an in-database trigger, the one way to make
-    // SQLite refuse one row): any batch holding this event fails whole.
+    // the database refuse one row): any batch holding this event fails whole.
     let mut db = app.database().await;
-    sqlx::query(
-        "CREATE TRIGGER poison BEFORE INSERT ON stripe_events WHEN NEW.id = 'evt_poison'
-         BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
+    crate::helpers::inject_fault(
+        &mut db,
+        "poison",
+        "stripe_events",
+        "NEW.id = 'evt_poison'",
+        "refused for the test",
     )
-    .execute(&mut db)
-    .await
-    .expect("trigger");
+    .await;
 
     let ids: Vec<String> = (0..60)
         .map(|n| format!("evt_group{n:02}"))

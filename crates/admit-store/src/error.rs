@@ -52,3 +52,29 @@ pub enum StoreError {
     #[error("the ingest writer has stopped")]
     WriterStopped,
 }
+
+impl StoreError {
+    /// The error with its causes, for an event's `last_error` and logs.
+    pub(crate) fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
+    /// A PostgreSQL deadlock, serialisation failure or lock timeout: the
+    /// transaction lost a race with another instance and can run again.
+    pub(crate) fn is_lost_race(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40P01" | "40001" | "55P03"))
+            }
+            StoreError::BatchFailed(inner) => inner.is_lost_race(),
+            _ => false,
+        }
+    }
+}

@@ -4,17 +4,20 @@
 //! `Arc<dyn Store>` and never see the dialect).
 
 pub mod audit;
+mod bodies;
 pub mod directory;
 mod error;
 mod events;
 pub mod list;
 mod migrations;
 pub mod ops;
+mod postgres;
 pub mod outbox;
 pub mod provisioning;
 mod scope;
 pub mod signin;
 mod sqlite;
+mod values;
 
 use std::sync::Arc;
 
@@ -36,6 +39,7 @@ pub use provisioning::{
     WorkspaceCreation,
 };
 pub use signin::{RedeemedToken, SigninStore};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Everything admit persists. Each method is one transaction.
@@ -82,21 +86,55 @@ pub trait Store:
     /// copying the log into the database).
     async fn maintain(&self) -> Result<(), StoreError>;
 
+    /// Wakes `events` when another instance stores events and `outbox`
+    /// when a message becomes due, for as long as the store is open. A
+    /// single process (SQLite) wakes its workers itself: nothing to do.
+    fn subscribe(&self, events: Arc<tokio::sync::Notify>, outbox: Arc<tokio::sync::Notify>) {
+        let _ = (events, outbox);
+    }
+
     /// Closes connections; pending writes are finished first.
     async fn close(&self);
 }
 
-/// Opens the store a database URL names (`sqlite://path`, `sqlite::memory:`).
+/// How to reach the database beyond its URL.
+#[derive(Clone, Default)]
+pub struct DatabaseOptions {
+    /// The password, from the environment or a file, never from a log line:
+    /// it takes precedence over one in the URL.
+    pub password: Option<String>,
+    /// Connections each instance holds (PostgreSQL); the dialect's default
+    /// when `None`.
+    pub pool_size: Option<u32>,
+}
+
+impl std::fmt::Debug for DatabaseOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseOptions")
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+/// Opens the store a database URL names (`sqlite://path`, `sqlite::memory:`,
+/// `postgres://user@host/db?sslmode=…`).
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    connect_with(url, &DatabaseOptions::default()).await
+}
+
+/// [`connect`] with a password and pool size given apart from the URL.
+pub async fn connect_with(
+    url: &str,
+    options: &DatabaseOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         return Ok(Arc::new(SqliteStore::connect(url).await?));
     }
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        return Err(StoreError::UnsupportedUrl {
-            reason: "PostgreSQL support is not built yet; use a sqlite:// URL",
-        });
+        return Ok(Arc::new(PgStore::connect(url, options).await?));
     }
     Err(StoreError::UnsupportedUrl {
-        reason: "the database URL must start with sqlite:// (for example sqlite://admit.db)",
+        reason: "the database URL must start with sqlite:// or postgres://",
     })
 }

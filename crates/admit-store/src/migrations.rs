@@ -63,6 +63,70 @@ const SQLITE: &[Embedded] = &[
         description: "body encoding",
         sql: include_str!("../migrations/sqlite/0010_body_encoding.sql"),
     },
+    Embedded {
+        version: 11,
+        description: "checkout leases",
+        sql: include_str!("../migrations/sqlite/0011_checkout_leases.sql"),
+    },
+];
+
+/// The same versions as [`SQLITE`] (a test holds them equal).
+const POSTGRES: &[Embedded] = &[
+    Embedded {
+        version: 1,
+        description: "inbox",
+        sql: include_str!("../migrations/postgres/0001_inbox.sql"),
+    },
+    Embedded {
+        version: 2,
+        description: "provisioning",
+        sql: include_str!("../migrations/postgres/0002_provisioning.sql"),
+    },
+    Embedded {
+        version: 3,
+        description: "delivery",
+        sql: include_str!("../migrations/postgres/0003_delivery.sql"),
+    },
+    Embedded {
+        version: 4,
+        description: "billing semantics",
+        sql: include_str!("../migrations/postgres/0004_billing_semantics.sql"),
+    },
+    Embedded {
+        version: 5,
+        description: "scenarios",
+        sql: include_str!("../migrations/postgres/0005_scenarios.sql"),
+    },
+    Embedded {
+        version: 6,
+        description: "list indexes",
+        sql: include_str!("../migrations/postgres/0006_list_indexes.sql"),
+    },
+    Embedded {
+        version: 7,
+        description: "release gate",
+        sql: include_str!("../migrations/postgres/0007_release.sql"),
+    },
+    Embedded {
+        version: 8,
+        description: "throughput",
+        sql: include_str!("../migrations/postgres/0008_throughput.sql"),
+    },
+    Embedded {
+        version: 9,
+        description: "subscription checkpoints",
+        sql: include_str!("../migrations/postgres/0009_checkpoints.sql"),
+    },
+    Embedded {
+        version: 10,
+        description: "body encoding",
+        sql: include_str!("../migrations/postgres/0010_body_encoding.sql"),
+    },
+    Embedded {
+        version: 11,
+        description: "checkout leases",
+        sql: include_str!("../migrations/postgres/0011_checkout_leases.sql"),
+    },
 ];
 
 fn migrator(embedded: &[Embedded]) -> Migrator {
@@ -90,6 +154,14 @@ pub(crate) fn sqlite_versions() -> impl Iterator<Item = i64> {
     SQLITE.iter().map(|m| m.version)
 }
 
+pub(crate) fn postgres() -> Migrator {
+    migrator(POSTGRES)
+}
+
+pub(crate) fn postgres_versions() -> impl Iterator<Item = i64> {
+    POSTGRES.iter().map(|m| m.version)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,11 +184,10 @@ mod tests {
         .expect("insert");
     }
 
-    /// Every file of the dialect's folder is embedded, under the version
+    /// Every file of a dialect's folder is embedded, under the version
     /// its name gives, with its text; none is left out or listed twice.
-    #[test]
-    fn every_migration_file_is_embedded_under_its_version() {
-        let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    fn assert_folder_embedded(dialect: &str, embedded: &[Embedded]) {
+        let folder = format!("{}/migrations/{dialect}", env!("CARGO_MANIFEST_DIR"));
         let mut on_disk: Vec<(i64, String)> = std::fs::read_dir(folder)
             .expect("the migrations folder")
             .map(|entry| {
@@ -135,11 +206,25 @@ mod tests {
             })
             .collect();
         on_disk.sort();
-        let embedded: Vec<(i64, String)> = SQLITE
+        let embedded: Vec<(i64, String)> = embedded
             .iter()
             .map(|m| (m.version, m.sql.to_owned()))
             .collect();
-        assert_eq!(embedded, on_disk);
+        assert_eq!(embedded, on_disk, "{dialect}");
+    }
+
+    #[test]
+    fn every_migration_file_is_embedded_under_its_version() {
+        assert_folder_embedded("sqlite", SQLITE);
+        assert_folder_embedded("postgres", POSTGRES);
+    }
+
+    #[test]
+    fn both_dialects_list_the_same_versions_and_descriptions() {
+        let listed = |embedded: &[Embedded]| -> Vec<(i64, &str)> {
+            embedded.iter().map(|m| (m.version, m.description)).collect()
+        };
+        assert_eq!(listed(SQLITE), listed(POSTGRES));
     }
 
     #[tokio::test]

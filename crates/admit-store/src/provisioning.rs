@@ -419,6 +419,24 @@ pub trait ProvisioningStore: Send + Sync {
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
+    /// Takes the workspace's checkout lease for `holder` until `until`,
+    /// unless another holder's lease is still running at `now`. Whether
+    /// `holder` has it.
+    async fn lease_checkout(
+        &self,
+        workspace: &WorkspaceId,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Ends `holder`'s checkout lease on the workspace (if it still has it).
+    async fn end_checkout_lease(
+        &self,
+        workspace: &WorkspaceId,
+        holder: &str,
+    ) -> Result<(), StoreError>;
+
     /// Binds a Stripe customer to a workspace outside the events.
     async fn bind_customer(
         &self,

@@ -16,36 +16,11 @@ use sqlx::{Row, SqliteConnection};
 use super::SqliteStore;
 use super::audit;
 use crate::StoreError;
+use crate::values::{corrupt, parse_workspace, member_subject, parse_email, parse_role, role_json};
 use crate::audit::{AuditEntry, StoredAuditEntry};
 use crate::directory::{Actor, DirectoryStore, MemberChange};
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-pub(super) fn parse_role(raw: &str) -> Result<Role, StoreError> {
-    // The role is one of three words, never personal data: safe in the message.
-    Role::parse(raw).ok_or_else(|| corrupt(format_args!("unknown member role {raw:?}")))
-}
-
-fn parse_email(raw: &str) -> Result<Email, StoreError> {
-    // `EmailError` describes the defect without repeating the address.
-    Email::parse(raw).map_err(|e| corrupt(format_args!("stored member email: {e}")))
-}
-
-fn parse_workspace_id(raw: String) -> Result<WorkspaceId, StoreError> {
-    WorkspaceId::parse(raw).map_err(corrupt)
-}
-
-fn member_subject(email: &Email) -> String {
-    format!("member:{}", email.as_str())
-}
-
-fn role_json(role: Role) -> serde_json::Value {
-    json!({ "role": role.as_str() })
-}
 
 /// One workspace with its members, as the caller's transaction sees it.
 pub(crate) async fn load_workspace(
@@ -91,7 +66,7 @@ pub(crate) async fn load_directory(conn: &mut SqliteConnection) -> Result<Direct
         .await?;
     let mut workspaces = BTreeMap::new();
     for row in &rows {
-        let id = parse_workspace_id(row.try_get("id")?)?;
+        let id = parse_workspace(row.try_get("id")?)?;
         let workspace = Workspace {
             id: id.clone(),
             name: row.try_get("name")?,
@@ -104,7 +79,7 @@ pub(crate) async fn load_directory(conn: &mut SqliteConnection) -> Result<Direct
         .fetch_all(&mut *conn)
         .await?;
     for row in &rows {
-        let workspace_id = parse_workspace_id(row.try_get("workspace_id")?)?;
+        let workspace_id = parse_workspace(row.try_get("workspace_id")?)?;
         let email: String = row.try_get("email")?;
         let role: String = row.try_get("role")?;
         // The foreign key (with `ON DELETE CASCADE`) rules out orphans.

@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 
 mod apply;
 mod audit;
-mod bodies;
+
 mod cases;
 mod directory;
 mod list;
@@ -30,7 +30,8 @@ mod session;
 mod signin;
 
 use crate::events::{EventStatus, InsertOutcome, NewEvent, StoredEvent};
-use crate::{Store, StoreError, migrations};
+use crate::values::json_text;
+use crate::{Store, StoreError, bodies, migrations};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -150,10 +151,6 @@ async fn insert_chunk(
     bodies.push(" ON CONFLICT (id) DO NOTHING");
     bodies.build().persistent(false).execute(&mut *conn).await?;
     Ok(inserted)
-}
-
-fn json_text(map: &std::collections::BTreeMap<String, String>) -> String {
-    serde_json::to_string(map).unwrap_or_else(|_| unreachable!("a string map always serialises"))
 }
 
 fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {

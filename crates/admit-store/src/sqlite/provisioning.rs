@@ -14,7 +14,7 @@ use crate::scope::{moved, written_keys};
 
 use super::SqliteStore;
 use super::apply::{apply, create_workspaces};
-use super::directory::parse_role;
+use crate::values::parse_role;
 use super::rows::{
     billing_row, billing_state, corrupt, outbox_row, parse_event_id, parse_workspace, stored_case,
 };
@@ -167,7 +167,7 @@ impl ProvisioningStore for SqliteStore {
             Err(error) => {
                 tracing::warn!(
                     derivations = plain.len(),
-                    error = %error_chain(&error),
+                    error = %error.chain(),
                     "a batch's merged write failed; writing each derivation on its own"
                 );
                 savepoint.rollback().await?;
@@ -194,7 +194,7 @@ impl ProvisioningStore for SqliteStore {
                 }
                 Err(error) => {
                     savepoint.rollback().await?;
-                    CommitOutcome::Failed(error_chain(&error))
+                    CommitOutcome::Failed(error.chain())
                 }
             });
         }
@@ -301,6 +301,43 @@ impl ProvisioningStore for SqliteStore {
         .bind(now.unix())
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    async fn lease_checkout(
+        &self,
+        workspace: &WorkspaceId,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        // One statement: taken when free, expired or already this holder's.
+        let taken: Option<String> = sqlx::query_scalar(
+            "INSERT INTO checkout_leases (workspace_id, holder, until) VALUES (?1, ?2, ?4)
+             ON CONFLICT (workspace_id) DO UPDATE SET holder = excluded.holder,
+                 until = excluded.until
+             WHERE checkout_leases.until <= ?3 OR checkout_leases.holder = excluded.holder
+             RETURNING holder",
+        )
+        .bind(workspace.as_str())
+        .bind(holder)
+        .bind(now.unix())
+        .bind(until.unix())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(taken.is_some())
+    }
+
+    async fn end_checkout_lease(
+        &self,
+        workspace: &WorkspaceId,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM checkout_leases WHERE workspace_id = ?1 AND holder = ?2")
+            .bind(workspace.as_str())
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -448,16 +485,4 @@ impl ProvisioningStore for SqliteStore {
         .await?;
         u64::try_from(count).map_err(corrupt)
     }
-}
-
-/// An error with its causes, for the event's `last_error`.
-fn error_chain(error: &StoreError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

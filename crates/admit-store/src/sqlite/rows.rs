@@ -11,28 +11,13 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use crate::StoreError;
+pub(super) use crate::values::{corrupt, parse_event_id, parse_workspace, ts};
 use crate::provisioning::{OutboxRow, StoredCase};
-
-pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
 
 /// A set bound as one JSON array parameter (`json_each(?)`).
 pub(super) fn json_list(set: &BTreeSet<String>) -> String {
     serde_json::to_string(set)
         .unwrap_or_else(|_| unreachable!("a list of strings always serialises"))
-}
-
-pub(super) fn parse_event_id(raw: String) -> Result<EventId, StoreError> {
-    EventId::parse(raw).map_err(corrupt)
-}
-
-pub(super) fn parse_workspace(raw: String) -> Result<WorkspaceId, StoreError> {
-    WorkspaceId::parse(raw).map_err(corrupt)
-}
-
-pub(super) fn ts(raw: Option<i64>) -> Option<Timestamp> {
-    raw.map(Timestamp::from_unix)
 }
 
 pub(super) async fn billing_state(

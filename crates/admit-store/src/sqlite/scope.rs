@@ -232,7 +232,7 @@ async fn with_bodies(
     .await?;
     let mut bodies = BTreeMap::new();
     for (id, stored, encoding, raw_length) in rows {
-        match super::bodies::unpack(stored, &encoding, raw_length) {
+        match crate::bodies::unpack(stored, &encoding, raw_length) {
             Ok(body) => {
                 bodies.insert(id, body);
             }

@@ -5,11 +5,11 @@
 use crate::StoreError;
 
 /// How a stored body is encoded (`stripe_event_bodies.encoding`).
-pub(super) const IDENTITY: &str = "identity";
+pub(crate) const IDENTITY: &str = "identity";
 const LZ4: &str = "lz4";
 
 /// A body as stored, with its encoding.
-pub(super) fn pack(body: &[u8]) -> (Vec<u8>, &'static str) {
+pub(crate) fn pack(body: &[u8]) -> (Vec<u8>, &'static str) {
     let packed = lz4_flex::compress_prepend_size(body);
     if packed.len() < body.len() {
         (packed, LZ4)
@@ -25,7 +25,7 @@ const MAX_BODY: usize = 64 << 20;
 /// A stored body as it was received. `raw_length` is the length recorded
 /// when it was stored (none for rows stored before it was): a decoded body
 /// of another length is damaged, not shortened silently.
-pub(super) fn unpack(
+pub(crate) fn unpack(
     stored: Vec<u8>,
     encoding: &str,
     raw_length: Option<i64>,

@@ -1,0 +1,180 @@
+//! The operators' lists: filters bound as parameters (`$n IS NULL OR …`),
+//! newest first, keyset pagination on `(sort key, id)`.
+//!
+//! Text ids are ordered and compared `COLLATE "C"` (byte order), as SQLite
+//! orders them, whatever the database's default collation: a page and its
+//! cursor come out the same on both dialects.
+
+use admit_core::{EventId, Timestamp};
+use sqlx::Row;
+
+use super::PgStore;
+use super::audit::audit_row;
+use super::rows::{corrupt, outbox_row, stored_case};
+use crate::StoreError;
+use crate::audit::StoredAuditEntry;
+use crate::events::EventStatus;
+use crate::list::{
+    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListKind, ListStore, OutboxQuery, Page,
+};
+use crate::provisioning::{OutboxRow, StoredCase};
+
+/// At most this many rows a page, whatever the caller asks.
+const MAX_PAGE: u32 = 1000;
+
+fn limit(asked: u32) -> (usize, i64) {
+    let limit = asked.clamp(1, MAX_PAGE);
+    (limit as usize, i64::from(limit) + 1)
+}
+
+fn cursor_parts(cursor: Option<&Cursor>) -> (Option<i64>, Option<&str>) {
+    cursor.map_or((None, None), |c| (Some(c.at), Some(c.id.as_str())))
+}
+
+#[async_trait::async_trait]
+impl ListStore for PgStore {
+    async fn cases(&self, query: &CaseQuery) -> Result<Page<StoredCase>, StoreError> {
+        let (limit, fetch) = limit(query.limit);
+        let (at, id) = cursor_parts(query.after.as_ref());
+        let rows = sqlx::query(
+            r#"SELECT * FROM cases
+             WHERE ($1 IS NULL OR state = $1)
+               AND ($2 IS NULL OR kind = $2)
+               AND ($3 IS NULL OR workspace_id = $3 OR resolution_workspace = $3)
+               AND ($4 IS NULL OR stripe_customer_id = $4 OR stripe_subscription_id = $4
+                    OR checkout_session_id = $4)
+               AND ($5 IS NULL OR purchaser_email = $5)
+               AND ($6 IS NULL OR (created_at, id COLLATE "C") < ($6, $7))
+             ORDER BY created_at DESC, id COLLATE "C" DESC LIMIT $8"#,
+        )
+        .bind(&query.state)
+        .bind(&query.kind)
+        .bind(query.workspace.as_ref().map(|w| w.as_str()))
+        .bind(&query.stripe_id)
+        .bind(&query.email)
+        .bind(at)
+        .bind(id)
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let cases = rows
+            .iter()
+            .map(stored_case)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_fetch(cases, limit, |c| {
+            Cursor::new(ListKind::Cases, c.created_at.unix(), c.id.clone())
+        }))
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Page<EventSummary>, StoreError> {
+        let (limit, fetch) = limit(query.limit);
+        let (at, id) = cursor_parts(query.after.as_ref());
+        let rows = sqlx::query(
+            r#"SELECT id, type, created, received_at, status, outcome, scenario, workspace_hint,
+                    customer_id, subscription_id
+             FROM stripe_events
+             WHERE ($1 IS NULL OR type = $1)
+               AND ($2 IS NULL OR status = $2)
+               AND ($3 IS NULL OR outcome = $3)
+               AND ($4 IS NULL OR scenario = $4)
+               AND ($5 IS NULL OR workspace_hint = $5
+                    OR customer_id IN (SELECT stripe_id FROM stripe_links
+                                       WHERE kind = 'customer' AND workspace_id = $5)
+                    OR subscription_id IN (SELECT stripe_id FROM stripe_links
+                                           WHERE kind = 'subscription' AND workspace_id = $5)
+                    OR checkout_session_id IN (SELECT stripe_id FROM stripe_links
+                                               WHERE kind = 'session' AND workspace_id = $5))
+               AND ($6 IS NULL OR id = $6 OR object_id = $6 OR customer_id = $6
+                    OR subscription_id = $6 OR checkout_session_id = $6
+                    OR charge_id = $6 OR payment_intent_id = $6)
+               AND ($7 IS NULL OR purchaser_email = $7)
+               AND ($8 IS NULL OR received_at >= $8)
+               AND ($9 IS NULL OR (received_at, id COLLATE "C") < ($9, $10))
+             ORDER BY received_at DESC, id COLLATE "C" DESC LIMIT $11"#,
+        )
+        .bind(&query.event_type)
+        .bind(query.status.map(EventStatus::as_str))
+        .bind(&query.outcome)
+        .bind(&query.scenario)
+        .bind(query.workspace.as_ref().map(|w| w.as_str()))
+        .bind(&query.stripe_id)
+        .bind(&query.purchaser_email)
+        .bind(query.since.map(Timestamp::unix))
+        .bind(at)
+        .bind(id)
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let events = rows
+            .iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                Ok(EventSummary {
+                    id: EventId::parse(row.try_get::<String, _>("id")?).map_err(corrupt)?,
+                    event_type: row.try_get("type")?,
+                    created: Timestamp::from_unix(row.try_get("created")?),
+                    received_at: Timestamp::from_unix(row.try_get("received_at")?),
+                    status: EventStatus::parse(&status)
+                        .ok_or_else(|| corrupt("unknown event status"))?,
+                    outcome: row.try_get("outcome")?,
+                    scenario: row.try_get("scenario")?,
+                    workspace_hint: row.try_get("workspace_hint")?,
+                    customer_id: row.try_get("customer_id")?,
+                    subscription_id: row.try_get("subscription_id")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Page::from_fetch(events, limit, |e| {
+            Cursor::new(ListKind::Events, e.received_at.unix(), e.id.as_str())
+        }))
+    }
+
+    async fn outbox(&self, query: &OutboxQuery) -> Result<Page<OutboxRow>, StoreError> {
+        let (limit, fetch) = limit(query.limit);
+        let (at, _) = cursor_parts(query.after.as_ref());
+        let rows = sqlx::query(
+            "SELECT * FROM outbox
+             WHERE ($1 IS NULL OR state = $1)
+               AND ($2 IS NULL OR kind = $2)
+               AND ($3 IS NULL OR recipient = $3)
+               AND ($4 IS NULL OR workspace_id = $4)
+               AND ($5 IS NULL OR id < $5)
+             ORDER BY id DESC LIMIT $6",
+        )
+        .bind(&query.state)
+        .bind(&query.kind)
+        .bind(&query.recipient)
+        .bind(query.workspace.as_ref().map(|w| w.as_str()))
+        .bind(at)
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let messages = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_fetch(messages, limit, |m| {
+            Cursor::new(ListKind::Outbox, m.id, m.id.to_string())
+        }))
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Page<StoredAuditEntry>, StoreError> {
+        let (limit, fetch) = limit(query.limit);
+        let (at, _) = cursor_parts(query.after.as_ref());
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, workspace_id, subject, before, after, cause
+             FROM audit_log
+             WHERE ($1 IS NULL OR workspace_id = $1)
+               AND ($2 IS NULL OR actor = $2)
+               AND ($3 IS NULL OR id < $3)
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(query.workspace.as_ref().map(|w| w.as_str()))
+        .bind(&query.actor)
+        .bind(at)
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let entries = rows.iter().map(audit_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_fetch(entries, limit, |e| {
+            Cursor::new(ListKind::Audit, e.id, e.id.to_string())
+        }))
+    }
+}

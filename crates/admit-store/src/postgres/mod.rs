@@ -1,0 +1,282 @@
+//! The PostgreSQL implementation of [`Store`]: several admit instances on
+//! one database.
+//!
+//! Transactions run at READ COMMITTED. What a single process gets from
+//! SQLite's one writer, this dialect gets from row locks: claims take rows
+//! with `FOR UPDATE SKIP LOCKED` (two instances never hold the same event or
+//! message), a derivation's commit locks the version rows of every key its
+//! scope read (see `provisioning.rs`), and a change to a workspace's members
+//! locks the workspace row first (the last-owner rule). A commit that adds
+//! events notifies [`EVENTS_CHANNEL`], so every instance's processor wakes
+//! at once.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use admit_core::{EventId, Timestamp};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use tokio::sync::Notify;
+
+mod apply;
+mod audit;
+mod cases;
+mod directory;
+mod list;
+mod ops;
+mod outbox;
+mod provisioning;
+mod rows;
+mod scope;
+mod session;
+mod signin;
+
+use crate::events::{EventStatus, InsertOutcome, NewEvent, StoredEvent};
+use crate::values::json_text;
+use crate::{DatabaseOptions, Store, StoreError, bodies, migrations};
+
+/// Notified in the transaction that stores new events (delivered at its
+/// commit, to every listening instance).
+pub(crate) const EVENTS_CHANNEL: &str = "admit_events";
+/// Notified when an outbox message becomes due to send.
+pub(crate) const OUTBOX_CHANNEL: &str = "admit_outbox";
+
+/// Connections when `ADMIT_DATABASE_POOL_SIZE` does not say: every
+/// instance holds this many, so several instances stay well within
+/// PostgreSQL's default of 100.
+const DEFAULT_POOL: u32 = 10;
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, database: &DatabaseOptions) -> Result<Self, StoreError> {
+        // `sslmode`, `sslrootcert`, host, port, user and database come from
+        // the URL; a password given apart from it takes precedence.
+        let mut options = PgConnectOptions::from_str(url)?.application_name("admit");
+        if let Some(password) = &database.password {
+            options = options.password(password);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(database.pool_size.unwrap_or(DEFAULT_POOL))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+/// Rows a multi-row inbox insert writes at most (20 parameters a row, well
+/// within PostgreSQL's 65,535).
+const INSERT_CHUNK: usize = 256;
+
+/// Inserts the events the inbox does not hold yet, inside the caller's
+/// transaction; returns the ids it inserted.
+async fn insert_chunk(
+    conn: &mut sqlx::PgConnection,
+    events: &[NewEvent],
+    packed: &[(Vec<u8>, &'static str)],
+) -> Result<Vec<String>, StoreError> {
+    let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "INSERT INTO stripe_events (id, type, created, api_version, livemode, object_type,
+             object_id, customer_id, metadata, headers, source, received_at,
+             subscription_id, checkout_session_id, workspace_hint, purchaser_email,
+             charge_id, payment_intent_id, billing, received_ms) ",
+    );
+    insert.push_values(events, |mut row, event| {
+        row.push_bind(event.id.as_str())
+            .push_bind(&event.event_type)
+            .push_bind(event.created.unix())
+            .push_bind(&event.api_version)
+            .push_bind(event.livemode)
+            .push_bind(&event.object_type)
+            .push_bind(&event.object_id)
+            .push_bind(event.keys.customer.as_ref().or(event.customer_id.as_ref()))
+            .push_bind(json_text(&event.metadata))
+            .push_bind(json_text(&event.headers))
+            .push_bind(event.source.as_str())
+            .push_bind(event.received_at.unix())
+            .push_bind(&event.keys.subscription)
+            .push_bind(&event.keys.session)
+            .push_bind(&event.keys.workspace_hint)
+            .push_bind(&event.keys.purchaser_email)
+            .push_bind(&event.keys.charge)
+            .push_bind(&event.keys.payment_intent)
+            .push_bind(&event.billing)
+            .push_bind(event.received_ms);
+    });
+    insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    let inserted: Vec<String> = insert
+        .build_query_scalar::<String>()
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut bodies = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "INSERT INTO stripe_event_bodies (id, payload, encoding, raw_length) ",
+    );
+    bodies.push_values(
+        events.iter().zip(packed),
+        |mut row, (event, (body, encoding))| {
+            row.push_bind(event.id.as_str())
+                .push_bind(body)
+                .push_bind(*encoding)
+                .push_bind(i64::try_from(event.payload.len()).unwrap_or(i64::MAX));
+        },
+    );
+    // A re-delivery keeps the first body.
+    bodies.push(" ON CONFLICT (id) DO NOTHING");
+    bodies.build().persistent(false).execute(&mut *conn).await?;
+    Ok(inserted)
+}
+
+fn stored_event(row: &PgRow) -> Result<StoredEvent, StoreError> {
+    let id: String = row.try_get("id")?;
+    let stored: Option<Vec<u8>> = row.try_get("payload")?;
+    let encoding: Option<String> = row.try_get("encoding")?;
+    let (payload, body_error) = match bodies::unpack(
+        stored.unwrap_or_default(),
+        encoding.as_deref().unwrap_or(bodies::IDENTITY),
+        row.try_get("raw_length")?,
+    ) {
+        Ok(body) => (body, None),
+        Err(error) => (Vec::new(), Some(error.to_string())),
+    };
+    let status: String = row.try_get("status")?;
+    Ok(StoredEvent {
+        id: EventId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        event_type: row.try_get("type")?,
+        created: Timestamp::from_unix(row.try_get("created")?),
+        api_version: row.try_get("api_version")?,
+        livemode: row.try_get("livemode")?,
+        object_type: row.try_get("object_type")?,
+        object_id: row.try_get("object_id")?,
+        customer_id: row.try_get("customer_id")?,
+        payload,
+        body_error,
+        source: row.try_get("source")?,
+        received_at: Timestamp::from_unix(row.try_get("received_at")?),
+        status: EventStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown event status {status:?}")))?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        outcome: row.try_get("outcome")?,
+        scenario: row.try_get("scenario")?,
+        billing: row.try_get("billing")?,
+    })
+}
+
+/// Wakes `wake` on every notification of `channel` until the store closes.
+/// A lost connection is re-established by the listener; what was notified
+/// meanwhile is found by the processor's poll, so a wake-up is a hint and
+/// nothing depends on it arriving.
+async fn listen(pool: PgPool, channel: &'static str, wake: Arc<Notify>) {
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(channel).await?;
+            loop {
+                listener.recv().await?;
+                wake.notify_one();
+            }
+            #[expect(unreachable_code, reason = "the loop ends only by an error")]
+            Ok::<(), sqlx::Error>(())
+        };
+        if let Err(error) = listening.await {
+            tracing::warn!(channel, error = %error, "database notifications interrupted; reconnecting");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // sqlx holds an advisory lock while it migrates: two instances
+        // started at once migrate one after the other.
+        migrations::postgres().run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let applied: HashSet<i64> = match sqlx::query_scalar::<_, i64>(
+            "SELECT version FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_all(&self.pool)
+        .await
+        {
+            Ok(versions) => versions.into_iter().collect(),
+            // undefined_table: no bookkeeping table yet, nothing is applied.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
+                HashSet::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match migrations::postgres_versions().find(|v| !applied.contains(v)) {
+            Some(missing) => Err(StoreError::NotMigrated { missing }),
+            None => Ok(()),
+        }
+    }
+
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
+        let packed: Vec<(Vec<u8>, &'static str)> =
+            events.iter().map(|e| bodies::pack(&e.payload)).collect();
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = HashSet::new();
+        for (chunk, packed) in events.chunks(INSERT_CHUNK).zip(packed.chunks(INSERT_CHUNK)) {
+            inserted.extend(insert_chunk(&mut tx, chunk, packed).await?);
+        }
+        if !inserted.is_empty() {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(EVENTS_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(events
+            .iter()
+            .map(|event| {
+                if inserted.remove(event.id.as_str()) {
+                    InsertOutcome::Inserted
+                } else {
+                    InsertOutcome::Duplicate
+                }
+            })
+            .collect())
+    }
+
+    async fn get_event(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let row = sqlx::query(
+            "SELECT e.*, b.payload, b.encoding, b.raw_length FROM stripe_events e
+             LEFT JOIN stripe_event_bodies b ON b.id = e.id WHERE e.id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(stored_event).transpose()
+    }
+
+    async fn count_events(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events")
+            .fetch_one(&self.pool)
+            .await?;
+        u64::try_from(count).map_err(|_| StoreError::Corrupt("negative count".into()))
+    }
+
+    async fn maintain(&self) -> Result<(), StoreError> {
+        // Autovacuum is PostgreSQL's own; nothing to do from here.
+        Ok(())
+    }
+
+    fn subscribe(&self, events: Arc<Notify>, outbox: Arc<Notify>) {
+        tokio::spawn(listen(self.pool.clone(), EVENTS_CHANNEL, events));
+        tokio::spawn(listen(self.pool.clone(), OUTBOX_CHANNEL, outbox));
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
