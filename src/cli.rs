@@ -378,7 +378,8 @@ async fn qa_gate(config: Config, args: QaGateArgs) -> anyhow::Result<ExitCode> {
         // The gate's verdict is worth having even when the database is not:
         // say so and keep the exit code the verdict's.
         let recorded = async {
-            let store = admit_store::connect_with(&config.database_url, &config.database_options()).await?;
+            let store =
+                admit_store::connect_with(&config.database_url, &config.database_options()).await?;
             if config.migrate_on_start {
                 store.migrate().await?;
             }

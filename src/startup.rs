@@ -125,12 +125,8 @@ impl App {
                 poll,
                 stop.clone(),
             ));
-            let sender_task = tokio::spawn(worker::run(
-                sender.clone(),
-                sender_wake,
-                poll,
-                stop.clone(),
-            ));
+            let sender_task =
+                tokio::spawn(worker::run(sender.clone(), sender_wake, poll, stop.clone()));
             (Some(processor_task), Some(sender_task))
         } else {
             (None, None)

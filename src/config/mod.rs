@@ -349,7 +349,10 @@ impl Config {
                 fix: "set ADMIT_DATABASE_URL to sqlite://path/to/admit.db or postgres://user@host:5432/admit?sslmode=require",
             });
         }
-        if raw.database_pool_size.is_some_and(|n| !(1..=1000).contains(&n)) {
+        if raw
+            .database_pool_size
+            .is_some_and(|n| !(1..=1000).contains(&n))
+        {
             return Err(ConfigError::Invalid {
                 key: "database_pool_size",
                 problem: "the pool size must be between 1 and 1000".into(),

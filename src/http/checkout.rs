@@ -126,7 +126,8 @@ async fn create(
         initiator,
         purchaser,
         body.interval.as_deref(),
-    ).await;
+    )
+    .await;
     // A lease left behind (this end failing) lapses by itself.
     if let Err(error) = state.store.end_checkout_lease(&workspace_id, &holder).await {
         tracing::warn!(workspace_id = %workspace_id, error = %crate::telemetry::error_chain(&error), "could not end a checkout lease; it lapses by itself");

@@ -10,10 +10,7 @@ use crate::helpers::{PRIMARY_SECRET, TestApp, database_url, spawn_app};
 fn admit(app: &TestApp, args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_admit"))
         .args(args)
-        .env(
-            "ADMIT_DATABASE_URL",
-            database_url(app.dir.path()),
-        )
+        .env("ADMIT_DATABASE_URL", database_url(app.dir.path()))
         .env(
             "ADMIT_CONFIG",
             concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/admit-test.toml"),

@@ -11,8 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Connection;
 
 use crate::helpers::{
-    PRIMARY_SECRET, TestApp, mail_folder, metric_value, spawn_app_in_with,
-    spawn_app_with,
+    PRIMARY_SECRET, TestApp, mail_folder, metric_value, spawn_app_in_with, spawn_app_with,
 };
 use crate::smtp::{Reply, SmtpServer, free_port, smtp_url};
 

@@ -1,5 +1,7 @@
 //! The one integration-test binary: admit started for real on a random port
-//! with a fresh SQLite database per test, driven over HTTP.
+//! with a fresh database per test, driven over HTTP. The database is SQLite
+//! unless `ADMIT_TEST_DATABASE_URL` names a PostgreSQL server (see
+//! `helpers::prepare_database`).
 
 mod helpers;
 
@@ -8,6 +10,7 @@ mod cli;
 mod events;
 mod fixtures;
 mod history;
+mod instances;
 mod lists;
 mod localstripe;
 mod mail;

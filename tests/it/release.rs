@@ -9,9 +9,7 @@ use std::process::Command;
 use admit::Clock;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    APP_TOKEN, PRIMARY_SECRET, TestApp, database_url, spawn_app, spawn_app_with,
-};
+use crate::helpers::{APP_TOKEN, PRIMARY_SECRET, TestApp, database_url, spawn_app, spawn_app_with};
 use crate::stripe_story::{Sub, T, WS, acme, deliver};
 
 const TEST_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/admit-test.toml");
@@ -33,10 +31,7 @@ fn run_admit(dir: &Path, config: Option<&str>, args: &[String]) -> (i32, String,
     let mut command = Command::new(env!("CARGO_BIN_EXE_admit"));
     command
         .args(args)
-        .env(
-            "ADMIT_DATABASE_URL",
-            database_url(dir),
-        )
+        .env("ADMIT_DATABASE_URL", database_url(dir))
         .env(
             "ADMIT_MAIL_URL",
             format!("file://{}", dir.join("mail").display()),

@@ -47,10 +47,7 @@ pub fn start(dir: &Path, settings: &[(&str, String)]) -> Server {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/admit-test.toml"),
         )
         .env("ADMIT_LISTEN", format!("127.0.0.1:{port}"))
-        .env(
-            "ADMIT_DATABASE_URL",
-            crate::helpers::database_url(dir),
-        )
+        .env("ADMIT_DATABASE_URL", crate::helpers::database_url(dir))
         .env("ADMIT_WEBHOOK_SECRETS", PRIMARY_SECRET)
         .env("ADMIT_APP_TOKEN", APP_TOKEN)
         .env("ADMIT_OUTBOX_SETTLE_SECS", "0")

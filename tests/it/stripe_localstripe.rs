@@ -492,10 +492,7 @@ fn admit_cli(dir: &std::path::Path, ls: &LocalStripe, args: &[&str]) -> (i32, St
     let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/admit-test.toml");
     let output = Command::new(env!("CARGO_BIN_EXE_admit"))
         .args(args)
-        .env(
-            "ADMIT_DATABASE_URL",
-            database_url(dir),
-        )
+        .env("ADMIT_DATABASE_URL", database_url(dir))
         .env("ADMIT_STRIPE_API_KEY", API_KEY)
         .env("ADMIT_STRIPE_API_BASE", ls.url())
         .env("ADMIT_CONFIG", config)

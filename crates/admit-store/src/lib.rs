@@ -5,14 +5,16 @@
 
 pub mod audit;
 mod bodies;
+#[cfg(test)]
+mod conformance;
 pub mod directory;
 mod error;
 mod events;
 pub mod list;
 mod migrations;
 pub mod ops;
-mod postgres;
 pub mod outbox;
+mod postgres;
 pub mod provisioning;
 mod scope;
 pub mod signin;
@@ -32,6 +34,7 @@ pub use list::{
 };
 pub use ops::{Backlog, HeldCase, OpsStore, ReadinessFacts};
 pub use outbox::OutboxStore;
+pub use postgres::PgStore;
 pub use provisioning::{
     CaseResolution, CaseWrite, CheckpointWrite, ClaimedEvent, CommitOutcome, EventKeys,
     EventStatusWrite, History, OutboxRow, OutboxWrite, ProvisioningStore, ScopeCommit, ScopeEvent,
@@ -39,7 +42,6 @@ pub use provisioning::{
     WorkspaceCreation,
 };
 pub use signin::{RedeemedToken, SigninStore};
-pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Everything admit persists. Each method is one transaction.

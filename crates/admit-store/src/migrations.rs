@@ -222,7 +222,10 @@ mod tests {
     #[test]
     fn both_dialects_list_the_same_versions_and_descriptions() {
         let listed = |embedded: &[Embedded]| -> Vec<(i64, &str)> {
-            embedded.iter().map(|m| (m.version, m.description)).collect()
+            embedded
+                .iter()
+                .map(|m| (m.version, m.description))
+                .collect()
         };
         assert_eq!(listed(SQLITE), listed(POSTGRES));
     }

@@ -49,16 +49,17 @@ const ROWS_PER_STATEMENT: usize = 1000;
 
 /// Writes derivations' rows: one statement per kind of row, however many
 /// derivations `write` holds (a batch's are merged: one round trip each).
-/// PostgreSQL refuses an upsert that meets the same key twice, so each
-/// kind of row is taken once per key, the last written winning (as
-/// statements one row at a time would leave it).
+/// A key written twice is written in a later statement ([`rounds`]).
 pub(super) async fn apply(
     conn: &mut PgConnection,
     write: &ScopeWrite,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let billing = last_per_key(&write.billing, |(workspace, _)| workspace.as_str());
-    for rows in billing.chunks(ROWS_PER_STATEMENT) {
+    let billing = rounds(&write.billing, |(workspace, _)| workspace.as_str());
+    for rows in billing
+        .iter()
+        .flat_map(|round| round.chunks(ROWS_PER_STATEMENT))
+    {
         let mut upsert = QueryBuilder::<Postgres>::new(
             "INSERT INTO billing_states (workspace_id, subscription_status, subscription_plan, stripe_customer_id,
                  stripe_subscription_id, current_period_end, cancel_at_period_end, purchaser_email,
@@ -126,8 +127,11 @@ pub(super) async fn apply(
         insert.push(" ON CONFLICT DO NOTHING");
         insert.build().persistent(false).execute(&mut *conn).await?;
     }
-    let cases = last_per_key(&write.cases, |case| case.key.as_str());
-    for rows in cases.chunks(ROWS_PER_STATEMENT) {
+    let cases = rounds(&write.cases, |case| case.key.as_str());
+    for rows in cases
+        .iter()
+        .flat_map(|round| round.chunks(ROWS_PER_STATEMENT))
+    {
         let event_ids = rows
             .iter()
             .map(|case| serde_json::to_string(&case.event_ids).map_err(corrupt))
@@ -174,8 +178,11 @@ pub(super) async fn apply(
         );
         upsert.build().persistent(false).execute(&mut *conn).await?;
     }
-    let outbox = last_per_key(&write.outbox, |m| m.idempotency_key.as_str());
-    for rows in outbox.chunks(ROWS_PER_STATEMENT) {
+    let outbox = rounds(&write.outbox, |m| m.idempotency_key.as_str());
+    for rows in outbox
+        .iter()
+        .flat_map(|round| round.chunks(ROWS_PER_STATEMENT))
+    {
         let mut upsert = QueryBuilder::<Postgres>::new(
             "INSERT INTO outbox (idempotency_key, kind, recipient, workspace_id, about, case_key, payload, state,
                  next_attempt_at, created_at) ",
@@ -233,8 +240,11 @@ pub(super) async fn apply(
         insert.push(" ON CONFLICT DO NOTHING");
         insert.build().persistent(false).execute(&mut *conn).await?;
     }
-    let checkpoints = last_per_key(&write.checkpoints, |c| c.subscription_id.as_str());
-    for rows in checkpoints.chunks(ROWS_PER_STATEMENT) {
+    let checkpoints = rounds(&write.checkpoints, |c| c.subscription_id.as_str());
+    for rows in checkpoints
+        .iter()
+        .flat_map(|round| round.chunks(ROWS_PER_STATEMENT))
+    {
         let mut upsert = QueryBuilder::<Postgres>::new(
             "INSERT INTO subscription_checkpoints (subscription_id, through, events, version, fold,
                  updated_at) ",
@@ -298,17 +308,16 @@ pub(super) async fn create_workspaces(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     for creation in &write.create_workspaces {
-        let inserted =
-            sqlx::query(
-                "INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3)
+        let inserted = sqlx::query(
+            "INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3)
                  ON CONFLICT DO NOTHING",
-            )
-                .bind(creation.id.as_str())
-                .bind(&creation.name)
-                .bind(now.unix())
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
+        )
+        .bind(creation.id.as_str())
+        .bind(&creation.name)
+        .bind(now.unix())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
         if inserted == 1 {
             audit::insert(
                 conn,
@@ -350,18 +359,23 @@ pub(super) async fn create_workspaces(
     Ok(())
 }
 
-/// Each key's last row, in the order the keys were first written.
-fn last_per_key<'a, T>(rows: &'a [T], key: impl Fn(&T) -> &str) -> Vec<&'a T> {
-    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    let mut kept: Vec<&T> = Vec::with_capacity(rows.len());
+/// The rows in rounds: each key's first row, then each key's second, and
+/// so on, in the order the keys were first written. PostgreSQL refuses an
+/// upsert that meets the same key twice; written round by round, each row
+/// meets the rows of its key before it under the upsert's own rule, as
+/// SQLite's one statement writing them one after the other does (a case
+/// keeps its first id, a pending message its time, a checkpoint counting
+/// more stays). Without a repeated key this is one round, as given.
+fn rounds<'a, T>(rows: &'a [T], key: impl Fn(&T) -> &str) -> Vec<Vec<&'a T>> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut rounds: Vec<Vec<&T>> = Vec::new();
     for row in rows {
-        match at.get(key(row)) {
-            Some(&i) => kept[i] = row,
-            None => {
-                at.insert(key(row), kept.len());
-                kept.push(row);
-            }
+        let nth = seen.entry(key(row)).or_insert(0);
+        if rounds.len() == *nth {
+            rounds.push(Vec::new());
         }
+        rounds[*nth].push(row);
+        *nth += 1;
     }
-    kept
+    rounds
 }

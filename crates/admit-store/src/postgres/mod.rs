@@ -210,9 +210,7 @@ impl Store for PgStore {
         {
             Ok(versions) => versions.into_iter().collect(),
             // undefined_table: no bookkeeping table yet, nothing is applied.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
-                HashSet::new()
-            }
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => HashSet::new(),
             Err(e) => return Err(e.into()),
         };
         match migrations::postgres_versions().find(|v| !applied.contains(v)) {

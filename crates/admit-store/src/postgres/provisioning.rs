@@ -18,7 +18,6 @@ use crate::scope::{moved, written_keys};
 
 use super::PgStore;
 use super::apply::{apply, create_workspaces};
-use crate::values::parse_role;
 use super::rows::{
     billing_row, billing_state, corrupt, outbox_row, parse_event_id, parse_workspace, stored_case,
 };
@@ -31,6 +30,7 @@ use crate::provisioning::{
     CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, History, OutboxRow,
     OutboxWrite, ProvisioningStore, ScopeCommit, ScopeRead, ScopeWrite, SessionStatus, StoredCase,
 };
+use crate::values::parse_role;
 
 /// One snapshot for every lookup of a scope read.
 const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";

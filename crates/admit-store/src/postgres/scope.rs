@@ -347,7 +347,10 @@ async fn load_snapshot(
                 session_id: session,
                 workspace: parse_workspace(row.try_get("workspace_id")?)?,
                 initiator: Email::parse(&initiator).map_err(corrupt)?,
-                purchaser: purchaser.map(|p| Email::parse(&p)).transpose().map_err(corrupt)?,
+                purchaser: purchaser
+                    .map(|p| Email::parse(&p))
+                    .transpose()
+                    .map_err(corrupt)?,
                 plan: PlanKey::new(plan),
             },
         );

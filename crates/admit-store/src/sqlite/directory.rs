@@ -16,9 +16,9 @@ use sqlx::{Row, SqliteConnection};
 use super::SqliteStore;
 use super::audit;
 use crate::StoreError;
-use crate::values::{corrupt, parse_workspace, member_subject, parse_email, parse_role, role_json};
 use crate::audit::{AuditEntry, StoredAuditEntry};
 use crate::directory::{Actor, DirectoryStore, MemberChange};
+use crate::values::{corrupt, member_subject, parse_email, parse_role, parse_workspace, role_json};
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
@@ -53,12 +53,9 @@ pub(crate) async fn load_workspace(
 }
 
 /// Every workspace with its members, as the caller's transaction sees it.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the provisioning processor calls this inside its own transaction; remove once it does"
-    )
+#[expect(
+    dead_code,
+    reason = "the provisioning processor calls this inside its own transaction; remove once it does"
 )]
 pub(crate) async fn load_directory(conn: &mut SqliteConnection) -> Result<Directory, StoreError> {
     let rows = sqlx::query("SELECT id, name, created_at FROM workspaces")
@@ -364,7 +361,3 @@ impl DirectoryStore for SqliteStore {
         Ok(entries)
     }
 }
-
-#[cfg(test)]
-#[path = "directory_tests.rs"]
-mod tests;

@@ -226,7 +226,3 @@ impl OpsStore for SqliteStore {
         Ok(true)
     }
 }
-
-#[cfg(test)]
-#[path = "ops_tests.rs"]
-mod tests;

@@ -167,7 +167,3 @@ impl OutboxStore for SqliteStore {
         row.as_ref().map(outbox_row).transpose()
     }
 }
-
-#[cfg(test)]
-#[path = "outbox_tests.rs"]
-mod tests;

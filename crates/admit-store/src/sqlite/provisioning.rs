@@ -14,7 +14,6 @@ use crate::scope::{moved, written_keys};
 
 use super::SqliteStore;
 use super::apply::{apply, create_workspaces};
-use crate::values::parse_role;
 use super::rows::{
     billing_row, billing_state, corrupt, outbox_row, parse_event_id, parse_workspace, stored_case,
 };
@@ -27,6 +26,7 @@ use crate::provisioning::{
     CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, History, OutboxRow,
     OutboxWrite, ProvisioningStore, ScopeCommit, ScopeRead, ScopeWrite, SessionStatus, StoredCase,
 };
+use crate::values::parse_role;
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 

@@ -11,8 +11,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use crate::StoreError;
-pub(super) use crate::values::{corrupt, parse_event_id, parse_workspace, ts};
 use crate::provisioning::{OutboxRow, StoredCase};
+pub(super) use crate::values::{corrupt, parse_event_id, parse_workspace, ts};
 
 /// A set bound as one JSON array parameter (`json_each(?)`).
 pub(super) fn json_list(set: &BTreeSet<String>) -> String {

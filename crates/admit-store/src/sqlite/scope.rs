@@ -482,7 +482,3 @@ async fn load_snapshot(
     };
     Ok((snapshot, sets))
 }
-
-#[cfg(test)]
-#[path = "scope_tests.rs"]
-mod tests;

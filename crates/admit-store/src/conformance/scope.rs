@@ -2,31 +2,18 @@
 //! write over a scope that moved since its read is refused, whoever moved
 //! it, and one failing write leaves the others of its batch standing.
 
-use admit_core::{BillingState, Email, EventId, Timestamp, WorkspaceId};
+use admit_core::{BillingState, Timestamp};
 
-use super::super::SqliteStore;
+use super::{NOW, TestStore, email, event_id as id, fresh, test_event, ws};
 use crate::directory::Actor;
 use crate::events::{EventStatus, NewEvent};
 use crate::provisioning::{
-    CheckpointWrite, CommitOutcome, EventKeys, EventStatusWrite, History, ProvisioningStore,
-    ScopeCommit, ScopeRead, ScopeWrite,
+    CheckpointWrite, CommitOutcome, EventKeys, EventStatusWrite, History, ScopeCommit, ScopeRead,
+    ScopeWrite,
 };
-use crate::{DirectoryStore, Store};
-
-const NOW: Timestamp = Timestamp::from_unix(1_795_000_000);
-
-use crate::sqlite::fresh_store as fresh;
-
-fn id(raw: &str) -> EventId {
-    EventId::parse(raw).expect("event id")
-}
-
-fn ws(raw: &str) -> WorkspaceId {
-    WorkspaceId::parse(raw).expect("workspace id")
-}
 
 /// An event of `subscription` for `workspace` (by its metadata hint).
-async fn event(store: &SqliteStore, event: &str, subscription: &str, workspace: &str) {
+async fn event(store: &TestStore, event: &str, subscription: &str, workspace: &str) {
     let new = NewEvent {
         object_type: "subscription".into(),
         object_id: Some(subscription.into()),
@@ -35,17 +22,17 @@ async fn event(store: &SqliteStore, event: &str, subscription: &str, workspace: 
             workspace_hint: Some(workspace.into()),
             ..EventKeys::default()
         },
-        ..crate::sqlite::test_event(event, "customer.subscription.updated", NOW)
+        ..test_event(event, "customer.subscription.updated", NOW)
     };
     store.insert_events(&[new]).await.expect("insert");
 }
 
-async fn workspace(store: &SqliteStore, raw: &str) {
+async fn workspace(store: &TestStore, raw: &str) {
     store
         .create_workspace(
             &ws(raw),
             raw,
-            &Email::parse(&format!("owner@{raw}.test")).expect("email"),
+            &email(&format!("owner@{raw}.test")),
             &Actor::App,
             NOW,
         )
@@ -53,7 +40,7 @@ async fn workspace(store: &SqliteStore, raw: &str) {
         .expect("workspace");
 }
 
-async fn read(store: &SqliteStore, event: &str) -> ScopeRead {
+async fn read(store: &TestStore, event: &str) -> ScopeRead {
     store
         .read_scope(&id(event), &EventKeys::default(), History::Checkpoints)
         .await
@@ -86,7 +73,7 @@ fn commit(read: ScopeRead, workspace: &str) -> ScopeCommit {
     }
 }
 
-async fn status(store: &SqliteStore, event: &str) -> EventStatus {
+async fn status(store: &TestStore, event: &str) -> EventStatus {
     store
         .get_event(&id(event))
         .await
@@ -97,7 +84,7 @@ async fn status(store: &SqliteStore, event: &str) -> EventStatus {
 
 #[tokio::test]
 async fn a_scope_read_sees_its_events_and_versions_every_id_it_reached() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     workspace(&store, "ws_a").await;
     event(&store, "evt_1", "sub_1", "ws_a").await;
     event(&store, "evt_2", "sub_1", "ws_a").await;
@@ -121,7 +108,7 @@ async fn a_scope_read_sees_its_events_and_versions_every_id_it_reached() {
 
 #[tokio::test]
 async fn a_write_over_a_scope_another_write_moved_is_refused() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     workspace(&store, "ws_a").await;
     event(&store, "evt_1", "sub_1", "ws_a").await;
     event(&store, "evt_2", "sub_1", "ws_a").await;
@@ -151,7 +138,7 @@ async fn a_write_over_a_scope_another_write_moved_is_refused() {
 
 #[tokio::test]
 async fn in_one_batch_a_later_write_over_an_earlier_ones_scope_is_refused() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     workspace(&store, "ws_a").await;
     workspace(&store, "ws_b").await;
     event(&store, "evt_1", "sub_1", "ws_a").await;
@@ -176,7 +163,7 @@ async fn in_one_batch_a_later_write_over_an_earlier_ones_scope_is_refused() {
 
 #[tokio::test]
 async fn an_operators_change_to_the_scope_refuses_a_derivation_read_before_it() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     workspace(&store, "ws_a").await;
     event(&store, "evt_1", "sub_1", "ws_a").await;
     let before = read(&store, "evt_1").await;
@@ -184,7 +171,7 @@ async fn an_operators_change_to_the_scope_refuses_a_derivation_read_before_it() 
     store
         .put_member(
             &ws("ws_a"),
-            &Email::parse("new@ws_a.test").expect("email"),
+            &email("new@ws_a.test"),
             admit_core::Role::Admin,
             &Actor::App,
             NOW,
@@ -202,18 +189,19 @@ async fn an_operators_change_to_the_scope_refuses_a_derivation_read_before_it() 
 /// write aborts. Its derivation alone is rolled back.
 #[tokio::test]
 async fn a_failing_write_is_rolled_back_alone() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     workspace(&store, "ws_a").await;
     workspace(&store, "ws_b").await;
     event(&store, "evt_1", "sub_1", "ws_a").await;
     event(&store, "evt_2", "sub_2", "ws_b").await;
-    sqlx::query(
-        "CREATE TRIGGER fault BEFORE INSERT ON billing_states WHEN NEW.workspace_id = 'ws_a'
-         BEGIN SELECT RAISE(ABORT, 'injected fault'); END",
-    )
-    .execute(&store.pool)
-    .await
-    .expect("trigger");
+    store
+        .inject_fault(
+            "fault",
+            "billing_states",
+            "NEW.workspace_id = 'ws_a'",
+            "injected fault",
+        )
+        .await;
     let batch = [
         commit(read(&store, "evt_1").await, "ws_a"),
         commit(read(&store, "evt_2").await, "ws_b"),
@@ -238,16 +226,16 @@ async fn a_failing_write_is_rolled_back_alone() {
 
 #[tokio::test]
 async fn a_stored_billing_event_that_is_not_json_spoils_only_its_own_row() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     workspace(&store, "ws_a").await;
     event(&store, "evt_1", "sub_1", "ws_a").await;
     event(&store, "evt_2", "sub_1", "ws_a").await;
     sqlx::query("UPDATE stripe_events SET billing = '{\"id\":' WHERE id = 'evt_2'")
-        .execute(&store.pool)
+        .execute(&store.db)
         .await
         .expect("corrupt");
     sqlx::query("UPDATE stripe_events SET billing = '{\"id\":\"evt_1\"}' WHERE id = 'evt_1'")
-        .execute(&store.pool)
+        .execute(&store.db)
         .await
         .expect("valid");
     let read = read(&store, "evt_1").await;
@@ -269,7 +257,7 @@ async fn a_stored_billing_event_that_is_not_json_spoils_only_its_own_row() {
 
 #[tokio::test]
 async fn in_one_batch_a_derivation_reading_what_an_earlier_one_writes_is_refused() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     workspace(&store, "ws_a").await;
     workspace(&store, "ws_b").await;
     event(&store, "evt_1", "sub_1", "ws_a").await;
@@ -297,7 +285,7 @@ async fn in_one_batch_a_derivation_reading_what_an_earlier_one_writes_is_refused
 }
 
 /// An event ingress read (a stored billing event), created `ago` seconds before NOW.
-async fn billed_event(store: &SqliteStore, event: &str, subscription: &str, ago: i64) {
+async fn billed_event(store: &TestStore, event: &str, subscription: &str, ago: i64) {
     let created = Timestamp::from_unix(NOW.unix() - ago);
     let new = NewEvent {
         received_at: NOW,
@@ -308,17 +296,17 @@ async fn billed_event(store: &SqliteStore, event: &str, subscription: &str, ago:
             ..EventKeys::default()
         },
         billing: Some(format!(r#"{{"id":"{event}"}}"#)),
-        ..crate::sqlite::test_event(event, "invoice.paid", created)
+        ..test_event(event, "invoice.paid", created)
     };
     store.insert_events(&[new]).await.expect("insert");
 }
 
-async fn keep_checkpoint(store: &SqliteStore, claimed: &str, through_ago: i64, events: u64) {
+async fn keep_checkpoint(store: &TestStore, claimed: &str, through_ago: i64, events: u64) {
     keep_versioned(store, claimed, through_ago, events, 1).await;
 }
 
 async fn keep_versioned(
-    store: &SqliteStore,
+    store: &TestStore,
     claimed: &str,
     through_ago: i64,
     events: u64,
@@ -360,7 +348,7 @@ fn coverage(read: &ScopeRead) -> Vec<(String, bool, bool)> {
 
 #[tokio::test]
 async fn a_checkpoint_stands_for_the_events_it_counted_until_a_late_one_arrives() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     billed_event(&store, "evt_1", "sub_1", 200).await;
     billed_event(&store, "evt_2", "sub_1", 100).await;
     billed_event(&store, "evt_3", "sub_1", 0).await;
@@ -438,7 +426,7 @@ async fn a_checkpoint_stands_for_the_events_it_counted_until_a_late_one_arrives(
 
 #[tokio::test]
 async fn an_ignored_events_body_is_not_read_with_its_scope() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     workspace(&store, "ws_a").await;
     event(&store, "evt_ignored", "sub_1", "ws_a").await;
     event(&store, "evt_legacy", "sub_1", "ws_a").await;
@@ -468,5 +456,127 @@ async fn an_ignored_events_body_is_not_read_with_its_scope() {
     assert!(
         body("evt_ignored").is_empty(),
         "an ignored one is not read again"
+    );
+}
+
+/// One write may name a row twice (the same case, message, checkpoint or
+/// billing state): it leaves what writing its rows one after the other
+/// leaves, each under its own rule — a case keeps its id and a scenario
+/// once known, a pending message keeps its time, a checkpoint counting
+/// fewer events does not replace one counting more.
+#[tokio::test]
+async fn a_write_naming_a_row_twice_leaves_what_writing_them_in_order_would() {
+    let store = fresh().await;
+    workspace(&store, "ws_a").await;
+    event(&store, "evt_1", "sub_1", "ws_a").await;
+    let read = read(&store, "evt_1").await;
+    let case = |id: &str, scenario: Option<&str>, details: serde_json::Value| {
+        crate::provisioning::CaseWrite {
+            id: id.into(),
+            key: "unknown_price:sub_1".into(),
+            kind: "unknown_price".into(),
+            scenario: scenario.map(str::to_owned),
+            workspace_id: Some("ws_a".into()),
+            purchaser_email: None,
+            customer_id: None,
+            subscription_id: Some("sub_1".into()),
+            checkout_session_id: None,
+            event_ids: vec!["evt_1".into()],
+            details,
+            state: "held".into(),
+            resolution: None,
+        }
+    };
+    let message = |payload: serde_json::Value, due: i64| crate::provisioning::OutboxWrite {
+        idempotency_key: "past_due:sub_1".into(),
+        kind: "past_due".into(),
+        recipient: "owner@ws_a.test".into(),
+        workspace_id: Some("ws_a".into()),
+        about: Some("sub_1".into()),
+        case_key: None,
+        payload,
+        not_before: NOW.plus_seconds(due),
+    };
+    let checkpoint = |events: u64| CheckpointWrite {
+        subscription_id: "sub_1".into(),
+        through: NOW,
+        events,
+        version: 1,
+        fold: format!(r#"{{"events":{events}}}"#),
+    };
+    let billing = |plan: &str| BillingState {
+        subscription_plan: Some(admit_core::PlanKey::new(plan)),
+        ..BillingState::default()
+    };
+    let write = ScopeWrite {
+        cases: vec![
+            case("case_first", Some("S9"), serde_json::json!({ "n": 1 })),
+            case("case_second", None, serde_json::json!({ "n": 2 })),
+        ],
+        outbox: vec![
+            message(serde_json::json!({ "n": 1 }), 10),
+            message(serde_json::json!({ "n": 2 }), 20),
+        ],
+        checkpoints: vec![checkpoint(3), checkpoint(1)],
+        billing: vec![(ws("ws_a"), billing("pro")), (ws("ws_a"), billing("team"))],
+        ..ScopeWrite::default()
+    };
+    let outcomes = store
+        .commit_scopes(
+            &[ScopeCommit {
+                claimed: id("evt_1"),
+                versions: read.versions,
+                write,
+            }],
+            NOW,
+        )
+        .await
+        .expect("commit");
+    assert_eq!(outcomes, [CommitOutcome::Written]);
+
+    let case = store
+        .get_case("case_first")
+        .await
+        .expect("read")
+        .expect("the case keeps the id it was first written with");
+    assert_eq!(
+        case.scenario.as_deref(),
+        Some("S9"),
+        "a known scenario stays"
+    );
+    assert_eq!(
+        case.details,
+        serde_json::json!({ "n": 2 }),
+        "the latest facts"
+    );
+    assert_eq!(store.get_case("case_second").await.expect("read"), None);
+
+    let messages = store.list_outbox(None, 10).await.expect("outbox");
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].payload, serde_json::json!({ "n": 2 }));
+    assert_eq!(
+        messages[0].next_attempt_at,
+        NOW.plus_seconds(10),
+        "a pending message keeps its time"
+    );
+
+    let (events, fold): (i64, String) = sqlx::query_as(
+        "SELECT events, fold FROM subscription_checkpoints WHERE subscription_id = 'sub_1'",
+    )
+    .fetch_one(&store.db)
+    .await
+    .expect("checkpoint");
+    assert_eq!((events, fold.as_str()), (3, r#"{"events":3}"#));
+
+    assert_eq!(
+        store
+            .get_billing(&ws("ws_a"))
+            .await
+            .expect("billing")
+            .and_then(|b| b.subscription_plan)
+            .map(|p| p.as_str().to_owned())
+            .as_deref(),
+        Some("team"),
+        "the last state written"
     );
 }

@@ -1,22 +1,15 @@
-//! Tests of the SQLite side of readiness figures, rejections, audit lookups
-//! and workspace removal.
+//! Readiness figures, the backlog, webhook rejections, audit lookups,
+//! workspace removal, inbox batches and claims, and access checks.
 
-use admit_core::{Email, Timestamp, WorkspaceId};
-
-use super::*;
-use crate::{DirectoryStore, Store};
-
-const NOW: Timestamp = Timestamp::from_unix(1_795_000_000);
-
-use crate::sqlite::fresh_store as fresh;
-
-fn ws(raw: &str) -> WorkspaceId {
-    WorkspaceId::parse(raw).expect("id")
-}
+use super::{NOW, email, event_id, fresh, test_event, ws};
+use crate::StoreError;
+use crate::audit::AuditEntry;
+use crate::directory::Actor;
+use crate::ops::Backlog;
 
 #[tokio::test]
 async fn rejections_add_up_by_hour_and_only_the_recent_ones_count() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     store
         .record_rejections("signature_mismatch", 3, NOW.plus_seconds(-2 * 86_400))
         .await
@@ -48,7 +41,7 @@ async fn rejections_add_up_by_hour_and_only_the_recent_ones_count() {
 
 #[tokio::test]
 async fn the_figures_count_the_inbox_outbox_and_held_cases() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     for (id, status, received, source) in [
         ("evt_a", "received", NOW.unix() - 50, "webhook"),
         ("evt_b", "received", NOW.unix() - 10, "webhook"),
@@ -59,13 +52,13 @@ async fn the_figures_count_the_inbox_outbox_and_held_cases() {
         sqlx::query(
             "INSERT INTO stripe_events (id, type, created, livemode, object_type, metadata,
                  headers, source, received_at, status)
-             VALUES (?, 'invoice.paid', 1, 0, 'invoice', '{}', '{}', ?, ?, ?)",
+             VALUES ($1, 'invoice.paid', 1, FALSE, 'invoice', '{}', '{}', $2, $3, $4)",
         )
         .bind(id)
         .bind(source)
         .bind(received)
         .bind(status)
-        .execute(&store.pool)
+        .execute(&store.db)
         .await
         .expect("event");
     }
@@ -76,13 +69,13 @@ async fn the_figures_count_the_inbox_outbox_and_held_cases() {
     ] {
         sqlx::query(
             "INSERT INTO cases (id, case_key, kind, event_ids, details, state, created_at)
-             VALUES (?, ?, 'missing_workspace', '[]', '{}', ?, ?)",
+             VALUES ($1, $2, 'missing_workspace', '[]', '{}', $3, $4)",
         )
         .bind(id)
         .bind(format!("key:{id}"))
         .bind(state)
         .bind(at)
-        .execute(&store.pool)
+        .execute(&store.db)
         .await
         .expect("case");
     }
@@ -102,7 +95,7 @@ async fn the_figures_count_the_inbox_outbox_and_held_cases() {
 
 #[tokio::test]
 async fn audit_entries_are_found_by_action_newest_first() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     for (n, action) in ["qa_gate.completed", "other", "qa_gate.completed"]
         .iter()
         .enumerate()
@@ -134,8 +127,8 @@ async fn audit_entries_are_found_by_action_newest_first() {
 
 #[tokio::test]
 async fn a_paying_workspace_stays_and_a_removed_one_takes_its_pending_mail_along() {
-    let (_dir, store) = fresh().await;
-    let owner = Email::parse("dana@acme.test").expect("email");
+    let store = fresh().await;
+    let owner = email("dana@acme.test");
     for id in ["ws_paying", "ws_spare"] {
         store
             .create_workspace(&ws(id), "W", &owner, &Actor::api(), NOW)
@@ -146,7 +139,7 @@ async fn a_paying_workspace_stays_and_a_removed_one_takes_its_pending_mail_along
         "INSERT INTO billing_states (workspace_id, subscription_status, updated_at)
          VALUES ('ws_paying', 'unpaid', 1), ('ws_spare', 'canceled', 1)",
     )
-    .execute(&store.pool)
+    .execute(&store.db)
     .await
     .expect("billing");
     sqlx::query(
@@ -154,7 +147,7 @@ async fn a_paying_workspace_stays_and_a_removed_one_takes_its_pending_mail_along
              next_attempt_at, created_at)
          VALUES ('k1', 'onboarding', 'dana@acme.test', 'ws_spare', '{}', 'pending', 1, 1)",
     )
-    .execute(&store.pool)
+    .execute(&store.db)
     .await
     .expect("outbox");
     assert!(matches!(
@@ -167,7 +160,7 @@ async fn a_paying_workspace_stays_and_a_removed_one_takes_its_pending_mail_along
         "INSERT INTO cases (id, case_key, kind, workspace_id, event_ids, details, state, created_at)
          VALUES ('case_1', 'k', 'unknown_price', 'ws_spare', '[]', '{}', 'held', 1)",
     )
-    .execute(&store.pool)
+    .execute(&store.db)
     .await
     .expect("case");
     assert!(matches!(
@@ -177,7 +170,7 @@ async fn a_paying_workspace_stays_and_a_removed_one_takes_its_pending_mail_along
         Err(StoreError::WorkspaceHasHeldCases)
     ));
     sqlx::query("UPDATE cases SET state = 'resolved' WHERE id = 'case_1'")
-        .execute(&store.pool)
+        .execute(&store.db)
         .await
         .expect("resolve");
     assert!(
@@ -207,7 +200,7 @@ async fn a_paying_workspace_stays_and_a_removed_one_takes_its_pending_mail_along
             .is_some()
     );
     let state: String = sqlx::query_scalar("SELECT state FROM outbox WHERE idempotency_key = 'k1'")
-        .fetch_one(&store.pool)
+        .fetch_one(&store.db)
         .await
         .expect("row");
     assert_eq!(state, "superseded");
@@ -221,8 +214,8 @@ async fn a_paying_workspace_stays_and_a_removed_one_takes_its_pending_mail_along
 #[tokio::test]
 async fn a_batch_is_one_transaction_and_a_repeat_within_it_is_a_duplicate() {
     use crate::InsertOutcome;
-    let (_dir, store) = fresh().await;
-    let event = |id: &str| crate::sqlite::test_event(id, "customer.created", NOW);
+    let store = fresh().await;
+    let event = |id: &str| test_event(id, "customer.created", NOW);
     let outcomes = store
         .insert_events(&[event("evt_a"), event("evt_b"), event("evt_a")])
         .await
@@ -240,8 +233,7 @@ async fn a_batch_is_one_transaction_and_a_repeat_within_it_is_a_duplicate() {
 
 #[tokio::test]
 async fn events_are_claimed_in_batches_oldest_first_and_never_twice() {
-    use crate::ProvisioningStore;
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     for (id, received, status) in [
         ("evt_c", 30, "received"),
         ("evt_a", 10, "received"),
@@ -252,13 +244,13 @@ async fn events_are_claimed_in_batches_oldest_first_and_never_twice() {
         sqlx::query(
             "INSERT INTO stripe_events (id, type, created, livemode, object_type, metadata,
                  headers, source, received_at, status, next_attempt_at)
-             VALUES (?, 'invoice.paid', 1, 0, 'invoice', '{}', '{}', 'webhook', ?, ?, ?)",
+             VALUES ($1, 'invoice.paid', 1, FALSE, 'invoice', '{}', '{}', 'webhook', $2, $3, $4)",
         )
         .bind(id)
         .bind(received)
         .bind(status)
         .bind((status == "failed").then_some(NOW.unix()))
-        .execute(&store.pool)
+        .execute(&store.db)
         .await
         .expect("event");
     }
@@ -290,7 +282,7 @@ async fn events_are_claimed_in_batches_oldest_first_and_never_twice() {
     assert_eq!(later.len(), 4, "an expired lease is claimable again");
 
     // A release gives back only the lease it names, and only while unsettled.
-    let id = admit_core::EventId::parse("evt_a").expect("id");
+    let id = event_id("evt_a");
     store
         .release_event(&id, NOW.plus_seconds(60))
         .await
@@ -315,41 +307,10 @@ async fn events_are_claimed_in_batches_oldest_first_and_never_twice() {
 }
 
 #[tokio::test]
-async fn upkeep_moves_the_write_ahead_log_into_the_database() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("t.db");
-    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
-    store.maintain().await.expect("upkeep");
-    let before = std::fs::metadata(&path).expect("db file").len();
-    let events: Vec<crate::NewEvent> = (0..50)
-        .map(|i| crate::NewEvent {
-            // Bytes that do not compress: the file must grow by them.
-            payload: noise(i, 4000),
-            ..crate::sqlite::test_event(&format!("evt_upkeep{i}"), "invoice.paid", NOW)
-        })
-        .collect();
-    store.insert_events(&events).await.expect("insert");
-    assert_eq!(
-        std::fs::metadata(&path).expect("db file").len(),
-        before,
-        "a commit leaves checkpoints to upkeep"
-    );
-    store.maintain().await.expect("upkeep");
-    assert!(
-        std::fs::metadata(&path).expect("db file").len() >= before + 50 * 4000,
-        "the batch is in the database file"
-    );
-}
-
-#[tokio::test]
 async fn an_access_check_reads_the_role_and_the_billing_state_at_once() {
-    use crate::ProvisioningStore;
-    let (_dir, store) = fresh().await;
-    let owner = Email::parse("dana@acme.test").expect("email");
-    let stranger = Email::parse("eve@else.test").expect("email");
+    let store = fresh().await;
+    let owner = email("dana@acme.test");
+    let stranger = email("eve@else.test");
     assert_eq!(
         store
             .access_facts(&ws("ws_none"), &owner)
@@ -380,7 +341,7 @@ async fn an_access_check_reads_the_role_and_the_billing_state_at_once() {
         "INSERT INTO billing_states (workspace_id, subscription_status, subscription_plan, updated_at)
          VALUES ('ws_acme', 'active', 'pro', 1)",
     )
-    .execute(&store.pool)
+    .execute(&store.db)
     .await
     .expect("billing");
     let (_, billing) = store
@@ -399,15 +360,107 @@ async fn an_access_check_reads_the_role_and_the_billing_state_at_once() {
     );
 }
 
-/// `len` pseudo-random bytes (xorshift), different for each `seed`.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[0]
-        })
-        .collect()
+#[tokio::test]
+async fn the_backlog_counts_each_queue() {
+    let store = fresh().await;
+    assert_eq!(store.backlog().await.expect("backlog"), Backlog::default());
+    for (id, status, received) in [
+        ("evt_new", "received", NOW.unix() - 30),
+        ("evt_newer", "received", NOW.unix() - 10),
+        ("evt_failed", "failed", NOW.unix() - 100),
+        ("evt_done", "processed", NOW.unix() - 500),
+        ("evt_ignored", "ignored", NOW.unix() - 500),
+    ] {
+        sqlx::query(
+            "INSERT INTO stripe_events (id, type, created, livemode, object_type, metadata,
+                 headers, source, received_at, status)
+             VALUES ($1, 'invoice.paid', 1, FALSE, 'invoice', '{}', '{}', 'webhook', $2, $3)",
+        )
+        .bind(id)
+        .bind(received)
+        .bind(status)
+        .execute(&store.db)
+        .await
+        .expect("event");
+    }
+    for (key, state) in [
+        ("k1", "pending"),
+        ("k2", "pending"),
+        ("k3", "dead"),
+        ("k4", "sent"),
+        ("k5", "superseded"),
+    ] {
+        sqlx::query(
+            "INSERT INTO outbox (idempotency_key, kind, recipient, payload, state,
+                 next_attempt_at, created_at)
+             VALUES ($1, 'onboarding', 'dana@acme.test', '{}', $2, 1, 1)",
+        )
+        .bind(key)
+        .bind(state)
+        .execute(&store.db)
+        .await
+        .expect("outbox");
+    }
+    for (id, kind, state) in [
+        ("case_1", "unknown_price", "held"),
+        ("case_2", "missing_workspace", "held"),
+        ("case_3", "unknown_price", "held"),
+        ("case_4", "email_mismatch", "resolved"),
+    ] {
+        sqlx::query(
+            "INSERT INTO cases (id, case_key, kind, event_ids, details, state, created_at)
+             VALUES ($1, $1, $2, '[]', '{}', $3, 1)",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(state)
+        .execute(&store.db)
+        .await
+        .expect("case");
+    }
+    assert_eq!(
+        store.backlog().await.expect("backlog"),
+        Backlog {
+            inbox: 2,
+            oldest_unprocessed: Some(NOW.plus_seconds(-30)),
+            failed_events: 1,
+            pending_mail: 2,
+            dead_mail: 1,
+            held: vec![
+                ("missing_workspace".to_owned(), 1),
+                ("unknown_price".to_owned(), 2)
+            ],
+        }
+    );
+}
+
+/// Deliveries admit made itself (`admit simulate`, the QA gate) carry a
+/// `User-Agent` of `admit-…`, in any case: they are not Stripe's.
+#[tokio::test]
+async fn deliveries_admit_made_itself_are_not_counted_as_stripes() {
+    let store = fresh().await;
+    for (id, agent, at) in [
+        (
+            "evt_stripe",
+            Some("Stripe/1.0 (+https://stripe.com/docs/webhooks)"),
+            40,
+        ),
+        ("evt_bare", None, 30),
+        ("evt_simulated", Some("admit-simulate/0.1"), 20),
+        ("evt_gate", Some("Admit-QA-Gate/0.1"), 10),
+    ] {
+        let event = crate::NewEvent {
+            headers: agent
+                .map(|a| [("user-agent".to_owned(), a.to_owned())].into())
+                .unwrap_or_default(),
+            ..test_event(id, "invoice.paid", NOW.plus_seconds(-at))
+        };
+        store.insert_event(&event).await.expect("insert");
+    }
+    let facts = store
+        .readiness_facts(NOW.plus_seconds(-3600))
+        .await
+        .expect("facts");
+    assert_eq!(facts.webhooks_recent, 2);
+    assert_eq!(facts.last_webhook_at, Some(NOW.plus_seconds(-30)));
 }

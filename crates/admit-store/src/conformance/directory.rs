@@ -1,20 +1,15 @@
-//! Tests of the SQLite directory adapter.
+//! Workspaces and members (`DirectoryStore`): creation, member changes,
+//! the last-owner rule and the audit trail of each change.
 
-use super::*;
+use admit_core::{Directory, Email, Role, WorkspaceId};
+use serde_json::json;
 
-const NOW: Timestamp = Timestamp::from_unix(1_795_000_000);
+use super::{NOW, TestStore, email, fresh, test_event, ws};
+use crate::StoreError;
+use crate::directory::{Actor, MemberChange};
+use crate::provisioning::{EventKeys, History};
 
-use crate::sqlite::fresh_store as fresh;
-
-fn ws(raw: &str) -> WorkspaceId {
-    WorkspaceId::parse(raw).expect("valid workspace id")
-}
-
-fn email(raw: &str) -> Email {
-    Email::parse(raw).expect("valid email")
-}
-
-async fn with_owner(store: &SqliteStore, id: &str, owner: &str) -> WorkspaceId {
+async fn with_owner(store: &TestStore, id: &str, owner: &str) -> WorkspaceId {
     let id = ws(id);
     store
         .create_workspace(&id, "Acme", &email(owner), &Actor::api(), NOW)
@@ -25,7 +20,7 @@ async fn with_owner(store: &SqliteStore, id: &str, owner: &str) -> WorkspaceId {
 
 #[tokio::test]
 async fn creates_a_workspace_with_its_owner() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     let created = store
         .create_workspace(
             &ws("ws_acme"),
@@ -56,7 +51,7 @@ async fn creates_a_workspace_with_its_owner() {
 
 #[tokio::test]
 async fn a_taken_id_is_refused_and_the_first_workspace_kept() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     let id = with_owner(&store, "ws_acme", "dana@acme.test").await;
     let again = store
         .create_workspace(&id, "Other", &email("eve@evil.test"), &Actor::api(), NOW)
@@ -74,7 +69,7 @@ async fn a_taken_id_is_refused_and_the_first_workspace_kept() {
 
 #[tokio::test]
 async fn members_are_added_changed_and_removed() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     let id = with_owner(&store, "ws_acme", "dana@acme.test").await;
     let sam = email("sam@acme.test");
     let api = Actor::api();
@@ -106,7 +101,7 @@ async fn members_are_added_changed_and_removed() {
 
 #[tokio::test]
 async fn an_unknown_workspace_is_not_found() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     let nowhere = ws("ws_nowhere");
     let sam = email("sam@acme.test");
     assert!(matches!(
@@ -129,7 +124,7 @@ async fn an_unknown_workspace_is_not_found() {
 
 #[tokio::test]
 async fn the_last_owner_can_be_neither_removed_nor_demoted() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     let id = with_owner(&store, "ws_acme", "dana@acme.test").await;
     let dana = email("dana@acme.test");
     assert!(matches!(
@@ -165,7 +160,7 @@ async fn the_last_owner_can_be_neither_removed_nor_demoted() {
 
 #[tokio::test]
 async fn concurrent_changes_never_remove_every_owner() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     let id = with_owner(&store, "ws_acme", "o0@acme.test").await;
     let owners: Vec<Email> = (0..6).map(|i| email(&format!("o{i}@acme.test"))).collect();
     for owner in &owners[1..] {
@@ -176,7 +171,7 @@ async fn concurrent_changes_never_remove_every_owner() {
     }
     let mut tasks = tokio::task::JoinSet::new();
     for (i, owner) in owners.iter().enumerate() {
-        let (store, id, owner) = (store.clone(), id.clone(), owner.clone());
+        let (store, id, owner) = (store.store.clone(), id.clone(), owner.clone());
         tasks.spawn(async move {
             if i % 2 == 0 {
                 store.remove_member(&id, &owner, &Actor::api(), NOW).await
@@ -203,7 +198,7 @@ async fn concurrent_changes_never_remove_every_owner() {
 
 #[tokio::test]
 async fn every_change_is_audited_newest_first() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     let id = with_owner(&store, "ws_acme", "dana@acme.test").await;
     let sam = email("sam@acme.test");
     let admin = Actor::operator("ops", admit_core::OperatorRole::Admin);
@@ -297,7 +292,7 @@ async fn every_change_is_audited_newest_first() {
 
 #[tokio::test]
 async fn refused_changes_leave_no_audit_entry() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     let id = with_owner(&store, "ws_acme", "dana@acme.test").await;
     let dana = email("dana@acme.test");
     let _ = store.remove_member(&id, &dana, &Actor::api(), NOW).await;
@@ -310,9 +305,11 @@ async fn refused_changes_leave_no_audit_entry() {
     assert_eq!(store.audit_log(&id, 100).await.expect("audit").len(), 2);
 }
 
+/// A scope read sees, in its directory, every workspace its purchaser owns
+/// or administers, each with all its members, and no other workspace.
 #[tokio::test]
-async fn load_directory_sees_every_workspace_and_member() {
-    let (_dir, store) = fresh().await;
+async fn a_scope_reads_every_workspace_its_purchaser_administers_with_all_members() {
+    let store = fresh().await;
     let acme = with_owner(&store, "ws_acme", "dana@acme.test").await;
     let beta = with_owner(&store, "ws_beta", "lee@beta.test").await;
     store
@@ -325,17 +322,51 @@ async fn load_directory_sees_every_workspace_and_member() {
         )
         .await
         .expect("add");
-    let _empty = with_owner(&store, "ws_empty", "solo@empty.test").await;
+    store
+        .put_member(
+            &beta,
+            &email("sam@beta.test"),
+            Role::Member,
+            &Actor::api(),
+            NOW,
+        )
+        .await
+        .expect("add");
+    let member_only = with_owner(&store, "ws_member", "kim@member.test").await;
+    store
+        .put_member(
+            &member_only,
+            &email("dana@acme.test"),
+            Role::Member,
+            &Actor::api(),
+            NOW,
+        )
+        .await
+        .expect("add");
+    let _elsewhere = with_owner(&store, "ws_empty", "solo@empty.test").await;
+    let purchase = crate::NewEvent {
+        keys: EventKeys {
+            purchaser_email: Some("dana@acme.test".into()),
+            ..EventKeys::default()
+        },
+        ..test_event("evt_purchase", "checkout.session.completed", NOW)
+    };
+    store.insert_event(&purchase).await.expect("insert");
 
-    let mut conn = store.pool.acquire().await.expect("connection");
-    let directory = load_directory(&mut conn).await.expect("directory");
-    assert_eq!(directory.iter().count(), 3);
+    let read = store
+        .read_scope(&purchase.id, &EventKeys::default(), History::Full)
+        .await
+        .expect("read");
+    let directory = &read.snapshot.directory;
+    assert_eq!(directory.iter().count(), 2, "{directory:?}");
     for id in [&acme, &beta] {
         assert_eq!(
             directory.get(id),
-            store.get_workspace(id).await.expect("read").as_ref()
+            store.get_workspace(id).await.expect("read").as_ref(),
+            "{id} with every member"
         );
     }
+    assert_eq!(directory.get(&beta).map(|w| w.members.len()), Some(3));
     let administered: Vec<_> = directory
         .administered_by(&email("dana@acme.test"))
         .into_iter()
@@ -343,26 +374,39 @@ async fn load_directory_sees_every_workspace_and_member() {
         .collect();
     assert_eq!(administered, vec!["ws_acme", "ws_beta"]);
     assert_eq!(
-        load_workspace(&mut conn, &beta)
-            .await
-            .expect("load")
-            .map(|w| w.members.len()),
-        Some(2)
-    );
-    assert!(
-        load_workspace(&mut conn, &ws("ws_none"))
-            .await
-            .expect("load")
-            .is_none()
+        read.snapshot
+            .workspaces
+            .iter()
+            .map(WorkspaceId::as_str)
+            .collect::<Vec<_>>(),
+        ["ws_acme", "ws_beta"]
     );
 }
 
+/// A scope that names no existing workspace reads an empty directory.
 #[tokio::test]
-async fn load_directory_of_an_empty_database_is_empty() {
-    let (_dir, store) = fresh().await;
-    let mut conn = store.pool.acquire().await.expect("connection");
-    assert_eq!(
-        load_directory(&mut conn).await.expect("directory"),
-        Directory::default()
-    );
+async fn a_scope_naming_no_existing_workspace_reads_an_empty_directory() {
+    let store = fresh().await;
+    let lonely = test_event("evt_lonely", "customer.created", NOW);
+    let hinted = crate::NewEvent {
+        keys: EventKeys {
+            workspace_hint: Some("ws_none".into()),
+            purchaser_email: Some("nobody@acme.test".into()),
+            ..EventKeys::default()
+        },
+        ..test_event("evt_hinted", "customer.created", NOW)
+    };
+    store
+        .insert_events(&[lonely.clone(), hinted.clone()])
+        .await
+        .expect("insert");
+    for event in [&lonely, &hinted] {
+        let read = store
+            .read_scope(&event.id, &EventKeys::default(), History::Full)
+            .await
+            .expect("read");
+        assert_eq!(read.snapshot.directory, Directory::default());
+        assert!(read.snapshot.workspaces.is_empty());
+        assert!(read.snapshot.billing.is_empty());
+    }
 }

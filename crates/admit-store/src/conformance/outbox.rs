@@ -1,31 +1,30 @@
-//! Tests of the SQLite outbox adapter.
+//! Delivering the outbox (`OutboxStore`): claims and their leases, the
+//! outcome of each attempt, and an operator's resend.
 
-use sqlx::Row;
+use serde_json::json;
 
-use super::*;
-
-const NOW: Timestamp = Timestamp::from_unix(1_795_000_000);
-
-use crate::sqlite::fresh_store as fresh;
+use super::{NOW, TestStore, fresh};
+use crate::StoreError;
+use crate::provisioning::OutboxRow;
 
 /// A row as the processor writes it, due at `due`; returns its id.
-async fn insert(store: &SqliteStore, key: &str, state: &str, due: i64) -> i64 {
+async fn insert(store: &TestStore, key: &str, state: &str, due: i64) -> i64 {
     sqlx::query_scalar(
         "INSERT INTO outbox (idempotency_key, kind, recipient, workspace_id, payload, state,
              next_attempt_at, created_at)
-         VALUES (?, 'onboarding', 'dana@acme.test', 'ws_acme01', '{\"plan\":\"pro\"}', ?, ?, ?)
+         VALUES ($1, 'onboarding', 'dana@acme.test', 'ws_acme01', '{\"plan\":\"pro\"}', $2, $3, $4)
          RETURNING id",
     )
     .bind(key)
     .bind(state)
     .bind(due)
     .bind(NOW.unix())
-    .fetch_one(&store.pool)
+    .fetch_one(&store.db)
     .await
     .expect("insert outbox row")
 }
 
-async fn row(store: &SqliteStore, id: i64) -> OutboxRow {
+async fn row(store: &TestStore, id: i64) -> OutboxRow {
     store
         .get_message(id)
         .await
@@ -33,19 +32,17 @@ async fn row(store: &SqliteStore, id: i64) -> OutboxRow {
         .expect("row exists")
 }
 
-async fn lease_until(store: &SqliteStore, id: i64) -> Option<i64> {
-    sqlx::query("SELECT lease_until FROM outbox WHERE id = ?")
+async fn lease_until(store: &TestStore, id: i64) -> Option<i64> {
+    sqlx::query_scalar("SELECT lease_until FROM outbox WHERE id = $1")
         .bind(id)
-        .fetch_one(&store.pool)
+        .fetch_one(&store.db)
         .await
         .expect("read lease")
-        .try_get(0)
-        .expect("lease column")
 }
 
 #[tokio::test]
 async fn claims_due_pending_rows_oldest_first_and_leases_them() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     let later = insert(&store, "k:later", "pending", NOW.unix() - 10).await;
     let first = insert(&store, "k:first", "pending", NOW.unix() - 20).await;
     insert(&store, "k:future", "pending", NOW.unix() + 60).await;
@@ -105,12 +102,12 @@ async fn claims_due_pending_rows_oldest_first_and_leases_them() {
 
 #[tokio::test]
 async fn concurrent_claims_never_hand_out_a_row_twice() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     for i in 0..10 {
         insert(&store, &format!("k:{i}"), "pending", NOW.unix()).await;
     }
     let claims = (0..30).map(|_| {
-        let store = store.clone();
+        let store = store.store.clone();
         tokio::spawn(async move { store.claim_next_message(NOW, 60).await })
     });
     let mut ids = Vec::new();
@@ -128,7 +125,7 @@ async fn concurrent_claims_never_hand_out_a_row_twice() {
 
 #[tokio::test]
 async fn mark_sent_is_final_and_only_applies_to_pending_rows() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     let id = insert(&store, "k:1", "pending", NOW.unix()).await;
     store.claim_next_message(NOW, 60).await.expect("claim");
     store
@@ -166,7 +163,7 @@ async fn mark_sent_is_final_and_only_applies_to_pending_rows() {
 
 #[tokio::test]
 async fn mark_failed_reschedules_or_kills() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     let id = insert(&store, "k:1", "pending", NOW.unix()).await;
     store.claim_next_message(NOW, 60).await.expect("claim");
     let retry_at = NOW.plus_seconds(30);
@@ -215,7 +212,7 @@ async fn mark_failed_reschedules_or_kills() {
 
 #[tokio::test]
 async fn resend_revives_a_message_and_audits_it() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     let id = insert(&store, "k:1", "pending", NOW.unix()).await;
     store.claim_next_message(NOW, 60).await.expect("claim");
     store
@@ -239,27 +236,26 @@ async fn resend_revives_a_message_and_audits_it() {
         Some(id)
     );
 
-    let audit = sqlx::query(
-        "SELECT actor, action, workspace_id, subject, before, after FROM audit_log WHERE action = 'outbox.resend'",
-    )
-    .fetch_all(&store.pool)
-    .await
-    .expect("audit");
+    let audit = store
+        .audit_by_action("outbox.resend", 10)
+        .await
+        .expect("audit");
     assert_eq!(audit.len(), 1);
-    let entry = &audit[0];
-    let get = |column: &str| -> Option<String> { entry.try_get(column).expect("column") };
-    assert_eq!(get("actor").as_deref(), Some("admin:ops"));
-    assert_eq!(get("workspace_id").as_deref(), Some("ws_acme01"));
-    assert_eq!(get("subject"), Some(format!("outbox:{id}")));
-    let before: serde_json::Value =
-        serde_json::from_str(&get("before").expect("before")).expect("JSON");
+    let entry = &audit[0].entry;
+    assert_eq!(entry.actor, "admin:ops");
+    assert_eq!(
+        entry.workspace_id.as_ref().map(|w| w.as_str()),
+        Some("ws_acme01")
+    );
+    assert_eq!(entry.subject, Some(format!("outbox:{id}")));
+    let before = entry.before.clone().expect("before");
     assert_eq!(before["state"], "dead");
     assert_eq!(before["last_error"], "550 rejected");
 }
 
 #[tokio::test]
 async fn resend_of_sent_and_superseded_rows_and_of_pending_or_missing_ones() {
-    let (_dir, store) = fresh().await;
+    let store = fresh().await;
     let sent = insert(&store, "k:sent", "sent", NOW.unix()).await;
     let superseded = insert(&store, "k:superseded", "superseded", NOW.unix()).await;
     for id in [sent, superseded] {
@@ -283,10 +279,124 @@ async fn resend_of_sent_and_superseded_rows_and_of_pending_or_missing_ones() {
         store.resend(9_999, "api", NOW).await,
         Err(StoreError::OutboxNotFound)
     ));
-    let audited: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'outbox.resend'")
-            .fetch_one(&store.pool)
+    let audited = store
+        .audit_by_action("outbox.resend", 10)
+        .await
+        .expect("audit");
+    assert_eq!(audited.len(), 2, "only actual changes are audited");
+}
+
+#[tokio::test]
+async fn a_claim_leases_a_batch_of_due_messages_oldest_first() {
+    let store = fresh().await;
+    let mut due = Vec::new();
+    for (i, ago) in [50, 10, 40, 20, 30].into_iter().enumerate() {
+        due.push((
+            ago,
+            insert(&store, &format!("k:{i}"), "pending", NOW.unix() - ago).await,
+        ));
+    }
+    insert(&store, "k:future", "pending", NOW.unix() + 1).await;
+    due.sort_by_key(|(ago, _)| -ago);
+    let oldest: Vec<i64> = due.iter().map(|(_, id)| *id).collect();
+
+    let first = store.claim_messages(NOW, 60, 3).await.expect("claim");
+    assert_eq!(
+        first.iter().map(|m| m.id).collect::<Vec<_>>(),
+        oldest[..3],
+        "the three due longest, in order"
+    );
+    for message in &first {
+        assert_eq!(lease_until(&store, message.id).await, Some(NOW.unix() + 60));
+        assert_eq!(message.state, "pending");
+        assert_eq!(message.attempts, 0, "a claim is no attempt yet");
+    }
+    let rest = store.claim_messages(NOW, 60, 10).await.expect("claim");
+    assert_eq!(
+        rest.iter().map(|m| m.id).collect::<Vec<_>>(),
+        oldest[3..],
+        "leased ones are skipped, the future one is not due"
+    );
+    assert!(
+        store
+            .claim_messages(NOW, 60, 10)
             .await
-            .expect("count");
-    assert_eq!(audited, 2, "only actual changes are audited");
+            .expect("claim")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_released_message_is_due_at_once_unless_its_lease_was_taken_since() {
+    let store = fresh().await;
+    let id = insert(&store, "k:1", "pending", NOW.unix()).await;
+    let first_lease = NOW.plus_seconds(60);
+    store
+        .claim_next_message(NOW, 60)
+        .await
+        .expect("claim")
+        .expect("due");
+    store
+        .release_message(id, first_lease)
+        .await
+        .expect("release");
+    assert_eq!(lease_until(&store, id).await, None);
+    assert_eq!(
+        store
+            .claim_next_message(NOW.plus_seconds(1), 60)
+            .await
+            .expect("claim")
+            .map(|m| m.id),
+        Some(id),
+        "claimable before the first lease would have ended"
+    );
+    // Released with the first lease: the second claim's is left alone.
+    store
+        .release_message(id, first_lease)
+        .await
+        .expect("release");
+    assert_eq!(lease_until(&store, id).await, Some(NOW.unix() + 61));
+    assert!(
+        store
+            .claim_next_message(NOW.plus_seconds(2), 60)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    // A message sent meanwhile stays sent.
+    store
+        .mark_sent(id, NOW.plus_seconds(3))
+        .await
+        .expect("sent");
+    store
+        .release_message(id, NOW.plus_seconds(61))
+        .await
+        .expect("release");
+    assert_eq!(row(&store, id).await.state, "sent");
+    assert!(
+        !store
+            .renew_message_lease(id, NOW.plus_seconds(61), NOW.plus_seconds(500))
+            .await
+            .expect("renew"),
+        "a sent message's lease is no longer anyone's"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_message_is_none_and_changes_nothing() {
+    let store = fresh().await;
+    assert_eq!(store.get_message(404).await.expect("read"), None);
+    store.mark_sent(404, NOW).await.expect("no-op");
+    store.mark_failed(404, "x", None).await.expect("no-op");
+    store.release_message(404, NOW).await.expect("no-op");
+    assert!(
+        !store
+            .renew_message_lease(404, NOW, NOW)
+            .await
+            .expect("renew")
+    );
+    assert!(matches!(
+        store.resend(404, "api", NOW).await,
+        Err(StoreError::OutboxNotFound)
+    ));
 }

@@ -1,0 +1,422 @@
+//! Two admit instances on one database: two stores (two `connect`s, two
+//! pools) working at the same moment must keep every promise one store
+//! keeps alone — a claim is nobody else's, an overlapping derivation is
+//! refused, the last owner stays, a token and a lease are had once.
+//!
+//! Each test starts its contenders together (a barrier) on a multi-thread
+//! runtime, and most run several rounds: a race that is lost only now and
+//! then is still caught.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use admit_core::Role;
+use tokio::sync::Barrier;
+
+use super::{NOW, TestStore, email, event_id, fresh, test_event, ws};
+use crate::directory::Actor;
+use crate::events::{EventStatus, NewEvent};
+use crate::provisioning::{
+    CommitOutcome, EventKeys, EventStatusWrite, History, ScopeCommit, ScopeWrite,
+};
+use crate::{Store, StoreError};
+
+/// The two instances: the fixture's store and a second one on its database.
+async fn two_instances(store: &TestStore) -> [Arc<dyn Store>; 2] {
+    [store.store.clone(), store.instance().await]
+}
+
+/// Runs `work(instance, n)` in `tasks` tasks spread over the two
+/// instances, started together; their results in task order.
+async fn together<T, F, Fut>(instances: &[Arc<dyn Store>; 2], tasks: usize, work: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(Arc<dyn Store>, usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(tasks));
+    let handles: Vec<_> = (0..tasks)
+        .map(|n| {
+            let job = work(instances[n % 2].clone(), n);
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                job.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks);
+    for handle in handles {
+        results.push(handle.await.expect("task"));
+    }
+    results
+}
+
+/// Every id claimed, over all tasks: none twice, none missing.
+fn assert_each_once(claimed: Vec<Vec<String>>, expected: &BTreeSet<String>) {
+    let all: Vec<String> = claimed.into_iter().flatten().collect();
+    let unique: BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!(all.len(), unique.len(), "an item was claimed twice");
+    assert_eq!(&unique, expected, "every item is claimed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_claiming_events_at_once_never_share_one_and_take_them_all() {
+    let store = fresh().await;
+    let events: Vec<NewEvent> = (0..150)
+        .map(|i| test_event(&format!("evt_race{i:03}"), "invoice.paid", NOW))
+        .collect();
+    store.insert_events(&events).await.expect("insert");
+    let expected: BTreeSet<String> = events.iter().map(|e| e.id.to_string()).collect();
+    let instances = two_instances(&store).await;
+    let claimed = together(&instances, 8, |store, _| async move {
+        let mut mine = Vec::new();
+        loop {
+            let batch = store.claim_events(NOW, 60, 7).await.expect("claim");
+            if batch.is_empty() {
+                return mine;
+            }
+            mine.extend(batch.into_iter().map(|c| c.id.to_string()));
+        }
+    })
+    .await;
+    assert!(
+        claimed.iter().filter(|c| !c.is_empty()).count() > 1,
+        "the claims did run side by side"
+    );
+    assert_each_once(claimed, &expected);
+    assert!(
+        store
+            .claim_events(NOW, 60, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_claiming_messages_at_once_never_share_one_and_take_them_all() {
+    let store = fresh().await;
+    let mut expected = BTreeSet::new();
+    for i in 0..150 {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO outbox (idempotency_key, kind, recipient, payload, state,
+                 next_attempt_at, created_at)
+             VALUES ($1, 'onboarding', 'dana@acme.test', '{}', 'pending', $2, $2) RETURNING id",
+        )
+        .bind(format!("k:{i}"))
+        .bind(NOW.unix() - i)
+        .fetch_one(&store.db)
+        .await
+        .expect("message");
+        expected.insert(id.to_string());
+    }
+    let instances = two_instances(&store).await;
+    let claimed = together(&instances, 8, |store, _| async move {
+        let mut mine = Vec::new();
+        loop {
+            let batch = store.claim_messages(NOW, 60, 7).await.expect("claim");
+            if batch.is_empty() {
+                return mine;
+            }
+            mine.extend(batch.into_iter().map(|m| m.id.to_string()));
+        }
+    })
+    .await;
+    assert_each_once(claimed, &expected);
+    assert!(
+        store
+            .claim_next_message(NOW, 60)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+}
+
+/// Two processors read overlapping scopes (one subscription's two events),
+/// then commit at the same moment from two instances: one derivation is
+/// written, the other finds its scope moved and is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_committing_overlapping_scopes_at_once_write_exactly_one() {
+    let store = fresh().await;
+    store
+        .create_workspace(&ws("ws_a"), "A", &email("owner@a.test"), &Actor::App, NOW)
+        .await
+        .expect("workspace");
+    let instances = two_instances(&store).await;
+    for round in 0..8 {
+        let subscription = format!("sub_{round}");
+        let ids = [format!("evt_{round}_1"), format!("evt_{round}_2")];
+        let events: Vec<NewEvent> = ids
+            .iter()
+            .map(|id| NewEvent {
+                keys: EventKeys {
+                    subscription: Some(subscription.clone()),
+                    workspace_hint: Some("ws_a".into()),
+                    ..EventKeys::default()
+                },
+                ..test_event(id, "customer.subscription.updated", NOW)
+            })
+            .collect();
+        store.insert_events(&events).await.expect("insert");
+        let mut commits = Vec::new();
+        for (n, id) in ids.iter().enumerate() {
+            let read = instances[n]
+                .read_scope(&event_id(id), &EventKeys::default(), History::Checkpoints)
+                .await
+                .expect("read");
+            assert!(read.versions.contains_key(&subscription));
+            commits.push(ScopeCommit {
+                claimed: event_id(id),
+                versions: read.versions,
+                write: ScopeWrite {
+                    event_statuses: vec![EventStatusWrite {
+                        id: event_id(id),
+                        status: EventStatus::Processed,
+                        outcome: "provisioned".into(),
+                        scenario: None,
+                    }],
+                    billing: vec![(
+                        ws("ws_a"),
+                        admit_core::BillingState {
+                            updated_by_event: Some(event_id(id)),
+                            ..admit_core::BillingState::default()
+                        },
+                    )],
+                    ..ScopeWrite::default()
+                },
+            });
+        }
+        let commits = Arc::new(commits);
+        let outcomes = together(&instances, 2, |store, n| {
+            let commits = commits.clone();
+            async move {
+                store
+                    .commit_scopes(&commits[n..=n], NOW)
+                    .await
+                    .expect("commit")
+            }
+        })
+        .await;
+        let outcomes: Vec<CommitOutcome> = outcomes.into_iter().flatten().collect();
+        let written: Vec<usize> = (0..2)
+            .filter(|&n| outcomes[n] == CommitOutcome::Written)
+            .collect();
+        assert_eq!(written.len(), 1, "round {round}: {outcomes:?}");
+        let winner = written[0];
+        assert_eq!(
+            outcomes[1 - winner],
+            CommitOutcome::Conflict,
+            "round {round}"
+        );
+        for (n, id) in ids.iter().enumerate() {
+            let status = store
+                .get_event(&event_id(id))
+                .await
+                .expect("get")
+                .expect("stored")
+                .status;
+            let expected = if n == winner {
+                EventStatus::Processed
+            } else {
+                EventStatus::Received
+            };
+            assert_eq!(status, expected, "round {round}: {id}");
+        }
+        let billing = store
+            .get_billing(&ws("ws_a"))
+            .await
+            .expect("billing")
+            .expect("written");
+        assert_eq!(
+            billing.updated_by_event.as_ref().map(|e| e.as_str()),
+            Some(ids[winner].as_str()),
+            "round {round}: the billing state is the winner's"
+        );
+    }
+}
+
+/// The last-owner rule across instances: a workspace with two owners, each
+/// instance removing a different one at the same moment. One removal
+/// stands, the other is refused, and one owner is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_removing_the_two_owners_at_once_leave_one() {
+    let store = fresh().await;
+    let instances = two_instances(&store).await;
+    for round in 0..10 {
+        let id = ws(&format!("ws_round{round}"));
+        let owners = [email("ann@acme.test"), email("bob@acme.test")];
+        store
+            .create_workspace(&id, "Acme", &owners[0], &Actor::api(), NOW)
+            .await
+            .expect("create");
+        store
+            .put_member(&id, &owners[1], Role::Owner, &Actor::api(), NOW)
+            .await
+            .expect("second owner");
+        let results = together(&instances, 2, |store, n| {
+            let (id, owner) = (id.clone(), owners[n].clone());
+            async move { store.remove_member(&id, &owner, &Actor::api(), NOW).await }
+        })
+        .await;
+        let removed = results.iter().filter(|r| r.is_ok()).count();
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::LastOwner)))
+            .count();
+        assert_eq!((removed, refused), (1, 1), "round {round}: {results:?}");
+        let workspace = store.get_workspace(&id).await.expect("read").expect("ws");
+        assert_eq!(workspace.owners().count(), 1, "round {round}");
+        assert_eq!(workspace.members.len(), 1, "round {round}");
+        let audit = store.audit_log(&id, 100).await.expect("audit");
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|e| e.entry.action == "member.removed")
+                .count(),
+            1,
+            "round {round}: only the removal that stood is audited"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_redeeming_one_token_at_once_grant_it_once() {
+    let store = fresh().await;
+    store
+        .create_workspace(
+            &ws("ws_acme"),
+            "Acme",
+            &email("dana@acme.test"),
+            &Actor::App,
+            NOW,
+        )
+        .await
+        .expect("workspace");
+    let instances = two_instances(&store).await;
+    for round in 0..10 {
+        let hash = format!("h_{round}");
+        store
+            .issue_signin_token(
+                &hash,
+                &ws("ws_acme"),
+                &email("dana@acme.test"),
+                None,
+                NOW.plus_seconds(900),
+                NOW,
+            )
+            .await
+            .expect("issue");
+        let results = together(&instances, 4, |store, _| {
+            let hash = hash.clone();
+            async move { store.redeem_signin_token(&hash, NOW).await }
+        })
+        .await;
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "round {round}: {results:?}"
+        );
+        assert!(
+            results
+                .iter()
+                .all(|r| r.is_ok() || matches!(r, Err(StoreError::TokenUsed))),
+            "round {round}: {results:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_leasing_one_checkout_at_once_give_it_to_one() {
+    let store = fresh().await;
+    let instances = two_instances(&store).await;
+    for round in 0..10 {
+        let workspace = ws(&format!("ws_round{round}"));
+        let results = together(&instances, 4, |store, n| {
+            let workspace = workspace.clone();
+            async move {
+                store
+                    .lease_checkout(&workspace, &format!("holder{n}"), NOW, NOW.plus_seconds(60))
+                    .await
+                    .expect("lease")
+            }
+        })
+        .await;
+        assert_eq!(
+            results.iter().filter(|&&taken| taken).count(),
+            1,
+            "round {round}: {results:?}"
+        );
+    }
+}
+
+/// A case that no event derives (reconciliation's) recorded by two
+/// instances at once is opened once, with one set of messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_recording_one_case_at_once_open_it_once() {
+    let store = fresh().await;
+    let instances = two_instances(&store).await;
+    for round in 0..10 {
+        let key = format!("duplicate_customer:ws_{round}");
+        let results = together(&instances, 2, |store, n| {
+            let key = key.clone();
+            async move {
+                let case = crate::provisioning::CaseWrite {
+                    id: format!("case_{round}_{n}"),
+                    key: key.clone(),
+                    kind: "duplicate_customer".into(),
+                    scenario: None,
+                    workspace_id: None,
+                    purchaser_email: None,
+                    customer_id: None,
+                    subscription_id: None,
+                    checkout_session_id: None,
+                    event_ids: Vec::new(),
+                    details: serde_json::json!({}),
+                    state: "held".into(),
+                    resolution: None,
+                };
+                let message = crate::provisioning::OutboxWrite {
+                    idempotency_key: format!("{key}:support"),
+                    kind: "case_opened".into(),
+                    recipient: "support@admit.test".into(),
+                    workspace_id: None,
+                    about: None,
+                    case_key: Some(key.clone()),
+                    payload: serde_json::json!({ "by": n }),
+                    not_before: NOW,
+                };
+                let audit = crate::audit::AuditEntry {
+                    at: NOW,
+                    actor: "system".into(),
+                    action: "case.opened".into(),
+                    workspace_id: None,
+                    subject: Some(format!("case:{}", case.id)),
+                    before: None,
+                    after: None,
+                    cause: Some(key),
+                };
+                store
+                    .record_case(&case, &[message], &audit, NOW)
+                    .await
+                    .expect("record")
+            }
+        })
+        .await;
+        assert_eq!(
+            results.iter().filter(|&&new| new).count(),
+            1,
+            "round {round}: {results:?}"
+        );
+    }
+    let opened = store
+        .audit_by_action("case.opened", 100)
+        .await
+        .expect("audit");
+    assert_eq!(opened.len(), 10, "one entry per case");
+    assert_eq!(
+        store.list_outbox(None, 100).await.expect("outbox").len(),
+        10
+    );
+}

@@ -1,0 +1,507 @@
+//! The operators' lists (`ListStore`): filters, newest first, and pages
+//! that follow each other without a gap or a repeat. Ids that tie on their
+//! sort key are ordered byte by byte on every backend (`case_B` before
+//! `case_a`), so a cursor means the same page everywhere.
+
+use crate::audit::AuditEntry;
+use crate::events::{EventStatus, NewEvent};
+use crate::list::{AuditQuery, CaseQuery, Cursor, EventQuery, ListKind, OutboxQuery, Page};
+use crate::provisioning::{EventKeys, EventStatusWrite, History, ScopeCommit, ScopeWrite};
+
+use super::{NOW, TestStore, event_id, fresh, test_event, ws};
+
+/// Every page of a list, following the cursors, as ids.
+async fn all_pages<T, F, Fut>(mut page: F, id: impl Fn(&T) -> String) -> Vec<Vec<String>>
+where
+    F: FnMut(Option<Cursor>) -> Fut,
+    Fut: std::future::Future<Output = Page<T>>,
+{
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let Page { items, next } = page(after).await;
+        pages.push(items.iter().map(&id).collect());
+        match next {
+            Some(cursor) => after = Some(cursor),
+            None => return pages,
+        }
+    }
+}
+
+/// A case row as the processor writes it.
+async fn case(store: &TestStore, id: &str, at: i64, fields: [Option<&str>; 5]) {
+    let [kind, state, workspace, subscription, email] = fields;
+    sqlx::query(
+        "INSERT INTO cases (id, case_key, kind, workspace_id, stripe_subscription_id,
+             purchaser_email, event_ids, details, state, created_at)
+         VALUES ($1, $1, $2, $3, $4, $5, '[]', '{}', $6, $7)",
+    )
+    .bind(id)
+    .bind(kind.unwrap_or("unknown_price"))
+    .bind(workspace)
+    .bind(subscription)
+    .bind(email)
+    .bind(state.unwrap_or("held"))
+    .bind(at)
+    .execute(&store.db)
+    .await
+    .expect("case");
+}
+
+#[tokio::test]
+async fn cases_are_listed_newest_first_filtered_and_paged() {
+    let store = fresh().await;
+    let none = [None; 5];
+    case(&store, "case_a", 200, none).await;
+    case(&store, "case_B", 200, none).await;
+    case(&store, "case_c", 200, none).await;
+    case(
+        &store,
+        "case_old",
+        100,
+        [Some("missing_workspace"), None, None, None, None],
+    )
+    .await;
+    case(
+        &store,
+        "case_done",
+        300,
+        [
+            Some("email_mismatch"),
+            Some("resolved"),
+            Some("ws_acme"),
+            Some("sub_1"),
+            Some("buyer@else.test"),
+        ],
+    )
+    .await;
+    let list = |query: CaseQuery| {
+        let store = &store;
+        async move {
+            let page = store.cases(&query).await.expect("cases");
+            page.items.iter().map(|c| c.id.clone()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(CaseQuery {
+            limit: 10,
+            ..CaseQuery::default()
+        })
+        .await,
+        ["case_done", "case_c", "case_a", "case_B", "case_old"]
+    );
+    let pages = all_pages(
+        |after| {
+            let store = &store;
+            async move {
+                store
+                    .cases(&CaseQuery {
+                        limit: 2,
+                        after,
+                        ..CaseQuery::default()
+                    })
+                    .await
+                    .expect("page")
+            }
+        },
+        |c| c.id.clone(),
+    )
+    .await;
+    assert_eq!(
+        pages,
+        [
+            vec!["case_done", "case_c"],
+            vec!["case_a", "case_B"],
+            vec!["case_old"]
+        ]
+    );
+    assert_eq!(
+        list(CaseQuery {
+            state: Some("held".into()),
+            kind: Some("unknown_price".into()),
+            limit: 10,
+            ..CaseQuery::default()
+        })
+        .await,
+        ["case_c", "case_a", "case_B"]
+    );
+    for query in [
+        CaseQuery {
+            workspace: Some(ws("ws_acme")),
+            ..CaseQuery::default()
+        },
+        CaseQuery {
+            stripe_id: Some("sub_1".into()),
+            ..CaseQuery::default()
+        },
+        CaseQuery {
+            email: Some("buyer@else.test".into()),
+            ..CaseQuery::default()
+        },
+        CaseQuery {
+            state: Some("resolved".into()),
+            ..CaseQuery::default()
+        },
+    ] {
+        assert_eq!(
+            list(CaseQuery {
+                limit: 10,
+                ..query.clone()
+            })
+            .await,
+            ["case_done"],
+            "{query:?}"
+        );
+    }
+    assert_eq!(
+        list(CaseQuery::default()).await,
+        ["case_done"],
+        "a limit of 0 is a page of one"
+    );
+}
+
+#[tokio::test]
+async fn events_are_listed_newest_first_filtered_and_paged() {
+    let store = fresh().await;
+    let events = [
+        ("evt_a", 100_i64, EventKeys::default(), "invoice.paid"),
+        ("evt_B", 100, EventKeys::default(), "invoice.paid"),
+        (
+            "evt_hinted",
+            50,
+            EventKeys {
+                workspace_hint: Some("ws_acme".into()),
+                purchaser_email: Some("buyer@else.test".into()),
+                ..EventKeys::default()
+            },
+            "checkout.session.completed",
+        ),
+        (
+            "evt_sub",
+            150,
+            EventKeys {
+                subscription: Some("sub_1".into()),
+                ..EventKeys::default()
+            },
+            "customer.subscription.updated",
+        ),
+        ("evt_old", 10, EventKeys::default(), "customer.created"),
+    ];
+    let new: Vec<NewEvent> = events
+        .iter()
+        .map(|(id, ago, keys, kind)| NewEvent {
+            keys: keys.clone(),
+            object_id: Some(format!("obj_{id}")),
+            ..test_event(id, kind, NOW.plus_seconds(-ago))
+        })
+        .collect();
+    store.insert_events(&new).await.expect("insert");
+    // The subscription's event is linked to ws_acme by its derivation.
+    let read = store
+        .read_scope(&event_id("evt_sub"), &EventKeys::default(), History::Full)
+        .await
+        .expect("read");
+    let outcomes = store
+        .commit_scopes(
+            &[ScopeCommit {
+                claimed: event_id("evt_sub"),
+                versions: read.versions,
+                write: ScopeWrite {
+                    event_statuses: vec![EventStatusWrite {
+                        id: event_id("evt_sub"),
+                        status: EventStatus::Processed,
+                        outcome: "provisioned".into(),
+                        scenario: Some("S2".into()),
+                    }],
+                    links: vec![("subscription".into(), "sub_1".into(), ws("ws_acme"))],
+                    ..ScopeWrite::default()
+                },
+            }],
+            NOW,
+        )
+        .await
+        .expect("commit");
+    assert_eq!(outcomes, [crate::CommitOutcome::Written]);
+
+    let list = |query: EventQuery| {
+        let store = &store;
+        async move {
+            let page = store.events(&query).await.expect("events");
+            page.items
+                .iter()
+                .map(|e| e.id.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(EventQuery {
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await,
+        ["evt_old", "evt_hinted", "evt_a", "evt_B", "evt_sub"]
+    );
+    let pages = all_pages(
+        |after| {
+            let store = &store;
+            async move {
+                store
+                    .events(&EventQuery {
+                        limit: 2,
+                        after,
+                        ..EventQuery::default()
+                    })
+                    .await
+                    .expect("page")
+            }
+        },
+        |e| e.id.to_string(),
+    )
+    .await;
+    assert_eq!(
+        pages,
+        [
+            vec!["evt_old", "evt_hinted"],
+            vec!["evt_a", "evt_B"],
+            vec!["evt_sub"]
+        ]
+    );
+    let expectations: [(EventQuery, &[&str]); 7] = [
+        (
+            EventQuery {
+                event_type: Some("invoice.paid".into()),
+                ..EventQuery::default()
+            },
+            &["evt_a", "evt_B"],
+        ),
+        (
+            EventQuery {
+                status: Some(EventStatus::Processed),
+                ..EventQuery::default()
+            },
+            &["evt_sub"],
+        ),
+        (
+            EventQuery {
+                outcome: Some("provisioned".into()),
+                scenario: Some("S2".into()),
+                ..EventQuery::default()
+            },
+            &["evt_sub"],
+        ),
+        (
+            EventQuery {
+                workspace: Some(ws("ws_acme")),
+                ..EventQuery::default()
+            },
+            &["evt_hinted", "evt_sub"],
+        ),
+        (
+            EventQuery {
+                stripe_id: Some("obj_evt_a".into()),
+                ..EventQuery::default()
+            },
+            &["evt_a"],
+        ),
+        (
+            EventQuery {
+                purchaser_email: Some("buyer@else.test".into()),
+                ..EventQuery::default()
+            },
+            &["evt_hinted"],
+        ),
+        (
+            EventQuery {
+                since: Some(NOW.plus_seconds(-50)),
+                ..EventQuery::default()
+            },
+            &["evt_old", "evt_hinted"],
+        ),
+    ];
+    for (query, expected) in expectations {
+        assert_eq!(
+            list(EventQuery {
+                limit: 10,
+                ..query.clone()
+            })
+            .await,
+            expected,
+            "{query:?}"
+        );
+    }
+    let summary = store
+        .events(&EventQuery {
+            stripe_id: Some("sub_1".into()),
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events")
+        .items;
+    assert_eq!(summary.len(), 1);
+    let summary = &summary[0];
+    assert_eq!(summary.event_type, "customer.subscription.updated");
+    assert_eq!(summary.received_at, NOW.plus_seconds(-150));
+    assert_eq!(summary.created, NOW.plus_seconds(-150));
+    assert_eq!(summary.status, EventStatus::Processed);
+    assert_eq!(summary.subscription_id.as_deref(), Some("sub_1"));
+}
+
+#[tokio::test]
+async fn the_outbox_and_the_audit_log_are_paged_newest_first() {
+    let store = fresh().await;
+    for (i, (kind, recipient, workspace)) in [
+        ("onboarding", "a@acme.test", Some("ws_acme")),
+        ("receipt", "b@acme.test", Some("ws_acme")),
+        ("onboarding", "c@beta.test", Some("ws_beta")),
+        ("onboarding", "a@acme.test", None),
+        ("case_opened", "support@admit.test", None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO outbox (idempotency_key, kind, recipient, workspace_id, payload, state,
+                 next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, '{}', $5, 1, 1)",
+        )
+        .bind(format!("k{i}"))
+        .bind(kind)
+        .bind(recipient)
+        .bind(workspace)
+        .bind(if i == 1 { "sent" } else { "pending" })
+        .execute(&store.db)
+        .await
+        .expect("outbox");
+    }
+    let pages = all_pages(
+        |after| {
+            let store = &store;
+            async move {
+                store
+                    .outbox(&OutboxQuery {
+                        limit: 2,
+                        after,
+                        ..OutboxQuery::default()
+                    })
+                    .await
+                    .expect("page")
+            }
+        },
+        |m| m.idempotency_key.clone(),
+    )
+    .await;
+    assert_eq!(pages, [vec!["k4", "k3"], vec!["k2", "k1"], vec!["k0"]]);
+    let keys = |page: Page<crate::OutboxRow>| -> Vec<String> {
+        page.items.into_iter().map(|m| m.idempotency_key).collect()
+    };
+    for (query, expected) in [
+        (
+            OutboxQuery {
+                state: Some("sent".into()),
+                ..OutboxQuery::default()
+            },
+            vec!["k1"],
+        ),
+        (
+            OutboxQuery {
+                kind: Some("onboarding".into()),
+                recipient: Some("a@acme.test".into()),
+                ..OutboxQuery::default()
+            },
+            vec!["k3", "k0"],
+        ),
+        (
+            OutboxQuery {
+                workspace: Some(ws("ws_acme")),
+                ..OutboxQuery::default()
+            },
+            vec!["k1", "k0"],
+        ),
+    ] {
+        assert_eq!(
+            keys(
+                store
+                    .outbox(&OutboxQuery {
+                        limit: 10,
+                        ..query.clone()
+                    })
+                    .await
+                    .expect("outbox")
+            ),
+            expected,
+            "{query:?}"
+        );
+    }
+
+    for (n, (actor, workspace)) in [
+        ("api", Some("ws_acme")),
+        ("operator:ops", Some("ws_acme")),
+        ("system", None),
+        ("api", Some("ws_beta")),
+        ("api", Some("ws_acme")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .append_audit(&AuditEntry {
+                at: NOW,
+                actor: actor.into(),
+                action: "test.entry".into(),
+                workspace_id: workspace.map(ws),
+                subject: Some(format!("n:{n}")),
+                before: None,
+                after: None,
+                cause: None,
+            })
+            .await
+            .expect("audit");
+    }
+    let subject = |e: &crate::StoredAuditEntry| e.entry.subject.clone().unwrap_or_default();
+    let pages = all_pages(
+        |after| {
+            let store = &store;
+            async move {
+                store
+                    .audit(&AuditQuery {
+                        limit: 3,
+                        after,
+                        ..AuditQuery::default()
+                    })
+                    .await
+                    .expect("page")
+            }
+        },
+        subject,
+    )
+    .await;
+    assert_eq!(pages, [vec!["n:4", "n:3", "n:2"], vec!["n:1", "n:0"]]);
+    let filtered = store
+        .audit(&AuditQuery {
+            workspace: Some(ws("ws_acme")),
+            actor: Some("api".into()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(
+        filtered.items.iter().map(subject).collect::<Vec<_>>(),
+        ["n:4", "n:0"]
+    );
+    assert_eq!(filtered.next, None);
+    let first = store
+        .audit(&AuditQuery {
+            limit: 1,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(
+        first.next.as_ref().map(|c| c.encode()),
+        Some(format!("a.{}.{}", first.items[0].id, first.items[0].id)),
+        "the cursor names the last entry of the page"
+    );
+    assert!(Cursor::decode(&first.next.expect("next").encode(), ListKind::Audit).is_some());
+}
