@@ -298,16 +298,26 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The configured store, or an error naming the database (its password
+/// hidden).
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn admit_store::Store>> {
+    admit_store::connect_with(&config.database_url, &config.database_options())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                crate::config::redact_url(&config.database_url)
+            )
+        })
+}
+
 /// The price a simulated checkout buys: the plan's first price.
 fn simulated_price(config: &Config, plan: Option<&str>) -> anyhow::Result<String> {
     crate::qa::paid_plan(config, plan).map(|(_, price)| price)
 }
 
 async fn readiness(config: Config, args: ReadinessArgs) -> anyhow::Result<ExitCode> {
-    let database = crate::config::redact_url(&config.database_url);
-    let store = admit_store::connect_with(&config.database_url, &config.database_options())
-        .await
-        .with_context(|| format!("cannot open the database {database}"))?;
+    let store = open_store(&config).await?;
     let stripe = crate::stripe_sync::client(&config)?;
     let outcome = async {
         let now = SystemClock.now();
@@ -378,8 +388,7 @@ async fn qa_gate(config: Config, args: QaGateArgs) -> anyhow::Result<ExitCode> {
         // The gate's verdict is worth having even when the database is not:
         // say so and keep the exit code the verdict's.
         let recorded = async {
-            let store =
-                admit_store::connect_with(&config.database_url, &config.database_options()).await?;
+            let store = open_store(&config).await?;
             if config.migrate_on_start {
                 store.migrate().await?;
             }
@@ -553,7 +562,7 @@ async fn stripe_command_setup(
     let client = crate::stripe_sync::client(config)?.ok_or_else(|| {
         anyhow::anyhow!("no Stripe API key is configured: set ADMIT_STRIPE_API_KEY")
     })?;
-    let store = admit_store::connect_with(&config.database_url, &config.database_options()).await?;
+    let store = open_store(&config).await?;
     store.check_ready().await?;
     Ok((store, client))
 }
@@ -657,7 +666,7 @@ async fn reconcile(config: Config, apply: bool) -> anyhow::Result<()> {
 }
 
 async fn outbox(config: Config, command: OutboxCommand) -> anyhow::Result<()> {
-    let store = admit_store::connect_with(&config.database_url, &config.database_options()).await?;
+    let store = open_store(&config).await?;
     store.check_ready().await?;
     let mut out = std::io::stdout().lock();
     match command {
@@ -723,7 +732,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
-    let store = admit_store::connect_with(&config.database_url, &config.database_options()).await?;
+    let store = open_store(&config).await?;
     store.migrate().await.context("migration failed")?;
     store.check_ready().await?;
     tracing::info!("database is migrated");
@@ -751,9 +760,7 @@ async fn run_verify(config: Config, args: VerifyArgs) -> anyhow::Result<ExitCode
         plan,
     };
     let database = crate::config::redact_url(&config.database_url);
-    let store = admit_store::connect_with(&config.database_url, &config.database_options())
-        .await
-        .with_context(|| format!("cannot open the database {database}"))?;
+    let store = open_store(&config).await?;
     let checked = async {
         store
             .check_ready()

@@ -727,6 +727,50 @@ mod tests {
     }
 
     #[test]
+    fn postgres_takes_its_password_from_the_environment_or_a_file_and_never_shows_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("db-password");
+        std::fs::write(&file, "from-a-file-s3cret\n").expect("write");
+        let config = Config::load(&env(&[
+            (
+                "ADMIT_DATABASE_URL",
+                "postgresql://admit@db.internal:5432/admit?sslmode=verify-full",
+            ),
+            ("ADMIT_DATABASE_PASSWORD", "from-the-env-s3cret"),
+            ("ADMIT_DATABASE_PASSWORD_FILE", file.to_str().expect("utf8")),
+            ("ADMIT_DATABASE_POOL_SIZE", "24"),
+        ]))
+        .expect("valid");
+        let options = config.database_options();
+        assert_eq!(
+            options.password.as_deref(),
+            Some("from-a-file-s3cret"),
+            "the file wins, without its newline"
+        );
+        assert_eq!(options.pool_size, Some(24));
+        let shown = format!("{config:?} {options:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+
+        let from_env = Config::load(&env(&[
+            ("ADMIT_DATABASE_URL", "postgres://admit@db/admit"),
+            ("ADMIT_DATABASE_PASSWORD", "from-the-env-s3cret"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            from_env.database_options().password.as_deref(),
+            Some("from-the-env-s3cret")
+        );
+        assert_eq!(from_env.database_options().pool_size, None);
+        assert_eq!(
+            invalid_key(Config::load(&env(&[
+                ("ADMIT_DATABASE_URL", "postgres://admit@db/admit"),
+                ("ADMIT_DATABASE_POOL_SIZE", "0"),
+            ]))),
+            "database_pool_size"
+        );
+    }
+
+    #[test]
     fn invalid_values_name_the_key_and_the_fix() {
         assert_eq!(
             invalid_key(Config::load(&env(&[("ADMIT_LISTEN", "localhost")]))),

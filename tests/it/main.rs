@@ -15,6 +15,7 @@ mod lists;
 mod localstripe;
 mod mail;
 mod ops;
+mod postgres;
 mod processors;
 mod provisioning;
 mod release;
