@@ -140,13 +140,14 @@ async fn create(
 /// holder does not block the workspace for long.
 const CHECKOUT_LEASE_SECS: i64 = 60;
 
-/// Waits for the workspace's checkout lease, up to a few seconds.
+/// Waits for the workspace's checkout lease, up to 15 s (a checkout holds
+/// it for the few Stripe calls it makes).
 async fn lease_checkout(
     state: &AppState,
     workspace_id: &WorkspaceId,
     holder: &str,
 ) -> Result<(), ApiError> {
-    for _ in 0..50 {
+    for _ in 0..300 {
         let now = state.clock.now();
         let until = admit_core::Timestamp::from_unix(now.unix() + CHECKOUT_LEASE_SECS);
         if state
@@ -156,7 +157,7 @@ async fn lease_checkout(
         {
             return Ok(());
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     Err(ApiError::CheckoutInProgress)
 }

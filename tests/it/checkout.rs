@@ -249,6 +249,41 @@ async fn fifty_concurrent_checkouts_create_one_stripe_customer() {
     );
 }
 
+/// Two admit instances on one database (as behind a load balancer): the
+/// checkout lease lives in the database, so concurrent checkouts through
+/// both still create one Stripe customer.
+#[tokio::test]
+async fn concurrent_checkouts_through_two_instances_create_one_stripe_customer() {
+    let server = stripe().await;
+    let first = app_with(&server).await;
+    let second = crate::helpers::spawn_app_in_with(
+        first.dir.clone(),
+        first.clock.clone(),
+        &[
+            ("ADMIT_STRIPE_API_KEY", "sk_test_admit_checkout"),
+            ("ADMIT_STRIPE_API_BASE", &server.uri()),
+            ("ADMIT_PUBLIC_URL", "https://billing.acme.example"),
+        ],
+    )
+    .await;
+    let route = format!("/v1/workspaces/{WS}/checkout");
+    let body = checkout_body("dana@acme.test");
+    let calls = (0..40).map(|n| {
+        let app = if n % 2 == 0 { &first } else { &second };
+        app.post_json(&route, &body)
+    });
+    for response in futures::future::join_all(calls).await {
+        response.expect(200);
+    }
+    assert_eq!(requests(&server, "POST", "/v1/customers").await.len(), 1);
+    assert_eq!(
+        requests(&server, "POST", "/v1/checkout/sessions")
+            .await
+            .len(),
+        40
+    );
+}
+
 #[tokio::test]
 async fn the_interval_picks_the_plans_price() {
     let server = stripe().await;

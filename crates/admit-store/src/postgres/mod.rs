@@ -51,6 +51,8 @@ const DEFAULT_POOL: u32 = 10;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    /// The `LISTEN` tasks `subscribe` started, stopped by `close`.
+    listeners: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl PgStore {
@@ -66,7 +68,10 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            listeners: Arc::default(),
+        })
     }
 }
 
@@ -270,11 +275,24 @@ impl Store for PgStore {
     }
 
     fn subscribe(&self, events: Arc<Notify>, outbox: Arc<Notify>) {
-        tokio::spawn(listen(self.pool.clone(), EVENTS_CHANNEL, events));
-        tokio::spawn(listen(self.pool.clone(), OUTBOX_CHANNEL, outbox));
+        let tasks = [
+            tokio::spawn(listen(self.pool.clone(), EVENTS_CHANNEL, events)),
+            tokio::spawn(listen(self.pool.clone(), OUTBOX_CHANNEL, outbox)),
+        ];
+        if let Ok(mut listeners) = self.listeners.lock() {
+            listeners.extend(tasks);
+        }
     }
 
     async fn close(&self) {
+        let listeners = self
+            .listeners
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        for listener in listeners {
+            listener.abort();
+        }
         self.pool.close().await;
     }
 }
