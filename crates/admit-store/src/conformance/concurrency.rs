@@ -420,3 +420,132 @@ async fn two_instances_recording_one_case_at_once_open_it_once() {
         10
     );
 }
+
+/// Webhook redeliveries reach two instances at once: each event is stored
+/// once, and exactly one insert of it says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_storing_the_same_events_at_once_store_each_once() {
+    let store = fresh().await;
+    let instances = two_instances(&store).await;
+    let events: Arc<Vec<NewEvent>> = Arc::new(
+        (0..60)
+            .map(|i| test_event(&format!("evt_dup{i:02}"), "invoice.paid", NOW))
+            .collect(),
+    );
+    let outcomes = together(&instances, 4, |store, n| {
+        let events = events.clone();
+        async move {
+            // Each task sends the batch in its own order.
+            let mut mine: Vec<NewEvent> = events.to_vec();
+            if n % 2 == 1 {
+                mine.reverse();
+            }
+            let outcomes = store.insert_events(&mine).await.expect("insert");
+            mine.into_iter()
+                .zip(outcomes)
+                .filter(|(_, o)| *o == crate::InsertOutcome::Inserted)
+                .map(|(e, _)| e.id.to_string())
+                .collect::<Vec<_>>()
+        }
+    })
+    .await;
+    let expected: BTreeSet<String> = events.iter().map(|e| e.id.to_string()).collect();
+    assert_each_once(outcomes, &expected);
+    assert_eq!(store.count_events().await.expect("count"), 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_creating_one_workspace_at_once_create_it_once() {
+    let store = fresh().await;
+    let instances = two_instances(&store).await;
+    for round in 0..10 {
+        let id = ws(&format!("ws_round{round}"));
+        let results = together(&instances, 2, |store, n| {
+            let id = id.clone();
+            async move {
+                store
+                    .create_workspace(
+                        &id,
+                        &format!("by {n}"),
+                        &email(&format!("owner{n}@acme.test")),
+                        &Actor::api(),
+                        NOW,
+                    )
+                    .await
+            }
+        })
+        .await;
+        let created: Vec<usize> = (0..2).filter(|&n| results[n].is_ok()).collect();
+        assert_eq!(created.len(), 1, "round {round}: {results:?}");
+        assert!(
+            matches!(results[1 - created[0]], Err(StoreError::WorkspaceExists)),
+            "round {round}: {results:?}"
+        );
+        let workspace = store.get_workspace(&id).await.expect("read").expect("ws");
+        assert_eq!(workspace.name, format!("by {}", created[0]));
+        assert_eq!(
+            workspace.members.len(),
+            1,
+            "round {round}: the winner's owner only"
+        );
+        assert_eq!(store.audit_log(&id, 10).await.expect("audit").len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_counting_rejections_at_once_lose_no_count() {
+    let store = fresh().await;
+    let instances = two_instances(&store).await;
+    together(&instances, 8, |store, _| async move {
+        for _ in 0..10 {
+            store
+                .record_rejections("signature_mismatch", 1, NOW)
+                .await
+                .expect("count");
+        }
+    })
+    .await;
+    let facts = store
+        .readiness_facts(NOW.plus_seconds(-60))
+        .await
+        .expect("facts");
+    assert_eq!(
+        facts.rejections_recent,
+        [("signature_mismatch".to_owned(), 80)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_resending_one_message_at_once_revive_it_once() {
+    let store = fresh().await;
+    let instances = two_instances(&store).await;
+    for round in 0..10 {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO outbox (idempotency_key, kind, recipient, payload, state, attempts,
+                 next_attempt_at, created_at, last_error)
+             VALUES ($1, 'onboarding', 'dana@acme.test', '{}', 'dead', 5, 1, 1, '550')
+             RETURNING id",
+        )
+        .bind(format!("k:{round}"))
+        .fetch_one(&store.db)
+        .await
+        .expect("a dead message");
+        let rows = together(&instances, 2, |store, n| async move {
+            store
+                .resend(id, &format!("admin:{n}"), NOW)
+                .await
+                .expect("resend")
+        })
+        .await;
+        assert!(
+            rows.iter()
+                .all(|row| row.state == "pending" && row.attempts == 0),
+            "round {round}: {rows:?}"
+        );
+    }
+    let audit = store
+        .audit_by_action("outbox.resend", 100)
+        .await
+        .expect("audit");
+    assert_eq!(audit.len(), 10, "one revival of each message is audited");
+}

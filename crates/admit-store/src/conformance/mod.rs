@@ -4,7 +4,9 @@
 //!
 //! - unset, or `sqlite:…`: a fresh SQLite file in a temporary folder;
 //! - `postgres://…`: a brand-new database created on that server for the
-//!   test (dropped when the test passes, kept for a look when it fails).
+//!   test (dropped when the test passes, kept for a look when it fails),
+//!   collated unlike byte order where the server can (see
+//!   `postgres_database`).
 //!
 //! So `cargo test -p admit-store` checks SQLite, and the same command with
 //! `ADMIT_TEST_DATABASE_URL=postgres://…` checks PostgreSQL.
@@ -142,12 +144,22 @@ async fn postgres_database(server: &str) -> (String, String) {
     let mut admin = sqlx::PgConnection::connect(server)
         .await
         .unwrap_or_else(|e| panic!("the PostgreSQL server of {SERVER_VARIABLE} answers: {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("create the test's database");
+    // Where the server can, the database orders text unlike bytes (ICU's
+    // `en-US`: `evt_a` before `evt_B`), as many production databases do:
+    // a backend that leaves to the default collation an order SQLite gives
+    // by bytes is caught. A server without ICU (before 15) gets its default.
+    let icu =
+        format!("CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'");
+    if sqlx::query(sqlx::AssertSqlSafe(icu))
+        .execute(&mut admin)
+        .await
+        .is_err()
+    {
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create the test's database");
+    }
     admin.close().await.expect("close the admin connection");
     (name.clone(), database_url(server, &name))
 }

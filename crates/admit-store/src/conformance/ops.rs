@@ -464,3 +464,49 @@ async fn deliveries_admit_made_itself_are_not_counted_as_stripes() {
     assert_eq!(facts.webhooks_recent, 2);
     assert_eq!(facts.last_webhook_at, Some(NOW.plus_seconds(-30)));
 }
+
+/// Events received in the same millisecond are claimed in the byte order
+/// of their ids (`evt_B` before `evt_a`), whatever the database's
+/// collation: every backend hands out the same batch.
+#[tokio::test]
+async fn events_received_at_once_are_claimed_in_the_byte_order_of_their_ids() {
+    let store = fresh().await;
+    let events: Vec<_> = ["evt_a", "evt_c", "evt_B"]
+        .iter()
+        .map(|id| test_event(id, "invoice.paid", NOW))
+        .collect();
+    store.insert_events(&events).await.expect("insert");
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let claimed = store.claim_events(NOW, 60, 1).await.expect("claim");
+        assert_eq!(claimed.len(), 1);
+        order.push(claimed[0].id.to_string());
+    }
+    assert_eq!(order, ["evt_B", "evt_a", "evt_c"]);
+}
+
+/// The held cases the readiness memo lists come oldest first, ties in the
+/// byte order of their ids, whatever the database's collation.
+#[tokio::test]
+async fn held_cases_are_listed_oldest_first_in_the_byte_order_of_their_ids() {
+    let store = fresh().await;
+    for (id, at) in [
+        ("case_b", 100),
+        ("case_C", 100),
+        ("case_a", 100),
+        ("case_z", 50),
+    ] {
+        sqlx::query(
+            "INSERT INTO cases (id, case_key, kind, event_ids, details, state, created_at)
+             VALUES ($1, $1, 'unknown_price', '[]', '{}', 'held', $2)",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&store.db)
+        .await
+        .expect("case");
+    }
+    let facts = store.readiness_facts(NOW).await.expect("facts");
+    let ids: Vec<&str> = facts.held_cases.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["case_z", "case_C", "case_a", "case_b"]);
+}

@@ -580,3 +580,180 @@ async fn a_write_naming_a_row_twice_leaves_what_writing_them_in_order_would() {
         "the last state written"
     );
 }
+
+/// A workspace an operator removes after a derivation read it: the
+/// derivation is refused, and derives again without it.
+#[tokio::test]
+async fn a_workspace_removed_after_the_read_refuses_the_derivation() {
+    let store = fresh().await;
+    workspace(&store, "ws_a").await;
+    event(&store, "evt_1", "sub_1", "ws_a").await;
+    let before = read(&store, "evt_1").await;
+    assert!(before.snapshot.workspaces.contains(&ws("ws_a")));
+    assert!(
+        store
+            .delete_workspace(&ws("ws_a"), &Actor::api(), NOW)
+            .await
+            .expect("delete")
+    );
+    let outcomes = store
+        .commit_scopes(&[commit(before, "ws_a")], NOW)
+        .await
+        .expect("commit");
+    assert_eq!(outcomes, [CommitOutcome::Conflict]);
+    assert_eq!(store.get_billing(&ws("ws_a")).await.expect("read"), None);
+    let again = read(&store, "evt_1").await;
+    assert!(again.snapshot.workspaces.is_empty());
+    assert!(again.snapshot.directory.get(&ws("ws_a")).is_none());
+}
+
+/// What ingress stored of an event comes back in its claim and its scope.
+#[tokio::test]
+async fn a_claim_and_a_scope_carry_what_ingress_stored() {
+    let store = fresh().await;
+    let new = NewEvent {
+        livemode: true,
+        received_at: NOW,
+        received_ms: NOW.unix() * 1000 + 250,
+        keys: EventKeys {
+            customer: Some("cus_1".into()),
+            subscription: Some("sub_1".into()),
+            session: Some("cs_1".into()),
+            workspace_hint: Some("ws_a".into()),
+            purchaser_email: Some("buyer@else.test".into()),
+            charge: Some("ch_1".into()),
+            payment_intent: Some("pi_1".into()),
+        },
+        billing: Some(r#"{"id":"evt_1","kind":"paid"}"#.into()),
+        ..test_event(
+            "evt_1",
+            "invoice.paid",
+            Timestamp::from_unix(NOW.unix() - 5),
+        )
+    };
+    let thin = NewEvent {
+        received_ms: NOW.unix() * 1000 + 500,
+        ..test_event("evt_2", "customer.created", NOW)
+    };
+    store
+        .insert_events(&[new.clone(), thin])
+        .await
+        .expect("insert");
+    let claimed = store.claim_events(NOW, 60, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].id, id("evt_1"));
+    assert_eq!(claimed[0].received_ms, NOW.unix() * 1000 + 250);
+    assert!(claimed[0].billed);
+    let mut keys = claimed[0].purchase_keys.clone();
+    keys.sort();
+    assert_eq!(keys, ["cs_1", "cus_1", "sub_1"]);
+    assert_eq!(claimed[1].id, id("evt_2"));
+    assert!(!claimed[1].billed);
+    assert!(claimed[1].purchase_keys.is_empty());
+
+    let read = store
+        .read_scope(&id("evt_1"), &EventKeys::default(), History::Full)
+        .await
+        .expect("read");
+    let event = read
+        .snapshot
+        .events
+        .iter()
+        .find(|e| e.id == id("evt_1"))
+        .expect("in its scope");
+    assert!(event.livemode);
+    assert_eq!(event.event_type, "invoice.paid");
+    assert_eq!(event.created, Timestamp::from_unix(NOW.unix() - 5));
+    assert_eq!(event.received_at, NOW);
+    assert_eq!(event.status, EventStatus::Received);
+    assert_eq!(
+        event.billing.as_deref(),
+        Some(r#"{"id":"evt_1","kind":"paid"}"#)
+    );
+    assert_eq!(event.customer.as_deref(), Some("cus_1"));
+    assert_eq!(event.subscription.as_deref(), Some("sub_1"));
+    assert_eq!(event.session.as_deref(), Some("cs_1"));
+    assert!(!event.covered);
+    assert!(
+        event.payload.is_empty(),
+        "a billed event's body is not read"
+    );
+    for key in [
+        "cus_1",
+        "sub_1",
+        "cs_1",
+        "ch_1",
+        "pi_1",
+        "w:ws_a",
+        "e:buyer@else.test",
+    ] {
+        assert!(
+            read.versions.contains_key(key),
+            "{key}: {:?}",
+            read.versions
+        );
+    }
+}
+
+/// A stored checkpoint whose fold is not JSON is replaced by the next one,
+/// whatever that one counts.
+#[tokio::test]
+async fn a_checkpoint_that_is_not_json_is_replaced() {
+    let store = fresh().await;
+    billed_event(&store, "evt_1", "sub_1", 200).await;
+    billed_event(&store, "evt_2", "sub_1", 100).await;
+    keep_checkpoint(&store, "evt_2", 100, 2).await;
+    sqlx::query(
+        "UPDATE subscription_checkpoints SET fold = '{\"events\":' WHERE subscription_id = 'sub_1'",
+    )
+    .execute(&store.db)
+    .await
+    .expect("damage");
+    keep_checkpoint(&store, "evt_2", 200, 1).await;
+    let (events, fold): (i64, String) = sqlx::query_as(
+        "SELECT events, fold FROM subscription_checkpoints WHERE subscription_id = 'sub_1'",
+    )
+    .fetch_one(&store.db)
+    .await
+    .expect("checkpoint");
+    assert_eq!((events, fold.as_str()), (1, r#"{"events":1}"#));
+}
+
+/// A damaged body fails the derivation of its own event visibly; in
+/// another event's scope it is left out, and the rest is read.
+#[tokio::test]
+async fn a_damaged_body_fails_its_own_read_and_no_other() {
+    let store = fresh().await;
+    workspace(&store, "ws_a").await;
+    event(&store, "evt_damaged", "sub_1", "ws_a").await;
+    event(&store, "evt_fine", "sub_1", "ws_a").await;
+    sqlx::query(
+        "UPDATE stripe_event_bodies SET payload = $1, encoding = 'lz4', raw_length = 2
+         WHERE id = 'evt_damaged'",
+    )
+    .bind(b"\x02\x00\x00\x00\xff".to_vec())
+    .execute(&store.db)
+    .await
+    .expect("damage");
+    assert!(
+        store
+            .read_scope(&id("evt_damaged"), &EventKeys::default(), History::Full)
+            .await
+            .is_err(),
+        "the claimed event's own body cannot be read"
+    );
+    let read = store
+        .read_scope(&id("evt_fine"), &EventKeys::default(), History::Full)
+        .await
+        .expect("read");
+    let body = |event: &str| {
+        read.snapshot
+            .events
+            .iter()
+            .find(|e| e.id.as_str() == event)
+            .map(|e| e.payload.clone())
+            .expect("in the scope")
+    };
+    assert_eq!(body("evt_fine"), b"{}");
+    assert!(body("evt_damaged").is_empty());
+}

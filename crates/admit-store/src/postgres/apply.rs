@@ -366,7 +366,7 @@ pub(super) async fn create_workspaces(
 /// SQLite's one statement writing them one after the other does (a case
 /// keeps its first id, a pending message its time, a checkpoint counting
 /// more stays). Without a repeated key this is one round, as given.
-fn rounds<'a, T>(rows: &'a [T], key: impl Fn(&T) -> &str) -> Vec<Vec<&'a T>> {
+fn rounds<T>(rows: &[T], key: impl Fn(&T) -> &str) -> Vec<Vec<&T>> {
     let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut rounds: Vec<Vec<&T>> = Vec::new();
     for row in rows {

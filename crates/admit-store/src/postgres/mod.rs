@@ -83,7 +83,7 @@ const INSERT_CHUNK: usize = 256;
 /// transaction; returns the ids it inserted.
 async fn insert_chunk(
     conn: &mut sqlx::PgConnection,
-    events: &[NewEvent],
+    events: &[&NewEvent],
     packed: &[(Vec<u8>, &'static str)],
 ) -> Result<Vec<String>, StoreError> {
     let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
@@ -225,11 +225,18 @@ impl Store for PgStore {
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
+        // Written in the order of their ids: two instances storing batches
+        // that share ids (a redelivery that reached both) wait for each
+        // other's rows in one order, where two orders would deadlock. The
+        // sort is stable: the first copy of an id in the batch is still the
+        // one stored.
+        let mut sorted: Vec<&NewEvent> = events.iter().collect();
+        sorted.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
         let packed: Vec<(Vec<u8>, &'static str)> =
-            events.iter().map(|e| bodies::pack(&e.payload)).collect();
+            sorted.iter().map(|e| bodies::pack(&e.payload)).collect();
         let mut tx = self.pool.begin().await?;
         let mut inserted = HashSet::new();
-        for (chunk, packed) in events.chunks(INSERT_CHUNK).zip(packed.chunks(INSERT_CHUNK)) {
+        for (chunk, packed) in sorted.chunks(INSERT_CHUNK).zip(packed.chunks(INSERT_CHUNK)) {
             inserted.extend(insert_chunk(&mut tx, chunk, packed).await?);
         }
         if !inserted.is_empty() {

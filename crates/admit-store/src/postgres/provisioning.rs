@@ -55,20 +55,23 @@ impl ProvisioningStore for PgStore {
         lease_secs: i64,
         limit: u32,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        // Ties in time go by the ids' bytes (`COLLATE "C"`), as SQLite
+        // orders them, whatever the database's collation: every backend
+        // hands out the same batch.
         let mut claimed: Vec<ClaimRow> = sqlx::query_as(
-            "UPDATE stripe_events SET lease_until = $1 + $2, attempts = attempts + 1
+            r#"UPDATE stripe_events SET lease_until = $1 + $2, attempts = attempts + 1
              WHERE id IN (
                  SELECT id FROM stripe_events
                  WHERE status IN ('received', 'failed')
                    AND (status = 'received'
                         OR (next_attempt_at IS NOT NULL AND next_attempt_at <= $1))
                    AND (lease_until IS NULL OR lease_until <= $1)
-                 ORDER BY received_at, received_ms, id
+                 ORDER BY received_at, received_ms, id COLLATE "C"
                  LIMIT $3
                  FOR UPDATE SKIP LOCKED)
              RETURNING received_at, COALESCE(received_ms, received_at * 1000), id,
                        customer_id, subscription_id, checkout_session_id,
-                       billing IS NOT NULL",
+                       billing IS NOT NULL"#,
         )
         .bind(now.unix())
         .bind(lease_secs)
