@@ -4,6 +4,7 @@
 //! `Arc<dyn Store>` and never see the dialect).
 
 pub mod audit;
+mod batch;
 mod bodies;
 #[cfg(test)]
 mod conformance;

@@ -6,11 +6,7 @@
 use admit_core::provisioning::CheckoutIntent;
 use admit_core::{BillingState, CustomerId, Email, EventId, Role, Timestamp, WorkspaceId};
 
-use std::collections::BTreeSet;
-
 use sqlx::Row;
-
-use crate::scope::{moved, written_keys};
 
 use super::SqliteStore;
 use super::apply::{apply, create_workspaces};
@@ -121,44 +117,18 @@ impl ProvisioningStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Vec<CommitOutcome>, StoreError> {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        let keys: BTreeSet<String> = commits
-            .iter()
-            .flat_map(|c| c.versions.keys().cloned())
-            .collect();
+        let keys = crate::batch::keys(commits);
         let current = scope_versions(&mut tx, &keys).await?;
-        // A derivation whose scope moved since its read is refused; so is one
-        // sharing an id with a derivation accepted before it in this batch,
-        // whose writes it has not seen.
-        let mut accepted_keys: BTreeSet<String> = BTreeSet::new();
-        let mut outcomes: Vec<Option<CommitOutcome>> = Vec::with_capacity(commits.len());
-        for commit in commits {
-            let touched: BTreeSet<String> = commit
-                .versions
-                .keys()
-                .cloned()
-                .chain(written_keys(&commit.write))
-                .collect();
-            if moved(&commit.versions, &current) || !accepted_keys.is_disjoint(&touched) {
-                outcomes.push(Some(CommitOutcome::Conflict));
-            } else {
-                accepted_keys.extend(touched);
-                outcomes.push(None);
-            }
-        }
-        // The accepted derivations' rows, merged: one statement per kind of
-        // row for the whole batch.
-        let plain: Vec<usize> = (0..commits.len())
-            .filter(|&i| outcomes[i].is_none() && commits[i].write.create_workspaces.is_empty())
-            .collect();
-        let mut merged = ScopeWrite::default();
-        for &i in &plain {
-            merged.extend(&commits[i].write);
-        }
+        let crate::batch::Plan {
+            mut outcomes,
+            merged,
+            write,
+        } = crate::batch::plan(commits, &current);
         let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-        match apply(&mut savepoint, &merged, now).await {
+        match apply(&mut savepoint, &write, now).await {
             Ok(()) => {
                 savepoint.commit().await?;
-                for &i in &plain {
+                for &i in &merged {
                     outcomes[i] = Some(CommitOutcome::Written);
                 }
             }
@@ -166,7 +136,7 @@ impl ProvisioningStore for SqliteStore {
             // failing one is refused (and says why).
             Err(error) => {
                 tracing::warn!(
-                    derivations = plain.len(),
+                    derivations = merged.len(),
                     error = %error.chain(),
                     "a batch's merged write failed; writing each derivation on its own"
                 );
@@ -186,11 +156,7 @@ impl ProvisioningStore for SqliteStore {
             *outcome = Some(match written {
                 Ok(()) => {
                     savepoint.commit().await?;
-                    if commit.write.create_workspaces.is_empty() {
-                        CommitOutcome::Written
-                    } else {
-                        CommitOutcome::Created
-                    }
+                    crate::batch::written_alone(commit)
                 }
                 Err(error) => {
                     savepoint.rollback().await?;
