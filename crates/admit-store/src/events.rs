@@ -5,6 +5,8 @@ use std::fmt;
 
 use admit_core::{EventId, Timestamp};
 
+use crate::StoreError;
+
 /// Where an event came from. Webhooks are the normal path; the others are how
 /// admit recovers what a webhook did not bring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,4 +145,52 @@ impl fmt::Debug for StoredEvent {
             .field("payload_len", &self.payload.len())
             .finish_non_exhaustive()
     }
+}
+
+/// An inbox row with its body, as either dialect selects it
+/// (`stripe_events.*` and the body's `payload`, `encoding`, `raw_length`).
+pub(crate) fn stored_event<R>(row: &R) -> Result<StoredEvent, StoreError>
+where
+    R: sqlx::Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let id: String = row.try_get("id")?;
+    let stored: Option<Vec<u8>> = row.try_get("payload")?;
+    let encoding: Option<String> = row.try_get("encoding")?;
+    let (payload, body_error) = match crate::bodies::unpack(
+        stored.unwrap_or_default(),
+        encoding.as_deref().unwrap_or(crate::bodies::IDENTITY),
+        row.try_get("raw_length")?,
+    ) {
+        Ok(body) => (body, None),
+        Err(error) => (Vec::new(), Some(error.to_string())),
+    };
+    let status: String = row.try_get("status")?;
+    Ok(StoredEvent {
+        id: EventId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        event_type: row.try_get("type")?,
+        created: Timestamp::from_unix(row.try_get("created")?),
+        api_version: row.try_get("api_version")?,
+        livemode: row.try_get("livemode")?,
+        object_type: row.try_get("object_type")?,
+        object_id: row.try_get("object_id")?,
+        customer_id: row.try_get("customer_id")?,
+        payload,
+        body_error,
+        source: row.try_get("source")?,
+        received_at: Timestamp::from_unix(row.try_get("received_at")?),
+        status: EventStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown event status {status:?}")))?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        outcome: row.try_get("outcome")?,
+        scenario: row.try_get("scenario")?,
+        billing: row.try_get("billing")?,
+    })
 }

@@ -15,9 +15,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use admit_core::{EventId, Timestamp};
-use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use admit_core::EventId;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::Notify;
 
 mod apply;
@@ -33,7 +32,7 @@ mod scope;
 mod session;
 mod signin;
 
-use crate::events::{EventStatus, InsertOutcome, NewEvent, StoredEvent};
+use crate::events::{InsertOutcome, NewEvent, StoredEvent};
 use crate::values::json_text;
 use crate::{DatabaseOptions, Store, StoreError, bodies, migrations};
 
@@ -138,42 +137,6 @@ async fn insert_chunk(
     Ok(inserted)
 }
 
-fn stored_event(row: &PgRow) -> Result<StoredEvent, StoreError> {
-    let id: String = row.try_get("id")?;
-    let stored: Option<Vec<u8>> = row.try_get("payload")?;
-    let encoding: Option<String> = row.try_get("encoding")?;
-    let (payload, body_error) = match bodies::unpack(
-        stored.unwrap_or_default(),
-        encoding.as_deref().unwrap_or(bodies::IDENTITY),
-        row.try_get("raw_length")?,
-    ) {
-        Ok(body) => (body, None),
-        Err(error) => (Vec::new(), Some(error.to_string())),
-    };
-    let status: String = row.try_get("status")?;
-    Ok(StoredEvent {
-        id: EventId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        event_type: row.try_get("type")?,
-        created: Timestamp::from_unix(row.try_get("created")?),
-        api_version: row.try_get("api_version")?,
-        livemode: row.try_get("livemode")?,
-        object_type: row.try_get("object_type")?,
-        object_id: row.try_get("object_id")?,
-        customer_id: row.try_get("customer_id")?,
-        payload,
-        body_error,
-        source: row.try_get("source")?,
-        received_at: Timestamp::from_unix(row.try_get("received_at")?),
-        status: EventStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown event status {status:?}")))?,
-        attempts: row.try_get("attempts")?,
-        last_error: row.try_get("last_error")?,
-        outcome: row.try_get("outcome")?,
-        scenario: row.try_get("scenario")?,
-        billing: row.try_get("billing")?,
-    })
-}
-
 /// Wakes `wake` on every notification of `channel` until the store closes.
 /// A lost connection is re-established by the listener; what was notified
 /// meanwhile is found by the processor's poll, so a wake-up is a hint and
@@ -266,7 +229,7 @@ impl Store for PgStore {
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(stored_event).transpose()
+        row.as_ref().map(crate::events::stored_event).transpose()
     }
 
     async fn count_events(&self) -> Result<u64, StoreError> {

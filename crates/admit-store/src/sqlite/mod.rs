@@ -8,11 +8,9 @@ use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
-use admit_core::{EventId, Timestamp};
-use sqlx::Row;
+use admit_core::EventId;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 mod apply;
@@ -29,7 +27,7 @@ mod scope;
 mod session;
 mod signin;
 
-use crate::events::{EventStatus, InsertOutcome, NewEvent, StoredEvent};
+use crate::events::{InsertOutcome, NewEvent, StoredEvent};
 use crate::values::json_text;
 use crate::{Store, StoreError, bodies, migrations};
 
@@ -119,42 +117,6 @@ async fn insert_chunk(
     Ok(inserted)
 }
 
-fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
-    let id: String = row.try_get("id")?;
-    let stored: Option<Vec<u8>> = row.try_get("payload")?;
-    let encoding: Option<String> = row.try_get("encoding")?;
-    let (payload, body_error) = match bodies::unpack(
-        stored.unwrap_or_default(),
-        encoding.as_deref().unwrap_or(bodies::IDENTITY),
-        row.try_get("raw_length")?,
-    ) {
-        Ok(body) => (body, None),
-        Err(error) => (Vec::new(), Some(error.to_string())),
-    };
-    let status: String = row.try_get("status")?;
-    Ok(StoredEvent {
-        id: EventId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        event_type: row.try_get("type")?,
-        created: Timestamp::from_unix(row.try_get("created")?),
-        api_version: row.try_get("api_version")?,
-        livemode: row.try_get("livemode")?,
-        object_type: row.try_get("object_type")?,
-        object_id: row.try_get("object_id")?,
-        customer_id: row.try_get("customer_id")?,
-        payload,
-        body_error,
-        source: row.try_get("source")?,
-        received_at: Timestamp::from_unix(row.try_get("received_at")?),
-        status: EventStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown event status {status:?}")))?,
-        attempts: row.try_get("attempts")?,
-        last_error: row.try_get("last_error")?,
-        outcome: row.try_get("outcome")?,
-        scenario: row.try_get("scenario")?,
-        billing: row.try_get("billing")?,
-    })
-}
-
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -215,7 +177,7 @@ impl Store for SqliteStore {
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(stored_event).transpose()
+        row.as_ref().map(crate::events::stored_event).transpose()
     }
 
     async fn count_events(&self) -> Result<u64, StoreError> {
