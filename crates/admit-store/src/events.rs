@@ -149,48 +149,38 @@ impl fmt::Debug for StoredEvent {
 
 /// An inbox row with its body, as either dialect selects it
 /// (`stripe_events.*` and the body's `payload`, `encoding`, `raw_length`).
-pub(crate) fn stored_event<R>(row: &R) -> Result<StoredEvent, StoreError>
-where
-    R: sqlx::Row,
-    for<'c> &'c str: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let id: String = row.try_get("id")?;
-    let stored: Option<Vec<u8>> = row.try_get("payload")?;
-    let encoding: Option<String> = row.try_get("encoding")?;
+pub(crate) fn stored_event(row: &impl crate::rows::Columns) -> Result<StoredEvent, StoreError> {
+    let id = row.text("id")?;
+    let stored = row.maybe_bytes("payload")?;
+    let encoding = row.maybe_text("encoding")?;
     let (payload, body_error) = match crate::bodies::unpack(
         stored.unwrap_or_default(),
         encoding.as_deref().unwrap_or(crate::bodies::IDENTITY),
-        row.try_get("raw_length")?,
+        row.maybe_int("raw_length")?,
     ) {
         Ok(body) => (body, None),
         Err(error) => (Vec::new(), Some(error.to_string())),
     };
-    let status: String = row.try_get("status")?;
+    let status = row.text("status")?;
     Ok(StoredEvent {
         id: EventId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        event_type: row.try_get("type")?,
-        created: Timestamp::from_unix(row.try_get("created")?),
-        api_version: row.try_get("api_version")?,
-        livemode: row.try_get("livemode")?,
-        object_type: row.try_get("object_type")?,
-        object_id: row.try_get("object_id")?,
-        customer_id: row.try_get("customer_id")?,
+        event_type: row.text("type")?,
+        created: Timestamp::from_unix(row.int("created")?),
+        api_version: row.maybe_text("api_version")?,
+        livemode: row.flag("livemode")?,
+        object_type: row.text("object_type")?,
+        object_id: row.maybe_text("object_id")?,
+        customer_id: row.maybe_text("customer_id")?,
         payload,
         body_error,
-        source: row.try_get("source")?,
-        received_at: Timestamp::from_unix(row.try_get("received_at")?),
+        source: row.text("source")?,
+        received_at: Timestamp::from_unix(row.int("received_at")?),
         status: EventStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown event status {status:?}")))?,
-        attempts: row.try_get("attempts")?,
-        last_error: row.try_get("last_error")?,
-        outcome: row.try_get("outcome")?,
-        scenario: row.try_get("scenario")?,
-        billing: row.try_get("billing")?,
+        attempts: row.int("attempts")?,
+        last_error: row.maybe_text("last_error")?,
+        outcome: row.maybe_text("outcome")?,
+        scenario: row.maybe_text("scenario")?,
+        billing: row.maybe_text("billing")?,
     })
 }

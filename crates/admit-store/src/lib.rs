@@ -17,6 +17,7 @@ pub mod ops;
 pub mod outbox;
 mod postgres;
 pub mod provisioning;
+mod rows;
 mod scope;
 pub mod signin;
 mod sqlite;

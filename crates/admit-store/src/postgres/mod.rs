@@ -137,6 +137,22 @@ async fn insert_chunk(
     Ok(inserted)
 }
 
+/// Tells every listening instance there is work on `channel`, in a
+/// transaction of its own: PostgreSQL serialises the commits of
+/// transactions that notify, and one that wrote nothing has no log to sync
+/// while it holds that lock, so stored events never wait for each other's
+/// fsync for it. A notification is a hint (processors also poll), so one
+/// that fails is only logged.
+pub(crate) async fn notify(pool: &PgPool, channel: &'static str) {
+    if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+        .bind(channel)
+        .execute(pool)
+        .await
+    {
+        tracing::debug!(channel, error = %error, "could not notify the other instances");
+    }
+}
+
 /// Wakes `wake` on every notification of `channel` until the store closes.
 /// A lost connection is re-established by the listener; what was notified
 /// meanwhile is found by the processor's poll, so a wake-up is a hint and
@@ -202,13 +218,10 @@ impl Store for PgStore {
         for (chunk, packed) in sorted.chunks(INSERT_CHUNK).zip(packed.chunks(INSERT_CHUNK)) {
             inserted.extend(insert_chunk(&mut tx, chunk, packed).await?);
         }
-        if !inserted.is_empty() {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(EVENTS_CHANNEL)
-                .execute(&mut *tx)
-                .await?;
-        }
         tx.commit().await?;
+        if !inserted.is_empty() {
+            notify(&self.pool, EVENTS_CHANNEL).await;
+        }
         Ok(events
             .iter()
             .map(|event| {

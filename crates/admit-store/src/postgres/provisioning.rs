@@ -467,10 +467,7 @@ impl ProvisioningStore for PgStore {
         .await?
         .rows_affected();
         if changed == 1 {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(super::EVENTS_CHANNEL)
-                .execute(&self.pool)
-                .await?;
+            super::notify(&self.pool, super::EVENTS_CHANNEL).await;
         }
         Ok(changed == 1)
     }
