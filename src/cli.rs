@@ -562,7 +562,7 @@ async fn stripe_command_setup(
     let client = crate::stripe_sync::client(config)?.ok_or_else(|| {
         anyhow::anyhow!("no Stripe API key is configured: set ADMIT_STRIPE_API_KEY")
     })?;
-    let store = open_store(&config).await?;
+    let store = open_store(config).await?;
     store.check_ready().await?;
     Ok((store, client))
 }

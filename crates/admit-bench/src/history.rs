@@ -53,7 +53,13 @@ pub async fn run(options: Options, out: &mut Vec<String>) -> anyhow::Result<()> 
         .collect();
     let mut workspaces = old.clone();
     workspaces.extend(fresh.iter().flatten().cloned());
-    let admit = crate::start_admit(false, &workspaces).await?;
+    let admit = crate::start_admit(
+        crate::Database::FreshSqlite {
+            workspaces: &workspaces,
+        },
+        false,
+    )
+    .await?;
     let client = load::client(4)?;
 
     // Every timed renewal lies in the past (the last one a minute ago), a
@@ -167,7 +173,7 @@ async fn deliver(
     }
     let count = bodies.len();
     let sent = load::closed_loop(
-        &admit.url,
+        &[&admit.url],
         SECRET,
         std::sync::Arc::new(bodies),
         16,

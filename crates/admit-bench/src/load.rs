@@ -68,21 +68,25 @@ pub async fn post(client: &reqwest::Client, url: &str, secret: &str, body: &[u8]
     }
 }
 
-/// Sends `bodies` with `concurrency` workers, stopping early at `limit`.
+/// Sends `bodies` with `concurrency` workers, stopping early at `limit`;
+/// the `i`th body goes to `urls[i % urls.len()]` (round robin over the
+/// instances of one admit, as a load balancer would spread them).
 pub async fn closed_loop(
-    url: &str,
+    urls: &[impl AsRef<str>],
     secret: &str,
     bodies: Arc<Vec<Vec<u8>>>,
     concurrency: usize,
     limit: Duration,
 ) -> anyhow::Result<Sample> {
+    anyhow::ensure!(!urls.is_empty(), "closed_loop needs at least one URL");
+    let urls: Arc<Vec<String>> = Arc::new(urls.iter().map(|u| u.as_ref().to_owned()).collect());
     let client = client(concurrency)?;
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
         let (client, next, bodies) = (client.clone(), next.clone(), bodies.clone());
-        let (url, secret) = (url.to_owned(), secret.to_owned());
+        let (urls, secret) = (urls.clone(), secret.to_owned());
         workers.push(tokio::spawn(async move {
             let mut sample = Sample::default();
             loop {
@@ -90,8 +94,9 @@ pub async fn closed_loop(
                 if i >= bodies.len() || start.elapsed() > limit {
                     return sample;
                 }
+                let url = &urls[i % urls.len()];
                 let sent = Instant::now();
-                if post(&client, &url, &secret, &bodies[i]).await {
+                if post(&client, url, &secret, &bodies[i]).await {
                     sample.sent += 1;
                     sample.latencies.push(sent.elapsed().as_secs_f64() * 1e3);
                 } else {

@@ -3,9 +3,11 @@
 //! in the same invocation, so every figure is read as a ratio to what this
 //! machine's disk allows right now. See docs/benchmarks.md.
 
+mod cpu;
 mod floor;
 mod history;
 mod load;
+mod postgres;
 mod rss;
 mod scrape;
 mod seed;
@@ -35,6 +37,9 @@ enum Run {
     History,
     /// `admit serve` as its own process: its memory after many events.
     Rss,
+    /// Ingest and end to end at c=16 on PostgreSQL (`--postgres-url`), one
+    /// admit and three on one database, beside SQLite's, against one floor.
+    Postgres,
 }
 
 #[derive(Debug, Parser)]
@@ -83,13 +88,21 @@ struct Args {
     /// Deliveries the `rss` run sends to `admit serve`.
     #[arg(long, default_value_t = 100_000)]
     rss_events: usize,
-    /// Only these runs (all when not given).
+    /// Only these runs (all when not given; `postgres` only with `--postgres-url`).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Run>,
+    /// A PostgreSQL server for the `postgres` run, as a URL whose role may
+    /// CREATE DATABASE: each run's admit gets a fresh database there,
+    /// dropped at the end.
+    #[arg(long, value_name = "URL")]
+    postgres_url: Option<String>,
 }
 
 impl Args {
     fn runs(&self, run: Run) -> bool {
+        if run == Run::Postgres && self.postgres_url.is_none() {
+            return false;
+        }
         self.only.is_empty() || self.only.contains(&run)
     }
 }
@@ -103,15 +116,34 @@ struct Running {
     /// The app's own processor, for runs that step it instead of letting it
     /// run in the background.
     processor: admit::provision::Processor,
+    /// Its mail and, for [`Database::FreshSqlite`], its database.
     _dir: tempfile::TempDir,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn start_admit(processor: bool, workspaces: &[String]) -> anyhow::Result<Running> {
+/// The database an in-process admit runs on.
+#[derive(Debug, Clone, Copy)]
+enum Database<'a> {
+    /// A new SQLite file, `admit.db` in the admit's own folder, with these
+    /// workspaces seeded into it.
+    FreshSqlite { workspaces: &'a [String] },
+    /// The database this URL names, already migrated and seeded
+    /// (PostgreSQL; the pool holds as many connections as a spawned
+    /// instance's, [`postgres::POOL_SIZE`]).
+    Url(&'a str),
+}
+
+async fn start_admit(database: Database<'_>, processor: bool) -> anyhow::Result<Running> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("admit.db");
-    let env: Vec<(String, String)> = [
-        ("ADMIT_DATABASE_URL", format!("sqlite://{}", db.display())),
+    let mut env: Vec<(String, String)> = [
+        (
+            "ADMIT_DATABASE_URL",
+            match database {
+                Database::FreshSqlite { .. } => format!("sqlite://{}", db.display()),
+                Database::Url(url) => url.to_owned(),
+            },
+        ),
         ("ADMIT_WEBHOOK_SECRETS", SECRET.to_owned()),
         ("ADMIT_APP_TOKEN", TOKEN.to_owned()),
         (
@@ -124,11 +156,19 @@ async fn start_admit(processor: bool, workspaces: &[String]) -> anyhow::Result<R
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    if let Database::Url(_) = database {
+        env.push((
+            "ADMIT_DATABASE_POOL_SIZE".to_owned(),
+            postgres::POOL_SIZE.to_string(),
+        ));
+    }
     let config = Config::load(&Sources { file: None, env })?;
     let app = App::build(config, Arc::new(SystemClock)).await?;
     let store = app.state().store.clone();
     let processor = app.processor();
-    seed::workspaces(&db, workspaces).await?;
+    if let Database::FreshSqlite { workspaces } = database {
+        seed::workspaces(&db, workspaces).await?;
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -255,6 +295,11 @@ pub fn bytes_of(dir: &Path) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.only.contains(&Run::Postgres) && args.postgres_url.is_none() {
+        anyhow::bail!(
+            "`--only postgres` needs `--postgres-url postgres://…` (a role that may CREATE DATABASE)"
+        );
+    }
     // The header's first line, with the mean body, is written once the
     // traffic has been generated.
     let mut out = vec![String::new(), String::new()];
@@ -280,6 +325,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.runs(Run::Rss) {
         rss::run(&args, args.rss_events, &mut out).await?;
+    }
+    if let (true, Some(server)) = (args.runs(Run::Postgres), &args.postgres_url) {
+        postgres::run(&args, server, &mut out).await?;
     }
     out.push(format!(
         "| peak RSS of the whole benchmark process (every admit it ran in-process, the floor, the load generator, the ids) | {:.0} MB | | |",
@@ -321,49 +369,38 @@ async fn ingest(args: &Args, out: &mut Vec<String>) -> anyhow::Result<()> {
     for &c in &args.concurrency {
         // The floor and admit take the same traffic, minutes apart at most.
         let (_, bodies) = traffic(&format!("f{c}x"), args.events, args);
-        let floor = load::closed_loop(&floor_url, SECRET, Arc::new(bodies), c, limit).await?;
+        let floor = load::closed_loop(&[&floor_url], SECRET, Arc::new(bodies), c, limit).await?;
 
-        let (workspaces, bodies) = traffic(&format!("p{c}x"), args.events, args);
-        let admit = start_admit(true, &workspaces).await?;
-        let seeded = seed::checkpointed_bytes(admit._dir.path()).await?;
-        let before = admit.store.count_events().await?;
-        let ingest = load::closed_loop(&admit.url, SECRET, Arc::new(bodies), c, limit).await?;
-        let drain = drained(admit.store.as_ref(), Duration::from_secs(600)).await?;
-        let stored = admit.store.count_events().await? - before;
-        let processed = stored as f64 / (ingest.elapsed + drain).as_secs_f64();
-        let outcomes = seed::statuses(admit._dir.path()).await?;
+        let (run, outcomes, sizes) = sqlite_processor_on(args, &format!("p{c}x"), c).await?;
         out.push(row(
             &format!("ingest, processor on, c={c}"),
-            &ingest,
+            &run.ingest,
             Some(&floor),
         ));
-        out.push(format!(
-            "| processed end to end, c={c} | {processed:.0} ev/s ({stored} events: {outcomes}; backlog drained {:.1} s after the last 2xx) | | |",
-            drain.as_secs_f64()
-        ));
-        let _ = admit.stop.send(());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let disk = seed::checkpointed_bytes(admit._dir.path())
-            .await?
-            .saturating_sub(seeded);
-        let raw = seed::payload_bytes(admit._dir.path()).await?;
+        out.push(run.processed_row(&format!("processed end to end, c={c}"), &outcomes));
         out.push(format!(
             "| database growth per event, c={c} (WAL checkpointed) | {:.0} B ({:.2}× the raw bodies stored) | | |",
-            disk as f64 / stored.max(1) as f64,
-            disk as f64 / raw.max(1) as f64
+            sizes.growth as f64 / run.stored.max(1) as f64,
+            sizes.growth as f64 / sizes.raw.max(1) as f64
         ));
-        if let Some(inbox) = seed::inbox_bytes(admit._dir.path()).await? {
+        if let Some(inbox) = sizes.inbox {
             out.push(format!(
                 "| inbox per event, c={c} (events, their bodies and their indexes) | {:.0} B ({:.2}× the raw bodies stored) | | |",
-                inbox as f64 / stored.max(1) as f64,
-                inbox as f64 / raw.max(1) as f64
+                inbox as f64 / run.stored.max(1) as f64,
+                inbox as f64 / sizes.raw.max(1) as f64
             ));
         }
 
         let (workspaces, bodies) = traffic(&format!("i{c}x"), args.events, args);
-        let ingest_only = start_admit(false, &workspaces).await?;
+        let ingest_only = start_admit(
+            Database::FreshSqlite {
+                workspaces: &workspaces,
+            },
+            false,
+        )
+        .await?;
         let sample =
-            load::closed_loop(&ingest_only.url, SECRET, Arc::new(bodies), c, limit).await?;
+            load::closed_loop(&[&ingest_only.url], SECRET, Arc::new(bodies), c, limit).await?;
         out.push(row(
             &format!("ingest only (processor off), c={c}"),
             &sample,
@@ -374,6 +411,105 @@ async fn ingest(args: &Args, out: &mut Vec<String>) -> anyhow::Result<()> {
     }
 
     Ok(())
+}
+
+/// One closed-loop burst against an admit with its processor on: its
+/// ingest, the new events it stored, and how long its backlog took to drain
+/// after the last answer.
+struct EndToEnd {
+    ingest: Sample,
+    stored: u64,
+    drain: Duration,
+    /// This process's and the machine's CPU over the burst and the drain.
+    cpu: cpu::Machine,
+}
+
+impl EndToEnd {
+    /// Sends `bodies` at concurrency `c` over `urls` (round robin), then
+    /// waits until `store` (the admit's database) holds nothing pending.
+    async fn measure(
+        urls: &[impl AsRef<str>],
+        store: &dyn admit_store::Store,
+        bodies: Vec<Vec<u8>>,
+        c: usize,
+        limit: Duration,
+    ) -> anyhow::Result<Self> {
+        let before = store.count_events().await?;
+        let start = cpu::Machine::now();
+        let ingest = load::closed_loop(urls, SECRET, Arc::new(bodies), c, limit).await?;
+        let drain = drained(store, Duration::from_secs(600)).await?;
+        let cpu = cpu::Machine::now().since(&start);
+        let stored = store.count_events().await? - before;
+        Ok(Self {
+            ingest,
+            stored,
+            drain,
+            cpu,
+        })
+    }
+
+    /// Events stored per second, from the first delivery to an empty backlog.
+    fn processed(&self) -> f64 {
+        self.stored as f64 / (self.ingest.elapsed + self.drain).as_secs_f64()
+    }
+
+    /// The `processed end to end` row; `outcomes` are the stored events by
+    /// status (`seed::statuses`).
+    fn processed_row(&self, what: &str, outcomes: &str) -> String {
+        format!(
+            "| {what} | {:.0} ev/s ({} events: {outcomes}; backlog drained {:.1} s after the last 2xx) | | |",
+            self.processed(),
+            self.stored,
+            self.drain.as_secs_f64()
+        )
+    }
+}
+
+/// The SQLite database of a stopped admit, its WAL checkpointed.
+struct Sizes {
+    /// Growth over the seeded workspaces, in bytes.
+    growth: u64,
+    /// The raw bodies stored.
+    raw: u64,
+    /// The inbox's own pages, where SQLite has `dbstat`.
+    inbox: Option<u64>,
+}
+
+/// admit in-process on a fresh SQLite database (the traffic's workspaces
+/// seeded), processor on: a closed-loop burst at `c` and its drain, the
+/// stored events by status, and the database's size once admit has stopped.
+async fn sqlite_processor_on(
+    args: &Args,
+    prefix: &str,
+    c: usize,
+) -> anyhow::Result<(EndToEnd, String, Sizes)> {
+    let (workspaces, bodies) = traffic(prefix, args.events, args);
+    let admit = start_admit(
+        Database::FreshSqlite {
+            workspaces: &workspaces,
+        },
+        true,
+    )
+    .await?;
+    let dir = admit._dir.path();
+    let seeded = seed::checkpointed_bytes(dir).await?;
+    let run = EndToEnd::measure(
+        &[&admit.url],
+        admit.store.as_ref(),
+        bodies,
+        c,
+        Duration::from_secs(args.seconds),
+    )
+    .await?;
+    let outcomes = seed::statuses(dir).await?;
+    let _ = admit.stop.send(());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sizes = Sizes {
+        growth: seed::checkpointed_bytes(dir).await?.saturating_sub(seeded),
+        raw: seed::payload_bytes(dir).await?,
+        inbox: seed::inbox_bytes(dir).await?,
+    };
+    Ok((run, outcomes, sizes))
 }
 
 /// Receipt → access of probe purchases under open-loop background load, and
@@ -394,7 +530,13 @@ async fn probe(args: &Args, out: &mut Vec<String>) -> anyhow::Result<()> {
         .map(|n| format!("ws_fill{n:07}"))
         .collect();
     workspaces.append(&mut filler);
-    let admit = start_admit(true, &workspaces).await?;
+    let admit = start_admit(
+        Database::FreshSqlite {
+            workspaces: &workspaces,
+        },
+        true,
+    )
+    .await?;
     let url = admit.url.clone();
     // What an operator would see of the same run: admit's own gauges,
     // scraped as Prometheus would, until the backlog has drained.

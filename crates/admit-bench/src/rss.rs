@@ -14,18 +14,72 @@ use crate::{Args, SECRET, TOKEN, load, scrape, seed};
 /// benchmark's own memory does not grow with the run.
 const CHUNK: usize = 20_000;
 
-struct Server {
-    child: Child,
+/// An `admit serve` child; killed if dropped while still running.
+pub(crate) struct Server {
+    pub(crate) child: Child,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
-fn admit_binary() -> anyhow::Result<std::path::PathBuf> {
+impl Server {
+    /// Waits until it answers `/readyz` at `url`. Ours once it answers:
+    /// another process on the port (it was free a moment ago) would leave
+    /// this one exited.
+    pub(crate) async fn ready(
+        &mut self,
+        client: &reqwest::Client,
+        url: &str,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("admit serve exited before it answered: {status}");
+            }
+            let ready = client.get(format!("{url}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "admit serve was not ready within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM (a graceful shutdown, as an orchestrator stops it), then its
+    /// exit status; SIGKILL if it has not exited within `grace`.
+    pub(crate) async fn terminate(
+        mut self,
+        grace: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        // `kill(1)`: the workspace forbids the `unsafe` a direct kill(2) needs.
+        let signalled = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(signalled.success(), "kill -TERM {} failed", self.child.id());
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                anyhow::bail!("admit serve did not exit within {grace:?} of SIGTERM; killed");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub(crate) fn admit_binary() -> anyhow::Result<std::path::PathBuf> {
     let binary = std::env::current_exe()?.with_file_name("admit");
     anyhow::ensure!(
         binary.exists(),
@@ -35,20 +89,21 @@ fn admit_binary() -> anyhow::Result<std::path::PathBuf> {
     Ok(binary)
 }
 
-fn command(binary: &std::path::Path, dir: &std::path::Path, port: u16) -> Command {
+/// `admit` with only the settings the benchmark gives it: its database,
+/// the secrets, mail written to files in `mail`, and `port` on loopback.
+pub(crate) fn command(
+    binary: &std::path::Path,
+    database_url: &str,
+    mail: &std::path::Path,
+    port: u16,
+) -> Command {
     let mut command = Command::new(binary);
     command
         .env_clear()
-        .env(
-            "ADMIT_DATABASE_URL",
-            format!("sqlite://{}", dir.join("admit.db").display()),
-        )
+        .env("ADMIT_DATABASE_URL", database_url)
         .env("ADMIT_WEBHOOK_SECRETS", SECRET)
         .env("ADMIT_APP_TOKEN", TOKEN)
-        .env(
-            "ADMIT_MAIL_URL",
-            format!("file://{}", dir.join("mail").display()),
-        )
+        .env("ADMIT_MAIL_URL", format!("file://{}", mail.display()))
         .env("ADMIT_LISTEN", format!("127.0.0.1:{port}"))
         .env("ADMIT_LOG", "warn")
         .stdin(Stdio::null())
@@ -77,31 +132,21 @@ pub async fn run(args: &Args, events: usize, out: &mut Vec<String>) -> anyhow::R
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let migrated = command(&binary, dir.path(), port).arg("migrate").status()?;
+    let database_url = format!("sqlite://{}", dir.path().join("admit.db").display());
+    let mail = dir.path().join("mail");
+    let migrated = command(&binary, &database_url, &mail, port)
+        .arg("migrate")
+        .status()?;
     anyhow::ensure!(migrated.success(), "admit migrate failed");
 
     let mut server = Server {
-        child: command(&binary, dir.path(), port).arg("serve").spawn()?,
+        child: command(&binary, &database_url, &mail, port)
+            .arg("serve")
+            .spawn()?,
     };
     let url = format!("http://127.0.0.1:{port}");
     let client = load::client(4)?;
-    let started = Instant::now();
-    // Ours once it answers: another process on the port (it was free a
-    // moment ago) would leave this one exited.
-    loop {
-        if let Some(status) = server.child.try_wait()? {
-            anyhow::bail!("admit serve exited before it answered: {status}");
-        }
-        let ready = client.get(format!("{url}/readyz")).send().await;
-        if ready.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "admit serve was not ready within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.ready(&client, &url).await?;
     let (idle, _) = memory_mb(server.child.id())?;
 
     let mut sent = 0;
@@ -118,7 +163,7 @@ pub async fn run(args: &Args, events: usize, out: &mut Vec<String>) -> anyhow::R
         chunk += 1;
         seed::workspaces(&dir.path().join("admit.db"), &workspaces).await?;
         let sample = load::closed_loop(
-            &url,
+            &[&url],
             SECRET,
             Arc::new(bodies),
             16,

@@ -86,6 +86,11 @@ pub async fn statuses(dir: &Path) -> anyhow::Result<String> {
     .fetch_all(&mut conn)
     .await?;
     conn.close().await?;
+    Ok(summary(&rows, &held))
+}
+
+/// `19000 processed, 40 ignored; held: 3 invoice.paid (awaiting_price)`.
+fn summary(rows: &[(String, i64)], held: &[(String, String, i64)]) -> String {
     let mut summary = rows
         .iter()
         .map(|(status, n)| format!("{n} {status}"))
@@ -94,5 +99,85 @@ pub async fn statuses(dir: &Path) -> anyhow::Result<String> {
     for (event_type, outcome, n) in held {
         summary.push_str(&format!("; held: {n} {event_type} ({outcome})"));
     }
-    Ok(summary)
+    summary
+}
+
+/// Rows a multi-row seeding insert writes at most (4 parameters a row at
+/// most, well within PostgreSQL's 65,535).
+const PG_CHUNK: usize = 2_000;
+
+/// [`workspaces`] for a PostgreSQL database: the workspaces and their
+/// owners, in one transaction of multi-row inserts.
+pub async fn pg_workspaces(url: &str, ids: &[String]) -> anyhow::Result<()> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let mut tx = conn.begin().await?;
+    for chunk in ids.chunks(PG_CHUNK) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO workspaces (id, name, created_at) ",
+        );
+        insert.push_values(chunk, |mut row, id| {
+            row.push_bind(id).push_bind(id).push_bind(0_i64);
+        });
+        insert.push(" ON CONFLICT DO NOTHING");
+        insert.build().execute(&mut *tx).await?;
+        let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO members (workspace_id, email, role, added_at) ",
+        );
+        insert.push_values(chunk, |mut row, id| {
+            row.push_bind(id)
+                .push_bind(crate::traffic::owner(id))
+                .push_bind("owner")
+                .push_bind(0_i64);
+        });
+        insert.push(" ON CONFLICT DO NOTHING");
+        insert.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// [`statuses`] for a PostgreSQL database.
+pub async fn pg_statuses(url: &str) -> anyhow::Result<String> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, COUNT(*) FROM stripe_events GROUP BY status ORDER BY status",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let held: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT type, COALESCE(outcome, ''), COUNT(*) FROM stripe_events WHERE status = 'held'
+         GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 5",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(summary(&rows, &held))
+}
+
+/// The tables of a PostgreSQL database that were scanned sequentially, the
+/// most rows read first: their sequential and index scans, their rows, and
+/// whether autovacuum had analyzed them (a new database has no statistics
+/// until it does, and the planner may scan where an index would serve).
+pub async fn pg_table_scans(url: &str) -> anyhow::Result<String> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let rows: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT relname::text, seq_scan, seq_tup_read, COALESCE(idx_scan, 0), n_live_tup,
+                autoanalyze_count + analyze_count
+         FROM pg_stat_user_tables WHERE seq_scan > 0
+         ORDER BY seq_tup_read DESC, relname LIMIT 5",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(rows
+        .iter()
+        .map(|(table, seq, read, idx, live, analyzed)| {
+            format!(
+                "{table}: {seq} sequential scans reading {:.1}M rows, {idx} index scans, {live} rows, analyzed {analyzed}×",
+                *read as f64 / 1e6
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" · "))
 }
