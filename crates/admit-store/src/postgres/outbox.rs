@@ -40,6 +40,8 @@ impl OutboxStore for PgStore {
         .bind(now.unix())
         .bind(lease_secs)
         .bind(i64::from(limit))
+        // Planned each time: see `scope.rs` on generic plans.
+        .persistent(false)
         .fetch_all(&self.pool)
         .await?;
         let mut claimed = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;

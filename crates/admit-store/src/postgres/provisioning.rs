@@ -72,6 +72,8 @@ impl ProvisioningStore for PgStore {
         .bind(now.unix())
         .bind(lease_secs)
         .bind(i64::from(limit))
+        // Planned each time: see `scope.rs` on generic plans.
+        .persistent(false)
         .fetch_all(&self.pool)
         .await?;
         // RETURNING has no order of its own.

@@ -2,6 +2,11 @@
 //! by, and the snapshot of everything a derivation of the scope reads. The
 //! caller holds a REPEATABLE READ transaction: every lookup sees one
 //! snapshot, as SQLite's read transaction does.
+//!
+//! Every lookup here is planned for its ids each time (`persistent(false)`):
+//! a prepared statement's generic plan for `= ANY($n)`, fixed while a table
+//! was small, stays a sequential scan until the next ANALYZE. On a new
+//! database that made the scope read most of the processor's time.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -61,6 +66,7 @@ impl ScopeQueries for PgConnection {
         .bind(list(&keys.payments))
         .bind(known)
         .bind(history == History::Checkpoints)
+        .persistent(false)
         .fetch_all(&mut *self)
         .await?;
         rows.iter().map(scope_event).collect()
@@ -90,6 +96,7 @@ impl ScopeQueries for PgConnection {
         .bind(list(&keys.customers))
         .bind(list(&keys.subscriptions))
         .bind(list(&keys.sessions))
+        .persistent(false)
         .fetch_all(&mut *self)
         .await?)
     }
@@ -103,6 +110,7 @@ impl ScopeQueries for PgConnection {
              WHERE role IN ('owner', 'admin') AND email = ANY($1)",
         )
         .bind(list(emails))
+        .persistent(false)
         .fetch_all(&mut *self)
         .await?)
     }
@@ -186,11 +194,13 @@ pub(super) async fn scope_versions(
              ORDER BY key FOR UPDATE",
         )
         .bind(list(keys))
+        .persistent(false)
         .fetch_all(&mut *conn)
         .await?
     } else {
         sqlx::query_as("SELECT key, version FROM scope_versions WHERE key = ANY($1)")
             .bind(list(keys))
+            .persistent(false)
             .fetch_all(&mut *conn)
             .await?
     };
@@ -221,6 +231,7 @@ async fn checkpoints(
          WHERE subscription_id = ANY($1)",
     )
     .bind(subscriptions)
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     let mut usable = BTreeMap::new();
@@ -248,6 +259,7 @@ async fn checkpoints(
         let billing: BTreeMap<String, Option<String>> =
             sqlx::query_as("SELECT id, billing FROM stripe_events WHERE id = ANY($1)")
                 .bind(list(&stale))
+                .persistent(false)
                 .fetch_all(&mut *conn)
                 .await?
                 .into_iter()
@@ -280,6 +292,7 @@ async fn with_bodies(
         "SELECT id, payload, encoding, raw_length FROM stripe_event_bodies WHERE id = ANY($1)",
     )
     .bind(list(&wanted))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     let mut bodies = BTreeMap::new();
@@ -334,6 +347,7 @@ async fn load_snapshot(
          FROM checkout_intents WHERE session_id = ANY($1)",
     )
     .bind(list(&sets.sessions))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?
     {
@@ -367,6 +381,7 @@ async fn load_snapshot(
     )
     .bind(list(&sets.customers))
     .bind(list(&sets.purchases()))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?
     {
@@ -405,6 +420,7 @@ async fn load_snapshot(
     .bind(list(&sets.subscriptions))
     .bind(list(&sets.sessions))
     .bind(list(&event_ids))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?
     {
@@ -438,6 +454,7 @@ async fn load_snapshot(
     .bind(list(&sets.sessions))
     .bind(list(&sets.customers))
     .bind(list(&event_ids))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?
     {
@@ -448,6 +465,7 @@ async fn load_snapshot(
     let mut outbox = BTreeMap::new();
     for row in sqlx::query("SELECT idempotency_key, state FROM outbox WHERE about = ANY($1)")
         .bind(list(&sets.purchases()))
+        .persistent(false)
         .fetch_all(&mut *conn)
         .await?
     {
