@@ -203,20 +203,40 @@ impl Config {
     }
 }
 
-/// Hides a password in `scheme://user:password@host/db`.
+/// Hides a password in `scheme://user:password@host/db`, and one given as
+/// a `password=` query parameter (PostgreSQL URLs accept both).
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (address, query) = match url.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (url, None),
+    };
+    let mut redacted = match (address.find("://"), address.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => {
-                    format!("{}{user}:<redacted>{}", &url[..scheme_end + 3], &url[at..])
-                }
-                None => url.to_owned(),
+            match address[scheme_end + 3..at].split_once(':') {
+                Some((user, _)) => format!(
+                    "{}{user}:<redacted>{}",
+                    &address[..scheme_end + 3],
+                    &address[at..]
+                ),
+                None => address.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => address.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                    format!("{key}=<redacted>")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&pairs.join("&"));
     }
+    redacted
 }
 
 /// Where configuration comes from; `env` is injected so tests need no
@@ -1092,5 +1112,14 @@ limits = { seats = 3 }
             redact_url("postgres://admit:hunter2@db/admit"),
             "postgres://admit:<redacted>@db/admit"
         );
+        assert_eq!(
+            redact_url("postgres://admit@db/admit?sslmode=require&password=hunter2&user=x"),
+            "postgres://admit@db/admit?sslmode=require&password=<redacted>&user=x"
+        );
+        assert_eq!(
+            redact_url("postgresql://a:b@db/admit?PASSWORD=hunter2"),
+            "postgresql://a:<redacted>@db/admit?PASSWORD=<redacted>"
+        );
+        assert_eq!(redact_url("sqlite://admit.db"), "sqlite://admit.db");
     }
 }

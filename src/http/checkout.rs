@@ -118,7 +118,10 @@ async fn create(
         })?
         .1;
     lease_checkout(&state, &workspace_id, &holder).await?;
-    let created = create_with_lease(
+    // Held, and renewed, until this request ends however it ends (a client
+    // that goes away drops it too).
+    let _lease = HeldLease::hold(state.clone(), workspace_id.clone(), holder);
+    create_with_lease(
         &state,
         &client,
         &workspace_id,
@@ -127,12 +130,64 @@ async fn create(
         purchaser,
         body.interval.as_deref(),
     )
-    .await;
-    // A lease left behind (this end failing) lapses by itself.
-    if let Err(error) = state.store.end_checkout_lease(&workspace_id, &holder).await {
-        tracing::warn!(workspace_id = %workspace_id, error = %crate::telemetry::error_chain(&error), "could not end a checkout lease; it lapses by itself");
+    .await
+}
+
+/// A checkout lease this request holds: renewed while the request runs
+/// (Stripe's retries may outlast one lease), ended when it is dropped. One
+/// left behind by a crash lapses by itself.
+struct HeldLease {
+    state: AppState,
+    workspace: WorkspaceId,
+    holder: String,
+    renewing: tokio::task::JoinHandle<()>,
+}
+
+impl HeldLease {
+    fn hold(state: AppState, workspace: WorkspaceId, holder: String) -> Self {
+        let renewing = tokio::spawn({
+            let (state, workspace, holder) = (state.clone(), workspace.clone(), holder.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(
+                        u64::try_from(CHECKOUT_LEASE_SECS / 3).unwrap_or(20),
+                    ))
+                    .await;
+                    let now = state.clock.now();
+                    let until = admit_core::Timestamp::from_unix(now.unix() + CHECKOUT_LEASE_SECS);
+                    if let Err(error) = state
+                        .store
+                        .lease_checkout(&workspace, &holder, now, until)
+                        .await
+                    {
+                        tracing::warn!(workspace_id = %workspace, error = %crate::telemetry::error_chain(&error), "could not renew a checkout lease");
+                    }
+                }
+            }
+        });
+        Self {
+            state,
+            workspace,
+            holder,
+            renewing,
+        }
     }
-    created
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        self.renewing.abort();
+        let (store, workspace, holder) = (
+            self.state.store.clone(),
+            self.workspace.clone(),
+            std::mem::take(&mut self.holder),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = store.end_checkout_lease(&workspace, &holder).await {
+                tracing::warn!(workspace_id = %workspace, error = %crate::telemetry::error_chain(&error), "could not end a checkout lease; it lapses by itself");
+            }
+        });
+    }
 }
 
 /// How long a checkout lease lasts unless its holder ends it: longer than

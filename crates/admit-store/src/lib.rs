@@ -107,8 +107,7 @@ pub struct DatabaseOptions {
     /// The password, from the environment or a file, never from a log line:
     /// it takes precedence over one in the URL.
     pub password: Option<String>,
-    /// Connections each instance holds (PostgreSQL); the dialect's default
-    /// when `None`.
+    /// Connections each instance holds; the dialect's default when `None`.
     pub pool_size: Option<u32>,
 }
 
@@ -133,7 +132,9 @@ pub async fn connect_with(
     options: &DatabaseOptions,
 ) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        return Ok(Arc::new(SqliteStore::connect(url).await?));
+        return Ok(Arc::new(
+            SqliteStore::connect_with(url, options.pool_size).await?,
+        ));
     }
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         return Ok(Arc::new(PgStore::connect(url, options).await?));

@@ -549,3 +549,67 @@ async fn two_instances_resending_one_message_at_once_revive_it_once() {
         .expect("audit");
     assert_eq!(audit.len(), 10, "one revival of each message is audited");
 }
+
+/// An operator's change that crosses a derivation's commit: the commit
+/// holds the workspace's version row and then needs the workspace row (its
+/// billing insert checks the foreign key), while removing the workspace
+/// holds that row and then needs the version row (its trigger bumps it).
+/// PostgreSQL breaks the deadlock by aborting the removal, which runs
+/// again once the commit is through and answers as if it came second,
+/// not with a database error. (A real deadlock, caused on a connection of
+/// the test's own standing in for the other instance's commit; SQLite's
+/// one writer cannot deadlock, so there this only checks the outcome.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_change_crossing_a_commit_runs_again_instead_of_failing() {
+    use sqlx::Connection;
+    let store = fresh().await;
+    for round in 0..3 {
+        let id = ws(&format!("ws_cross{round}"));
+        store
+            .create_workspace(&id, "Acme", &email("ann@acme.test"), &Actor::api(), NOW)
+            .await
+            .expect("create");
+        let mut commit = store.db.acquire().await.expect("connection");
+        let mut tx = commit.begin().await.expect("begin");
+        let key = format!("w:{id}");
+        if store.backend == super::Backend::Postgres {
+            sqlx::query(
+                "INSERT INTO scope_versions (key, version) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+            )
+            .bind(&key)
+            .execute(&mut *tx)
+            .await
+            .expect("version row");
+            sqlx::query("SELECT version FROM scope_versions WHERE key = $1 FOR UPDATE")
+                .bind(&key)
+                .fetch_one(&mut *tx)
+                .await
+                .expect("lock the version row");
+        }
+        let removal = tokio::spawn({
+            let store = store.store.clone();
+            let id = id.clone();
+            async move { store.delete_workspace(&id, &Actor::api(), NOW).await }
+        });
+        if store.backend == super::Backend::Postgres {
+            // The removal takes the workspace row and waits on the version row.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            sqlx::query(
+                "INSERT INTO billing_states (workspace_id, cancel_at_period_end, updated_at)
+                 VALUES ($1, FALSE, $2)",
+            )
+            .bind(id.as_str())
+            .bind(NOW.unix())
+            .execute(&mut *tx)
+            .await
+            .expect("the commit's write goes through");
+        }
+        tx.commit().await.expect("commit");
+        let removed = removal.await.expect("task");
+        assert!(
+            matches!(removed, Ok(true)),
+            "round {round}: the removal answers, not a database error: {removed:?}"
+        );
+        assert!(store.get_workspace(&id).await.expect("read").is_none());
+    }
+}

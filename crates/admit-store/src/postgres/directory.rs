@@ -231,68 +231,71 @@ impl DirectoryStore for PgStore {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<Workspace, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // The primary key decides, not a prior lookup that a concurrent
-        // create could overtake: a concurrent insert of the same id waits
-        // for this one's commit and then inserts nothing.
-        let inserted = sqlx::query(
-            "INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id.as_str())
-        .bind(name)
-        .bind(now.unix())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Err(StoreError::WorkspaceExists);
-        }
-        sqlx::query(
-            "INSERT INTO members (workspace_id, email, role, added_at) VALUES ($1, $2, 'owner', $3)",
-        )
-        .bind(id.as_str())
-        .bind(owner.as_str())
-        .bind(now.unix())
-        .execute(&mut *tx)
-        .await?;
-        audit::insert(
-            &mut tx,
-            &AuditEntry {
-                at: now,
-                actor: actor.to_string(),
-                action: "workspace.created".into(),
-                workspace_id: Some(id.clone()),
-                subject: Some("workspace".into()),
-                before: None,
-                after: Some(json!({ "name": name })),
-                cause: None,
-            },
-        )
-        .await?;
-        // The first owner is recorded like any other member, so that the
-        // `member.*` entries alone tell the full membership history.
-        audit::insert(
-            &mut tx,
-            &AuditEntry {
-                at: now,
-                actor: actor.to_string(),
-                action: "member.added".into(),
-                workspace_id: Some(id.clone()),
-                subject: Some(member_subject(owner)),
-                before: None,
-                after: Some(role_json(Role::Owner)),
-                cause: None,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Workspace {
-            id: id.clone(),
-            name: name.to_owned(),
-            created_at: now,
-            members: BTreeMap::from([(owner.clone(), Role::Owner)]),
+        super::retrying(|| async move {
+            let mut tx = self.pool.begin().await?;
+            // The primary key decides, not a prior lookup that a concurrent
+            // create could overtake: a concurrent insert of the same id waits
+            // for this one's commit and then inserts nothing.
+            let inserted = sqlx::query(
+                "INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id.as_str())
+            .bind(name)
+            .bind(now.unix())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(StoreError::WorkspaceExists);
+            }
+            sqlx::query(
+                "INSERT INTO members (workspace_id, email, role, added_at) VALUES ($1, $2, 'owner', $3)",
+            )
+            .bind(id.as_str())
+            .bind(owner.as_str())
+            .bind(now.unix())
+            .execute(&mut *tx)
+            .await?;
+            audit::insert(
+                &mut tx,
+                &AuditEntry {
+                    at: now,
+                    actor: actor.to_string(),
+                    action: "workspace.created".into(),
+                    workspace_id: Some(id.clone()),
+                    subject: Some("workspace".into()),
+                    before: None,
+                    after: Some(json!({ "name": name })),
+                    cause: None,
+                },
+            )
+            .await?;
+            // The first owner is recorded like any other member, so that the
+            // `member.*` entries alone tell the full membership history.
+            audit::insert(
+                &mut tx,
+                &AuditEntry {
+                    at: now,
+                    actor: actor.to_string(),
+                    action: "member.added".into(),
+                    workspace_id: Some(id.clone()),
+                    subject: Some(member_subject(owner)),
+                    before: None,
+                    after: Some(role_json(Role::Owner)),
+                    cause: None,
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Workspace {
+                id: id.clone(),
+                name: name.to_owned(),
+                created_at: now,
+                members: BTreeMap::from([(owner.clone(), Role::Owner)]),
+            })
         })
+        .await
     }
 
     async fn get_workspace(&self, id: &WorkspaceId) -> Result<Option<Workspace>, StoreError> {
@@ -310,33 +313,36 @@ impl DirectoryStore for PgStore {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<MemberChange, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if !lock_workspace(&mut tx, workspace).await? {
-            return Err(StoreError::WorkspaceNotFound);
-        }
-        let current = role_of(&mut tx, workspace, email).await?;
-        let owners = owner_count(&mut tx, workspace).await?;
-        match admit_core::plan_role_change(current, role, owners) {
-            Err(admit_core::LastOwner) => return Err(StoreError::LastOwner),
-            Ok(admit_core::MemberPlan::Unchanged) => {
-                tx.rollback().await?;
-                return Ok(MemberChange::Unchanged);
+        super::retrying(|| async move {
+            let mut tx = self.pool.begin().await?;
+            if !lock_workspace(&mut tx, workspace).await? {
+                return Err(StoreError::WorkspaceNotFound);
             }
-            Ok(admit_core::MemberPlan::Write) => {}
-        }
-        let change = write_member(
-            &mut tx,
-            workspace,
-            email,
-            current,
-            role,
-            &actor.to_string(),
-            None,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(change)
+            let current = role_of(&mut tx, workspace, email).await?;
+            let owners = owner_count(&mut tx, workspace).await?;
+            match admit_core::plan_role_change(current, role, owners) {
+                Err(admit_core::LastOwner) => return Err(StoreError::LastOwner),
+                Ok(admit_core::MemberPlan::Unchanged) => {
+                    tx.rollback().await?;
+                    return Ok(MemberChange::Unchanged);
+                }
+                Ok(admit_core::MemberPlan::Write) => {}
+            }
+            let change = write_member(
+                &mut tx,
+                workspace,
+                email,
+                current,
+                role,
+                &actor.to_string(),
+                None,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(change)
+        })
+        .await
     }
 
     async fn remove_member(
@@ -346,36 +352,39 @@ impl DirectoryStore for PgStore {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if !lock_workspace(&mut tx, workspace).await? {
-            return Err(StoreError::WorkspaceNotFound);
-        }
-        let role = role_of(&mut tx, workspace, email)
-            .await?
-            .ok_or(StoreError::MemberNotFound)?;
-        let owners = owner_count(&mut tx, workspace).await?;
-        admit_core::plan_removal(role, owners).map_err(|_| StoreError::LastOwner)?;
-        sqlx::query("DELETE FROM members WHERE workspace_id = $1 AND email = $2")
-            .bind(workspace.as_str())
-            .bind(email.as_str())
-            .execute(&mut *tx)
+        super::retrying(|| async move {
+            let mut tx = self.pool.begin().await?;
+            if !lock_workspace(&mut tx, workspace).await? {
+                return Err(StoreError::WorkspaceNotFound);
+            }
+            let role = role_of(&mut tx, workspace, email)
+                .await?
+                .ok_or(StoreError::MemberNotFound)?;
+            let owners = owner_count(&mut tx, workspace).await?;
+            admit_core::plan_removal(role, owners).map_err(|_| StoreError::LastOwner)?;
+            sqlx::query("DELETE FROM members WHERE workspace_id = $1 AND email = $2")
+                .bind(workspace.as_str())
+                .bind(email.as_str())
+                .execute(&mut *tx)
+                .await?;
+            audit::insert(
+                &mut tx,
+                &AuditEntry {
+                    at: now,
+                    actor: actor.to_string(),
+                    action: "member.removed".into(),
+                    workspace_id: Some(workspace.clone()),
+                    subject: Some(member_subject(email)),
+                    before: Some(role_json(role)),
+                    after: None,
+                    cause: None,
+                },
+            )
             .await?;
-        audit::insert(
-            &mut tx,
-            &AuditEntry {
-                at: now,
-                actor: actor.to_string(),
-                action: "member.removed".into(),
-                workspace_id: Some(workspace.clone()),
-                subject: Some(member_subject(email)),
-                before: Some(role_json(role)),
-                after: None,
-                cause: None,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn audit_log(

@@ -36,8 +36,7 @@ use crate::events::{InsertOutcome, NewEvent, StoredEvent};
 use crate::values::json_text;
 use crate::{DatabaseOptions, Store, StoreError, bodies, migrations};
 
-/// Notified in the transaction that stores new events (delivered at its
-/// commit, to every listening instance).
+/// Notified once new events are stored (see [`notify`]).
 pub(crate) const EVENTS_CHANNEL: &str = "admit_events";
 /// Notified when an outbox message becomes due to send.
 pub(crate) const OUTBOX_CHANNEL: &str = "admit_outbox";
@@ -50,6 +49,9 @@ const DEFAULT_POOL: u32 = 10;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    /// The `LISTEN` connections, apart from `pool`: a listener holds its
+    /// connection for as long as it listens.
+    listening: PgPool,
     /// The `LISTEN` tasks `subscribe` started, stopped by `close`.
     listeners: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
@@ -58,17 +60,31 @@ impl PgStore {
     pub async fn connect(url: &str, database: &DatabaseOptions) -> Result<Self, StoreError> {
         // `sslmode`, `sslrootcert`, host, port, user and database come from
         // the URL; a password given apart from it takes precedence.
-        let mut options = PgConnectOptions::from_str(url)?.application_name("admit");
+        let mut options = PgConnectOptions::from_str(url)?
+            .application_name("admit")
+            // A frozen instance (stopped, not killed) must not hold version
+            // rows and claims for ever: its session ends after a minute
+            // idle inside a transaction, and a lock waited on for half a
+            // minute is given up (a commit derives again; an API call
+            // answers 500 and may be retried).
+            .options([
+                ("idle_in_transaction_session_timeout", "60s"),
+                ("lock_timeout", "30s"),
+            ]);
         if let Some(password) = &database.password {
             options = options.password(password);
         }
         let pool = PgPoolOptions::new()
             .max_connections(database.pool_size.unwrap_or(DEFAULT_POOL))
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        let listening = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_lazy_with(options);
         Ok(Self {
             pool,
+            listening,
             listeners: Arc::default(),
         })
     }
@@ -143,13 +159,37 @@ async fn insert_chunk(
 /// while it holds that lock, so stored events never wait for each other's
 /// fsync for it. A notification is a hint (processors also poll), so one
 /// that fails is only logged.
-pub(crate) async fn notify(pool: &PgPool, channel: &'static str) {
+pub(crate) async fn notify(pool: PgPool, channel: &'static str) {
     if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
         .bind(channel)
-        .execute(pool)
+        .execute(&pool)
         .await
     {
         tracing::debug!(channel, error = %error, "could not notify the other instances");
+    }
+}
+
+/// Runs a short transaction of an API or operator path again when it lost
+/// a race with another instance's commit (a deadlock PostgreSQL broke, a
+/// serialisation failure): it was rolled back whole, so running it again
+/// is safe, and the caller sees the outcome instead of a 500. A
+/// derivation's commit, which takes the version rows first, is never the
+/// one that waits on such a path, so these are the ones that lose.
+pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut lost = 0u64;
+    loop {
+        match attempt().await {
+            Err(error) if error.is_lost_race() && lost < 5 => {
+                lost += 1;
+                tracing::debug!(error = %error.chain(), "lost a race with another instance; running again");
+                tokio::time::sleep(Duration::from_millis(20 * lost)).await;
+            }
+            outcome => return outcome,
+        }
     }
 }
 
@@ -166,12 +206,10 @@ async fn listen(pool: PgPool, channel: &'static str, wake: Arc<Notify>) {
                 listener.recv().await?;
                 wake.notify_one();
             }
-            #[expect(unreachable_code, reason = "the loop ends only by an error")]
-            Ok::<(), sqlx::Error>(())
         };
-        if let Err(error) = listening.await {
-            tracing::warn!(channel, error = %error, "database notifications interrupted; reconnecting");
-        }
+        let stopped: Result<std::convert::Infallible, sqlx::Error> = listening.await;
+        let Err(error) = stopped;
+        tracing::warn!(channel, error = %error, "database notifications interrupted; reconnecting");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -220,7 +258,9 @@ impl Store for PgStore {
         }
         tx.commit().await?;
         if !inserted.is_empty() {
-            notify(&self.pool, EVENTS_CHANNEL).await;
+            // Awaited, not spawned: a notification still on its way when
+            // the store's runtime stops was seen to hold up DROP DATABASE.
+            notify(self.pool.clone(), EVENTS_CHANNEL).await;
         }
         Ok(events
             .iter()
@@ -259,8 +299,8 @@ impl Store for PgStore {
 
     fn subscribe(&self, events: Arc<Notify>, outbox: Arc<Notify>) {
         let tasks = [
-            tokio::spawn(listen(self.pool.clone(), EVENTS_CHANNEL, events)),
-            tokio::spawn(listen(self.pool.clone(), OUTBOX_CHANNEL, outbox)),
+            tokio::spawn(listen(self.listening.clone(), EVENTS_CHANNEL, events)),
+            tokio::spawn(listen(self.listening.clone(), OUTBOX_CHANNEL, outbox)),
         ];
         if let Ok(mut listeners) = self.listeners.lock() {
             listeners.extend(tasks);
@@ -276,6 +316,7 @@ impl Store for PgStore {
         for listener in listeners {
             listener.abort();
         }
+        self.listening.close().await;
         self.pool.close().await;
     }
 }

@@ -172,80 +172,83 @@ impl OpsStore for PgStore {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // The workspace row first, as every change to a workspace's members
-        // takes it: none lands between these checks and the removal.
-        let exists = sqlx::query("SELECT name FROM workspaces WHERE id = $1 FOR UPDATE")
-            .bind(workspace.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = exists else {
-            return Ok(false);
-        };
-        let name: String = row.try_get("name")?;
-        // Billing states and cases are a derivation's to write, under the
-        // version rows of its scope: bumping the workspace's key now makes a
-        // derivation that read it and commits later start over (it waits for
-        // this transaction and sees its key moved), and one that committed
-        // first is seen by the reads below. The removal bumps this key anyway.
-        sqlx::query("SELECT admit_bump(ARRAY['w:' || $1])")
-            .bind(workspace.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let billing =
-            sqlx::query("SELECT * FROM billing_states WHERE workspace_id = $1 FOR UPDATE")
+        super::retrying(|| async move {
+            let mut tx = self.pool.begin().await?;
+            // The workspace row first, as every change to a workspace's members
+            // takes it: none lands between these checks and the removal.
+            let exists = sqlx::query("SELECT name FROM workspaces WHERE id = $1 FOR UPDATE")
                 .bind(workspace.as_str())
                 .fetch_optional(&mut *tx)
-                .await?
-                .as_ref()
-                .map(billing_row)
-                .transpose()?;
-        let held: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM cases WHERE workspace_id = $1 AND state = 'held'",
-        )
-        .bind(workspace.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        match admit_core::plan_workspace_removal(billing.as_ref(), u64::try_from(held).unwrap_or(0))
-        {
-            Ok(()) => {}
-            Err(admit_core::RemovalRefused::SubscriptionRunning) => {
-                return Err(StoreError::WorkspaceHasSubscription);
-            }
-            Err(admit_core::RemovalRefused::CasesHeld) => {
-                return Err(StoreError::WorkspaceHasHeldCases);
-            }
-        }
-        for statement in [
-            // Mail about a workspace that is gone is withdrawn, not sent.
-            "UPDATE outbox SET state = 'superseded' WHERE workspace_id = $1 AND state = 'pending'",
-            "DELETE FROM billing_states WHERE workspace_id = $1",
-            "DELETE FROM stripe_links WHERE workspace_id = $1",
-            "DELETE FROM bindings WHERE workspace_id = $1",
-            "DELETE FROM checkout_intents WHERE workspace_id = $1",
-            // Members and sign-in tokens go with it (ON DELETE CASCADE).
-            "DELETE FROM workspaces WHERE id = $1",
-        ] {
-            sqlx::query(statement)
+                .await?;
+            let Some(row) = exists else {
+                return Ok(false);
+            };
+            let name: String = row.try_get("name")?;
+            // Billing states and cases are a derivation's to write, under the
+            // version rows of its scope: bumping the workspace's key now makes a
+            // derivation that read it and commits later start over (it waits for
+            // this transaction and sees its key moved), and one that committed
+            // first is seen by the reads below. The removal bumps this key anyway.
+            sqlx::query("SELECT admit_bump(ARRAY['w:' || $1])")
                 .bind(workspace.as_str())
                 .execute(&mut *tx)
                 .await?;
-        }
-        audit::insert(
-            &mut tx,
-            &AuditEntry {
-                at: now,
-                actor: actor.to_string(),
-                action: "workspace.deleted".to_owned(),
-                workspace_id: Some(workspace.clone()),
-                subject: Some("workspace".to_owned()),
-                before: Some(json!({ "name": name })),
-                after: None,
-                cause: None,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+            let billing =
+                sqlx::query("SELECT * FROM billing_states WHERE workspace_id = $1 FOR UPDATE")
+                    .bind(workspace.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .as_ref()
+                    .map(billing_row)
+                    .transpose()?;
+            let held: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM cases WHERE workspace_id = $1 AND state = 'held'",
+            )
+            .bind(workspace.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            match admit_core::plan_workspace_removal(billing.as_ref(), u64::try_from(held).unwrap_or(0))
+            {
+                Ok(()) => {}
+                Err(admit_core::RemovalRefused::SubscriptionRunning) => {
+                    return Err(StoreError::WorkspaceHasSubscription);
+                }
+                Err(admit_core::RemovalRefused::CasesHeld) => {
+                    return Err(StoreError::WorkspaceHasHeldCases);
+                }
+            }
+            for statement in [
+                // Mail about a workspace that is gone is withdrawn, not sent.
+                "UPDATE outbox SET state = 'superseded' WHERE workspace_id = $1 AND state = 'pending'",
+                "DELETE FROM billing_states WHERE workspace_id = $1",
+                "DELETE FROM stripe_links WHERE workspace_id = $1",
+                "DELETE FROM bindings WHERE workspace_id = $1",
+                "DELETE FROM checkout_intents WHERE workspace_id = $1",
+                // Members and sign-in tokens go with it (ON DELETE CASCADE).
+                "DELETE FROM workspaces WHERE id = $1",
+            ] {
+                sqlx::query(statement)
+                    .bind(workspace.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            audit::insert(
+                &mut tx,
+                &AuditEntry {
+                    at: now,
+                    actor: actor.to_string(),
+                    action: "workspace.deleted".to_owned(),
+                    workspace_id: Some(workspace.clone()),
+                    subject: Some("workspace".to_owned()),
+                    before: Some(json!({ "name": name })),
+                    after: None,
+                    cause: None,
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 }

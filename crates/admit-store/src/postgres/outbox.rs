@@ -114,63 +114,66 @@ impl OutboxStore for PgStore {
     }
 
     async fn resend(&self, id: i64, actor: &str, now: Timestamp) -> Result<OutboxRow, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Locked: a second resend of the same message waits here, then finds
-        // it pending and changes nothing.
-        let before = sqlx::query("SELECT * FROM outbox WHERE id = $1 FOR UPDATE")
+        super::retrying(|| async move {
+            let mut tx = self.pool.begin().await?;
+            // Locked: a second resend of the same message waits here, then finds
+            // it pending and changes nothing.
+            let before = sqlx::query("SELECT * FROM outbox WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .as_ref()
+                .map(outbox_row)
+                .transpose()?
+                .ok_or(StoreError::OutboxNotFound)?;
+            if before.state == "pending" {
+                tx.commit().await?;
+                return Ok(before);
+            }
+            let row = sqlx::query(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL,
+                     lease_until = NULL
+                 WHERE id = $2
+                 RETURNING *",
+            )
+            .bind(now.unix())
             .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .as_ref()
-            .map(outbox_row)
-            .transpose()?
-            .ok_or(StoreError::OutboxNotFound)?;
-        if before.state == "pending" {
-            tx.commit().await?;
-            return Ok(before);
-        }
-        let row = sqlx::query(
-            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL,
-                 lease_until = NULL
-             WHERE id = $2
-             RETURNING *",
-        )
-        .bind(now.unix())
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let after = outbox_row(&row)?;
-        let workspace_id = before
-            .workspace_id
-            .clone()
-            .map(WorkspaceId::parse)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        audit::insert(
-            &mut tx,
-            &AuditEntry {
-                at: now,
-                actor: actor.to_owned(),
-                action: "outbox.resend".into(),
-                workspace_id,
-                subject: Some(format!("outbox:{id}")),
-                before: Some(json!({
-                    "state": before.state,
-                    "attempts": before.attempts,
-                    "last_error": before.last_error,
-                })),
-                after: Some(json!({ "state": after.state, "attempts": after.attempts })),
-                cause: None,
-            },
-        )
-        .await?;
-        // Due now: every instance's sender wakes at the commit.
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(OUTBOX_CHANNEL)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(after)
+            let after = outbox_row(&row)?;
+            let workspace_id = before
+                .workspace_id
+                .clone()
+                .map(WorkspaceId::parse)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            audit::insert(
+                &mut tx,
+                &AuditEntry {
+                    at: now,
+                    actor: actor.to_owned(),
+                    action: "outbox.resend".into(),
+                    workspace_id,
+                    subject: Some(format!("outbox:{id}")),
+                    before: Some(json!({
+                        "state": before.state,
+                        "attempts": before.attempts,
+                        "last_error": before.last_error,
+                    })),
+                    after: Some(json!({ "state": after.state, "attempts": after.attempts })),
+                    cause: None,
+                },
+            )
+            .await?;
+            // Due now: every instance's sender wakes at the commit.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(OUTBOX_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(after)
+        })
+        .await
     }
 
     async fn get_message(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {

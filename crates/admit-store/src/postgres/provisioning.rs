@@ -270,7 +270,10 @@ impl ProvisioningStore for PgStore {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<StoredCase, StoreError> {
-        super::cases::resolve_case(self, id, resolution, actor, now).await
+        super::retrying(|| async move {
+            super::cases::resolve_case(self, id, resolution, actor, now).await
+        })
+        .await
     }
 
     async fn insert_intent(
@@ -430,29 +433,33 @@ impl ProvisioningStore for PgStore {
         audit_entry: &AuditEntry,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Two instances recording the same case wait for each other here;
-        // the second then finds it.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("case:{}", case.key))
-            .execute(&mut *tx)
-            .await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM cases WHERE case_key = $1")
-            .bind(&case.key)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_some() {
-            return Ok(false);
-        }
-        let write = ScopeWrite {
-            cases: vec![case.clone()],
-            outbox: messages.to_vec(),
-            audit: vec![audit_entry.clone()],
-            ..ScopeWrite::default()
-        };
-        apply(&mut tx, &write, now).await?;
-        tx.commit().await?;
-        Ok(true)
+        super::retrying(|| async move {
+            let mut tx = self.pool.begin().await?;
+            // Two instances recording the same case wait for each other here;
+            // the second then finds it.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!("case:{}", case.key))
+                .execute(&mut *tx)
+                .await?;
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT id FROM cases WHERE case_key = $1")
+                    .bind(&case.key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if exists.is_some() {
+                return Ok(false);
+            }
+            let write = ScopeWrite {
+                cases: vec![case.clone()],
+                outbox: messages.to_vec(),
+                audit: vec![audit_entry.clone()],
+                ..ScopeWrite::default()
+            };
+            apply(&mut tx, &write, now).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn session_status(&self, session_id: &str) -> Result<SessionStatus, StoreError> {
@@ -460,18 +467,21 @@ impl ProvisioningStore for PgStore {
     }
 
     async fn requeue_event(&self, id: &EventId) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
-"UPDATE stripe_events SET status = 'received', next_attempt_at = NULL, lease_until = NULL,
-                 scenario = NULL WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if changed == 1 {
-            super::notify(&self.pool, super::EVENTS_CHANNEL).await;
-        }
-        Ok(changed == 1)
+        super::retrying(|| async move {
+            let changed = sqlx::query(
+    "UPDATE stripe_events SET status = 'received', next_attempt_at = NULL, lease_until = NULL,
+                     scenario = NULL WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                super::notify(self.pool.clone(), super::EVENTS_CHANNEL).await;
+            }
+            Ok(changed == 1)
+        })
+        .await
     }
 
     async fn pending_events(&self) -> Result<u64, StoreError> {

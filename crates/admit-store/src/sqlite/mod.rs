@@ -31,6 +31,10 @@ use crate::events::{InsertOutcome, NewEvent, StoredEvent};
 use crate::values::json_text;
 use crate::{Store, StoreError, bodies, migrations};
 
+/// Connections when `ADMIT_DATABASE_POOL_SIZE` does not say (3 and 16 were
+/// measured too; 8 served access checks best, docs/benchmarks.md).
+const DEFAULT_POOL: u32 = 8;
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
@@ -38,6 +42,13 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, None).await
+    }
+
+    /// With `pool_size` connections (`ADMIT_DATABASE_POOL_SIZE`) instead of
+    /// the default: SQLite has one writer whatever the size, so more only
+    /// serve more reads at once.
+    pub async fn connect_with(url: &str, pool_size: Option<u32>) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -48,7 +59,7 @@ impl SqliteStore {
             // checkpoints itself if that falls far behind.
             .pragma("wal_autocheckpoint", "16384");
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(pool_size.unwrap_or(DEFAULT_POOL))
             .connect_with(options)
             .await?;
         Ok(Self { pool })
