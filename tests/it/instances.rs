@@ -198,6 +198,37 @@ async fn deliver(client: &reqwest::Client, ports: &[u16], event: &Event, rng_see
     panic!("{} was never accepted", event.id);
 }
 
+fn admin(workspace: &str) -> String {
+    format!("ops@{workspace}.test")
+}
+
+/// An operator adds an admin through whichever instance answers; a 5xx
+/// fails the test (an instance that is down is tried again elsewhere).
+async fn add_admin(client: &reqwest::Client, ports: &[u16], workspace: &str, seed: usize) {
+    for attempt in 0..200 {
+        let port = ports[(seed + attempt) % ports.len()];
+        let sent = client
+            .put(format!(
+                "http://127.0.0.1:{port}/v1/workspaces/{workspace}/members/{}",
+                admin(workspace)
+            ))
+            .bearer_auth(APP_TOKEN)
+            .json(&json!({"role": "admin"}))
+            .send()
+            .await;
+        match sent {
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                assert!(status.is_success(), "{workspace}: {status} {text}");
+                return;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    panic!("no instance answered for {workspace}");
+}
+
 /// What a database ends with: billing per workspace, outbox keys, held
 /// cases by key, and events not settled.
 #[derive(Debug, PartialEq)]
@@ -384,6 +415,26 @@ async fn three_instances_lose_nothing_send_nothing_twice_and_end_as_one_process_
                 .await;
         })
     };
+    // Operators work meanwhile, through any instance: each change crosses
+    // the commits of its workspace's events and must still be answered,
+    // not refused with a 500.
+    let operators = {
+        let client = client.clone();
+        let ports = ports.clone();
+        let workspaces = workspaces.clone();
+        tokio::spawn(async move {
+            futures::stream::iter(workspaces.into_iter().enumerate().step_by(5))
+                .for_each_concurrent(4, |(n, workspace)| {
+                    let client = client.clone();
+                    let ports = ports.clone();
+                    async move {
+                        let live = ports.read().await.clone();
+                        add_admin(&client, &live, &workspace, n).await;
+                    }
+                })
+                .await;
+        })
+    };
     while sent.load(Ordering::Relaxed) < sprayed.len() / 2 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -394,6 +445,7 @@ async fn three_instances_lose_nothing_send_nothing_twice_and_end_as_one_process_
     victim.child = serve(dir.path(), victim.port, &victim.log);
     ready(&client, victim.port).await;
     spray.await.expect("every delivery accepted");
+    operators.await.expect("every operator change answered");
 
     let url = database_url(dir.path());
     settled(&url, Duration::from_secs(900)).await;
@@ -413,6 +465,22 @@ async fn three_instances_lose_nothing_send_nothing_twice_and_end_as_one_process_
         let _ = instance.child.wait();
     }
     let several = outcome(&url, &workspaces).await;
+    let store = admit_store::connect(&url).await.expect("store");
+    for workspace in workspaces.iter().step_by(5) {
+        let found = store
+            .get_workspace(&WorkspaceId::parse(workspace.clone()).expect("id"))
+            .await
+            .expect("read")
+            .expect("the workspace");
+        assert!(
+            found
+                .members
+                .keys()
+                .any(|email| email.as_str() == admin(workspace)),
+            "{workspace} lost its admin"
+        );
+    }
+    store.close().await;
 
     // The oracle: one process, the same events once each in creation order.
     let oracle_dir = Arc::new(tempfile::tempdir().expect("dir"));
