@@ -27,6 +27,7 @@ mod provisioning;
 mod scope;
 mod signin;
 mod store;
+mod versions;
 
 use std::ops::Deref;
 use std::sync::Arc;
