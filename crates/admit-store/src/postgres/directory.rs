@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use admit_core::{Directory, Email, Role, Timestamp, Workspace, WorkspaceId};
+use admit_core::{Email, Role, Timestamp, Workspace, WorkspaceId};
 use serde_json::json;
 use sqlx::{PgConnection, Row};
 
@@ -28,7 +28,7 @@ use super::audit;
 use crate::StoreError;
 use crate::audit::{AuditEntry, StoredAuditEntry};
 use crate::directory::{Actor, DirectoryStore, MemberChange};
-use crate::values::{member_subject, parse_email, parse_role, parse_workspace, role_json};
+use crate::values::{member_subject, parse_email, parse_role, role_json};
 
 /// One workspace with its members, as the caller's transaction sees it.
 ///
@@ -64,48 +64,6 @@ pub(crate) async fn load_workspace(
         created_at: Timestamp::from_unix(first.try_get("created_at")?),
         members,
     }))
-}
-
-/// Every workspace with its members, as the caller's transaction sees it.
-///
-/// One statement, so every workspace and member belong to one snapshot even
-/// at READ COMMITTED. (The join also rules out orphans, which the foreign
-/// key with `ON DELETE CASCADE` rules out anyway.)
-#[expect(
-    dead_code,
-    reason = "the provisioning processor calls this inside its own transaction; remove once it does"
-)]
-pub(crate) async fn load_directory(conn: &mut PgConnection) -> Result<Directory, StoreError> {
-    let rows = sqlx::query(
-        "SELECT w.id, w.name, w.created_at, m.email, m.role
-         FROM workspaces w LEFT JOIN members m ON m.workspace_id = w.id",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut workspaces: BTreeMap<WorkspaceId, Workspace> = BTreeMap::new();
-    for row in &rows {
-        let id = parse_workspace(row.try_get("id")?)?;
-        let workspace = match workspaces.entry(id) {
-            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::btree_map::Entry::Vacant(entry) => {
-                let id = entry.key().clone();
-                entry.insert(Workspace {
-                    id,
-                    name: row.try_get("name")?,
-                    created_at: Timestamp::from_unix(row.try_get("created_at")?),
-                    members: BTreeMap::new(),
-                })
-            }
-        };
-        let email: Option<String> = row.try_get("email")?;
-        let role: Option<String> = row.try_get("role")?;
-        if let (Some(email), Some(role)) = (email, role) {
-            workspace
-                .members
-                .insert(parse_email(&email)?, parse_role(&role)?);
-        }
-    }
-    Ok(Directory::new(workspaces.into_values()))
 }
 
 async fn workspace_exists(conn: &mut PgConnection, id: &WorkspaceId) -> Result<bool, StoreError> {

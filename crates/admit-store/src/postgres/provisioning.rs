@@ -364,7 +364,7 @@ impl ProvisioningStore for PgStore {
             "SELECT * FROM outbox WHERE $1::TEXT IS NULL OR state = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(state)
-        .bind(limit)
+        .bind(limit.max(0))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(outbox_row).collect()

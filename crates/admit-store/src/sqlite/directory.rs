@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use admit_core::{Directory, Email, Role, Timestamp, Workspace, WorkspaceId};
+use admit_core::{Email, Role, Timestamp, Workspace, WorkspaceId};
 use serde_json::json;
 use sqlx::{Row, SqliteConnection};
 
@@ -18,7 +18,7 @@ use super::audit;
 use crate::StoreError;
 use crate::audit::{AuditEntry, StoredAuditEntry};
 use crate::directory::{Actor, DirectoryStore, MemberChange};
-use crate::values::{corrupt, member_subject, parse_email, parse_role, parse_workspace, role_json};
+use crate::values::{member_subject, parse_email, parse_role, role_json};
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
@@ -50,44 +50,6 @@ pub(crate) async fn load_workspace(
         created_at: Timestamp::from_unix(row.try_get("created_at")?),
         members,
     }))
-}
-
-/// Every workspace with its members, as the caller's transaction sees it.
-#[expect(
-    dead_code,
-    reason = "the provisioning processor calls this inside its own transaction; remove once it does"
-)]
-pub(crate) async fn load_directory(conn: &mut SqliteConnection) -> Result<Directory, StoreError> {
-    let rows = sqlx::query("SELECT id, name, created_at FROM workspaces")
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut workspaces = BTreeMap::new();
-    for row in &rows {
-        let id = parse_workspace(row.try_get("id")?)?;
-        let workspace = Workspace {
-            id: id.clone(),
-            name: row.try_get("name")?,
-            created_at: Timestamp::from_unix(row.try_get("created_at")?),
-            members: BTreeMap::new(),
-        };
-        workspaces.insert(id, workspace);
-    }
-    let rows = sqlx::query("SELECT workspace_id, email, role FROM members")
-        .fetch_all(&mut *conn)
-        .await?;
-    for row in &rows {
-        let workspace_id = parse_workspace(row.try_get("workspace_id")?)?;
-        let email: String = row.try_get("email")?;
-        let role: String = row.try_get("role")?;
-        // The foreign key (with `ON DELETE CASCADE`) rules out orphans.
-        let workspace = workspaces
-            .get_mut(&workspace_id)
-            .ok_or_else(|| corrupt("a member row names a workspace that does not exist"))?;
-        workspace
-            .members
-            .insert(parse_email(&email)?, parse_role(&role)?);
-    }
-    Ok(Directory::new(workspaces.into_values()))
 }
 
 async fn workspace_exists(

@@ -337,7 +337,7 @@ impl ProvisioningStore for SqliteStore {
             "SELECT * FROM outbox WHERE ?1 IS NULL OR state = ?1 ORDER BY id DESC LIMIT ?2",
         )
         .bind(state)
-        .bind(limit)
+        .bind(limit.max(0))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(outbox_row).collect()

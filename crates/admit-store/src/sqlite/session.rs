@@ -19,7 +19,8 @@ pub(super) async fn session_status(
     // The subscription a checkout created carries the rest of the purchase's events.
     let subscriptions: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT subscription_id FROM stripe_events
-         WHERE checkout_session_id = ? AND subscription_id IS NOT NULL",
+         WHERE checkout_session_id = ? AND subscription_id IS NOT NULL
+         ORDER BY subscription_id",
     )
     .bind(session_id)
     .fetch_all(&mut *conn)
