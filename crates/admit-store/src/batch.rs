@@ -7,9 +7,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::provisioning::{CommitOutcome, ScopeCommit, ScopeWrite};
 use crate::scope::{moved, written_keys};
 
-/// The ids a batch's commit checks: those each derivation read, and those
-/// its rows bump.
-pub(crate) fn keys(commits: &[ScopeCommit]) -> BTreeSet<String> {
+/// The ids a batch's derivations read: the versions its commit compares.
+pub(crate) fn read_keys(commits: &[ScopeCommit]) -> BTreeSet<String> {
+    commits
+        .iter()
+        .flat_map(|c| c.versions.keys().cloned())
+        .collect()
+}
+
+/// The ids a batch read and those its rows bump: what a commit that locks
+/// version rows (PostgreSQL) takes before it writes, so that its own
+/// triggers rarely wait on another instance.
+pub(crate) fn touched_keys(commits: &[ScopeCommit]) -> BTreeSet<String> {
     commits
         .iter()
         .flat_map(|c| c.versions.keys().cloned().chain(written_keys(&c.write)))

@@ -130,7 +130,7 @@ impl ProvisioningStore for PgStore {
         // decided, so the triggers' bumps of this batch's writes rarely wait
         // on another instance's lock (a crossing that remains is a
         // deadlock PostgreSQL breaks, and the loser derives again).
-        let keys = crate::batch::keys(commits);
+        let keys = crate::batch::touched_keys(commits);
         let current = match scope_versions(&mut tx, &keys, true).await {
             Ok(current) => current,
             Err(error) if error.is_lost_race() => {

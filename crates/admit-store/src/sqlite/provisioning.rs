@@ -117,7 +117,7 @@ impl ProvisioningStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Vec<CommitOutcome>, StoreError> {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        let keys = crate::batch::keys(commits);
+        let keys = crate::batch::read_keys(commits);
         let current = scope_versions(&mut tx, &keys).await?;
         let crate::batch::Plan {
             mut outcomes,
