@@ -154,10 +154,9 @@ impl HeldLease {
                     ))
                     .await;
                     let now = state.clock.now();
-                    let until = admit_core::Timestamp::from_unix(now.unix() + CHECKOUT_LEASE_SECS);
                     if let Err(error) = state
                         .store
-                        .lease_checkout(&workspace, &holder, now, until)
+                        .lease_checkout(&workspace, &holder, now, lease_end(now))
                         .await
                     {
                         tracing::warn!(workspace_id = %workspace, error = %crate::telemetry::error_chain(&error), "could not renew a checkout lease");
@@ -195,6 +194,11 @@ impl Drop for HeldLease {
 /// holder does not block the workspace for long.
 const CHECKOUT_LEASE_SECS: i64 = 60;
 
+/// When a lease taken or renewed at `now` lapses.
+fn lease_end(now: admit_core::Timestamp) -> admit_core::Timestamp {
+    admit_core::Timestamp::from_unix(now.unix() + CHECKOUT_LEASE_SECS)
+}
+
 /// Waits for the workspace's checkout lease, up to 15 s (a checkout holds
 /// it for the few Stripe calls it makes).
 async fn lease_checkout(
@@ -204,10 +208,9 @@ async fn lease_checkout(
 ) -> Result<(), ApiError> {
     for _ in 0..300 {
         let now = state.clock.now();
-        let until = admit_core::Timestamp::from_unix(now.unix() + CHECKOUT_LEASE_SECS);
         if state
             .store
-            .lease_checkout(workspace_id, holder, now, until)
+            .lease_checkout(workspace_id, holder, now, lease_end(now))
             .await?
         {
             return Ok(());
