@@ -75,6 +75,9 @@ enum Command {
     /// The go/no-go memo from live data: Done / In progress / Blockers,
     /// Confidence, READY or HOLD, and the decision log. Exits 0 READY, 1 HOLD.
     Readiness(ReadinessArgs),
+    /// The console's operators (`/admin`): add (with a role), list, remove.
+    #[command(subcommand)]
+    Operator(crate::operators::OperatorCommand),
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +258,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve
         | Command::Migrate
         | Command::Outbox(_)
+        | Command::Operator(_)
         | Command::Simulate(_)
         | Command::Backfill { .. }
         | Command::Reconcile { .. } => ExitCode::FAILURE,
@@ -295,6 +299,12 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(command) => simulate(config, command).await.map(|()| ExitCode::SUCCESS),
         Command::QaGate(args) => qa_gate(config, args).await,
         Command::Readiness(args) => readiness(config, args).await,
+        Command::Operator(command) => {
+            let store = open_store(&config).await?;
+            let outcome = crate::operators::run(&config, store.as_ref(), command).await;
+            store.close().await;
+            outcome.map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 

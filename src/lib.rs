@@ -9,6 +9,7 @@ pub mod http;
 pub mod inbox;
 pub mod mail;
 pub mod metrics;
+pub mod operators;
 pub mod provision;
 pub mod qa;
 pub mod readiness;

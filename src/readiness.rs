@@ -26,6 +26,8 @@ pub const RECONCILED_ACTION: &str = "reconcile.completed";
 pub struct Report {
     pub memo: Memo,
     pub hash: String,
+    /// The database's figures the memo was judged on.
+    pub inbox: admit_core::readiness::InboxFacts,
 }
 
 /// Gathers the facts and judges them.
@@ -38,7 +40,11 @@ pub async fn report(
     let facts = gather(config, store, stripe, now).await?;
     let memo = admit_core::readiness::assess(&facts);
     let hash = hex::encode(&sha2::Sha256::digest(memo.fingerprint().as_bytes())[..8]);
-    Ok(Report { memo, hash })
+    Ok(Report {
+        memo,
+        hash,
+        inbox: facts.inbox,
+    })
 }
 
 async fn gather(
@@ -358,7 +364,11 @@ mod tests {
     fn report_of(facts: &Facts) -> Report {
         let memo = assess(facts);
         let hash = hex::encode(&sha2::Sha256::digest(memo.fingerprint().as_bytes())[..8]);
-        Report { memo, hash }
+        Report {
+            memo,
+            hash,
+            inbox: facts.inbox.clone(),
+        }
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl App {
                 stripe,
                 sync_budget: Arc::default(),
                 rejections: Arc::default(),
+                console: crate::http::admin::ConsoleState::new(),
             },
             transport: Arc::new(transport),
         })
@@ -148,11 +149,15 @@ impl App {
         // One signal stops the workers claiming and the server accepting.
         let mut draining = stop.clone();
         let mut server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = draining.wait_for(|stopping| *stopping).await;
-                })
-                .await
+            // The console's sign-in limit counts failures per client address.
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = draining.wait_for(|stopping| *stopping).await;
+            })
+            .await
         });
         let served = tokio::select! {
             served = &mut server => Some(served),

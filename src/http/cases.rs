@@ -91,6 +91,7 @@ async fn list(
             workspace: super::workspace_filter(query.workspace_id)?,
             stripe_id: query.stripe_id.filter(|s| !s.is_empty()),
             email: super::email_filter(query.email)?,
+            created_before: None,
             after: super::cursor(query.cursor.as_deref(), admit_store::ListKind::Cases)?,
             limit: super::page_size(query.limit)?,
         })

@@ -203,6 +203,7 @@ impl From<StoreError> for ApiError {
             | StoreError::Decision(_)
             | StoreError::Corrupt(_)
             | StoreError::BatchFailed(_)
+            | StoreError::OperatorExists
             | StoreError::WriterStopped => ApiError::Internal(e.into()),
         }
     }

@@ -97,7 +97,11 @@ async fn replay(
     Path(id): Path<String>,
 ) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
     let id = EventId::parse(id).map_err(|_| ApiError::EventNotFound)?;
-    if !state.store.requeue_event(&id).await? {
+    if !state
+        .store
+        .requeue_event(&id, &admit_store::Actor::api(), state.clock.now())
+        .await?
+    {
         return Err(ApiError::EventNotFound);
     }
     state.wake.notify_one();

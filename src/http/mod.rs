@@ -1,6 +1,7 @@
 //! The HTTP surface: one router per feature, composed here with the layers
 //! every route shares.
 
+pub mod admin;
 mod auth;
 pub mod billing;
 mod cases;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub ingest: crate::inbox::IngestWriter,
     /// Refused webhook deliveries not yet written to the store.
     pub rejections: Arc<webhooks::RejectionTally>,
+    /// The console's per-instance state (its memo cache).
+    pub console: Arc<admin::ConsoleState>,
 }
 
 /// `?state=` of the list routes: one of `allowed`, or `all` / absent for every state.
@@ -129,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .merge(welcome::router())
         .merge(ops::router())
         .merge(workspaces::router())
+        .merge(admin::router(state.clone()))
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(middleware::from_fn_with_state(
             state.clone(),

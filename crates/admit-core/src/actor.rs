@@ -41,6 +41,8 @@ pub enum SystemTask {
     Provisioning,
     Reconcile,
     Backfill,
+    /// `admit operator add|remove`, run on the server.
+    OperatorCli,
 }
 
 impl SystemTask {
@@ -49,6 +51,7 @@ impl SystemTask {
             SystemTask::Provisioning => "provisioning",
             SystemTask::Reconcile => "reconcile",
             SystemTask::Backfill => "backfill",
+            SystemTask::OperatorCli => "operator_cli",
         }
     }
 }

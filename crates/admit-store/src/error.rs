@@ -26,6 +26,8 @@ pub enum StoreError {
     LastOwner,
     #[error("this email is not a member of the workspace")]
     MemberNotFound,
+    #[error("an operator with this name already exists")]
+    OperatorExists,
     #[error("no case with this id")]
     CaseNotFound,
     #[error("the case is already resolved")]

@@ -13,6 +13,7 @@ mod error;
 mod events;
 pub mod list;
 mod migrations;
+pub mod operators;
 pub mod ops;
 pub mod outbox;
 mod postgres;
@@ -32,7 +33,11 @@ pub use directory::{Actor, DirectoryStore, MemberChange};
 pub use error::StoreError;
 pub use events::{EventSource, EventStatus, InsertOutcome, NewEvent, StoredEvent};
 pub use list::{
-    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListKind, ListStore, OutboxQuery, Page,
+    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListKind, ListStore, OutboxQuery,
+    Page, WorkspaceQuery, WorkspaceSummary,
+};
+pub use operators::{
+    Operator, OperatorCredentials, OperatorSecret, OperatorSession, OperatorStore,
 };
 pub use ops::{Backlog, HeldCase, OpsStore, ReadinessFacts};
 pub use outbox::OutboxStore;
@@ -55,6 +60,7 @@ pub trait Store:
     + OutboxStore
     + SigninStore
     + OpsStore
+    + OperatorStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -1,5 +1,5 @@
 //! Typed list queries for what operators browse (cases, events, outbox,
-//! audit), with filters and a cursor: the shape the console and the CLI use.
+//! audit, workspaces), with filters and a cursor: the shape the console and the CLI use.
 
 use admit_core::{EventId, Timestamp, WorkspaceId};
 
@@ -15,6 +15,7 @@ pub enum ListKind {
     Events,
     Outbox,
     Audit,
+    Workspaces,
 }
 
 impl ListKind {
@@ -24,6 +25,7 @@ impl ListKind {
             ListKind::Events => "e",
             ListKind::Outbox => "o",
             ListKind::Audit => "a",
+            ListKind::Workspaces => "w",
         }
     }
 }
@@ -96,6 +98,8 @@ pub struct CaseQuery {
     pub stripe_id: Option<String>,
     /// The purchaser's email (normalised).
     pub email: Option<String>,
+    /// Opened before this moment (the queue's age filter).
+    pub created_before: Option<Timestamp>,
     pub after: Option<Cursor>,
     pub limit: u32,
 }
@@ -151,12 +155,40 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// Filters of the workspace list (the console's search). Every filter set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkspaceQuery {
+    /// Part of the workspace's id or name, any case.
+    pub text: Option<String>,
+    /// A member's email (normalised): workspaces this person belongs to.
+    pub member_email: Option<String>,
+    /// A customer or subscription id the workspace is bound to or billed with.
+    pub stripe_id: Option<String>,
+    pub after: Option<Cursor>,
+    pub limit: u32,
+}
+
+/// A workspace as a list shows it, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceSummary {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub subscription_status: Option<String>,
+    pub subscription_plan: Option<String>,
+    pub members: u64,
+}
+
 #[async_trait::async_trait]
 pub trait ListStore: Send + Sync {
     async fn cases(&self, query: &CaseQuery) -> Result<Page<StoredCase>, StoreError>;
     async fn events(&self, query: &EventQuery) -> Result<Page<EventSummary>, StoreError>;
     async fn outbox(&self, query: &OutboxQuery) -> Result<Page<OutboxRow>, StoreError>;
     async fn audit(&self, query: &AuditQuery) -> Result<Page<StoredAuditEntry>, StoreError>;
+    async fn workspaces(
+        &self,
+        query: &WorkspaceQuery,
+    ) -> Result<Page<WorkspaceSummary>, StoreError>;
 }
 
 #[cfg(test)]

@@ -73,6 +73,11 @@ const SQLITE: &[Embedded] = &[
         description: "scope indexes",
         sql: include_str!("../migrations/sqlite/0012_scope_indexes.sql"),
     },
+    Embedded {
+        version: 13,
+        description: "operators",
+        sql: include_str!("../migrations/sqlite/0013_operators.sql"),
+    },
 ];
 
 /// The same versions as [`SQLITE`] (a test holds them equal).
@@ -136,6 +141,11 @@ const POSTGRES: &[Embedded] = &[
         version: 12,
         description: "scope indexes",
         sql: include_str!("../migrations/postgres/0012_scope_indexes.sql"),
+    },
+    Embedded {
+        version: 13,
+        description: "operators",
+        sql: include_str!("../migrations/postgres/0013_operators.sql"),
     },
 ];
 

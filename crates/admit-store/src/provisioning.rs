@@ -484,9 +484,35 @@ pub trait ProvisioningStore: Send + Sync {
     async fn session_status(&self, session_id: &str) -> Result<SessionStatus, StoreError>;
 
     /// Queues a stored event for processing again (an operator's replay,
-    /// e.g. after a catalog change). `false` when there is no such event.
-    async fn requeue_event(&self, id: &EventId) -> Result<bool, StoreError>;
+    /// e.g. after a catalog change), audited (`event.replayed`, on the
+    /// workspace the event is linked to). `false` when there is no such event.
+    async fn requeue_event(
+        &self,
+        id: &EventId,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
 
     /// Events not yet in a final status (`received`, or `failed` and due), for tests and ops.
     async fn pending_events(&self) -> Result<u64, StoreError>;
+}
+
+/// The audit entry of an operator's replay of event `id`, on the workspace
+/// the event is linked to (if any).
+pub(crate) fn replay_audit(
+    id: &EventId,
+    actor: &Actor,
+    workspace: Option<WorkspaceId>,
+    now: Timestamp,
+) -> AuditEntry {
+    AuditEntry {
+        at: now,
+        actor: actor.to_string(),
+        action: "event.replayed".into(),
+        workspace_id: workspace,
+        subject: Some(format!("event:{}", id.as_str())),
+        before: None,
+        after: None,
+        cause: Some(id.as_str().to_owned()),
+    }
 }

@@ -9,8 +9,10 @@ use serde_json::Value;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::StoreError;
+use crate::list::WorkspaceSummary;
+use crate::operators::Operator;
 use crate::provisioning::{OutboxRow, StoredCase};
-use crate::values::{corrupt, ts};
+use crate::values::{corrupt, parse_operator_role, parse_workspace, ts};
 
 /// A row of either dialect, read column by column.
 pub(crate) trait Columns {
@@ -136,5 +138,28 @@ pub(crate) fn outbox_row(row: &impl Columns) -> Result<OutboxRow, StoreError> {
         last_error: row.maybe_text("last_error")?,
         created_at: Timestamp::from_unix(row.int("created_at")?),
         sent_at: ts(row.maybe_int("sent_at")?),
+    })
+}
+
+/// An `operators` row selected with `password_hash IS NOT NULL AS password_set`.
+pub(crate) fn operator_row(row: &impl Columns) -> Result<Operator, StoreError> {
+    Ok(Operator {
+        name: row.text("name")?,
+        role: parse_operator_role(&row.text("role")?)?,
+        created_at: Timestamp::from_unix(row.int("created_at")?),
+        password_set: row.flag("password_set")?,
+    })
+}
+
+/// A row of the workspace list: the workspace, its billing state's status
+/// and plan, and its member count (`members`).
+pub(crate) fn workspace_summary(row: &impl Columns) -> Result<WorkspaceSummary, StoreError> {
+    Ok(WorkspaceSummary {
+        id: parse_workspace(row.text("id")?)?,
+        name: row.text("name")?,
+        created_at: Timestamp::from_unix(row.int("created_at")?),
+        subscription_status: row.maybe_text("subscription_status")?,
+        subscription_plan: row.maybe_text("subscription_plan")?,
+        members: u64::try_from(row.int("members")?).map_err(corrupt)?,
     })
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use admit_core::{Email, EventId, Role, Timestamp, WorkspaceId};
+use admit_core::{Email, EventId, OperatorRole, Role, Timestamp, WorkspaceId};
 
 use crate::StoreError;
 
@@ -22,6 +22,10 @@ pub(crate) fn parse_workspace(raw: String) -> Result<WorkspaceId, StoreError> {
 pub(crate) fn parse_role(raw: &str) -> Result<Role, StoreError> {
     // The role is one of three words, never personal data: safe in the message.
     Role::parse(raw).ok_or_else(|| corrupt(format_args!("unknown member role {raw:?}")))
+}
+
+pub(crate) fn parse_operator_role(raw: &str) -> Result<OperatorRole, StoreError> {
+    OperatorRole::parse(raw).ok_or_else(|| corrupt(format_args!("unknown operator role {raw:?}")))
 }
 
 pub(crate) fn parse_email(raw: &str) -> Result<Email, StoreError> {
@@ -45,4 +49,31 @@ pub(crate) fn role_json(role: Role) -> serde_json::Value {
 /// A string map (metadata, headers) as the JSON text it is stored as.
 pub(crate) fn json_text(map: &BTreeMap<String, String>) -> String {
     serde_json::to_string(map).unwrap_or_else(|_| unreachable!("a string map always serialises"))
+}
+
+/// A `LIKE` pattern matching any text that contains `part`, its `%`, `_`
+/// and `\` taken literally (the query says `ESCAPE '\'`).
+pub(crate) fn contains_pattern(part: &str) -> String {
+    let mut pattern = String::with_capacity(part.len() + 2);
+    pattern.push('%');
+    for c in part.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_contains_pattern_takes_wildcards_literally() {
+        assert_eq!(contains_pattern("acme"), "%acme%");
+        assert_eq!(contains_pattern("50%_off\\"), r"%50\%\_off\\%");
+        assert_eq!(contains_pattern(""), "%%");
+    }
 }

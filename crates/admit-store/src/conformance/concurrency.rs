@@ -613,3 +613,53 @@ async fn an_operator_change_crossing_a_commit_runs_again_instead_of_failing() {
         assert!(store.get_workspace(&id).await.expect("read").is_none());
     }
 }
+
+/// Two instances redeeming one operator's setup link at once (a double
+/// submit, a replayed request): one sets the password, the other is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_redeeming_one_setup_token_at_once_set_one_password() {
+    let store = fresh().await;
+    let instances = two_instances(&store).await;
+    for round in 0..10 {
+        let name = format!("op{round}");
+        let token = format!("tok_{round}");
+        store
+            .add_operator(
+                &name,
+                admit_core::OperatorRole::Viewer,
+                &crate::OperatorSecret::SetupToken {
+                    token_hash: token.clone(),
+                    expires_at: NOW.plus_seconds(3600),
+                },
+                &Actor::operator("root", admit_core::OperatorRole::Admin),
+                NOW,
+            )
+            .await
+            .expect("add operator");
+        let redeemed = together(&instances, 2, |store, n| {
+            let token = token.clone();
+            async move {
+                store
+                    .complete_operator_setup(&token, &format!("$argon2id${n}"), NOW)
+                    .await
+                    .expect("redeem")
+                    .map(|_| n)
+            }
+        })
+        .await;
+        let winners: Vec<usize> = redeemed.into_iter().flatten().collect();
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let stored = store
+            .operator_credentials(&name)
+            .await
+            .expect("read")
+            .expect("operator")
+            .password_hash;
+        assert_eq!(stored, Some(format!("$argon2id${}", winners[0])));
+    }
+    let audited = store
+        .audit_by_action("operator.password_set", 100)
+        .await
+        .expect("audit");
+    assert_eq!(audited.len(), 10, "one entry a redemption");
+}

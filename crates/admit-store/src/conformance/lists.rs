@@ -3,12 +3,17 @@
 //! sort key are ordered byte by byte on every backend (`case_B` before
 //! `case_a`), so a cursor means the same page everywhere.
 
+use admit_core::{Role, Timestamp};
+
 use crate::audit::AuditEntry;
+use crate::directory::Actor;
 use crate::events::{EventStatus, NewEvent};
-use crate::list::{AuditQuery, CaseQuery, Cursor, EventQuery, ListKind, OutboxQuery, Page};
+use crate::list::{
+    AuditQuery, CaseQuery, Cursor, EventQuery, ListKind, OutboxQuery, Page, WorkspaceQuery,
+};
 use crate::provisioning::{EventKeys, EventStatusWrite, History, ScopeCommit, ScopeWrite};
 
-use super::{NOW, TestStore, event_id, fresh, test_event, ws};
+use super::{NOW, TestStore, email, event_id, fresh, test_event, ws};
 
 /// Every page of a list, following the cursors, as ids.
 async fn all_pages<T, F, Fut>(mut page: F, id: impl Fn(&T) -> String) -> Vec<Vec<String>>
@@ -157,6 +162,34 @@ async fn cases_are_listed_newest_first_filtered_and_paged() {
         list(CaseQuery::default()).await,
         ["case_done"],
         "a limit of 0 is a page of one"
+    );
+    for (before, expected) in [
+        (100, &[][..]),
+        (101, &["case_old"][..]),
+        (200, &["case_old"][..]),
+        (201, &["case_c", "case_a", "case_B", "case_old"][..]),
+    ] {
+        assert_eq!(
+            list(CaseQuery {
+                created_before: Some(Timestamp::from_unix(before)),
+                limit: 10,
+                ..CaseQuery::default()
+            })
+            .await,
+            expected,
+            "opened strictly before {before}"
+        );
+    }
+    assert_eq!(
+        list(CaseQuery {
+            created_before: Some(Timestamp::from_unix(201)),
+            state: Some("held".into()),
+            limit: 2,
+            ..CaseQuery::default()
+        })
+        .await,
+        ["case_c", "case_a"],
+        "with the other filters and the limit"
     );
 }
 
@@ -504,4 +537,217 @@ async fn the_outbox_and_the_audit_log_are_paged_newest_first() {
         "the cursor names the last entry of the page"
     );
     assert!(Cursor::decode(&first.next.expect("next").encode(), ListKind::Audit).is_some());
+}
+
+/// A workspace created `ago` seconds before [`NOW`], owned by `owner`.
+async fn workspace(store: &TestStore, id: &str, name: &str, owner: &str, ago: i64) {
+    store
+        .create_workspace(
+            &ws(id),
+            name,
+            &email(owner),
+            &Actor::App,
+            NOW.plus_seconds(-ago),
+        )
+        .await
+        .expect("workspace");
+}
+
+#[tokio::test]
+async fn workspaces_are_listed_newest_first_searched_and_paged() {
+    let store = fresh().await;
+    workspace(&store, "ws_acme", "Acme 50% Off", "ann@acme.test", 400).await;
+    workspace(&store, "ws_five", "500 Club", "bob@five.test", 300).await;
+    workspace(&store, "ws_a", "Tie A", "cy@tie.test", 200).await;
+    workspace(&store, "ws_B", "Tie B", "cy@tie.test", 200).await;
+    workspace(&store, "wsxa", "No Underscore", "dee@x.test", 200).await;
+    workspace(&store, "ws_new", "Newest", "eve@new.test", 100).await;
+    store
+        .put_member(
+            &ws("ws_acme"),
+            &email("cy@tie.test"),
+            Role::Member,
+            &Actor::App,
+            NOW,
+        )
+        .await
+        .expect("member");
+    sqlx::query(
+        "INSERT INTO billing_states (workspace_id, subscription_status, subscription_plan,
+             stripe_customer_id, stripe_subscription_id, updated_at)
+         VALUES ('ws_acme', 'active', 'pro', 'cus_acme', 'sub_acme', 1)",
+    )
+    .execute(&store.db)
+    .await
+    .expect("billing state");
+    sqlx::query(
+        "INSERT INTO bindings (kind, stripe_id, workspace_id, source, created_at)
+         VALUES ('customer', 'cus_bound', 'ws_five', 'test', 1)",
+    )
+    .execute(&store.db)
+    .await
+    .expect("binding");
+
+    let list = |query: WorkspaceQuery| {
+        let store = &store;
+        async move {
+            let page = store.workspaces(&query).await.expect("workspaces");
+            page.items
+                .iter()
+                .map(|w| w.id.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    // Ids that tie on their time are in byte order: `ws_B` before `ws_a`.
+    let newest_first = ["ws_new", "wsxa", "ws_a", "ws_B", "ws_five", "ws_acme"];
+    assert_eq!(
+        list(WorkspaceQuery {
+            limit: 10,
+            ..WorkspaceQuery::default()
+        })
+        .await,
+        newest_first
+    );
+    for limit in [1, 2, 4] {
+        let pages = all_pages(
+            |after| {
+                let store = &store;
+                async move {
+                    store
+                        .workspaces(&WorkspaceQuery {
+                            limit,
+                            after,
+                            ..WorkspaceQuery::default()
+                        })
+                        .await
+                        .expect("page")
+                }
+            },
+            |w| w.id.to_string(),
+        )
+        .await;
+        assert!(pages.iter().all(|p| p.len() <= limit as usize));
+        assert_eq!(pages.concat(), newest_first, "pages of {limit}");
+    }
+    let expectations: [(WorkspaceQuery, &[&str]); 9] = [
+        (
+            WorkspaceQuery {
+                text: Some("ACME".into()),
+                ..WorkspaceQuery::default()
+            },
+            &["ws_acme"],
+        ),
+        (
+            WorkspaceQuery {
+                text: Some("tie".into()),
+                ..WorkspaceQuery::default()
+            },
+            &["ws_a", "ws_B"],
+        ),
+        (
+            WorkspaceQuery {
+                text: Some("50%".into()),
+                ..WorkspaceQuery::default()
+            },
+            &["ws_acme"],
+        ),
+        (
+            WorkspaceQuery {
+                text: Some("s_a".into()),
+                ..WorkspaceQuery::default()
+            },
+            &["ws_a", "ws_acme"],
+        ),
+        (
+            WorkspaceQuery {
+                text: Some("%".into()),
+                ..WorkspaceQuery::default()
+            },
+            &["ws_acme"],
+        ),
+        (
+            WorkspaceQuery {
+                member_email: Some("cy@tie.test".into()),
+                ..WorkspaceQuery::default()
+            },
+            &["ws_a", "ws_B", "ws_acme"],
+        ),
+        (
+            WorkspaceQuery {
+                stripe_id: Some("sub_acme".into()),
+                ..WorkspaceQuery::default()
+            },
+            &["ws_acme"],
+        ),
+        (
+            WorkspaceQuery {
+                stripe_id: Some("cus_bound".into()),
+                ..WorkspaceQuery::default()
+            },
+            &["ws_five"],
+        ),
+        (
+            WorkspaceQuery {
+                text: Some("tie b".into()),
+                member_email: Some("cy@tie.test".into()),
+                ..WorkspaceQuery::default()
+            },
+            &["ws_B"],
+        ),
+    ];
+    for (query, expected) in expectations {
+        assert_eq!(
+            list(WorkspaceQuery {
+                limit: 10,
+                ..query.clone()
+            })
+            .await,
+            expected,
+            "{query:?}"
+        );
+    }
+    assert_eq!(
+        list(WorkspaceQuery {
+            stripe_id: Some("cus_acme".into()),
+            limit: 10,
+            ..WorkspaceQuery::default()
+        })
+        .await,
+        ["ws_acme"],
+        "the billing state's customer"
+    );
+
+    let summaries = store
+        .workspaces(&WorkspaceQuery {
+            limit: 10,
+            ..WorkspaceQuery::default()
+        })
+        .await
+        .expect("workspaces")
+        .items;
+    let acme = summaries
+        .iter()
+        .find(|w| w.id == ws("ws_acme"))
+        .expect("acme");
+    assert_eq!(acme.name, "Acme 50% Off");
+    assert_eq!(acme.created_at, NOW.plus_seconds(-400));
+    assert_eq!(acme.subscription_status.as_deref(), Some("active"));
+    assert_eq!(acme.subscription_plan.as_deref(), Some("pro"));
+    assert_eq!(acme.members, 2);
+    let new = &summaries[0];
+    assert_eq!(new.subscription_status, None);
+    assert_eq!(new.subscription_plan, None);
+    assert_eq!(new.members, 1);
+
+    let first = store
+        .workspaces(&WorkspaceQuery {
+            limit: 1,
+            ..WorkspaceQuery::default()
+        })
+        .await
+        .expect("workspaces");
+    let cursor = first.next.expect("more than one page").encode();
+    assert_eq!(cursor, format!("w.{}.ws_new", NOW.unix() - 100));
+    assert!(Cursor::decode(&cursor, ListKind::Workspaces).is_some());
+    assert_eq!(Cursor::decode(&cursor, ListKind::Cases), None);
 }

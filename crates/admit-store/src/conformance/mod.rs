@@ -21,6 +21,7 @@
 mod concurrency;
 mod directory;
 mod lists;
+mod operators;
 mod ops;
 mod outbox;
 mod provisioning;

@@ -62,6 +62,11 @@ async fn settle(store: &TestStore, event: &str, outcome: &str, extra: ScopeWrite
     assert_eq!(outcomes, [CommitOutcome::Written]);
 }
 
+/// The operator the tests' replays are by.
+fn replayer() -> Actor {
+    Actor::operator("sam", admit_core::OperatorRole::Support)
+}
+
 async fn status(store: &TestStore, event: &str) -> EventStatus {
     store
         .get_event(&event_id(event))
@@ -877,12 +882,17 @@ async fn an_event_is_pending_until_settled_and_a_requeue_brings_it_back() {
     assert_eq!(status(&store, "evt_1").await, EventStatus::Processed);
 
     for id in ["evt_1", "evt_2", "evt_4"] {
-        assert!(store.requeue_event(&event_id(id)).await.expect("requeue"));
+        assert!(
+            store
+                .requeue_event(&event_id(id), &replayer(), NOW)
+                .await
+                .expect("requeue")
+        );
         assert_eq!(status(&store, id).await, EventStatus::Received);
     }
     assert!(
         !store
-            .requeue_event(&event_id("evt_missing"))
+            .requeue_event(&event_id("evt_missing"), &replayer(), NOW)
             .await
             .expect("requeue")
     );
@@ -901,6 +911,94 @@ async fn an_event_is_pending_until_settled_and_a_requeue_brings_it_back() {
 }
 
 /// A billing state comes back as written, every field, through each read.
+/// A replay is audited in its transaction, on the workspace the event is
+/// linked to: by its subscription, session or customer first, else by the
+/// workspace its metadata names if that exists.
+#[tokio::test]
+async fn a_replay_is_audited_on_the_workspace_its_event_is_linked_to() {
+    let store = fresh().await;
+    workspace(&store, "ws_acme").await;
+    workspace(&store, "ws_beta").await;
+    let keyed = |id: &str, keys: EventKeys| NewEvent {
+        keys,
+        ..test_event(id, "invoice.paid", NOW)
+    };
+    store
+        .insert_events(&[
+            keyed(
+                "evt_linked",
+                EventKeys {
+                    subscription: Some("sub_1".into()),
+                    // The link wins over what the metadata says.
+                    workspace_hint: Some("ws_beta".into()),
+                    ..EventKeys::default()
+                },
+            ),
+            keyed(
+                "evt_hinted",
+                EventKeys {
+                    workspace_hint: Some("ws_beta".into()),
+                    ..EventKeys::default()
+                },
+            ),
+            keyed(
+                "evt_nowhere",
+                EventKeys {
+                    workspace_hint: Some("ws_gone".into()),
+                    ..EventKeys::default()
+                },
+            ),
+            keyed("evt_plain", EventKeys::default()),
+        ])
+        .await
+        .expect("insert");
+    store
+        .exec("INSERT INTO stripe_links (kind, stripe_id, workspace_id) VALUES ('subscription', 'sub_1', 'ws_acme')")
+        .await;
+    for id in ["evt_linked", "evt_hinted", "evt_nowhere", "evt_plain"] {
+        assert!(
+            store
+                .requeue_event(&event_id(id), &replayer(), NOW.plus_seconds(5))
+                .await
+                .expect("requeue")
+        );
+    }
+    assert!(
+        !store
+            .requeue_event(&event_id("evt_missing"), &replayer(), NOW)
+            .await
+            .expect("requeue")
+    );
+    let mut replays: Vec<(String, Option<String>)> = store
+        .audit_by_action("event.replayed", 10)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| {
+            let entry = e.entry;
+            assert_eq!(entry.actor, "operator:sam");
+            assert_eq!(entry.at, NOW.plus_seconds(5));
+            let subject = entry.subject.expect("subject");
+            assert_eq!(
+                Some(subject.clone()),
+                entry.cause.map(|c| format!("event:{c}"))
+            );
+            (subject, entry.workspace_id.map(|w| w.to_string()))
+        })
+        .collect();
+    replays.sort();
+    assert_eq!(
+        replays,
+        [
+            ("event:evt_hinted".into(), Some("ws_beta".into())),
+            ("event:evt_linked".into(), Some("ws_acme".into())),
+            ("event:evt_nowhere".into(), None),
+            ("event:evt_plain".into(), None),
+        ],
+        "no entry for an event that is not stored"
+    );
+}
+
 #[tokio::test]
 async fn a_billing_state_round_trips_through_every_read() {
     let store = fresh().await;

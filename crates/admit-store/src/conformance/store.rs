@@ -321,7 +321,11 @@ async fn another_instance_storing_events_wakes_the_subscribers() {
     );
     assert!(
         other
-            .requeue_event(&event_id("evt_wake_last"))
+            .requeue_event(
+                &event_id("evt_wake_last"),
+                &crate::Actor::operator("sam", admit_core::OperatorRole::Support),
+                NOW
+            )
             .await
             .expect("requeue")
     );

@@ -24,6 +24,7 @@ mod audit;
 mod cases;
 mod directory;
 mod list;
+mod operators;
 mod ops;
 mod outbox;
 mod provisioning;

@@ -25,11 +25,34 @@ use crate::events::EventStatus;
 use crate::provisioning::{
     CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, History, OutboxRow,
     OutboxWrite, ProvisioningStore, ScopeCommit, ScopeRead, ScopeWrite, SessionStatus, StoredCase,
+    replay_audit,
 };
 use crate::values::parse_role;
 
 /// One snapshot for every lookup of a scope read.
 const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
+/// The workspace an event is linked to, for the audit entry of its replay:
+/// the one its subscription, checkout session or customer is linked to
+/// (in that order), else the workspace its metadata names, if that exists.
+const LINKED_WORKSPACE: &str = r#"SELECT workspace_id FROM (
+        SELECT l.workspace_id, 1 AS rank FROM stripe_events e
+        JOIN stripe_links l ON l.kind = 'subscription' AND l.stripe_id = e.subscription_id
+        WHERE e.id = $1
+        UNION ALL
+        SELECT l.workspace_id, 2 FROM stripe_events e
+        JOIN stripe_links l ON l.kind = 'session' AND l.stripe_id = e.checkout_session_id
+        WHERE e.id = $1
+        UNION ALL
+        SELECT l.workspace_id, 3 FROM stripe_events e
+        JOIN stripe_links l ON l.kind = 'customer' AND l.stripe_id = e.customer_id
+        WHERE e.id = $1
+        UNION ALL
+        SELECT e.workspace_hint, 4 FROM stripe_events e
+        WHERE e.id = $1
+    ) linked
+    WHERE workspace_id IN (SELECT id FROM workspaces)
+    ORDER BY rank, workspace_id COLLATE "C" LIMIT 1"#;
 
 /// `received_at`, `received_ms`, id, customer, subscription, session,
 /// whether ingress stored a billing event.
@@ -466,20 +489,34 @@ impl ProvisioningStore for PgStore {
         super::session::session_status(self, session_id).await
     }
 
-    async fn requeue_event(&self, id: &EventId) -> Result<bool, StoreError> {
+    async fn requeue_event(
+        &self,
+        id: &EventId,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         super::retrying(|| async move {
+            let mut tx = self.pool.begin().await?;
             let changed = sqlx::query(
-    "UPDATE stripe_events SET status = 'received', next_attempt_at = NULL, lease_until = NULL,
-                     scenario = NULL WHERE id = $1",
+                "UPDATE stripe_events SET status = 'received', next_attempt_at = NULL,
+                     lease_until = NULL, scenario = NULL WHERE id = $1",
             )
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
-            if changed == 1 {
-                super::notify(self.pool.clone(), super::EVENTS_CHANNEL).await;
+            if changed != 1 {
+                return Ok(false);
             }
-            Ok(changed == 1)
+            let workspace: Option<String> = sqlx::query_scalar(LINKED_WORKSPACE)
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let workspace = workspace.map(parse_workspace).transpose()?;
+            super::audit::insert(&mut tx, &replay_audit(id, actor, workspace, now)).await?;
+            tx.commit().await?;
+            super::notify(self.pool.clone(), super::EVENTS_CHANNEL).await;
+            Ok(true)
         })
         .await
     }

@@ -11,9 +11,12 @@ use crate::StoreError;
 use crate::audit::StoredAuditEntry;
 use crate::events::EventStatus;
 use crate::list::{
-    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListKind, ListStore, OutboxQuery, Page,
+    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListKind, ListStore, OutboxQuery,
+    Page, WorkspaceQuery, WorkspaceSummary,
 };
 use crate::provisioning::{OutboxRow, StoredCase};
+use crate::rows::workspace_summary;
+use crate::values::contains_pattern;
 
 /// At most this many rows a page, whatever the caller asks.
 const MAX_PAGE: u32 = 1000;
@@ -40,6 +43,7 @@ impl ListStore for SqliteStore {
                AND (?4 IS NULL OR stripe_customer_id = ?4 OR stripe_subscription_id = ?4
                     OR checkout_session_id = ?4)
                AND (?5 IS NULL OR purchaser_email = ?5)
+               AND (?9 IS NULL OR created_at < ?9)
                AND (?6 IS NULL OR (created_at, id) < (?6, ?7))
              ORDER BY created_at DESC, id DESC LIMIT ?8",
         )
@@ -51,6 +55,7 @@ impl ListStore for SqliteStore {
         .bind(at)
         .bind(id)
         .bind(fetch)
+        .bind(query.created_before.map(Timestamp::unix))
         .fetch_all(&self.pool)
         .await?;
         let cases = rows
@@ -171,6 +176,46 @@ impl ListStore for SqliteStore {
         let entries = rows.iter().map(audit_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_fetch(entries, limit, |e| {
             Cursor::new(ListKind::Audit, e.id, e.id.to_string())
+        }))
+    }
+
+    async fn workspaces(
+        &self,
+        query: &WorkspaceQuery,
+    ) -> Result<Page<WorkspaceSummary>, StoreError> {
+        let (limit, fetch) = limit(query.limit);
+        let (at, id) = cursor_parts(query.after.as_ref());
+        // The unfiltered page walks `workspaces_by_created` and stops after
+        // `fetch` rows; the status, plan and count are looked up per row.
+        let rows = sqlx::query(
+            r#"SELECT w.id, w.name, w.created_at,
+                    b.subscription_status, b.subscription_plan,
+                    (SELECT COUNT(*) FROM members m WHERE m.workspace_id = w.id) AS members
+             FROM workspaces w LEFT JOIN billing_states b ON b.workspace_id = w.id
+             WHERE (?1 IS NULL OR w.id LIKE ?1 ESCAPE '\' OR w.name LIKE ?1 ESCAPE '\')
+               AND (?2 IS NULL OR w.id IN (SELECT workspace_id FROM members WHERE email = ?2))
+               AND (?3 IS NULL
+                    OR w.id IN (SELECT workspace_id FROM billing_states
+                                WHERE stripe_customer_id = ?3 OR stripe_subscription_id = ?3)
+                    OR w.id IN (SELECT workspace_id FROM bindings
+                                WHERE kind = 'customer' AND stripe_id = ?3))
+               AND (?4 IS NULL OR (w.created_at, w.id) < (?4, ?5))
+             ORDER BY w.created_at DESC, w.id DESC LIMIT ?6"#,
+        )
+        .bind(query.text.as_deref().map(contains_pattern))
+        .bind(&query.member_email)
+        .bind(&query.stripe_id)
+        .bind(at)
+        .bind(id)
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let workspaces = rows
+            .iter()
+            .map(workspace_summary)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_fetch(workspaces, limit, |w| {
+            Cursor::new(ListKind::Workspaces, w.created_at.unix(), w.id.as_str())
         }))
     }
 }

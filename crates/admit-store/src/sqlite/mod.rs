@@ -19,6 +19,7 @@ mod audit;
 mod cases;
 mod directory;
 mod list;
+mod operators;
 mod ops;
 mod outbox;
 mod provisioning;

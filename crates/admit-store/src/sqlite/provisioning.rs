@@ -21,10 +21,33 @@ use crate::events::EventStatus;
 use crate::provisioning::{
     CaseResolution, CaseWrite, ClaimedEvent, CommitOutcome, EventKeys, History, OutboxRow,
     OutboxWrite, ProvisioningStore, ScopeCommit, ScopeRead, ScopeWrite, SessionStatus, StoredCase,
+    replay_audit,
 };
 use crate::values::parse_role;
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// The workspace an event is linked to, for the audit entry of its replay:
+/// the one its subscription, checkout session or customer is linked to
+/// (in that order), else the workspace its metadata names, if that exists.
+const LINKED_WORKSPACE: &str = r#"SELECT workspace_id FROM (
+        SELECT l.workspace_id, 1 AS rank FROM stripe_events e
+        JOIN stripe_links l ON l.kind = 'subscription' AND l.stripe_id = e.subscription_id
+        WHERE e.id = ?1
+        UNION ALL
+        SELECT l.workspace_id, 2 FROM stripe_events e
+        JOIN stripe_links l ON l.kind = 'session' AND l.stripe_id = e.checkout_session_id
+        WHERE e.id = ?1
+        UNION ALL
+        SELECT l.workspace_id, 3 FROM stripe_events e
+        JOIN stripe_links l ON l.kind = 'customer' AND l.stripe_id = e.customer_id
+        WHERE e.id = ?1
+        UNION ALL
+        SELECT e.workspace_hint, 4 FROM stripe_events e
+        WHERE e.id = ?1
+    ) linked
+    WHERE workspace_id IN (SELECT id FROM workspaces)
+    ORDER BY rank, workspace_id LIMIT 1"#;
 
 /// `received_at`, `received_ms`, id, customer, subscription, session,
 /// whether ingress stored a billing event.
@@ -429,16 +452,32 @@ impl ProvisioningStore for SqliteStore {
         super::session::session_status(self, session_id).await
     }
 
-    async fn requeue_event(&self, id: &EventId) -> Result<bool, StoreError> {
+    async fn requeue_event(
+        &self,
+        id: &EventId,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let changed = sqlx::query(
-"UPDATE stripe_events SET status = 'received', next_attempt_at = NULL, lease_until = NULL,
+            "UPDATE stripe_events SET status = 'received', next_attempt_at = NULL, lease_until = NULL,
                  scenario = NULL WHERE id = ?",
         )
         .bind(id.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok(changed == 1)
+        if changed != 1 {
+            return Ok(false);
+        }
+        let workspace: Option<String> = sqlx::query_scalar(LINKED_WORKSPACE)
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let workspace = workspace.map(parse_workspace).transpose()?;
+        super::audit::insert(&mut tx, &replay_audit(id, actor, workspace, now)).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn pending_events(&self) -> Result<u64, StoreError> {

@@ -1,0 +1,32 @@
+-- The console's operators, their sign-in sessions and failed sign-ins.
+-- Secrets are never stored: a password as its argon2 PHC string, a setup
+-- or session token as the hex SHA-256 of the token.
+CREATE TABLE operators (
+    name             TEXT PRIMARY KEY NOT NULL,
+    role             TEXT NOT NULL CHECK (role IN ('viewer', 'support', 'admin')),
+    password_hash    TEXT,                  -- NULL until the setup link is redeemed
+    setup_token_hash TEXT UNIQUE,           -- cleared when redeemed
+    setup_expires_at INTEGER,
+    created_at       INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE operator_sessions (
+    session_hash    TEXT PRIMARY KEY NOT NULL,
+    operator_name   TEXT NOT NULL REFERENCES operators (name) ON DELETE CASCADE,
+    created_at      INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,   -- the absolute end
+    idle_expires_at INTEGER NOT NULL,   -- moved on by use, never past expires_at
+    last_seen_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX operator_sessions_by_operator ON operator_sessions (operator_name);
+
+-- One row a failed sign-in, by operator name as typed or client address;
+-- rows older than a day are deleted as new ones arrive.
+CREATE TABLE operator_login_failures (
+    key TEXT NOT NULL,
+    at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX operator_login_failures_by_key ON operator_login_failures (key, at);
+
+-- The console's workspace list pages newest first.
+CREATE INDEX workspaces_by_created ON workspaces (created_at, id);
