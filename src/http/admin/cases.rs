@@ -363,7 +363,9 @@ pub async fn resolve(
     }
     tracing::info!(case_id = %id, action = resolution.as_str(), operator = %me.operator.name, "case resolved in the console");
     state.wake.notify_one();
-    settle(&state, &case.event_ids).await;
+    if state.config.process_in_background {
+        settle(&state, &case.event_ids).await;
+    }
     Ok(Redirect::to(&format!("/admin/cases/{id}?done=1")).into_response())
 }
 
