@@ -195,19 +195,25 @@ async fn case_page(
 
 /// What the operator's action did, in words.
 fn result_text(case: &StoredCase, events: &[Value]) -> String {
-    let waiting = events
+    let mut statuses: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for event in events {
+        *statuses.entry(event["status"].as_str().unwrap_or("?")).or_default() += 1;
+    }
+    let waiting = statuses
+        .get(EventStatus::Received.as_str())
+        .copied()
+        .unwrap_or(0);
+    let tally = statuses
         .iter()
-        .filter(|e| e["status"] == EventStatus::Received.as_str())
-        .count();
-    let provisioned = events.len() - waiting;
+        .map(|(status, n)| format!("{n} {status}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let after = if events.is_empty() {
         String::new()
     } else if waiting == 0 {
-        format!(
-            " Re-provisioned: {provisioned} of the case's events processed again (below); the mail they caused is queued."
-        )
+        format!(" Re-provisioned: the case's events are {tally}; the mail they caused is queued (below, and on the workspace's page).")
     } else {
-        format!(" {waiting} of the case's events are still being provisioned: reload in a moment.")
+        format!(" The case's events are {tally}: the processor is still at work, reload in a moment.")
     };
     let by = case.resolved_by.as_deref().unwrap_or("an operator");
     match case.resolution.as_deref() {
