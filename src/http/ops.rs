@@ -39,20 +39,23 @@ async fn readiness(
     _caller: super::auth::AppCaller,
     State(state): State<AppState>,
 ) -> Result<Json<Value>, ApiError> {
-    // What this instance refused a moment ago counts too.
+    let report = current_report(&state).await.map_err(ApiError::Internal)?;
+    Ok(Json(crate::readiness::render_json(&report)))
+}
+
+/// The memo from live data, this instance's refusals of a moment ago included.
+pub(super) async fn current_report(state: &AppState) -> anyhow::Result<crate::readiness::Report> {
     state
         .rejections
         .flush(state.store.as_ref(), state.clock.now())
         .await;
-    let report = crate::readiness::report(
+    crate::readiness::report(
         &state.config,
         state.store.as_ref(),
         state.stripe.as_ref(),
         state.clock.now(),
     )
     .await
-    .map_err(ApiError::Internal)?;
-    Ok(Json(crate::readiness::render_json(&report)))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

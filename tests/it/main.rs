@@ -7,6 +7,7 @@ mod helpers;
 
 mod checkout;
 mod cli;
+mod console;
 mod events;
 mod fixtures;
 mod history;
@@ -14,6 +15,7 @@ mod instances;
 mod lists;
 mod localstripe;
 mod mail;
+mod operators;
 mod ops;
 mod postgres;
 mod processors;

@@ -167,7 +167,14 @@ async fn operator_commands_add_list_and_remove_with_a_hashed_password() {
     let app = spawn_app().await;
     let (code, out, err) = admit(
         &app,
-        &["operator", "add", "sam", "--role", "support", "--password-stdin"],
+        &[
+            "operator",
+            "add",
+            "sam",
+            "--role",
+            "support",
+            "--password-stdin",
+        ],
         Some(&format!("{PASSWORD}\n")),
     );
     assert_eq!(code, 0, "{err}");
@@ -187,14 +194,28 @@ async fn operator_commands_add_list_and_remove_with_a_hashed_password() {
 
     let (code, _, err) = admit(
         &app,
-        &["operator", "add", "sam", "--role", "viewer", "--password-stdin"],
+        &[
+            "operator",
+            "add",
+            "sam",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
         Some(PASSWORD),
     );
     assert_eq!(code, 1);
     assert!(err.contains("exists already"), "{err}");
     let (code, _, err) = admit(
         &app,
-        &["operator", "add", "kim", "--role", "viewer", "--password-stdin"],
+        &[
+            "operator",
+            "add",
+            "kim",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
         Some("short"),
     );
     assert_eq!(code, 1);
@@ -202,7 +223,11 @@ async fn operator_commands_add_list_and_remove_with_a_hashed_password() {
     let (code, _, err) = admit(&app, &["operator", "add", "kim", "--role", "root"], None);
     assert_ne!(code, 0);
     assert!(err.contains("viewer, support or admin"), "{err}");
-    let (code, _, err) = admit(&app, &["operator", "add", "Kim Smith", "--role", "viewer"], None);
+    let (code, _, err) = admit(
+        &app,
+        &["operator", "add", "Kim Smith", "--role", "viewer"],
+        None,
+    );
     assert_eq!(code, 1);
     assert!(err.contains("operator name"), "{err}");
 
@@ -262,7 +287,14 @@ async fn a_setup_link_sets_the_password_once() {
         401,
         "no password yet"
     );
-    let differ = setup(&mut console, path, &token, PASSWORD, "something else entirely").await;
+    let differ = setup(
+        &mut console,
+        path,
+        &token,
+        PASSWORD,
+        "something else entirely",
+    )
+    .await;
     assert_eq!(differ.status(), 400);
     assert!(differ.text().await.expect("page").contains("differ"));
     let done = setup(&mut console, path, &token, PASSWORD, PASSWORD).await;
@@ -274,7 +306,8 @@ async fn a_setup_link_sets_the_password_once() {
         &token,
         "another long password",
         "another long password",
-    ).await;
+    )
+    .await;
     assert_eq!(again.status(), 400, "a setup link works once");
 
     assert_eq!(console.sign_in("vera", PASSWORD).await.status(), 303);
@@ -333,7 +366,10 @@ async fn sessions_end_when_idle_at_their_lifetime_and_at_sign_out() {
     app.clock.advance(31 * 60);
     let expired = console.get("/admin/cases").await;
     assert_eq!(expired.status(), 303);
-    assert_eq!(expired.headers()["location"], "/admin/login?next=%2Fadmin%2Fcases");
+    assert_eq!(
+        expired.headers()["location"],
+        "/admin/login?next=%2Fadmin%2Fcases"
+    );
 
     // Nor past 12 hours, however busy.
     console.sign_in("sam", PASSWORD).await;
@@ -349,8 +385,7 @@ async fn sessions_end_when_idle_at_their_lifetime_and_at_sign_out() {
     let out = console.post("/admin/logout", &[("csrf", &csrf)]).await;
     assert_eq!(out.status(), 303);
     assert!(
-        set_cookie_header(&out, "admit_session")
-            .is_some_and(|c| c.contains("Max-Age=0")),
+        set_cookie_header(&out, "admit_session").is_some_and(|c| c.contains("Max-Age=0")),
         "the cookie is cleared"
     );
     assert_eq!(
@@ -374,7 +409,11 @@ async fn the_session_cookie_is_http_only_same_site_and_secure_on_https() {
         for attribute in ["HttpOnly", "SameSite=Lax", "Path=/admin"] {
             assert!(cookie.contains(attribute), "{cookie}");
         }
-        assert_eq!(cookie.contains("; Secure"), secure, "{public_url}: {cookie}");
+        assert_eq!(
+            cookie.contains("; Secure"),
+            secure,
+            "{public_url}: {cookie}"
+        );
     }
 }
 
@@ -384,7 +423,10 @@ async fn failed_sign_ins_are_limited_per_name() {
     add_operator(&app, "sam", OperatorRole::Support, PASSWORD).await;
     let mut console = Console::new(&app);
     for _ in 0..5 {
-        assert_eq!(console.sign_in("sam", "wrong password!!").await.status(), 401);
+        assert_eq!(
+            console.sign_in("sam", "wrong password!!").await.status(),
+            401
+        );
     }
     assert_eq!(
         console.sign_in("sam", PASSWORD).await.status(),
@@ -407,14 +449,21 @@ async fn pages_escape_what_they_show_and_allow_no_scripts() {
     .expect(201);
     let mut console = Console::new(&app);
     console.sign_in("ada", PASSWORD).await;
-    for path in ["/admin/workspaces/ws_xss", "/admin/workspaces", "/admin/search?q=script"] {
+    for path in [
+        "/admin/workspaces/ws_xss",
+        "/admin/workspaces",
+        "/admin/search?q=script",
+    ] {
         let page = console.get(path).await;
         assert_eq!(page.status(), 200, "{path}");
         let policy = page.headers()["content-security-policy"]
             .to_str()
             .expect("ascii")
             .to_owned();
-        assert!(policy.contains("default-src 'none'") && !policy.contains("script-src"), "{policy}");
+        assert!(
+            policy.contains("default-src 'none'") && !policy.contains("script-src"),
+            "{policy}"
+        );
         assert_eq!(page.headers()["cache-control"], "no-store");
         let html = page.text().await.expect("page");
         assert!(!html.contains("<script"), "{path}: {html}");

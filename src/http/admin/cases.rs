@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::page::{ConsoleError, render};
 use super::session::{Acting, SignedIn};
-use super::{LIST_SIZE, list_cursor, next_href};
+use super::{DoneQuery, LIST_SIZE, list_cursor, next_href};
 use crate::http::AppState;
 
 /// How long a resolution waits for the processor to re-provision the
@@ -121,11 +121,6 @@ pub async fn page(
     case_page(&state, &me, &id, query.done.is_some(), None).await
 }
 
-#[derive(Debug, Deserialize)]
-pub struct DoneQuery {
-    done: Option<String>,
-}
-
 async fn case_page(
     state: &AppState,
     me: &SignedIn,
@@ -197,7 +192,9 @@ async fn case_page(
 fn result_text(case: &StoredCase, events: &[Value]) -> String {
     let mut statuses: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for event in events {
-        *statuses.entry(event["status"].as_str().unwrap_or("?")).or_default() += 1;
+        *statuses
+            .entry(event["status"].as_str().unwrap_or("?"))
+            .or_default() += 1;
     }
     let waiting = statuses
         .get(EventStatus::Received.as_str())
@@ -211,9 +208,13 @@ fn result_text(case: &StoredCase, events: &[Value]) -> String {
     let after = if events.is_empty() {
         String::new()
     } else if waiting == 0 {
-        format!(" Re-provisioned: the case's events are {tally}; the mail they caused is queued (below, and on the workspace's page).")
+        format!(
+            " Re-provisioned: the case's events are {tally}; the mail they caused is queued (below, and on the workspace's page)."
+        )
     } else {
-        format!(" The case's events are {tally}: the processor is still at work, reload in a moment.")
+        format!(
+            " The case's events are {tally}: the processor is still at work, reload in a moment."
+        )
     };
     let by = case.resolved_by.as_deref().unwrap_or("an operator");
     match case.resolution.as_deref() {

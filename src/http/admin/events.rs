@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::page::{ConsoleError, render};
 use super::session::{Acting, SignedIn};
-use super::{LIST_SIZE, list_cursor, next_href};
+use super::{DoneQuery, LIST_SIZE, list_cursor, next_href};
 use crate::http::AppState;
 
 pub const STATUSES: &[&str] = &["received", "processed", "held", "ignored", "failed"];
@@ -127,11 +127,6 @@ pub async fn list(
             "next": next_href("/admin/events", &filters, page.next.as_ref()),
         }),
     )
-}
-
-#[derive(Debug, Deserialize)]
-pub struct DoneQuery {
-    done: Option<String>,
 }
 
 pub async fn page(

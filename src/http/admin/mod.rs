@@ -114,6 +114,12 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
+/// `?done=1`: the page an action redirected to, which says what it did.
+#[derive(Debug, serde::Deserialize)]
+pub struct DoneQuery {
+    done: Option<String>,
+}
+
 /// Rows per page of a console list.
 const LIST_SIZE: u32 = 50;
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::page::{ConsoleError, render, respond};
 use super::session::{Acting, SignedIn};
-use super::{LIST_SIZE, list_cursor, next_href};
+use super::{DoneQuery, LIST_SIZE, list_cursor, next_href};
 use crate::http::AppState;
 use crate::http::OUTBOX_STATES;
 use crate::mail::render::{MailContext, Rendered, render_message};
@@ -108,11 +108,6 @@ fn rendered(state: &AppState, m: &OutboxRow) -> Result<Rendered, String> {
     };
     render_message(&m.kind, &recipient, &m.payload, Some(PREVIEW_LINK), &ctx)
         .map_err(|e| crate::telemetry::error_chain(&e))
-}
-
-#[derive(Debug, Deserialize)]
-pub struct DoneQuery {
-    done: Option<String>,
 }
 
 pub async fn page(

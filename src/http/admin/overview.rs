@@ -21,19 +21,9 @@ async fn memo(state: &AppState) -> Result<crate::readiness::Report, ConsoleError
     {
         return Ok(report.clone());
     }
-    // What this instance refused a moment ago counts too.
-    state
-        .rejections
-        .flush(state.store.as_ref(), state.clock.now())
-        .await;
-    let report = crate::readiness::report(
-        &state.config,
-        state.store.as_ref(),
-        state.stripe.as_ref(),
-        state.clock.now(),
-    )
-    .await
-    .map_err(ConsoleError::Internal)?;
+    let report = crate::http::ops::current_report(state)
+        .await
+        .map_err(ConsoleError::Internal)?;
     if let Ok(mut cached) = state.console.memo.lock() {
         *cached = Some((now, report.clone()));
     }
