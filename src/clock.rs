@@ -58,3 +58,13 @@ impl Clock for ManualClock {
         Timestamp::from_unix(self.0.load(Ordering::SeqCst))
     }
 }
+
+/// Unix seconds as operators read them: `2026-12-05 18:04:12 UTC`.
+pub fn format_utc(unix: i64) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| unix.to_string())
+}

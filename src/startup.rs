@@ -49,6 +49,7 @@ impl App {
             "cannot set up the Stripe API client (ADMIT_STRIPE_API_KEY, ADMIT_STRIPE_API_BASE)",
         )?;
         let ingest = crate::inbox::IngestWriter::start(store.clone());
+        crate::operators::prepare();
         Ok(Self {
             state: AppState {
                 config: Arc::new(config),

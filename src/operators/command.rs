@@ -10,7 +10,9 @@ use admit_store::{OperatorSecret, Store, StoreError};
 use anyhow::Context;
 use clap::Subcommand;
 
-use super::credentials::{SETUP_LINK_SECS, check_name, check_password, hash_password};
+use super::credentials::{
+    SETUP_LINK_SECS, check_name, check_password, hash_password, hash_token, random_token,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 
@@ -69,14 +71,13 @@ pub async fn run(
                 check_password(password)?;
                 (OperatorSecret::PasswordHash(hash_password(password)?), None)
             } else {
-                let token =
-                    crate::http::admin::random_token().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let token = random_token()?;
                 let link = format!(
                     "{}/admin/setup?token={token}",
                     config.mail.public_url.trim_end_matches('/')
                 );
                 let secret = OperatorSecret::SetupToken {
-                    token_hash: crate::http::admin::hash_token(&token),
+                    token_hash: hash_token(&token),
                     expires_at: now.plus_seconds(SETUP_LINK_SECS),
                 };
                 (secret, Some(link))
@@ -112,7 +113,7 @@ pub async fn run(
                     o.name,
                     o.role.as_str(),
                     if o.password_set { "set" } else { "setup" },
-                    crate::http::admin::format_time(o.created_at.unix())
+                    crate::clock::format_utc(o.created_at.unix())
                 )?;
             }
         }

@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use sha2::Digest;
 
 /// How long a setup link may be redeemed.
 pub const SETUP_LINK_SECS: i64 = 24 * 60 * 60;
@@ -24,6 +25,18 @@ pub enum CredentialError {
     PasswordTooLong,
     #[error("the two passwords differ")]
     PasswordsDiffer,
+}
+
+/// 32 random bytes, hex: a session, CSRF or setup token.
+pub fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(hex::encode(bytes))
+}
+
+/// SHA-256 of a token, hex: all the store keeps of sessions and setup links.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
 /// An operator's name as typed, checked.
@@ -64,6 +77,12 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 /// wrong name and a wrong password take the same time.
 static DECOY: LazyLock<Option<String>> =
     LazyLock::new(|| hash_password("admit decoy password, never set").ok());
+
+/// Builds the decoy hash now (start-up) rather than in the first sign-in
+/// with an unknown name, which would otherwise take longer than the rest.
+pub fn prepare() {
+    std::sync::LazyLock::force(&DECOY);
+}
 
 /// Whether `password` matches `hash`; `None` (no such operator, or no
 /// password set yet) never matches but costs the same.

@@ -294,7 +294,7 @@ pub fn age(seconds: i64) -> String {
 
 /// Refusals that mean "signed, but not with a secret admit has" (a missing
 /// or malformed header is anybody's request, not a sign of a wrong secret).
-const SIGNATURE_CODES: &[&str] = &["signature_mismatch", "timestamp_outside_tolerance"];
+pub const SIGNATURE_CODES: &[&str] = &["signature_mismatch", "timestamp_outside_tolerance"];
 
 /// The memo of these facts.
 pub fn assess(facts: &Facts) -> Memo {

@@ -158,11 +158,14 @@ pub struct AuditQuery {
 /// Filters of the workspace list (the console's search). Every filter set must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkspaceQuery {
-    /// Part of the workspace's id or name, any case.
+    /// Part of the workspace's id or name, in any case of its ASCII letters
+    /// (other letters match only as written, on every backend).
     pub text: Option<String>,
     /// A member's email (normalised): workspaces this person belongs to.
     pub member_email: Option<String>,
-    /// A customer or subscription id the workspace is bound to or billed with.
+    /// A Stripe id of the workspace: a customer, a subscription (current or
+    /// replaced) or a checkout session its events link to it, a customer or
+    /// purchase bound to it, or a checkout session admit created for it.
     pub stripe_id: Option<String>,
     pub after: Option<Cursor>,
     pub limit: u32,

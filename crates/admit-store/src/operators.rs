@@ -143,15 +143,31 @@ pub trait OperatorStore: Send + Sync {
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// Counts a failed sign-in for `key` (an operator name as typed, or a
-    /// client address); forgets failures older than a day.
-    async fn record_login_failure(&self, key: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// Records a sign-in attempt for `key` (e.g. a name, or a name and a
+    /// client address) and returns how many attempts `key` has at or after
+    /// `since`, this one included — in one transaction, so concurrent
+    /// attempts each see the others. Forgets every key's attempts older
+    /// than a day.
+    async fn count_login_attempt(
+        &self,
+        key: &str,
+        now: Timestamp,
+        since: Timestamp,
+    ) -> Result<u64, StoreError>;
 
-    /// Failed sign-ins for `key` at or after `since`.
-    async fn login_failures(&self, key: &str, since: Timestamp) -> Result<u64, StoreError>;
+    /// Forgets `key`'s attempts (a successful sign-in).
+    async fn clear_login_attempts(&self, key: &str) -> Result<(), StoreError>;
+
+    /// The operator a setup token is for, while it is redeemable: checked
+    /// before any password is hashed for it.
+    async fn setup_token_operator(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError>;
 }
 
-/// Failed sign-ins are forgotten after this long.
+/// Sign-in attempts are forgotten after this long.
 pub(crate) const LOGIN_FAILURE_MEMORY_SECS: i64 = 86_400;
 
 /// A session's idle end moves only when it would move by more than this:

@@ -21,6 +21,8 @@ pub struct Backlog {
     pub dead_mail: u64,
     /// Held cases by kind.
     pub held: Vec<(String, u64)>,
+    /// When the oldest held case of each kind (the kinds of `held`) was opened.
+    pub held_oldest: Vec<(String, Timestamp)>,
 }
 
 #[async_trait::async_trait]

@@ -493,6 +493,11 @@ pub trait ProvisioningStore: Send + Sync {
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 
+    /// The workspace an event is linked to (as `requeue_event` audits it):
+    /// the one its subscription, checkout session or customer is linked to,
+    /// else its `metadata.workspace_id` when that workspace exists.
+    async fn event_workspace(&self, id: &EventId) -> Result<Option<WorkspaceId>, StoreError>;
+
     /// Events not yet in a final status (`received`, or `failed` and due), for tests and ops.
     async fn pending_events(&self) -> Result<u64, StoreError>;
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use admit_core::provisioning::CaseKind;
-use admit_core::{EventId, Role, WorkspaceId};
+use admit_core::{EventId, OperatorRole, Role, WorkspaceId};
 use admit_store::{CaseQuery, CaseResolution, EventStatus, OutboxQuery, StoreError, StoredCase};
 use admit_store::{ListKind, WorkspaceQuery};
 use axum::extract::{Form, Path, Query, State};
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::page::{ConsoleError, render};
 use super::session::{Acting, SignedIn};
-use super::{DoneQuery, LIST_SIZE, list_cursor, next_href};
+use super::{DoneQuery, LIST_SIZE, list_cursor, next_href, nonempty};
 use crate::http::AppState;
 
 /// How long a resolution waits for the processor to re-provision the
@@ -146,7 +146,7 @@ async fn case_page(
         }
     }
     // What the purchaser was told: the messages to them, this case's first.
-    let mut told = Vec::new();
+    let mut told: Vec<Value> = Vec::new();
     if let Some(email) = &case.purchaser_email {
         let page = store
             .outbox(&OutboxQuery {
@@ -166,10 +166,12 @@ async fn case_page(
                 })
             })
             .collect();
+        told.sort_by_key(|m| !m["this_case"].as_bool().unwrap_or(false));
     }
     let candidates = picker(state, &case).await?;
+    let queued = queued_since_resolution(state, &case).await?;
     let actions = admit_core::provisioning::case_actions(CaseKind::parse(&case.kind));
-    let result = (done && case.state != "held").then(|| result_text(&case, &events));
+    let result = (done && case.state != "held").then(|| result_text(&case, &events, &queued));
     let mut response = render(
         "case.html",
         Some(me),
@@ -179,6 +181,8 @@ async fn case_page(
             "events": events, "told": told, "candidates": candidates,
             "actions": actions, "roles": ["member", "admin", "owner"],
             "result": result, "result_workspace": case.resolution_workspace,
+            "invite_targets": invite_targets(&case),
+            "may_make_owner": me.operator.role == OperatorRole::Admin,
             "error": error,
         }),
     )?;
@@ -189,7 +193,7 @@ async fn case_page(
 }
 
 /// What the operator's action did, in words.
-fn result_text(case: &StoredCase, events: &[Value]) -> String {
+fn result_text(case: &StoredCase, events: &[Value], queued: &[String]) -> String {
     let mut statuses: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for event in events {
         *statuses
@@ -205,15 +209,18 @@ fn result_text(case: &StoredCase, events: &[Value]) -> String {
         .map(|(status, n)| format!("{n} {status}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let mail = if queued.is_empty() {
+        " No mail was queued by it yet.".to_owned()
+    } else {
+        format!(" Mail queued: {}.", queued.join("; "))
+    };
     let after = if events.is_empty() {
         String::new()
     } else if waiting == 0 {
-        format!(
-            " Re-provisioned: the case's events are {tally}; the mail they caused is queued (below, and on the workspace's page)."
-        )
+        format!(" Re-provisioned: the case's events are {tally}.{mail}")
     } else {
         format!(
-            " The case's events are {tally}: the processor is still at work, reload in a moment."
+            " The case's events are {tally}: the processor is still at work, reload in a moment.{mail}"
         )
     };
     let by = case.resolved_by.as_deref().unwrap_or("an operator");
@@ -235,6 +242,36 @@ fn result_text(case: &StoredCase, events: &[Value]) -> String {
         Some("dismiss") => format!("Dismissed by {by}."),
         _ => format!("Resolved by {by}."),
     }
+}
+
+/// The messages queued for the resolution's workspace since it was resolved,
+/// as `kind to recipient (state)`.
+async fn queued_since_resolution(
+    state: &AppState,
+    case: &StoredCase,
+) -> Result<Vec<String>, ConsoleError> {
+    let (Some(workspace), Some(resolved_at)) = (
+        case.resolution_workspace
+            .as_deref()
+            .and_then(|w| WorkspaceId::parse(w).ok()),
+        case.resolved_at,
+    ) else {
+        return Ok(Vec::new());
+    };
+    let page = state
+        .store
+        .outbox(&OutboxQuery {
+            workspace: Some(workspace),
+            limit: 25,
+            ..OutboxQuery::default()
+        })
+        .await?;
+    Ok(page
+        .items
+        .iter()
+        .filter(|m| m.created_at >= resolved_at)
+        .map(|m| format!("{} to {} ({})", m.kind, m.recipient, m.state))
+        .collect())
 }
 
 /// The bind picker: the case's candidates, the purchaser's workspaces, the
@@ -298,31 +335,66 @@ pub struct ResolveForm {
     note: Option<String>,
 }
 
-fn nonempty(raw: Option<String>) -> Option<String> {
-    raw.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+/// The workspaces the purchaser may be invited into from this case: its
+/// own, its candidates, the one it was bound to. (Anyone who pays could
+/// otherwise be let into any workspace by one support operator.)
+fn invite_targets(case: &StoredCase) -> Vec<String> {
+    let mut targets: Vec<String> = case
+        .workspace_id
+        .iter()
+        .chain(case.resolution_workspace.iter())
+        .cloned()
+        .chain(
+            case.details["candidates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str().map(str::to_owned)),
+        )
+        .collect();
+    targets.sort();
+    targets.dedup();
+    targets
 }
 
 /// The form as a resolution, or what is wrong with it.
-fn resolution(form: ResolveForm, case: &StoredCase) -> Result<CaseResolution, String> {
+fn resolution(
+    form: &ResolveForm,
+    case: &StoredCase,
+    me: &SignedIn,
+) -> Result<CaseResolution, String> {
     let workspace = |fallback: Option<&str>| {
-        let raw = nonempty(form.workspace_other.clone())
-            .or_else(|| nonempty(form.workspace_id.clone()))
+        let raw = nonempty(form.workspace_other.as_deref())
+            .or_else(|| nonempty(form.workspace_id.as_deref()))
             .or_else(|| fallback.map(str::to_owned))
             .ok_or("pick a workspace")?;
         WorkspaceId::parse(raw).map_err(|e| e.to_string())
     };
-    let note = nonempty(form.note.clone());
+    let is_admin = me.operator.role == OperatorRole::Admin;
+    let note = nonempty(form.note.as_deref());
     Ok(match form.action.as_str() {
         "bind" => CaseResolution::Bind {
             workspace: workspace(None)?,
         },
-        "invite_purchaser" => CaseResolution::InvitePurchaser {
-            workspace: workspace(case.workspace_id.as_deref())?,
-            role: match nonempty(form.role.clone()) {
+        "invite_purchaser" => {
+            let target = workspace(case.workspace_id.as_deref())?;
+            if !is_admin && !invite_targets(case).iter().any(|t| t == target.as_str()) {
+                return Err(format!(
+                    "support invites the purchaser only into the case's own workspace or one of its candidates, not {target}: bind the case first, or ask an admin"
+                ));
+            }
+            let role = match nonempty(form.role.as_deref()) {
                 None => Role::Member,
                 Some(raw) => Role::parse(&raw).ok_or("the role must be member, admin or owner")?,
-            },
-        },
+            };
+            if role == Role::Owner && !is_admin {
+                return Err("only an admin operator makes the purchaser an owner".into());
+            }
+            CaseResolution::InvitePurchaser {
+                workspace: target,
+                role,
+            }
+        }
         "mark_refunded" | "dismiss" => {
             let Some(note) = note else {
                 return Err("a note is required: say why, for whoever reads this case next".into());
@@ -348,7 +420,7 @@ pub async fn resolve(
         .get_case(&id)
         .await?
         .ok_or(ConsoleError::NotFound("no case with this id"))?;
-    let resolution = match resolution(form, &case) {
+    let resolution = match resolution(&form, &case, &me) {
         Ok(resolution) => resolution,
         Err(problem) => return case_page(&state, &me, &id, false, Some(problem)).await,
     };

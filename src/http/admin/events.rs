@@ -11,8 +11,10 @@ use serde_json::{Value, json};
 
 use super::page::{ConsoleError, render};
 use super::session::{Acting, SignedIn};
-use super::{DoneQuery, LIST_SIZE, list_cursor, next_href};
+use super::{DoneQuery, LIST_SIZE, list_cursor, next_href, nonempty};
 use crate::http::AppState;
+
+const NOT_FOUND: ConsoleError = ConsoleError::NotFound("no event with this id has been received");
 
 pub const STATUSES: &[&str] = &["received", "processed", "held", "ignored", "failed"];
 
@@ -27,12 +29,6 @@ pub struct ListQuery {
     /// Received at or after: `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM` (UTC), as a date input sends it.
     since: Option<String>,
     cursor: Option<String>,
-}
-
-fn nonempty(raw: &Option<String>) -> Option<String> {
-    raw.as_ref()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
 }
 
 /// `2026-12-05` or `2026-12-05T18:04` (UTC) as a timestamp.
@@ -63,13 +59,13 @@ pub async fn list(
     me: SignedIn,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ConsoleError> {
-    let status = match nonempty(&query.status) {
+    let status = match nonempty(query.status.as_deref()) {
         None => None,
         Some(s) => Some(EventStatus::parse(&s).ok_or_else(|| {
             ConsoleError::BadRequest(format!("status must be one of {}", STATUSES.join(", ")))
         })?),
     };
-    let scenario = match nonempty(&query.scenario) {
+    let scenario = match nonempty(query.scenario.as_deref()) {
         None => None,
         Some(s) => Some(
             Scenario::parse(&s)
@@ -77,13 +73,13 @@ pub async fn list(
                 .ok_or_else(|| ConsoleError::BadRequest(format!("{s:?} is not one of S1–S18")))?,
         ),
     };
-    let workspace = match nonempty(&query.workspace_id) {
+    let workspace = match nonempty(query.workspace_id.as_deref()) {
         None => None,
         Some(w) => {
             Some(WorkspaceId::parse(w).map_err(|e| ConsoleError::BadRequest(e.to_string()))?)
         }
     };
-    let since = match nonempty(&query.since) {
+    let since = match nonempty(query.since.as_deref()) {
         None => None,
         Some(raw) => Some(parse_since(&raw).ok_or_else(|| {
             ConsoleError::BadRequest(
@@ -94,9 +90,9 @@ pub async fn list(
     let page = state
         .store
         .events(&EventQuery {
-            event_type: nonempty(&query.event_type),
+            event_type: nonempty(query.event_type.as_deref()),
             status,
-            outcome: nonempty(&query.outcome),
+            outcome: nonempty(query.outcome.as_deref()),
             scenario,
             workspace,
             since,
@@ -106,15 +102,30 @@ pub async fn list(
         })
         .await?;
     let filters = [
-        ("type", nonempty(&query.event_type).unwrap_or_default()),
-        ("status", nonempty(&query.status).unwrap_or_default()),
-        ("outcome", nonempty(&query.outcome).unwrap_or_default()),
-        ("scenario", nonempty(&query.scenario).unwrap_or_default()),
+        (
+            "type",
+            nonempty(query.event_type.as_deref()).unwrap_or_default(),
+        ),
+        (
+            "status",
+            nonempty(query.status.as_deref()).unwrap_or_default(),
+        ),
+        (
+            "outcome",
+            nonempty(query.outcome.as_deref()).unwrap_or_default(),
+        ),
+        (
+            "scenario",
+            nonempty(query.scenario.as_deref()).unwrap_or_default(),
+        ),
         (
             "workspace_id",
-            nonempty(&query.workspace_id).unwrap_or_default(),
+            nonempty(query.workspace_id.as_deref()).unwrap_or_default(),
         ),
-        ("since", nonempty(&query.since).unwrap_or_default()),
+        (
+            "since",
+            nonempty(query.since.as_deref()).unwrap_or_default(),
+        ),
     ];
     render(
         "events.html",
@@ -135,10 +146,8 @@ pub async fn page(
     Path(id): Path<String>,
     Query(query): Query<DoneQuery>,
 ) -> Result<Response, ConsoleError> {
-    let not_found = ConsoleError::NotFound("no event with this id has been received");
-    let id = EventId::parse(id)
-        .map_err(|_| ConsoleError::NotFound("no event with this id has been received"))?;
-    let event = state.store.get_event(&id).await?.ok_or(not_found)?;
+    let id = EventId::parse(id).map_err(|_| NOT_FOUND)?;
+    let event = state.store.get_event(&id).await?.ok_or(NOT_FOUND)?;
     let payload = match &event.body_error {
         Some(error) => format!("(the stored body cannot be read: {error})"),
         None => serde_json::from_slice::<Value>(&event.payload)
@@ -146,23 +155,21 @@ pub async fn page(
             .and_then(|v| serde_json::to_string_pretty(&v).ok())
             .unwrap_or_else(|| String::from_utf8_lossy(&event.payload).into_owned()),
     };
-    let body: Value = serde_json::from_slice(&event.payload).unwrap_or(Value::Null);
-    let hint = body["data"]["object"]["metadata"]["workspace_id"]
-        .as_str()
-        .map(str::to_owned);
-    // The workspace's other events around it: those linked to the same
-    // workspace, or failing that to the same customer.
-    let around = match hint.as_deref().and_then(|w| WorkspaceId::parse(w).ok()) {
-        Some(workspace) => Some(EventQuery {
-            workspace: Some(workspace),
+    // Its workspace's other events (or, for an event linked to none, its
+    // customer's), newest first.
+    let workspace = state.store.event_workspace(&event.id).await?;
+    let around = match (&workspace, &event.customer_id) {
+        (Some(workspace), _) => Some(EventQuery {
+            workspace: Some(workspace.clone()),
             limit: 25,
             ..EventQuery::default()
         }),
-        None => event.customer_id.clone().map(|customer| EventQuery {
-            stripe_id: Some(customer),
+        (None, Some(customer)) => Some(EventQuery {
+            stripe_id: Some(customer.clone()),
             limit: 25,
             ..EventQuery::default()
         }),
+        (None, None) => None,
     };
     let around = match around {
         Some(q) => state.store.events(&q).await?.items,
@@ -180,7 +187,7 @@ pub async fn page(
                 "created": event.created.unix(), "received_at": event.received_at.unix(),
                 "object_type": event.object_type, "object_id": event.object_id,
                 "customer": event.customer_id, "api_version": event.api_version,
-                "workspace": hint,
+                "workspace": workspace.as_ref().map(WorkspaceId::as_str),
             },
             "payload": payload,
             "around": around.iter().map(summary).collect::<Vec<_>>(),
@@ -194,15 +201,13 @@ pub async fn replay(
     Acting(me): Acting,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let not_found = ConsoleError::NotFound("no event with this id has been received");
-    let id = EventId::parse(id)
-        .map_err(|_| ConsoleError::NotFound("no event with this id has been received"))?;
+    let id = EventId::parse(id).map_err(|_| NOT_FOUND)?;
     if !state
         .store
         .requeue_event(&id, &me.operator.actor(), state.clock.now())
         .await?
     {
-        return Err(not_found);
+        return Err(NOT_FOUND);
     }
     state.wake.notify_one();
     tracing::info!(event_id = %id, operator = %me.operator.name, "event queued for replay in the console");

@@ -7,6 +7,7 @@
 mod cases;
 mod events;
 mod login;
+mod operators;
 mod outbox;
 mod overview;
 mod page;
@@ -14,85 +15,85 @@ mod search;
 mod session;
 mod workspaces;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
 
-pub use page::{ConsoleError, format_time};
-pub use session::{SESSION_COOKIE, csrf_token, hash_token, random_token};
+pub use page::ConsoleError;
+pub use session::{SESSION_COOKIE, csrf_token};
 
 use super::AppState;
 
-/// Memo renders are cached this long: the memo checks the mail transport
-/// and Stripe, which an overview page load must not wait for each time.
-const MEMO_TTL_SECS: i64 = 30;
-
 /// Per-instance console state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConsoleState {
-    memo: Mutex<Option<(i64, crate::readiness::Report)>>,
+    memo: overview::MemoCache,
+    /// Password hashing is memory-hard (argon2, ~19 MiB each): at most this
+    /// many at once, whatever arrives.
+    hashing: tokio::sync::Semaphore,
 }
+
+/// Concurrent argon2 hashes or verifications per instance.
+const HASHING_PERMITS: usize = 2;
 
 impl ConsoleState {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Arc::new(Self {
+            memo: overview::MemoCache::default(),
+            hashing: tokio::sync::Semaphore::new(HASHING_PERMITS),
+        })
     }
 }
 
-/// Every console route: (method, path). The route-table test walks this
-/// list; a route added below and missing here fails that test.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/admin/login"),
-    ("POST", "/admin/login"),
-    ("GET", "/admin/setup"),
-    ("POST", "/admin/setup"),
-    ("POST", "/admin/logout"),
-    ("GET", "/admin"),
-    ("GET", "/admin/search"),
-    ("GET", "/admin/cases"),
-    ("GET", "/admin/cases/{id}"),
-    ("POST", "/admin/cases/{id}/resolve"),
-    ("GET", "/admin/events"),
-    ("GET", "/admin/events/{id}"),
-    ("POST", "/admin/events/{id}/replay"),
-    ("GET", "/admin/outbox"),
-    ("GET", "/admin/outbox/{id}"),
-    ("GET", "/admin/outbox/{id}/preview"),
-    ("POST", "/admin/outbox/{id}/resend"),
-    ("GET", "/admin/workspaces"),
-    ("GET", "/admin/workspaces/{id}"),
-    ("POST", "/admin/workspaces/{id}/verify"),
-    ("GET", "/admin/operators"),
-];
+/// Declares the console's routes once: the router and [`ROUTES`], the list
+/// the route-table test walks, come from the same lines.
+macro_rules! console_routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Every console route: (method, path).
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn routes() -> Router<AppState> {
+            Router::new()$(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
+
+console_routes! {
+    get "/admin/login" => login::form,
+    post "/admin/login" => login::sign_in,
+    get "/admin/setup" => login::setup_form,
+    post "/admin/setup" => login::setup,
+    post "/admin/logout" => login::sign_out,
+    get "/admin" => overview::page,
+    get "/admin/search" => search::page,
+    get "/admin/cases" => cases::list,
+    get "/admin/cases/{id}" => cases::page,
+    post "/admin/cases/{id}/resolve" => cases::resolve,
+    get "/admin/events" => events::list,
+    get "/admin/events/{id}" => events::page,
+    post "/admin/events/{id}/replay" => events::replay,
+    get "/admin/outbox" => outbox::list,
+    get "/admin/outbox/{id}" => outbox::page,
+    get "/admin/outbox/{id}/preview" => outbox::preview,
+    post "/admin/outbox/{id}/resend" => outbox::resend,
+    get "/admin/workspaces" => workspaces::list,
+    get "/admin/workspaces/{id}" => workspaces::page,
+    post "/admin/workspaces/{id}/verify" => workspaces::verify,
+    get "/admin/operators" => operators::page,
+}
 
 /// The routes anyone may reach: they show a form and reveal nothing.
 pub const PUBLIC_ROUTES: &[&str] = &["/admin/login", "/admin/setup"];
 
+/// The console behind its gate; every path under `/admin`, known or not,
+/// passes [`session::guard`] first. The stylesheet lies outside `/admin`:
+/// the sign-in page needs it, and it holds nothing.
 pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/admin/login", get(login::form).post(login::sign_in))
-        .route("/admin/setup", get(login::setup_form).post(login::setup))
-        .route("/admin/logout", post(login::sign_out))
-        .route("/admin", get(overview::page))
-        .route("/admin/search", get(search::page))
-        .route("/admin/cases", get(cases::list))
-        .route("/admin/cases/{id}", get(cases::page))
-        .route("/admin/cases/{id}/resolve", post(cases::resolve))
-        .route("/admin/events", get(events::list))
-        .route("/admin/events/{id}", get(events::page))
-        .route("/admin/events/{id}/replay", post(events::replay))
-        .route("/admin/outbox", get(outbox::list))
-        .route("/admin/outbox/{id}", get(outbox::page))
-        .route("/admin/outbox/{id}/preview", get(outbox::preview))
-        .route("/admin/outbox/{id}/resend", post(outbox::resend))
-        .route("/admin/workspaces", get(workspaces::list))
-        .route("/admin/workspaces/{id}", get(workspaces::page))
-        .route("/admin/workspaces/{id}/verify", post(workspaces::verify))
-        .route("/admin/operators", get(workspaces::operators))
+    routes()
         .route("/admin/{*rest}", get(not_found).post(not_found))
         .layer(middleware::from_fn_with_state(state, session::guard))
         .route("/assets/admin.css", get(stylesheet))
@@ -118,6 +119,13 @@ async fn stylesheet() -> impl IntoResponse {
 #[derive(Debug, serde::Deserialize)]
 pub struct DoneQuery {
     done: Option<String>,
+}
+
+/// A form field or query parameter, trimmed; `None` when empty.
+fn nonempty(raw: Option<&str>) -> Option<String> {
+    raw.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 /// Rows per page of a console list.

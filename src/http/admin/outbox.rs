@@ -80,12 +80,11 @@ pub async fn list(
     )
 }
 
+const NOT_FOUND: ConsoleError = ConsoleError::NotFound("no message with this id");
+
 async fn message(state: &AppState, id: &str) -> Result<OutboxRow, ConsoleError> {
-    let not_found = ConsoleError::NotFound("no message with this id");
-    let id = id
-        .parse::<i64>()
-        .map_err(|_| ConsoleError::NotFound("no message with this id"))?;
-    state.store.get_message(id).await?.ok_or(not_found)
+    let id = id.parse::<i64>().map_err(|_| NOT_FOUND)?;
+    state.store.get_message(id).await?.ok_or(NOT_FOUND)
 }
 
 /// The message as the sender would render it now.
@@ -128,7 +127,8 @@ pub async fn page(
             "title": format!("Message {}", m.id), "section": "outbox",
             "message": row(&m), "about": m.about, "case_key": m.case_key,
             "subject": subject, "text": text, "render_error": render_error,
-            "resendable": m.state != "pending",
+            // A sent message was delivered; the console resends only what failed.
+            "resendable": m.state == "dead",
             "result": query.done.is_some().then_some("Queued again: the sender delivers it within seconds. Its state below shows when it went."),
         }),
     )
@@ -162,16 +162,21 @@ pub async fn resend(
     Acting(me): Acting,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let id = id
-        .parse::<i64>()
-        .map_err(|_| ConsoleError::NotFound("no message with this id"))?;
+    let current = message(&state, &id).await?;
+    if current.state != "dead" {
+        return Err(ConsoleError::BadRequest(format!(
+            "message {} is {}: the console resends only dead messages (a sent one was delivered already)",
+            current.id, current.state
+        )));
+    }
+    let id = current.id;
     let actor = me.operator.actor().to_string();
     match state.store.resend(id, &actor, state.clock.now()).await {
         Ok(row) => {
             tracing::info!(outbox_id = row.id, kind = %row.kind, operator = %me.operator.name, "message queued again in the console");
             Ok(Redirect::to(&format!("/admin/outbox/{id}?done=1")).into_response())
         }
-        Err(StoreError::OutboxNotFound) => Err(ConsoleError::NotFound("no message with this id")),
+        Err(StoreError::OutboxNotFound) => Err(NOT_FOUND),
         Err(e) => Err(e.into()),
     }
 }

@@ -1,31 +1,69 @@
 //! `/admin`: the readiness memo and the counts an on-call engineer starts
 //! from, each linking to its list.
 
-use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use admit_core::readiness::{RECENT_SECS, SIGNATURE_CODES};
 use axum::extract::State;
 use axum::response::Response;
 use serde_json::json;
 
-use super::MEMO_TTL_SECS;
 use super::page::{ConsoleError, render};
 use super::session::SignedIn;
 use crate::http::AppState;
+use crate::readiness::Report;
 
-/// The memo, from the cache while it is fresh.
-async fn memo(state: &AppState) -> Result<crate::readiness::Report, ConsoleError> {
+/// A memo older than this is rebuilt in the background while the page
+/// shows the last one: building it asks the mail transport and Stripe,
+/// which a page load must not wait for.
+const MEMO_TTL_SECS: i64 = 30;
+
+/// The last memo this instance built, and whether a rebuild is running.
+#[derive(Debug, Default)]
+pub struct MemoCache {
+    last: Mutex<Option<(i64, Report)>>,
+    rebuilding: AtomicBool,
+}
+
+/// The memo: the last one, rebuilt in the background when stale; built
+/// here only when there is none yet.
+async fn memo(state: &AppState) -> Result<Report, ConsoleError> {
     let now = state.clock.now().unix();
-    if let Ok(cached) = state.console.memo.lock()
-        && let Some((at, report)) = cached.as_ref()
-        && now - at < MEMO_TTL_SECS
-    {
-        return Ok(report.clone());
+    let cached = state
+        .console
+        .memo
+        .last
+        .lock()
+        .ok()
+        .and_then(|last| last.clone());
+    match cached {
+        Some((at, report)) => {
+            if now - at >= MEMO_TTL_SECS
+                && !state.console.memo.rebuilding.swap(true, Ordering::AcqRel)
+            {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = rebuild(&state).await {
+                        tracing::warn!(error = %crate::telemetry::error_chain(e.as_ref()), "the console could not rebuild the readiness memo");
+                    }
+                    state
+                        .console
+                        .memo
+                        .rebuilding
+                        .store(false, Ordering::Release);
+                });
+            }
+            Ok(report)
+        }
+        None => rebuild(state).await.map_err(ConsoleError::Internal),
     }
-    let report = crate::http::ops::current_report(state)
-        .await
-        .map_err(ConsoleError::Internal)?;
-    if let Ok(mut cached) = state.console.memo.lock() {
-        *cached = Some((now, report.clone()));
+}
+
+async fn rebuild(state: &AppState) -> anyhow::Result<Report> {
+    let report = crate::http::ops::current_report(state).await?;
+    if let Ok(mut last) = state.console.memo.last.lock() {
+        *last = Some((state.clock.now().unix(), report.clone()));
     }
     Ok(report)
 }
@@ -33,27 +71,25 @@ async fn memo(state: &AppState) -> Result<crate::readiness::Report, ConsoleError
 pub async fn page(State(state): State<AppState>, me: SignedIn) -> Result<Response, ConsoleError> {
     let now = state.clock.now();
     let report = memo(&state).await?;
-    // Held ages, webhooks and refusals as of the memo; the queues are live.
+    // Webhooks and refusals as of the memo; the queues are read now.
     let facts = &report.inbox;
     let backlog = state.store.backlog().await?;
-    // Held cases come oldest first: the first of a kind is its oldest.
-    let mut oldest: BTreeMap<&str, i64> = BTreeMap::new();
-    for case in &facts.held_cases {
-        oldest
-            .entry(case.kind.as_str())
-            .or_insert(now.unix() - case.created_at.unix());
-    }
     let held: Vec<_> = backlog
         .held
         .iter()
         .map(|(kind, count)| {
-            json!({"kind": kind, "count": count, "oldest_age": oldest.get(kind.as_str())})
+            let oldest = backlog
+                .held_oldest
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map(|(_, at)| now.unix() - at.unix());
+            json!({"kind": kind, "count": count, "oldest_age": oldest})
         })
         .collect();
     let signature_failures: u64 = facts
         .rejections_recent
         .iter()
-        .filter(|(code, _)| code.starts_with("signature") || code.starts_with("timestamp"))
+        .filter(|(code, _)| SIGNATURE_CODES.contains(&code.as_str()))
         .map(|(_, n)| n)
         .sum();
     render(
@@ -74,7 +110,7 @@ pub async fn page(State(state): State<AppState>, me: SignedIn) -> Result<Respons
             "webhooks_recent": facts.webhooks_recent,
             "signature_failures": signature_failures,
             "rejections": facts.rejections_recent.iter().map(|(code, n)| json!({"code": code, "count": n})).collect::<Vec<_>>(),
-            "recent_hours": admit_core::readiness::RECENT_SECS / 3600,
+            "recent_hours": RECENT_SECS / 3600,
         }),
     )
 }

@@ -52,7 +52,7 @@ static ENVIRONMENT: LazyLock<Result<Environment<'static>, minijinja::Error>> =
         env.set_auto_escape_callback(|_| AutoEscape::Html);
         env.set_undefined_behavior(UndefinedBehavior::Chainable);
         env.add_filter("time", |unix: Option<i64>| {
-            unix.map_or_else(|| "—".to_owned(), format_time)
+            unix.map_or_else(|| "—".to_owned(), crate::clock::format_utc)
         });
         env.add_filter("age", |seconds: i64| admit_core::readiness::age(seconds));
         for (name, source) in TEMPLATES {
@@ -60,16 +60,6 @@ static ENVIRONMENT: LazyLock<Result<Environment<'static>, minijinja::Error>> =
         }
         Ok(env)
     });
-
-/// Unix seconds as operators read them: `2026-12-05 18:04:12 UTC`.
-pub fn format_time(unix: i64) -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_else(|| unix.to_string())
-}
 
 /// Renders `template` with `context`; `me` is the signed-in operator.
 pub fn render(
@@ -141,8 +131,16 @@ pub enum ConsoleError {
     BadRequest(String),
     #[error("too many failed sign-ins: wait {minutes} minutes and try again")]
     TooManyAttempts { minutes: i64 },
+    #[error("admit is busy checking passwords: try again in a moment")]
+    Busy,
     #[error("something went wrong inside admit; the log has the details")]
     Internal(#[source] anyhow::Error),
+}
+
+impl From<anyhow::Error> for ConsoleError {
+    fn from(error: anyhow::Error) -> Self {
+        ConsoleError::Internal(error)
+    }
 }
 
 impl From<StoreError> for ConsoleError {
@@ -160,6 +158,7 @@ impl IntoResponse for ConsoleError {
             ConsoleError::TooManyAttempts { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "Too many attempts")
             }
+            ConsoleError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "Busy"),
             ConsoleError::Internal(error) => {
                 tracing::error!(error = %crate::telemetry::error_chain(error.as_ref()), "console request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "Internal error")

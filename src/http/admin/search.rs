@@ -1,7 +1,8 @@
 //! `/admin/search?q=`: whatever a customer or Stripe gives — an email, a
 //! workspace id or name, `cus_`, `sub_`, `cs_`, `in_`, `pi_`, `evt_`, a case
-//! id — leads to the workspaces, cases and events it names. An exact id
-//! with one match goes straight to its page.
+//! id — leads to the workspaces, cases and events it names. Anything but an
+//! email is also looked for in workspace ids and names. An exact id with one
+//! match goes straight to its page.
 
 use admit_core::{EventId, WorkspaceId};
 use admit_store::{CaseQuery, EventQuery, WorkspaceQuery};
@@ -97,14 +98,29 @@ async fn find(state: &AppState, q: &str) -> Result<(Vec<Value>, Option<String>),
     }
     let workspaces = store
         .workspaces(&WorkspaceQuery {
-            text: (email.is_none() && stripe_id.is_none()).then(|| q.to_owned()),
+            text: email.is_none().then(|| q.to_owned()),
             member_email: email.clone(),
-            stripe_id: stripe_id.clone(),
+            stripe_id: None,
             after: None,
             limit: PER_KIND,
         })
         .await?;
-    for w in &workspaces.items {
+    let mut workspaces = workspaces.items;
+    if let Some(stripe_id) = &stripe_id {
+        let billed = store
+            .workspaces(&WorkspaceQuery {
+                stripe_id: Some(stripe_id.clone()),
+                limit: PER_KIND,
+                ..WorkspaceQuery::default()
+            })
+            .await?;
+        workspaces.extend(billed.items);
+    }
+    let mut listed = std::collections::BTreeSet::new();
+    for w in &workspaces {
+        if !listed.insert(w.id.clone()) {
+            continue;
+        }
         if exact.as_deref() == Some(format!("/admin/workspaces/{}", w.id).as_str()) {
             continue;
         }
@@ -166,17 +182,20 @@ async fn find(state: &AppState, q: &str) -> Result<(Vec<Value>, Option<String>),
     Ok((results, exact))
 }
 
-/// `cus_…`, `sub_…`, `cs_test_…`, `in_…`: a lower-case prefix, `_`, a token.
+/// The prefixes of the Stripe ids a customer or Stripe's dashboard gives:
+/// customer, subscription, checkout session, invoice, payment intent,
+/// charge, dispute, refund, price, event.
+const STRIPE_PREFIXES: &[&str] = &[
+    "cus", "sub", "cs", "in", "pi", "ch", "dp", "du", "re", "price", "evt",
+];
+
+/// `cus_…`, `sub_…`, `cs_test_…`, `in_…`: a known prefix, `_`, a token.
 fn looks_like_stripe_id(q: &str) -> bool {
-    match q.split_once('_') {
-        Some((prefix, rest)) => {
-            (2..=6).contains(&prefix.len())
-                && prefix.bytes().all(|b| b.is_ascii_lowercase())
-                && !rest.is_empty()
-                && q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        }
-        None => false,
-    }
+    q.split_once('_').is_some_and(|(prefix, rest)| {
+        STRIPE_PREFIXES.contains(&prefix)
+            && !rest.is_empty()
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
 }
 
 #[cfg(test)]
@@ -195,7 +214,16 @@ mod tests {
         ] {
             assert!(looks_like_stripe_id(id), "{id}");
         }
-        for other in ["Acme", "acme corp", "ws_", "_x", "Cus_1", "a@b.test"] {
+        for other in [
+            "Acme",
+            "acme corp",
+            "ws_acme",
+            "dev_ops",
+            "_x",
+            "Cus_1",
+            "cus_",
+            "a@b.test",
+        ] {
             assert!(!looks_like_stripe_id(other), "{other}");
         }
     }

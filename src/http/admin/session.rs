@@ -21,6 +21,7 @@ use subtle::ConstantTimeEq;
 use super::PUBLIC_ROUTES;
 use super::page::ConsoleError;
 use crate::http::AppState;
+pub use crate::operators::{hash_token, random_token};
 
 pub const SESSION_COOKIE: &str = "admit_session";
 pub const LOGIN_CSRF_COOKIE: &str = "admit_login_csrf";
@@ -76,25 +77,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Acting {
     }
 }
 
-/// SHA-256 of a token, hex: what the store keeps of sessions and setup links.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 /// The CSRF token of the session whose cookie holds `session_token`.
 pub fn csrf_token(session_token: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"admit console csrf\0");
     hasher.update(session_token.as_bytes());
     hex::encode(hasher.finalize())
-}
-
-/// 32 random bytes, hex.
-pub fn random_token() -> Result<String, ConsoleError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| ConsoleError::Internal(anyhow::anyhow!("no randomness: {e}")))?;
-    Ok(hex::encode(bytes))
 }
 
 fn same(a: &str, b: &str) -> bool {
@@ -116,16 +104,24 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// A `Set-Cookie` for the console: never readable by scripts, sent only to
-/// `/admin`, on same-site navigation, and only over TLS when admit is public on https.
-pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+/// `/admin`, on same-site navigation, and only over TLS when admit is public
+/// on https. Without `max_age` it ends with the browser.
+pub fn set_cookie(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    max_age: Option<i64>,
+) -> Result<HeaderValue, ConsoleError> {
     let secure = if state.config.mail.public_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
     };
-    let raw =
-        format!("{name}={value}; Path=/admin; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
-    HeaderValue::from_str(&raw).unwrap_or_else(|_| HeaderValue::from_static(""))
+    let max_age = max_age.map_or_else(String::new, |secs| format!("; Max-Age={secs}"));
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/admin; HttpOnly; SameSite=Lax{max_age}{secure}"
+    ))
+    .map_err(|e| ConsoleError::Internal(anyhow::anyhow!("cookie {name}: {e}")))
 }
 
 /// Admits a console request or refuses it: no session → sign-in (GET) or
@@ -213,6 +209,9 @@ async fn csrf_field(request: Request) -> Result<(Request, Option<String>), Respo
 }
 
 /// Clears a cookie.
-pub fn expire_cookie(state: &AppState, name: &str) -> (axum::http::HeaderName, HeaderValue) {
-    (SET_COOKIE, set_cookie(state, name, "", 0))
+pub fn expire_cookie(
+    state: &AppState,
+    name: &str,
+) -> Result<(axum::http::HeaderName, HeaderValue), ConsoleError> {
+    Ok((SET_COOKIE, set_cookie(state, name, "", Some(0))?))
 }

@@ -1,7 +1,6 @@
 //! `/admin/workspaces`: the list, and a workspace's page — members, billing
 //! state, entitlements as `/v1/access` computes them, its audit history,
 //! events, cases and mail, and the "verify access" check `admit verify` runs.
-//! Also `/admin/operators`, the operators an admin manages from the CLI.
 
 use admit_core::provisioning::member_access;
 use admit_core::{Email, Role, WorkspaceId};
@@ -204,25 +203,4 @@ pub async fn verify(
         }
     };
     workspace_page(&state, &me, &id, Some(verdict)).await
-}
-
-pub async fn operators(
-    State(state): State<AppState>,
-    me: SignedIn,
-) -> Result<Response, ConsoleError> {
-    if me.operator.role != admit_core::OperatorRole::Admin {
-        return Err(ConsoleError::Forbidden("only an admin sees the operators"));
-    }
-    let operators = state.store.operators().await?;
-    render(
-        "operators.html",
-        Some(&me),
-        json!({
-            "title": "Operators", "section": "operators",
-            "operators": operators.iter().map(|o| json!({
-                "name": o.name, "role": o.role.as_str(), "created_at": o.created_at.unix(),
-                "password_set": o.password_set,
-            })).collect::<Vec<_>>(),
-        }),
-    )
 }

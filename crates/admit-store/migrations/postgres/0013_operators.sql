@@ -20,13 +20,16 @@ CREATE TABLE operator_sessions (
 );
 CREATE INDEX operator_sessions_by_operator ON operator_sessions (operator_name);
 
--- One row a failed sign-in, by operator name as typed or client address;
--- rows older than a day are deleted as new ones arrive.
+-- One row a sign-in attempt, by a key the caller chooses (an operator name
+-- as typed, a client address); a successful sign-in deletes its key's rows,
+-- and every key's rows older than a day are deleted as new ones arrive
+-- (by `operator_login_failures_by_at`).
 CREATE TABLE operator_login_failures (
     key TEXT NOT NULL,
     at  BIGINT NOT NULL
 );
 CREATE INDEX operator_login_failures_by_key ON operator_login_failures (key, at);
+CREATE INDEX operator_login_failures_by_at ON operator_login_failures (at);
 
 -- The console's workspace list pages newest first, ids in byte order as
 -- the list compares them (COLLATE "C", see postgres/list.rs).

@@ -663,3 +663,30 @@ async fn two_instances_redeeming_one_setup_token_at_once_set_one_password() {
         .expect("audit");
     assert_eq!(audited.len(), 10, "one entry a redemption");
 }
+
+/// Forty sign-in attempts on one key at once, twenty through each of two
+/// instances: each counts the ones before it and itself, so the counts are
+/// 1 to 40, each once — a limit of N lets exactly N through, never more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn attempts_on_one_key_at_once_through_two_instances_each_get_their_own_count() {
+    let store = fresh().await;
+    // An attempt of another key, and an old one of this key, count for nothing.
+    store
+        .count_login_attempt("amy", NOW, NOW)
+        .await
+        .expect("count");
+    store
+        .count_login_attempt("zoe", NOW.plus_seconds(-600), NOW.plus_seconds(-600))
+        .await
+        .expect("count");
+    let instances = two_instances(&store).await;
+    let mut counts = together(&instances, 40, |store, _| async move {
+        store
+            .count_login_attempt("zoe", NOW, NOW.plus_seconds(-60))
+            .await
+            .expect("count")
+    })
+    .await;
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=40).collect::<Vec<u64>>());
+}

@@ -553,6 +553,38 @@ async fn workspace(store: &TestStore, id: &str, name: &str, owner: &str, ago: i6
         .expect("workspace");
 }
 
+async fn link(store: &TestStore, kind: &str, stripe_id: &str, workspace: &str) {
+    sqlx::query("INSERT INTO stripe_links (kind, stripe_id, workspace_id) VALUES ($1, $2, $3)")
+        .bind(kind)
+        .bind(stripe_id)
+        .bind(workspace)
+        .execute(&store.db)
+        .await
+        .expect("link");
+}
+
+/// The ids of the workspaces a query lists, over every page of `limit`.
+async fn listed(store: &TestStore, query: WorkspaceQuery, limit: u32) -> Vec<String> {
+    all_pages(
+        |after| {
+            let query = query.clone();
+            async move {
+                store
+                    .workspaces(&WorkspaceQuery {
+                        limit,
+                        after,
+                        ..query
+                    })
+                    .await
+                    .expect("page")
+            }
+        },
+        |w| w.id.to_string(),
+    )
+    .await
+    .concat()
+}
+
 #[tokio::test]
 async fn workspaces_are_listed_newest_first_searched_and_paged() {
     let store = fresh().await;
@@ -580,6 +612,9 @@ async fn workspaces_are_listed_newest_first_searched_and_paged() {
     .execute(&store.db)
     .await
     .expect("billing state");
+    // As the derivation that billed it links them.
+    link(&store, "customer", "cus_acme", "ws_acme").await;
+    link(&store, "subscription", "sub_acme", "ws_acme").await;
     sqlx::query(
         "INSERT INTO bindings (kind, stripe_id, workspace_id, source, created_at)
          VALUES ('customer', 'cus_bound', 'ws_five', 'test', 1)",
@@ -750,4 +785,154 @@ async fn workspaces_are_listed_newest_first_searched_and_paged() {
     assert_eq!(cursor, format!("w.{}.ws_new", NOW.unix() - 100));
     assert!(Cursor::decode(&cursor, ListKind::Workspaces).is_some());
     assert_eq!(Cursor::decode(&cursor, ListKind::Cases), None);
+}
+
+/// Any Stripe id of a workspace finds it: what its events link to it (a
+/// checkout session, a subscription it had before the current one), what
+/// is bound to it, a checkout admit created for it.
+#[tokio::test]
+async fn a_stripe_id_finds_the_workspaces_it_belongs_to_current_or_past() {
+    let store = fresh().await;
+    workspace(&store, "ws_acme", "Acme", "ann@acme.test", 400).await;
+    workspace(&store, "ws_acme_eu", "Acme EU", "ann@acme.test", 300).await;
+    workspace(&store, "ws_beta", "Beta", "bob@beta.test", 200).await;
+    workspace(&store, "ws_other", "Other", "cy@other.test", 100).await;
+    sqlx::query(
+        "INSERT INTO billing_states (workspace_id, subscription_status, subscription_plan,
+             stripe_customer_id, stripe_subscription_id, updated_at)
+         VALUES ('ws_acme', 'active', 'pro', 'cus_acme', 'sub_new', 1)",
+    )
+    .execute(&store.db)
+    .await
+    .expect("billing state");
+    for (kind, stripe_id, workspace) in [
+        ("customer", "cus_acme", "ws_acme"),
+        ("subscription", "sub_new", "ws_acme"),
+        // Replaced by sub_new: no longer in the billing state, still linked.
+        ("subscription", "sub_old", "ws_acme"),
+        ("session", "cs_test_a1", "ws_acme"),
+        // One customer, two workspaces.
+        ("customer", "cus_acme", "ws_acme_eu"),
+        ("subscription", "sub_eu", "ws_acme_eu"),
+    ] {
+        link(&store, kind, stripe_id, workspace).await;
+    }
+    for (kind, stripe_id) in [("customer", "cus_beta"), ("purchase", "sub_beta")] {
+        sqlx::query(
+            "INSERT INTO bindings (kind, stripe_id, workspace_id, source, created_at)
+             VALUES ($1, $2, 'ws_beta', 'operator', 1)",
+        )
+        .bind(kind)
+        .bind(stripe_id)
+        .execute(&store.db)
+        .await
+        .expect("binding");
+    }
+    sqlx::query(
+        "INSERT INTO checkout_intents (session_id, workspace_id, initiator_email, plan, created_at)
+         VALUES ('cs_test_beta', 'ws_beta', 'bob@beta.test', 'pro', 1)",
+    )
+    .execute(&store.db)
+    .await
+    .expect("checkout intent");
+
+    let by_id = |stripe_id: &str| WorkspaceQuery {
+        stripe_id: Some(stripe_id.into()),
+        ..WorkspaceQuery::default()
+    };
+    for (stripe_id, expected) in [
+        ("cs_test_a1", &["ws_acme"][..]),
+        ("sub_old", &["ws_acme"]),
+        ("sub_new", &["ws_acme"]),
+        ("cus_acme", &["ws_acme_eu", "ws_acme"]),
+        ("sub_eu", &["ws_acme_eu"]),
+        ("cus_beta", &["ws_beta"]),
+        ("sub_beta", &["ws_beta"]),
+        ("cs_test_beta", &["ws_beta"]),
+        ("cs_test_unknown", &[]),
+        ("ws_acme", &[]),
+    ] {
+        for limit in [1, 10] {
+            assert_eq!(
+                listed(&store, by_id(stripe_id), limit).await,
+                expected,
+                "{stripe_id}, pages of {limit}"
+            );
+        }
+    }
+    // With the other filters.
+    assert_eq!(
+        listed(
+            &store,
+            WorkspaceQuery {
+                text: Some("eu".into()),
+                ..by_id("cus_acme")
+            },
+            10
+        )
+        .await,
+        ["ws_acme_eu"]
+    );
+    assert_eq!(
+        listed(
+            &store,
+            WorkspaceQuery {
+                member_email: Some("bob@beta.test".into()),
+                ..by_id("cus_acme")
+            },
+            10
+        )
+        .await,
+        Vec::<String>::new()
+    );
+    let acme = store
+        .workspaces(&WorkspaceQuery {
+            limit: 10,
+            ..by_id("sub_old")
+        })
+        .await
+        .expect("workspaces")
+        .items;
+    assert_eq!(acme.len(), 1);
+    assert_eq!(acme[0].subscription_status.as_deref(), Some("active"));
+    assert_eq!(acme[0].subscription_plan.as_deref(), Some("pro"));
+    assert_eq!(acme[0].members, 1);
+}
+
+/// The text search folds ASCII letters and nothing else, on every backend
+/// alike: SQLite's `LIKE` does no more, and PostgreSQL is made to do no more.
+#[tokio::test]
+async fn the_text_search_folds_ascii_case_only_alike_on_every_backend() {
+    let store = fresh().await;
+    workspace(
+        &store,
+        "ws_MixedCase",
+        "MiXeD Case Ltd",
+        "ann@mixed.test",
+        300,
+    )
+    .await;
+    workspace(&store, "ws_cafe", "Café Étoile", "bob@cafe.test", 200).await;
+    workspace(&store, "ws_street", "Straße", "cy@strasse.test", 100).await;
+    let search = |text: &str| WorkspaceQuery {
+        text: Some(text.into()),
+        ..WorkspaceQuery::default()
+    };
+    for (text, expected) in [
+        ("mixed case", &["ws_MixedCase"][..]),
+        ("MIXED CASE LTD", &["ws_MixedCase"]),
+        ("ws_mixedcase", &["ws_MixedCase"]),
+        ("WS_MIXEDCASE", &["ws_MixedCase"]),
+        ("CAF", &["ws_cafe"]),
+        ("Café", &["ws_cafe"]),
+        ("café étoile", &[]),
+        ("CAFÉ", &[]),
+        ("Étoile", &["ws_cafe"]),
+        ("étoile", &[]),
+        ("STRAßE", &["ws_street"]),
+        ("STRASSE", &[]),
+        ("STRAẞE", &[]),
+    ] {
+        assert_eq!(listed(&store, search(text), 10).await, expected, "{text:?}");
+    }
 }

@@ -1,5 +1,5 @@
 //! Console operators (`OperatorStore`): who they are, how they get a
-//! password, their sessions and failed sign-ins, and the audit entries
+//! password, their sessions and sign-in attempts, and the audit entries
 //! every change leaves. No secret is ever part of an entry.
 
 use admit_core::{OperatorRole, Timestamp};
@@ -389,44 +389,144 @@ async fn signing_out_ends_the_session_and_is_audited() {
     assert_eq!(entries(&store, "operator.signed_in").await.len(), 2);
 }
 
+/// The stored attempts: `(key, at)`, in order.
+async fn attempts(store: &TestStore) -> Vec<(String, i64)> {
+    sqlx::query_as("SELECT key, at FROM operator_login_failures ORDER BY key, at")
+        .fetch_all(&store.db)
+        .await
+        .expect("attempts")
+}
+
 #[tokio::test]
-async fn failed_sign_ins_are_counted_by_key_and_forgotten_after_a_day() {
+async fn sign_in_attempts_are_counted_by_key_since_a_moment_this_one_included() {
     let store = fresh().await;
-    let day = 86_400;
-    for (key, ago) in [
-        ("zoe", day + 100),
-        ("zoe", 3 * HOUR),
-        ("zoe", 100),
-        ("10.0.0.1", 50),
-        ("zoe", 0),
-    ] {
-        store
-            .record_login_failure(key, NOW.plus_seconds(-ago))
-            .await
-            .expect("record");
-    }
-    let count = |key: &'static str, since: i64| {
+    let count = |key: &'static str, ago: i64, since: i64| {
         let store = &store;
         async move {
             store
-                .login_failures(key, NOW.plus_seconds(-since))
+                .count_login_attempt(key, NOW.plus_seconds(-ago), NOW.plus_seconds(-since))
                 .await
                 .expect("count")
         }
     };
-    assert_eq!(count("zoe", HOUR).await, 2);
-    assert_eq!(count("zoe", 100).await, 2, "at `since` counts");
-    assert_eq!(count("zoe", 99).await, 1);
-    assert_eq!(count("10.0.0.1", HOUR).await, 1);
-    assert_eq!(count("amy", HOUR).await, 0);
     assert_eq!(
-        count("zoe", 10 * day).await,
-        3,
-        "the failure of more than a day ago is gone"
+        count("zoe", 3 * HOUR, HOUR).await,
+        0,
+        "before `since`: not counted"
     );
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM operator_login_failures")
-        .fetch_one(&store.db)
+    assert_eq!(count("zoe", 100, HOUR).await, 1, "this one is counted");
+    assert_eq!(count("10.0.0.1", 50, HOUR).await, 1, "keys count apart");
+    assert_eq!(count("zoe", 0, HOUR).await, 2);
+    assert_eq!(
+        count("zoe", 0, 100).await,
+        3,
+        "an attempt at `since` counts"
+    );
+    assert_eq!(
+        count("zoe", 0, 99).await,
+        3,
+        "the one before `since` is not"
+    );
+    assert_eq!(count("zoe", 0, 10 * HOUR).await, 6, "every one of the day");
+    assert_eq!(attempts(&store).await.len(), 7);
+
+    // Clearing forgets the key's attempts only.
+    store.clear_login_attempts("zoe").await.expect("clear");
+    assert_eq!(
+        attempts(&store).await,
+        [("10.0.0.1".to_owned(), NOW.unix() - 50)]
+    );
+    store
+        .clear_login_attempts("nobody")
         .await
-        .expect("count");
-    assert_eq!(stored, 4);
+        .expect("clearing an unknown key is nothing");
+    assert_eq!(count("zoe", 0, HOUR).await, 1, "counting starts again");
+}
+
+#[tokio::test]
+async fn an_attempt_forgets_every_keys_attempts_older_than_a_day() {
+    let store = fresh().await;
+    let day = 86_400;
+    let attempt = |key: &'static str, at: i64| {
+        let store = &store;
+        async move {
+            store
+                .count_login_attempt(key, NOW.plus_seconds(at), NOW.plus_seconds(at))
+                .await
+                .expect("count")
+        }
+    };
+    for (key, at) in [("zoe", -2 * day), ("amy", -day - 1), ("amy", -day)] {
+        assert_eq!(attempt(key, at).await, 1);
+    }
+    assert_eq!(
+        attempts(&store).await.len(),
+        3,
+        "none a day older than the next"
+    );
+    // An attempt of another key forgets zoe's, more than a day before it.
+    attempt("10.0.0.1", -3 * HOUR).await;
+    let at = |ago: i64| NOW.unix() + ago;
+    assert_eq!(
+        attempts(&store).await,
+        [
+            ("10.0.0.1".to_owned(), at(-3 * HOUR)),
+            ("amy".to_owned(), at(-day - 1)),
+            ("amy".to_owned(), at(-day)),
+        ]
+    );
+    attempt("bob", 0).await;
+    assert_eq!(
+        attempts(&store).await,
+        [
+            ("10.0.0.1".to_owned(), at(-3 * HOUR)),
+            ("amy".to_owned(), at(-day)),
+            ("bob".to_owned(), at(0)),
+        ],
+        "one exactly a day old stays"
+    );
+}
+
+#[tokio::test]
+async fn a_setup_token_names_its_operator_until_it_is_redeemed_or_expires() {
+    let store = fresh().await;
+    let expires = NOW.plus_seconds(HOUR);
+    add(
+        &store,
+        "amy",
+        OperatorRole::Support,
+        &setup_token("tok_amy", expires),
+    )
+    .await;
+    add(
+        &store,
+        "zoe",
+        OperatorRole::Admin,
+        &password("$argon2id$zoe"),
+    )
+    .await;
+    let operator = |token: &'static str, at: Timestamp| {
+        let store = &store;
+        async move { store.setup_token_operator(token, at).await.expect("read") }
+    };
+    assert_eq!(operator("tok_amy", NOW).await.as_deref(), Some("amy"));
+    assert_eq!(
+        operator("tok_amy", expires.plus_seconds(-1))
+            .await
+            .as_deref(),
+        Some("amy")
+    );
+    assert_eq!(operator("tok_amy", expires).await, None, "at its expiry");
+    assert_eq!(operator("tok_wrong", NOW).await, None);
+    assert_eq!(operator("", NOW).await, None);
+    store
+        .complete_operator_setup("tok_amy", "$argon2id$amy", NOW)
+        .await
+        .expect("redeem")
+        .expect("redeemed");
+    assert_eq!(operator("tok_amy", NOW).await, None, "redeemed");
+    assert!(
+        entries(&store, "operator.password_set").await.len() == 1,
+        "looking a token up is not audited"
+    );
 }

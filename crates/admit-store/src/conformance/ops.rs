@@ -401,19 +401,23 @@ async fn the_backlog_counts_each_queue() {
         .await
         .expect("outbox");
     }
-    for (id, kind, state) in [
-        ("case_1", "unknown_price", "held"),
-        ("case_2", "missing_workspace", "held"),
-        ("case_3", "unknown_price", "held"),
-        ("case_4", "email_mismatch", "resolved"),
+    // The oldest case of each kind is not the first inserted; a settled
+    // case, older still, is no held one's.
+    for (id, kind, state, created) in [
+        ("case_1", "unknown_price", "held", 100),
+        ("case_2", "missing_workspace", "held", 200),
+        ("case_3", "unknown_price", "held", 300),
+        ("case_4", "email_mismatch", "resolved", 10),
+        ("case_5", "unknown_price", "resolved", 20),
     ] {
         sqlx::query(
             "INSERT INTO cases (id, case_key, kind, event_ids, details, state, created_at)
-             VALUES ($1, $1, $2, '[]', '{}', $3, 1)",
+             VALUES ($1, $1, $2, '[]', '{}', $3, $4)",
         )
         .bind(id)
         .bind(kind)
         .bind(state)
+        .bind(NOW.unix() - created)
         .execute(&store.db)
         .await
         .expect("case");
@@ -429,6 +433,10 @@ async fn the_backlog_counts_each_queue() {
             held: vec![
                 ("missing_workspace".to_owned(), 1),
                 ("unknown_price".to_owned(), 2)
+            ],
+            held_oldest: vec![
+                ("missing_workspace".to_owned(), NOW.plus_seconds(-200)),
+                ("unknown_price".to_owned(), NOW.plus_seconds(-300)),
             ],
         }
     );

@@ -910,7 +910,6 @@ async fn an_event_is_pending_until_settled_and_a_requeue_brings_it_back() {
     );
 }
 
-/// A billing state comes back as written, every field, through each read.
 /// A replay is audited in its transaction, on the workspace the event is
 /// linked to: by its subscription, session or customer first, else by the
 /// workspace its metadata names if that exists.
@@ -997,6 +996,130 @@ async fn a_replay_is_audited_on_the_workspace_its_event_is_linked_to() {
         ],
         "no entry for an event that is not stored"
     );
+}
+
+/// `event_workspace` names the workspace a replay would be audited on:
+/// the subscription's link, else the session's, else the customer's, else
+/// the metadata's workspace if it exists.
+#[tokio::test]
+async fn an_events_workspace_is_the_one_its_replay_is_audited_on() {
+    let store = fresh().await;
+    for raw in ["ws_acme", "ws_beta", "ws_cust"] {
+        workspace(&store, raw).await;
+    }
+    let keyed = |id: &str, keys: EventKeys| NewEvent {
+        keys,
+        ..test_event(id, "invoice.paid", NOW)
+    };
+    let keys = |subscription: Option<&str>,
+                session: Option<&str>,
+                customer: Option<&str>,
+                hint: Option<&str>| EventKeys {
+        subscription: subscription.map(Into::into),
+        session: session.map(Into::into),
+        customer: customer.map(Into::into),
+        workspace_hint: hint.map(Into::into),
+        ..EventKeys::default()
+    };
+    let cases = [
+        (
+            "evt_all",
+            keys(Some("sub_1"), Some("cs_1"), Some("cus_1"), Some("ws_beta")),
+            Some("ws_acme"),
+        ),
+        (
+            "evt_session",
+            keys(Some("sub_unlinked"), Some("cs_1"), Some("cus_1"), None),
+            Some("ws_beta"),
+        ),
+        (
+            "evt_customer",
+            keys(None, Some("cs_unlinked"), Some("cus_1"), Some("ws_acme")),
+            Some("ws_cust"),
+        ),
+        (
+            "evt_hinted",
+            keys(None, None, Some("cus_unlinked"), Some("ws_beta")),
+            Some("ws_beta"),
+        ),
+        ("evt_gone", keys(None, None, None, Some("ws_gone")), None),
+        // A link to a workspace deleted since is no answer: the next one is.
+        (
+            "evt_stale",
+            keys(Some("sub_stale"), None, None, Some("ws_acme")),
+            Some("ws_acme"),
+        ),
+        ("evt_plain", EventKeys::default(), None),
+    ];
+    store
+        .insert_events(
+            &cases
+                .iter()
+                .map(|(id, keys, _)| keyed(id, keys.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .expect("insert");
+    for (kind, stripe_id, workspace) in [
+        ("subscription", "sub_1", "ws_acme"),
+        ("session", "cs_1", "ws_beta"),
+        ("customer", "cus_1", "ws_cust"),
+        ("subscription", "sub_stale", "ws_deleted"),
+    ] {
+        sqlx::query("INSERT INTO stripe_links (kind, stripe_id, workspace_id) VALUES ($1, $2, $3)")
+            .bind(kind)
+            .bind(stripe_id)
+            .bind(workspace)
+            .execute(&store.db)
+            .await
+            .expect("link");
+    }
+    for (id, _, expected) in &cases {
+        assert_eq!(
+            store
+                .event_workspace(&event_id(id))
+                .await
+                .expect("workspace")
+                .map(|w| w.to_string())
+                .as_deref(),
+            *expected,
+            "{id}"
+        );
+    }
+    assert_eq!(
+        store
+            .event_workspace(&event_id("evt_missing"))
+            .await
+            .expect("workspace"),
+        None
+    );
+    // The replay's audit entry names the same workspace.
+    for (id, _, expected) in &cases {
+        assert!(
+            store
+                .requeue_event(&event_id(id), &replayer(), NOW)
+                .await
+                .expect("requeue")
+        );
+        let entry = &store
+            .audit_by_action("event.replayed", 1)
+            .await
+            .expect("audit")[0]
+            .entry;
+        assert_eq!(
+            entry.subject.as_deref(),
+            Some(format!("event:{id}").as_str())
+        );
+        assert_eq!(
+            entry
+                .workspace_id
+                .as_ref()
+                .map(|w| w.to_string())
+                .as_deref(),
+            *expected,
+            "{id}"
+        );
+    }
 }
 
 #[tokio::test]

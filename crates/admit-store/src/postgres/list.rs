@@ -34,6 +34,57 @@ fn cursor_parts(cursor: Option<&Cursor>) -> (Option<i64>, Option<&str>) {
     cursor.map_or((None, None), |c| (Some(c.at), Some(c.id.as_str())))
 }
 
+/// The workspace list, `$stripe_id` its condition on `$3` (the Stripe id,
+/// or NULL): the rest is the same for both of [`WORKSPACES`] and
+/// [`WORKSPACES_OF_STRIPE_ID`].
+///
+/// The text filter folds case as SQLite's `LIKE` does, ASCII letters only:
+/// `lower()` under `COLLATE "C"` lowers `A`–`Z` and leaves every other
+/// character as it is, whatever the database's collation. So `acme` finds
+/// `ACME`, but `é` does not find `É` (`ILIKE` would, under a Unicode
+/// collation, and SQLite would not).
+macro_rules! workspaces_where {
+    ($stripe_id:literal) => {
+        concat!(
+            r#"SELECT w.id, w.name, w.created_at,
+                    b.subscription_status, b.subscription_plan,
+                    (SELECT COUNT(*) FROM members m WHERE m.workspace_id = w.id) AS members
+             FROM workspaces w LEFT JOIN billing_states b ON b.workspace_id = w.id
+             WHERE "#,
+            $stripe_id,
+            r#"
+               AND ($1::text IS NULL
+                    OR lower(w.id COLLATE "C") LIKE lower($1 COLLATE "C") ESCAPE '\'
+                    OR lower(w.name COLLATE "C") LIKE lower($1 COLLATE "C") ESCAPE '\')
+               AND ($2::text IS NULL
+                    OR w.id IN (SELECT workspace_id FROM members WHERE email = $2))
+               AND ($4::bigint IS NULL OR (w.created_at, w.id COLLATE "C") < ($4, $5))
+             ORDER BY w.created_at DESC, w.id COLLATE "C" DESC LIMIT $6"#
+        )
+    };
+}
+
+/// Every workspace: the page walks `workspaces_by_created` and stops after
+/// `fetch` rows; the status, plan and count are looked up per row.
+const WORKSPACES: &str = workspaces_where!("$3::text IS NULL");
+
+/// The workspaces a Stripe id belongs to, found by primary keys first
+/// (a handful of rows, then sorted) instead of a walk of every workspace:
+/// linked by events (a customer, a subscription, current or replaced, a
+/// checkout session), bound (a customer, a purchase), or a checkout admit
+/// created. A billing state's customer and subscription are always among
+/// its workspace's links (a derivation links each purchase it bills), so
+/// the billing states, which no index covers by Stripe id, need no scan.
+const WORKSPACES_OF_STRIPE_ID: &str = workspaces_where!(
+    "w.id IN (SELECT workspace_id FROM stripe_links
+                      WHERE kind IN ('subscription', 'customer', 'session') AND stripe_id = $3
+                      UNION ALL
+                      SELECT workspace_id FROM bindings
+                      WHERE kind IN ('customer', 'purchase') AND stripe_id = $3
+                      UNION ALL
+                      SELECT workspace_id FROM checkout_intents WHERE session_id = $3)"
+);
+
 #[async_trait::async_trait]
 impl ListStore for PgStore {
     async fn cases(&self, query: &CaseQuery) -> Result<Page<StoredCase>, StoreError> {
@@ -189,31 +240,20 @@ impl ListStore for PgStore {
     ) -> Result<Page<WorkspaceSummary>, StoreError> {
         let (limit, fetch) = limit(query.limit);
         let (at, id) = cursor_parts(query.after.as_ref());
-        // The unfiltered page walks `workspaces_by_created` and stops after
-        // `fetch` rows; the status, plan and count are looked up per row.
-        let rows = sqlx::query(
-            r#"SELECT w.id, w.name, w.created_at,
-                    b.subscription_status, b.subscription_plan,
-                    (SELECT COUNT(*) FROM members m WHERE m.workspace_id = w.id) AS members
-             FROM workspaces w LEFT JOIN billing_states b ON b.workspace_id = w.id
-             WHERE ($1 IS NULL OR w.id ILIKE $1 ESCAPE '\' OR w.name ILIKE $1 ESCAPE '\')
-               AND ($2 IS NULL OR w.id IN (SELECT workspace_id FROM members WHERE email = $2))
-               AND ($3 IS NULL
-                    OR w.id IN (SELECT workspace_id FROM billing_states
-                                WHERE stripe_customer_id = $3 OR stripe_subscription_id = $3)
-                    OR w.id IN (SELECT workspace_id FROM bindings
-                                WHERE kind = 'customer' AND stripe_id = $3))
-               AND ($4 IS NULL OR (w.created_at, w.id COLLATE "C") < ($4, $5))
-             ORDER BY w.created_at DESC, w.id COLLATE "C" DESC LIMIT $6"#,
-        )
-        .bind(query.text.as_deref().map(contains_pattern))
-        .bind(&query.member_email)
-        .bind(&query.stripe_id)
-        .bind(at)
-        .bind(id)
-        .bind(fetch)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = if query.stripe_id.is_some() {
+            WORKSPACES_OF_STRIPE_ID
+        } else {
+            WORKSPACES
+        };
+        let rows = sqlx::query(sql)
+            .bind(query.text.as_deref().map(contains_pattern))
+            .bind(&query.member_email)
+            .bind(&query.stripe_id)
+            .bind(at)
+            .bind(id)
+            .bind(fetch)
+            .fetch_all(&self.pool)
+            .await?;
         let workspaces = rows
             .iter()
             .map(workspace_summary)

@@ -1,4 +1,4 @@
-//! PostgreSQL side of console operators, their sessions and failed sign-ins.
+//! PostgreSQL side of console operators, their sessions and sign-in attempts.
 //!
 //! A setup token is redeemed by one conditional update: a concurrent
 //! redemption waits for the row and then finds the token cleared. Each
@@ -324,33 +324,62 @@ impl OperatorStore for PgStore {
         .await
     }
 
-    async fn record_login_failure(&self, key: &str, now: Timestamp) -> Result<(), StoreError> {
+    async fn count_login_attempt(
+        &self,
+        key: &str,
+        now: Timestamp,
+        since: Timestamp,
+    ) -> Result<u64, StoreError> {
         super::retrying(|| async move {
             let mut tx = self.pool.begin().await?;
+            // Concurrent attempts on one key wait for each other here; each
+            // statement after it (READ COMMITTED) sees every attempt
+            // committed before, so each counts those and its own.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!("login:{key}"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM operator_login_failures WHERE at < $1")
+                .bind(now.unix() - LOGIN_FAILURE_MEMORY_SECS)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("INSERT INTO operator_login_failures (key, at) VALUES ($1, $2)")
                 .bind(key)
                 .bind(now.unix())
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM operator_login_failures WHERE key = $1 AND at < $2")
-                .bind(key)
-                .bind(now.unix() - LOGIN_FAILURE_MEMORY_SECS)
-                .execute(&mut *tx)
-                .await?;
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM operator_login_failures WHERE key = $1 AND at >= $2",
+            )
+            .bind(key)
+            .bind(since.unix())
+            .fetch_one(&mut *tx)
+            .await?;
             tx.commit().await?;
-            Ok(())
+            u64::try_from(count).map_err(corrupt)
         })
         .await
     }
 
-    async fn login_failures(&self, key: &str, since: Timestamp) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM operator_login_failures WHERE key = $1 AND at >= $2",
+    async fn clear_login_attempts(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM operator_login_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn setup_token_operator(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM operators WHERE setup_token_hash = $1 AND setup_expires_at > $2",
         )
-        .bind(key)
-        .bind(since.unix())
-        .fetch_one(&self.pool)
-        .await?;
-        u64::try_from(count).map_err(corrupt)
+        .bind(token_hash)
+        .bind(now.unix())
+        .fetch_optional(&self.pool)
+        .await?)
     }
 }

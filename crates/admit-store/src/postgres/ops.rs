@@ -105,8 +105,8 @@ impl OpsStore for PgStore {
         )
         .fetch_one(&mut *conn)
         .await?;
-        let held: Vec<(String, i64)> = sqlx::query_as(
-            r#"SELECT kind, COUNT(*) FROM cases WHERE state = 'held'
+        let held: Vec<(String, i64, i64)> = sqlx::query_as(
+            r#"SELECT kind, COUNT(*), MIN(created_at) FROM cases WHERE state = 'held'
              GROUP BY kind ORDER BY kind COLLATE "C""#,
         )
         .fetch_all(&mut *conn)
@@ -118,9 +118,13 @@ impl OpsStore for PgStore {
             failed_events: count(&row, "failed")?,
             pending_mail: count(&row, "pending_mail")?,
             dead_mail: count(&row, "dead_mail")?,
+            held_oldest: held
+                .iter()
+                .map(|(kind, _, oldest)| (kind.clone(), Timestamp::from_unix(*oldest)))
+                .collect(),
             held: held
                 .into_iter()
-                .map(|(kind, n)| (kind, u64::try_from(n).unwrap_or(0)))
+                .map(|(kind, n, _)| (kind, u64::try_from(n).unwrap_or(0)))
                 .collect(),
         })
     }

@@ -54,6 +54,22 @@ const LINKED_WORKSPACE: &str = r#"SELECT workspace_id FROM (
     WHERE workspace_id IN (SELECT id FROM workspaces)
     ORDER BY rank, workspace_id COLLATE "C" LIMIT 1"#;
 
+/// [`LINKED_WORKSPACE`] for event `id`: what `requeue_event` audits a
+/// replay on (in its transaction) and `event_workspace` answers.
+async fn linked_workspace<'e, E>(
+    executor: E,
+    id: &EventId,
+) -> Result<Option<WorkspaceId>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    let workspace: Option<String> = sqlx::query_scalar(LINKED_WORKSPACE)
+        .bind(id.as_str())
+        .fetch_optional(executor)
+        .await?;
+    workspace.map(parse_workspace).transpose()
+}
+
 /// `received_at`, `received_ms`, id, customer, subscription, session,
 /// whether ingress stored a billing event.
 type ClaimRow = (
@@ -508,17 +524,17 @@ impl ProvisioningStore for PgStore {
             if changed != 1 {
                 return Ok(false);
             }
-            let workspace: Option<String> = sqlx::query_scalar(LINKED_WORKSPACE)
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            let workspace = workspace.map(parse_workspace).transpose()?;
+            let workspace = linked_workspace(&mut *tx, id).await?;
             super::audit::insert(&mut tx, &replay_audit(id, actor, workspace, now)).await?;
             tx.commit().await?;
             super::notify(self.pool.clone(), super::EVENTS_CHANNEL).await;
             Ok(true)
         })
         .await
+    }
+
+    async fn event_workspace(&self, id: &EventId) -> Result<Option<WorkspaceId>, StoreError> {
+        linked_workspace(&self.pool, id).await
     }
 
     async fn pending_events(&self) -> Result<u64, StoreError> {

@@ -1,4 +1,4 @@
-//! SQLite side of console operators, their sessions and failed sign-ins.
+//! SQLite side of console operators, their sessions and sign-in attempts.
 //!
 //! Every change takes the write lock up front (`BEGIN IMMEDIATE`), so a
 //! change and its audit entry commit together and a setup token, redeemed
@@ -311,30 +311,54 @@ impl OperatorStore for SqliteStore {
         Ok(())
     }
 
-    async fn record_login_failure(&self, key: &str, now: Timestamp) -> Result<(), StoreError> {
+    async fn count_login_attempt(
+        &self,
+        key: &str,
+        now: Timestamp,
+        since: Timestamp,
+    ) -> Result<u64, StoreError> {
+        // The write lock, taken up front, orders concurrent attempts: each
+        // counts every attempt committed before it and its own.
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        sqlx::query("DELETE FROM operator_login_failures WHERE at < ?")
+            .bind(now.unix() - LOGIN_FAILURE_MEMORY_SECS)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO operator_login_failures (key, at) VALUES (?, ?)")
             .bind(key)
             .bind(now.unix())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM operator_login_failures WHERE key = ? AND at < ?")
-            .bind(key)
-            .bind(now.unix() - LOGIN_FAILURE_MEMORY_SECS)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn login_failures(&self, key: &str, since: Timestamp) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM operator_login_failures WHERE key = ? AND at >= ?",
         )
         .bind(key)
         .bind(since.unix())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         u64::try_from(count).map_err(corrupt)
+    }
+
+    async fn clear_login_attempts(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM operator_login_failures WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn setup_token_operator(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM operators WHERE setup_token_hash = ? AND setup_expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now.unix())
+        .fetch_optional(&self.pool)
+        .await?)
     }
 }

@@ -104,8 +104,9 @@ impl OpsStore for SqliteStore {
         )
         .fetch_one(&mut *conn)
         .await?;
-        let held: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT kind, COUNT(*) FROM cases WHERE state = 'held' GROUP BY kind ORDER BY kind",
+        let held: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT kind, COUNT(*), MIN(created_at) FROM cases WHERE state = 'held'
+             GROUP BY kind ORDER BY kind",
         )
         .fetch_all(&mut *conn)
         .await?;
@@ -116,9 +117,13 @@ impl OpsStore for SqliteStore {
             failed_events: count(&row, "failed")?,
             pending_mail: count(&row, "pending_mail")?,
             dead_mail: count(&row, "dead_mail")?,
+            held_oldest: held
+                .iter()
+                .map(|(kind, _, oldest)| (kind.clone(), Timestamp::from_unix(*oldest)))
+                .collect(),
             held: held
                 .into_iter()
-                .map(|(kind, n)| (kind, u64::try_from(n).unwrap_or(0)))
+                .map(|(kind, n, _)| (kind, u64::try_from(n).unwrap_or(0)))
                 .collect(),
         })
     }
