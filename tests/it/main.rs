@@ -15,7 +15,6 @@ mod instances;
 mod lists;
 mod localstripe;
 mod mail;
-mod operators;
 mod ops;
 mod postgres;
 mod processors;

@@ -3,6 +3,7 @@
 //! in the same invocation, so every figure is read as a ratio to what this
 //! machine's disk allows right now. See docs/benchmarks.md.
 
+mod console;
 mod cpu;
 mod floor;
 mod history;
@@ -40,6 +41,9 @@ enum Run {
     /// Ingest and end to end at c=16 on PostgreSQL (`--postgres-url`), one
     /// admit and three on one database, beside SQLite's, against one floor.
     Postgres,
+    /// The operator console's pages over `--console-events` stored events
+    /// (SQLite, and PostgreSQL too with `--postgres-url`), against `/healthz`.
+    Console,
 }
 
 #[derive(Debug, Parser)]
@@ -88,10 +92,13 @@ struct Args {
     /// Deliveries the `rss` run sends to `admit serve`.
     #[arg(long, default_value_t = 100_000)]
     rss_events: usize,
+    /// Stored events the `console` run seeds each database with.
+    #[arg(long, default_value_t = 100_000)]
+    console_events: usize,
     /// Only these runs (all when not given; `postgres` only with `--postgres-url`).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Run>,
-    /// A PostgreSQL server for the `postgres` run, as a URL whose role may
+    /// A PostgreSQL server for the `postgres` and `console` runs, as a URL whose role may
     /// CREATE DATABASE: each run's admit gets a fresh database there,
     /// dropped at the end.
     #[arg(long, value_name = "URL")]
@@ -116,6 +123,8 @@ struct Running {
     /// The app's own processor, for runs that step it instead of letting it
     /// run in the background.
     processor: admit::provision::Processor,
+    /// The app's own outbox sender, likewise.
+    sender: admit::mail::sender::Sender,
     /// Its mail and, for [`Database::FreshSqlite`], its database.
     _dir: tempfile::TempDir,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -166,6 +175,7 @@ async fn start_admit(database: Database<'_>, processor: bool) -> anyhow::Result<
     let app = App::build(config, Arc::new(SystemClock)).await?;
     let store = app.state().store.clone();
     let processor = app.processor();
+    let sender = app.sender();
     if let Database::FreshSqlite { workspaces } = database {
         seed::workspaces(&db, workspaces).await?;
     }
@@ -179,6 +189,7 @@ async fn start_admit(database: Database<'_>, processor: bool) -> anyhow::Result<
         url,
         store,
         processor,
+        sender,
         _dir: dir,
         stop,
     })
@@ -328,6 +339,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let (true, Some(server)) = (args.runs(Run::Postgres), &args.postgres_url) {
         postgres::run(&args, server, &mut out).await?;
+    }
+    if args.runs(Run::Console) {
+        console::run(args.console_events, args.postgres_url.as_deref(), &mut out).await?;
     }
     out.push(format!(
         "| peak RSS of the whole benchmark process (every admit it ran in-process, the floor, the load generator, the ids) | {:.0} MB | | |",

@@ -89,14 +89,14 @@ pub async fn run(args: &Args, server: &str, out: &mut Vec<String>) -> anyhow::Re
 }
 
 /// A database made for one measurement.
-struct BenchDatabase {
-    name: String,
-    url: String,
+pub(crate) struct BenchDatabase {
+    pub(crate) name: String,
+    pub(crate) url: String,
 }
 
 /// `CREATE DATABASE admit_bench_<16 random hex digits>` on `server`; the new
 /// database's URL is the server's with its name.
-async fn create_database(server: &str) -> anyhow::Result<BenchDatabase> {
+pub(crate) async fn create_database(server: &str) -> anyhow::Result<BenchDatabase> {
     let mut id = [0u8; 8];
     getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("no random bytes: {e}"))?;
     let name = format!(
@@ -119,7 +119,7 @@ async fn create_database(server: &str) -> anyhow::Result<BenchDatabase> {
     })
 }
 
-async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
     let mut admin = sqlx::PgConnection::connect(server).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"

@@ -28,6 +28,44 @@ pub async fn workspaces(db: &Path, ids: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A workspace as the console run seeds it: created when it was, with
+/// its members (the first is the owner).
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub id: String,
+    pub created_at: i64,
+    /// `(email, role)`.
+    pub members: Vec<(String, &'static str)>,
+}
+
+/// [`workspaces`] with their creation times and every member.
+pub async fn directory(db: &Path, workspaces: &[Workspace]) -> anyhow::Result<()> {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await?;
+    let mut tx = conn.begin().await?;
+    for workspace in workspaces {
+        sqlx::query("INSERT OR IGNORE INTO workspaces (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(&workspace.id)
+            .bind(&workspace.id)
+            .bind(workspace.created_at)
+            .execute(&mut *tx)
+            .await?;
+        for (email, role) in &workspace.members {
+            sqlx::query(
+                "INSERT OR IGNORE INTO members (workspace_id, email, role, added_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(&workspace.id)
+            .bind(email)
+            .bind(role)
+            .bind(workspace.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    conn.close().await?;
+    Ok(())
+}
+
 async fn open(dir: &Path) -> anyhow::Result<sqlx::SqliteConnection> {
     let url = format!("sqlite://{}", dir.join("admit.db").display());
     Ok(sqlx::SqliteConnection::connect(&url).await?)
@@ -128,6 +166,48 @@ pub async fn pg_workspaces(url: &str, ids: &[String]) -> anyhow::Result<()> {
                 .push_bind(crate::traffic::owner(id))
                 .push_bind("owner")
                 .push_bind(0_i64);
+        });
+        insert.push(" ON CONFLICT DO NOTHING");
+        insert.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// [`directory`] for a PostgreSQL database, in multi-row inserts.
+pub async fn pg_directory(url: &str, workspaces: &[Workspace]) -> anyhow::Result<()> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let mut tx = conn.begin().await?;
+    for chunk in workspaces.chunks(PG_CHUNK) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO workspaces (id, name, created_at) ",
+        );
+        insert.push_values(chunk, |mut row, w| {
+            row.push_bind(&w.id)
+                .push_bind(&w.id)
+                .push_bind(w.created_at);
+        });
+        insert.push(" ON CONFLICT DO NOTHING");
+        insert.build().execute(&mut *tx).await?;
+    }
+    let members: Vec<(&str, &str, &str, i64)> = workspaces
+        .iter()
+        .flat_map(|w| {
+            w.members
+                .iter()
+                .map(|(email, role)| (w.id.as_str(), email.as_str(), *role, w.created_at))
+        })
+        .collect();
+    for chunk in members.chunks(PG_CHUNK) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO members (workspace_id, email, role, added_at) ",
+        );
+        insert.push_values(chunk, |mut row, (id, email, role, at)| {
+            row.push_bind(*id)
+                .push_bind(*email)
+                .push_bind(*role)
+                .push_bind(*at);
         });
         insert.push(" ON CONFLICT DO NOTHING");
         insert.build().execute(&mut *tx).await?;

@@ -183,6 +183,9 @@ struct Templates {
     subscription_created: Template,
     invoice_paid: Template,
     subscription_active: Template,
+    /// The monthly renewal's `customer.subscription.updated`: the status
+    /// stays, the invoice it points to changes.
+    subscription_renewed: Template,
     checkout_completed: Template,
     invoice_failed: Template,
     subscription_past_due: Template,
@@ -203,6 +206,10 @@ static TEMPLATES: LazyLock<Templates> = LazyLock::new(|| {
     // That capture follows a move to the yearly price; the bench's purchases
     // stay on the monthly one, so they cancel with its item.
     cancellation["data"]["object"]["items"] = active["data"]["object"]["items"].clone();
+    // Stripe names what a renewal changed; the status is not among it.
+    let mut renewed = active.clone();
+    renewed["data"]["previous_attributes"] =
+        serde_json::json!({"latest_invoice": "in_AcmePro0003"});
     Templates {
         subscription_created: Template::new(parse(include_str!(
             "../../../tests/fixtures/stripe/current/customer_subscription_created.json"
@@ -211,6 +218,7 @@ static TEMPLATES: LazyLock<Templates> = LazyLock::new(|| {
             "../../../tests/fixtures/stripe/current/invoice_paid.json"
         ))),
         subscription_active: Template::new(active),
+        subscription_renewed: Template::new(renewed),
         checkout_completed: Template::new(parse(include_str!(
             "../../../tests/fixtures/stripe/current/checkout_session_completed.json"
         ))),
@@ -387,6 +395,62 @@ impl Purchase {
             templates
                 .subscription_past_due
                 .render(&self.names, rng, at + 1, |o| self.subscription_at(o, at)),
+        ]
+    }
+
+    /// The purchase as it stands in its `month`-th month after the checkout
+    /// (0 is the checkout's): that month's invoice (as both the first and
+    /// the renewal invoice), its line and its links, and the month before's
+    /// invoice in place of the later one, which the renewal's
+    /// `previous_attributes` names. Derived from the subscription id, so a
+    /// month's ids are the same whoever asks.
+    pub fn in_month(&self, month: u32) -> Purchase {
+        if month == 0 {
+            return self.clone();
+        }
+        let base = self
+            .name(Name::Subscription)
+            .trim_start_matches("sub_")
+            .to_owned();
+        let stem = &base[..base.len().min(20)];
+        let invoice = |k: u32| format!("in_{stem}{k:04}");
+        let previous = if month == 1 {
+            self.name(Name::FirstInvoice).to_owned()
+        } else {
+            invoice(month - 1)
+        };
+        let mut names = self.names.clone();
+        for (i, &(_, name)) in FIXTURE.iter().enumerate() {
+            match name {
+                Name::FirstInvoice | Name::RenewalInvoice => names[i] = invoice(month),
+                Name::LaterInvoice => names[i] = previous.clone(),
+                Name::FirstLine | Name::RenewalLine => names[i] = format!("il_{stem}{month:04}"),
+                Name::FirstInvoiceToken | Name::RenewalInvoiceToken => {
+                    names[i] = format!("{base}{month:04}{}", &base[..base.len().min(12)]);
+                }
+                _ => {}
+            }
+        }
+        Purchase { names, t: self.t }
+    }
+
+    /// The `month`-th monthly renewal (1 and up) at `at`, paid: the
+    /// subscription moves to its new month, then the month's invoice is paid.
+    pub fn renewal_paid(&self, month: u32, at: i64, rng: &mut Rng) -> Vec<Event> {
+        let this = self.in_month(month.max(1));
+        let number = format!("{}-{:04}", this.name(Name::InvoiceNumber), month + 1);
+        let templates = &*TEMPLATES;
+        vec![
+            templates
+                .subscription_renewed
+                .render(&this.names, rng, at, |o| this.subscription_at(o, at)),
+            templates
+                .invoice_paid
+                .render(&this.names, rng, at + 2, |o| {
+                    Self::invoice_at(o, at, false, true);
+                    put(o, "/billing_reason", "subscription_cycle");
+                    put(o, "/number", number);
+                }),
         ]
     }
 
@@ -591,6 +655,85 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_renewal_names_its_month_and_keeps_the_status() {
+        let mut rng = Rng::new();
+        let t = 1_795_000_000;
+        let purchase = Purchase::new("ws_bench0002", t, &mut rng);
+        let third = purchase.in_month(3);
+        let second = purchase.in_month(2);
+        let events = purchase.renewal_paid(3, t + 3 * MONTH, &mut rng);
+        let mut kinds = Vec::new();
+        for event in &events {
+            assert!((3_000..8_000).contains(&event.body.len()));
+            let body = String::from_utf8(event.body.clone()).expect("UTF-8");
+            for word in body.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if ["in_", "il_"].iter().any(|p| word.starts_with(p)) {
+                    assert!(
+                        third.names.iter().any(|n| n == word),
+                        "{word} in {}",
+                        event.event_type
+                    );
+                }
+            }
+            match admit_stripe::billing_event(&event.body)
+                .expect("parses")
+                .expect("a handled event")
+                .kind
+            {
+                EventKind::Subscription { subscription, .. } => {
+                    assert_eq!(subscription.id.as_str(), purchase.subscription());
+                    assert_eq!(
+                        subscription.current_period_end.map(|p| p.unix()),
+                        Some(t + 4 * MONTH)
+                    );
+                    kinds.push(format!(
+                        "{}/{:?}/{:?}",
+                        event.event_type,
+                        subscription.status,
+                        subscription.previous.and_then(|p| p.status)
+                    ));
+                }
+                EventKind::InvoicePaid(invoice) => {
+                    assert_eq!(
+                        invoice.subscription.as_ref().map(|s| s.as_str()),
+                        Some(purchase.subscription())
+                    );
+                    kinds.push(format!("{}/{:?}", event.event_type, invoice.billing_reason));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            kinds,
+            [
+                format!(
+                    "customer.subscription.updated/{:?}/None",
+                    Some(SubscriptionStatus::Active)
+                ),
+                "invoice.paid/Some(\"subscription_cycle\")".to_owned(),
+            ]
+        );
+        let invoice = third.name(Name::FirstInvoice);
+        assert!(
+            invoice.starts_with("in_") && invoice.len() == purchase.name(Name::FirstInvoice).len()
+        );
+        assert_eq!(
+            third.name(Name::LaterInvoice),
+            second.name(Name::FirstInvoice)
+        );
+        assert_eq!(
+            purchase.in_month(1).name(Name::LaterInvoice),
+            purchase.name(Name::FirstInvoice)
+        );
+        assert!(
+            events[1]
+                .body
+                .windows(invoice.len())
+                .any(|w| w == invoice.as_bytes())
+        );
     }
 
     #[test]

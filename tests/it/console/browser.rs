@@ -53,6 +53,64 @@ fn chromedriver() -> PathBuf {
     }
 }
 
+/// How many times a test tries to start chromedriver, each on a new port.
+const DRIVER_STARTS: usize = 3;
+
+/// chromedriver on a free port, once it answers on it: the driver, the
+/// port and its log; or why not (it exited, or did not answer in time).
+async fn start_driver(driver_path: &Path) -> Result<(Driver, u16, PathBuf), String> {
+    let profile = tempfile::tempdir().expect("a profile directory");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let log = profile.path().join("chromedriver.log");
+    let mut command = Command::new(driver_path);
+    command
+        .arg(format!("--port={port}"))
+        .arg(format!("--log-path={}", log.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", driver_path.display()));
+    // Dropped on failure: killed and its profile removed.
+    let mut driver = Driver { child, profile };
+
+    // Ready once its own status endpoint answers (not merely something on
+    // the port: another process may hold it).
+    let status = format!("http://127.0.0.1:{port}/status");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(exit)) = driver.child.try_wait() {
+            return Err(format!(
+                "chromedriver on port {port} exited ({exit}):\n{}",
+                tail(&log)
+            ));
+        }
+        if let Ok(response) = client.get(&status).send().await
+            && let Ok(body) = response.json::<Value>().await
+            && body["value"]["ready"] == true
+            && matches!(driver.child.try_wait(), Ok(None))
+        {
+            return Ok((driver, port, log));
+        }
+        if started.elapsed() > PATIENCE {
+            return Err(format!(
+                "chromedriver on port {port} does not answer within {PATIENCE:?}:\n{}",
+                tail(&log)
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// One headless Chromium session of a test, and where its screenshots go.
 pub struct Browser {
     client: Client,
@@ -88,38 +146,23 @@ impl Browser {
     /// `target/console-screenshots/<test>/`.
     pub async fn start(test: &str, base: &str) -> Browser {
         let driver_path = chromedriver();
-        let profile = tempfile::tempdir().expect("a profile directory");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let log = profile.path().join("chromedriver.log");
-        let mut command = Command::new(&driver_path);
-        command
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", driver_path.display()));
-        let mut driver = Driver { child, profile };
-
-        // Ready once it listens.
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(exit)) = driver.child.try_wait() {
-                panic!("chromedriver exited ({exit}):\n{}", tail(&log));
+        // The port is found free and released before chromedriver binds it:
+        // another process may take it in between. A start that fails is
+        // tried again on another port.
+        let mut failures = Vec::new();
+        let (driver, port, log) = loop {
+            match start_driver(&driver_path).await {
+                Ok(started) => break started,
+                Err(failure) if failures.len() < DRIVER_STARTS - 1 => failures.push(failure),
+                Err(failure) => {
+                    failures.push(failure);
+                    panic!(
+                        "chromedriver did not start in {DRIVER_STARTS} tries:\n{}",
+                        failures.join("\n\n")
+                    );
+                }
             }
-            assert!(
-                started.elapsed() < PATIENCE,
-                "chromedriver does not answer within {PATIENCE:?}:\n{}",
-                tail(&log)
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        };
 
         let chromium =
             std::env::var("ADMIT_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());

@@ -1,13 +1,16 @@
 //! The operator console (`/admin`) as operators and attackers meet it:
 //! real Chromium through chromedriver (`browser`) for the pages and forms,
-//! plain HTTP without redirects (`routes`) for what a browser would hide.
-//! Every test starts from the same world: admit after the fixture purchase
-//! with no workspace to provision (a held `missing_workspace` case), a dead
-//! support alert, an existing workspace to bind to, and operators added with
-//! the real `admit operator add`.
+//! plain HTTP without redirects (`routes`) for what a browser would hide,
+//! and operators' accounts and sessions (`operators`: `admit operator`, setup
+//! links, expiry, cookies, roles). Most tests start from the same world:
+//! admit after the fixture purchase with no workspace to provision (a held
+//! `missing_workspace` case), a dead support alert, the purchaser's sent
+//! `access_delayed` message, an existing workspace to bind to, and operators
+//! added with the real `admit operator add`.
 
 mod browser;
 mod flows;
+mod operators;
 mod routes;
 
 use std::io::Write;
@@ -44,6 +47,8 @@ pub struct World {
     pub case_id: String,
     /// The dead support alert's outbox id.
     pub dead_message: String,
+    /// The purchaser's `access_delayed` message, sent.
+    pub sent_message: String,
 }
 
 /// The fixture purchase for a workspace that does not exist (S5 in
@@ -81,42 +86,61 @@ pub async fn world() -> World {
     let messages = dead["messages"].as_array().cloned().unwrap_or_default();
     assert_eq!(messages.len(), 1, "one dead message: {dead}");
     let dead_message = messages[0]["id"].to_string();
+
+    let sent = app.get("/v1/outbox?state=sent").await.expect(200);
+    let sent_message = sent["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["recipient"] == EMAIL))
+        .unwrap_or_else(|| panic!("a message to the purchaser was sent: {sent}"))["id"]
+        .to_string();
     World {
         app,
         case_id,
         dead_message,
+        sent_message,
     }
 }
 
-/// `admit operator add NAME --role ROLE --password-stdin`, the real binary
-/// on the app's database, as tests/it/cli.rs runs it.
-pub fn add_operator(app: &TestApp, name: &str, role: &str) {
+/// Runs the real `admit` binary on the app's database, as tests/it/cli.rs
+/// does, with `stdin` as its input (none: closed); exit code, stdout, stderr.
+pub fn admit_cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_admit"))
-        .args(["operator", "add", name, "--role", role, "--password-stdin"])
+        .args(args)
         .env("ADMIT_DATABASE_URL", database_url(app.dir.path()))
         .env(
             "ADMIT_CONFIG",
             concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/admit-test.toml"),
         )
+        .env("ADMIT_PUBLIC_URL", &app.address)
         .env("ADMIT_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the admit binary runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .expect("write the password");
-    let output = child.wait_with_output().expect("admit operator add ends");
-    assert!(
-        output.status.success(),
-        "admit operator add {name} --role {role} failed ({}): {}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("stdin written");
+    }
+    drop(input);
+    let output = child.wait_with_output().expect("admit exits");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `admit operator add NAME --role ROLE --password-stdin` with [`PASSWORD`].
+pub fn add_operator(app: &TestApp, name: &str, role: &str) {
+    let (code, out, err) = admit_cli(
+        app,
+        &["operator", "add", name, "--role", role, "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert_eq!(
+        code, 0,
+        "admit operator add {name} --role {role} failed: {out}{err}"
     );
 }
 
@@ -175,18 +199,37 @@ pub fn raw_client() -> reqwest::Client {
         .expect("client")
 }
 
-/// The value of `name` in a response's `Set-Cookie` headers.
-pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+/// The whole `Set-Cookie` header (value and attributes) for the cookie `name`.
+pub fn set_cookie_header(response: &reqwest::Response, name: &str) -> Option<String> {
     response
         .headers()
         .get_all(reqwest::header::SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let pair = v.split(';').next()?.trim();
-            let (key, value) = pair.split_once('=')?;
-            (key == name).then(|| value.to_owned())
+        .find(|v| {
+            v.split(';')
+                .next()
+                .and_then(|pair| pair.trim().split_once('='))
+                .is_some_and(|(key, _)| key == name)
         })
+        .map(str::to_owned)
+}
+
+/// The value of `name` in a response's `Set-Cookie` headers.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    let header = set_cookie_header(response, name)?;
+    let pair = header.split(';').next()?.trim();
+    Some(pair.split_once('=')?.1.to_owned())
+}
+
+/// The `Location` of a response, "" without one.
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The `value` of the first `<input name="csrf">` after `anchor` in `html`
@@ -279,13 +322,25 @@ impl HttpSession {
         HttpSession { cookie }
     }
 
-    pub async fn get(&self, app: &TestApp, path: &str) -> (u16, String) {
-        let response = raw_client()
+    /// A session from a cookie value a browser holds.
+    pub fn of(cookie: impl Into<String>) -> Self {
+        HttpSession {
+            cookie: cookie.into(),
+        }
+    }
+
+    /// GET `path` with the session's cookie: the whole response.
+    pub async fn get_response(&self, app: &TestApp, path: &str) -> reqwest::Response {
+        raw_client()
             .get(app.url(path))
             .header(reqwest::header::COOKIE, self.header())
             .send()
             .await
-            .expect("GET");
+            .expect("GET")
+    }
+
+    pub async fn get(&self, app: &TestApp, path: &str) -> (u16, String) {
+        let response = self.get_response(app, path).await;
         let status = response.status().as_u16();
         (status, response.text().await.expect("body"))
     }
@@ -301,6 +356,22 @@ impl HttpSession {
     pub async fn post(&self, app: &TestApp, path: &str, form: &[(&str, &str)]) -> (u16, String) {
         let cookie = self.header();
         post_form(app, path, Some(cookie.as_str()), form).await
+    }
+
+    /// POSTs `form` to `path` with the session's cookie: the whole response.
+    pub async fn post_response(
+        &self,
+        app: &TestApp,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        raw_client()
+            .post(app.url(path))
+            .header(reqwest::header::COOKIE, self.header())
+            .form(form)
+            .send()
+            .await
+            .expect("POST")
     }
 
     pub fn header(&self) -> String {
