@@ -335,14 +335,13 @@ pub struct ResolveForm {
     note: Option<String>,
 }
 
-/// The workspaces the purchaser may be invited into from this case: its
-/// own, its candidates, the one it was bound to. (Anyone who pays could
-/// otherwise be let into any workspace by one support operator.)
+/// The workspaces support may invite the purchaser into from this case: its
+/// own and its candidates. (Anyone who pays could otherwise be let into any
+/// workspace by one support operator.)
 fn invite_targets(case: &StoredCase) -> Vec<String> {
     let mut targets: Vec<String> = case
         .workspace_id
         .iter()
-        .chain(case.resolution_workspace.iter())
         .cloned()
         .chain(
             case.details["candidates"]
@@ -377,18 +376,18 @@ fn resolution(
             workspace: workspace(None)?,
         },
         "invite_purchaser" => {
-            let target = workspace(case.workspace_id.as_deref())?;
-            if !is_admin && !invite_targets(case).iter().any(|t| t == target.as_str()) {
-                return Err(format!(
-                    "support invites the purchaser only into the case's own workspace or one of its candidates, not {target}: bind the case first, or ask an admin"
-                ));
-            }
             let role = match nonempty(form.role.as_deref()) {
                 None => Role::Member,
                 Some(raw) => Role::parse(&raw).ok_or("the role must be member, admin or owner")?,
             };
             if role == Role::Owner && !is_admin {
                 return Err("only an admin operator makes the purchaser an owner".into());
+            }
+            let target = workspace(case.workspace_id.as_deref())?;
+            if !is_admin && !invite_targets(case).iter().any(|t| t == target.as_str()) {
+                return Err(format!(
+                    "support invites the purchaser only into the case's own workspace or one of its candidates, not {target}: bind the case instead, or ask an admin"
+                ));
             }
             CaseResolution::InvitePurchaser {
                 workspace: target,
