@@ -22,7 +22,7 @@ impl FromRequestParts<AppState> for AppCaller {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .ok_or(ApiError::Unauthorized)?;
         // Hashing first makes the comparison constant-time in the length too.
         let expected = Sha256::digest(state.config.app_token.expose_secret().as_bytes());
@@ -31,6 +31,31 @@ impl FromRequestParts<AppState> for AppCaller {
             Ok(AppCaller)
         } else {
             Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// The credentials of `Authorization: Bearer <token>`; the scheme's name is
+/// case-insensitive (RFC 9110 §11.1), and one or more spaces follow it.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+        .filter(|token| !token.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR  t0k"] {
+            assert_eq!(bearer_token(header), Some("t0k"), "{header:?}");
+        }
+        for header in ["Basic t0k", "Bearer", "Bearer ", "Bearert0k", "t0k"] {
+            assert_eq!(bearer_token(header), None, "{header:?}");
         }
     }
 }

@@ -114,10 +114,9 @@ async fn check_access(
         ));
     };
     let email = Email::parse(&email).map_err(|e| ApiError::EmailInvalid(e.to_string()))?;
-    let facts = match WorkspaceId::parse(workspace_id) {
-        Ok(id) => state.store.access_facts(&id, &email).await?,
-        Err(_) => None,
-    };
+    let id = WorkspaceId::parse(workspace_id)
+        .map_err(|e| ApiError::WorkspaceIdInvalid(e.to_string()))?;
+    let facts = state.store.access_facts(&id, &email).await?;
     let (catalog, grace, now) = (
         &state.config.catalog,
         state.config.grace_period_secs,

@@ -77,14 +77,12 @@ async fn create(
     ApiJson(body): ApiJson<CreateCheckout>,
 ) -> Result<Json<Value>, ApiError> {
     let workspace_id = WorkspaceId::parse(id).map_err(|_| ApiError::WorkspaceNotFound)?;
-    let initiator =
-        Email::parse(&body.initiator_email).map_err(|e| ApiError::EmailInvalid(e.to_string()))?;
+    let initiator = super::deliverable_email(&body.initiator_email)?;
     let purchaser = body
         .purchaser_email
         .as_deref()
-        .map(Email::parse)
-        .transpose()
-        .map_err(|e| ApiError::EmailInvalid(e.to_string()))?;
+        .map(super::deliverable_email)
+        .transpose()?;
     let workspace = state
         .store
         .get_workspace(&workspace_id)

@@ -58,6 +58,8 @@ pub enum ApiError {
     LastOwner,
     #[error("not found")]
     RouteNotFound,
+    #[error("this route does not answer this method (the Allow header lists those it does)")]
+    MethodNotAllowed,
     #[error("no case with this id")]
     CaseNotFound,
     #[error("this sign-in link is not valid")]
@@ -118,6 +120,7 @@ impl ApiError {
             ApiError::MemberNotFound => "member_not_found",
             ApiError::LastOwner => "last_owner",
             ApiError::RouteNotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::CaseNotFound => "case_not_found",
             ApiError::TokenNotFound => "token_not_found",
             ApiError::TokenUsed => "token_used",
@@ -171,6 +174,7 @@ impl ApiError {
             | ApiError::LastOwner
             | ApiError::WorkspaceHasSubscription
             | ApiError::WorkspaceHasHeldCases => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -108,6 +108,16 @@ fn email_filter(raw: Option<String>) -> Result<Option<String>, ApiError> {
         .transpose()
 }
 
+/// An email admit will send mail to: normalised as admit stores emails, and
+/// accepted by the mailer's own parser (an address the mailer refuses would
+/// leave its onboarding `dead`).
+fn deliverable_email(raw: &str) -> Result<admit_core::Email, ApiError> {
+    let email = admit_core::Email::parse(raw).map_err(|e| ApiError::EmailInvalid(e.to_string()))?;
+    crate::mail::transport::recipient(email.as_str())
+        .map_err(|e| ApiError::EmailInvalid(format!("mail cannot be sent to this address: {e}")))?;
+    Ok(email)
+}
+
 /// `?limit=` of the list routes: 100 by default, 1 to 1000.
 fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     let limit = limit.unwrap_or(100);
@@ -132,6 +142,9 @@ pub fn router(state: AppState) -> Router {
         .merge(welcome::router())
         .merge(ops::router())
         .merge(workspaces::router())
+        // Set on the routes merged so far; the console answers its own,
+        // behind its sign-in gate.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .merge(admin::router(state.clone()))
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(middleware::from_fn_with_state(

@@ -101,6 +101,12 @@ async fn create(
             "the name must be 1 to {MAX_NAME_CHARS} characters, not counting surrounding spaces"
         )));
     }
+    // A name goes into mail subjects and headers: no line breaks, no controls.
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::InvalidRequest(
+            "the name must not contain control characters (line breaks, tabs, …)".into(),
+        ));
+    }
     let owner = parse_email(&body.owner_email)?;
     let workspace = state
         .store
@@ -273,7 +279,7 @@ fn existing_id(raw: String) -> Result<WorkspaceId, ApiError> {
 }
 
 fn parse_email(raw: &str) -> Result<Email, ApiError> {
-    Email::parse(raw).map_err(|e| ApiError::EmailInvalid(e.to_string()))
+    super::deliverable_email(raw)
 }
 
 /// `ws_` and 20 hex digits: 80 random bits, so a collision is not a concern

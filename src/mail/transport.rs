@@ -225,6 +225,12 @@ pub fn message_id(idempotency_key: &str, domain: &str) -> String {
     format!("<{}@{domain}>", &digest[..32])
 }
 
+/// `to` as the mailer addresses it: the one parser both the API's edge (an
+/// address admit will mail) and the sender use.
+pub fn recipient(to: &str) -> Result<Mailbox, AddressError> {
+    to.parse::<Mailbox>()
+}
+
 /// A multipart/alternative message (text and HTML) with a stable `Message-ID`.
 /// `domain` is the sender's domain; `date` is the attempt's time.
 pub fn build_message(
@@ -235,7 +241,7 @@ pub fn build_message(
     domain: &str,
     date: Timestamp,
 ) -> Result<Message, MessageError> {
-    let to = to.parse::<Mailbox>().map_err(MessageError::Recipient)?;
+    let to = recipient(to).map_err(MessageError::Recipient)?;
     let date = SystemTime::UNIX_EPOCH
         + Duration::from_secs(u64::try_from(date.unix()).unwrap_or_default());
     Message::builder()

@@ -10,6 +10,7 @@ mod cli;
 mod console;
 mod events;
 mod fixtures;
+mod hardening;
 mod history;
 mod instances;
 mod lists;

@@ -95,6 +95,7 @@ pub const PUBLIC_ROUTES: &[&str] = &["/admin/login", "/admin/setup"];
 pub fn router(state: AppState) -> Router<AppState> {
     routes()
         .route("/admin/{*rest}", get(not_found).post(not_found))
+        .method_not_allowed_fallback(|| async { ConsoleError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state, session::guard))
         .route("/assets/admin.css", get(stylesheet))
 }

@@ -129,6 +129,8 @@ pub enum ConsoleError {
     Forbidden(&'static str),
     #[error("{0}")]
     BadRequest(String),
+    #[error("this page does not answer this method")]
+    MethodNotAllowed,
     #[error("too many failed sign-ins: wait {minutes} minutes and try again")]
     TooManyAttempts { minutes: i64 },
     #[error("admit is busy checking passwords: try again in a moment")]
@@ -155,6 +157,9 @@ impl IntoResponse for ConsoleError {
             ConsoleError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
             ConsoleError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             ConsoleError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request"),
+            ConsoleError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+            }
             ConsoleError::TooManyAttempts { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "Too many attempts")
             }

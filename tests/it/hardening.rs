@@ -1,0 +1,101 @@
+//! What a service facing the internet must get right at its edge (issue
+//! 14): the bearer scheme in any case, the error shape on every refusal,
+//! and inputs admit could store but never use refused where they enter.
+
+use serde_json::json;
+
+use crate::helpers::{APP_TOKEN, spawn_app};
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let app = spawn_app().await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let response = reqwest::Client::new()
+            .get(app.url("/v1/events"))
+            .header("authorization", format!("{scheme} {APP_TOKEN}"))
+            .send()
+            .await
+            .expect("admit answers");
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+    let wrong = reqwest::Client::new()
+        .get(app.url("/v1/events"))
+        .header("authorization", format!("Basic {APP_TOKEN}"))
+        .send()
+        .await
+        .expect("admit answers");
+    assert_eq!(wrong.status(), 401);
+}
+
+#[tokio::test]
+async fn a_wrong_method_gets_405_with_the_error_shape_and_allow() {
+    let app = spawn_app().await;
+    let response = reqwest::Client::new()
+        .delete(app.url("/webhooks/stripe"))
+        .send()
+        .await
+        .expect("admit answers");
+    assert_eq!(response.status(), 405);
+    let allow = response
+        .headers()
+        .get("allow")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    assert!(
+        allow.as_deref().is_some_and(|a| a.contains("POST")),
+        "{allow:?}"
+    );
+    let body: serde_json::Value = response.json().await.expect("a JSON body");
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+}
+
+#[tokio::test]
+async fn access_with_a_malformed_workspace_id_is_a_bad_request() {
+    let app = spawn_app().await;
+    app.get("/v1/access?workspace_id=not%20an%20id&email=a@b.test")
+        .await
+        .expect_error(400, "workspace_id_invalid");
+    let unknown = app
+        .get("/v1/access?workspace_id=ws_nobody&email=a@b.test")
+        .await
+        .expect(200);
+    assert_eq!(unknown["reason"], "workspace_not_found");
+}
+
+#[tokio::test]
+async fn emails_the_mailer_refuses_and_names_with_controls_are_refused_at_the_edge() {
+    let app = spawn_app().await;
+    for owner in ["<script>alert(1)</script>@evil.test", "a b@evil.test"] {
+        app.post_json(
+            "/v1/workspaces",
+            &json!({"name": "Evil", "owner_email": owner}),
+        )
+        .await
+        .expect_error(400, "email_invalid");
+    }
+    for name in ["Acme\r\nBcc: x@evil.test", "Acme\nRockets", "Acme\u{7}"] {
+        app.post_json(
+            "/v1/workspaces",
+            &json!({"name": name, "owner_email": "dana@acme.test"}),
+        )
+        .await
+        .expect_error(400, "invalid_request");
+    }
+    app.post_json(
+        "/v1/workspaces",
+        &json!({"id": "ws_ok", "name": "Acme Rockets", "owner_email": "dana@acme.test"}),
+    )
+    .await
+    .expect(201);
+    app.put_json(
+        "/v1/workspaces/ws_ok/members/%3Cscript%3E%40evil.test",
+        &json!({"role": "member"}),
+    )
+    .await
+    .expect_error(400, "email_invalid");
+    let listed = app.get("/v1/workspaces/ws_ok").await.expect(200);
+    assert_eq!(
+        listed["members"].as_array().map(Vec::len),
+        Some(1),
+        "nothing stored: {listed}"
+    );
+}
