@@ -2,6 +2,7 @@
 //! audit, workspaces), with filters and a cursor: the shape the console and the CLI use.
 
 use admit_core::{EventId, Timestamp, WorkspaceId};
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::StoreError;
 use crate::audit::StoredAuditEntry;
@@ -180,6 +181,94 @@ pub struct WorkspaceSummary {
     pub subscription_status: Option<String>,
     pub subscription_plan: Option<String>,
     pub members: u64,
+}
+
+/// The columns a Stripe id filter looks in: the event, its object, customer,
+/// subscription, checkout session, charge or payment intent.
+pub(crate) const STRIPE_ID_COLUMNS: [&str; 7] = [
+    "id",
+    "object_id",
+    "customer_id",
+    "subscription_id",
+    "checkout_session_id",
+    "charge_id",
+    "payment_intent_id",
+];
+
+/// A list's statement made of the filters that are set and no others: each
+/// adds its condition (`WHERE` before the first, `AND` before the rest),
+/// its values bound as parameters, never written into the text. A filter
+/// written `(?n IS NULL OR column = ?n)` instead leaves the planner one
+/// plan for every value, set or not: SQLite's prepared statement walks the
+/// whole list's sort index whatever the filter, and so does a PostgreSQL
+/// generic plan. A statement without the conditions it does not need is
+/// planned for those it has, by the indexes they name.
+pub(crate) struct Filtered<DB: Database> {
+    sql: QueryBuilder<DB>,
+    conditions: usize,
+}
+
+impl<DB: Database> Filtered<DB>
+where
+    DB::Arguments: Default,
+{
+    /// `select`: the statement up to its `WHERE`.
+    pub(crate) fn new(select: &str) -> Self {
+        Self {
+            sql: QueryBuilder::new(select),
+            conditions: 0,
+        }
+    }
+
+    /// The statement, ready for one more condition.
+    pub(crate) fn and(&mut self) -> &mut QueryBuilder<DB> {
+        self.sql.push(if self.conditions == 0 {
+            " WHERE "
+        } else {
+            " AND "
+        });
+        self.conditions += 1;
+        &mut self.sql
+    }
+
+    /// `column = value`, if the filter is set.
+    pub(crate) fn equal<T>(&mut self, column: &str, value: Option<T>)
+    where
+        T: for<'t> Encode<'t, DB> + Type<DB>,
+    {
+        if let Some(value) = value {
+            self.and().push(column).push(" = ").push_bind(value);
+        }
+    }
+
+    /// `(a = value OR b = value …)`, the value bound once a column.
+    pub(crate) fn any_equal(&mut self, columns: &[&str], value: &str)
+    where
+        for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    {
+        let sql = self.and();
+        sql.push("(");
+        for (n, column) in columns.iter().enumerate() {
+            if n > 0 {
+                sql.push(" OR ");
+            }
+            sql.push(column).push(" = ").push_bind(value);
+        }
+        sql.push(")");
+    }
+
+    /// The statement, ordered and limited: `order` is its `ORDER BY` list.
+    pub(crate) fn finish(mut self, order: &str, fetch: i64) -> QueryBuilder<DB>
+    where
+        i64: for<'t> Encode<'t, DB> + Type<DB>,
+    {
+        self.sql
+            .push(" ORDER BY ")
+            .push(order)
+            .push(" LIMIT ")
+            .push_bind(fetch);
+        self.sql
+    }
 }
 
 #[async_trait::async_trait]

@@ -34,3 +34,7 @@ CREATE INDEX operator_login_failures_by_at ON operator_login_failures (at);
 -- The console's workspace list pages newest first, ids in byte order as
 -- the list compares them (COLLATE "C", see postgres/list.rs).
 CREATE INDEX workspaces_by_created ON workspaces (created_at, id COLLATE "C");
+
+-- The console's search by a purchaser's email (the events list's filter).
+CREATE INDEX stripe_events_by_purchaser_email ON stripe_events (purchaser_email)
+    WHERE purchaser_email IS NOT NULL;

@@ -1,8 +1,10 @@
-//! The operators' lists: filters bound as parameters (`?n IS NULL OR …`),
-//! newest first, keyset pagination on `(sort key, id)`.
+//! The operators' lists: filters bound as parameters, newest first, keyset
+//! pagination on `(sort key, id)`. The events and the audit log, the two
+//! long lists, are built of the filters that are set (see [`Filtered`]);
+//! the others bind each filter as `(?n IS NULL OR …)`.
 
 use admit_core::{EventId, Timestamp};
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::SqliteStore;
 use super::audit::audit_row;
@@ -11,8 +13,8 @@ use crate::StoreError;
 use crate::audit::StoredAuditEntry;
 use crate::events::EventStatus;
 use crate::list::{
-    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListKind, ListStore, OutboxQuery,
-    Page, WorkspaceQuery, WorkspaceSummary,
+    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, Filtered, ListKind, ListStore,
+    OutboxQuery, Page, STRIPE_ID_COLUMNS, WorkspaceQuery, WorkspaceSummary,
 };
 use crate::provisioning::{OutboxRow, StoredCase};
 use crate::rows::workspace_summary;
@@ -76,6 +78,90 @@ const WORKSPACES_OF_STRIPE_ID: &str = workspaces_where!(
                       SELECT workspace_id FROM checkout_intents WHERE session_id = ?3)"
 );
 
+/// The events list's columns, up to its `WHERE`.
+const EVENTS: &str = "SELECT id, type, created, received_at, status, outcome, scenario,
+        workspace_hint, customer_id, subscription_id
+ FROM stripe_events";
+
+/// The events list: `head` and the conditions of the filters that are set
+/// (see [`Filtered`]). Without a filter that an index narrows, the page
+/// walks `stripe_events_by_received` and stops after `fetch` rows; with
+/// one, SQLite looks the rows up by its indexes (a `MULTI-INDEX OR` for a
+/// workspace or a Stripe id) and sorts what they find.
+fn events_statement(head: &str, query: &EventQuery, fetch: i64) -> QueryBuilder<Sqlite> {
+    let mut statement = Filtered::<Sqlite>::new(head);
+    statement.equal("type", query.event_type.as_deref());
+    statement.equal("status", query.status.map(EventStatus::as_str));
+    statement.equal("outcome", query.outcome.as_deref());
+    statement.equal("scenario", query.scenario.as_deref());
+    if let Some(workspace) = &query.workspace {
+        // `+kind`: not by the primary key's `kind`, which would read every
+        // link of the kind, but by `stripe_links_by_workspace`, a handful.
+        let workspace = workspace.as_str();
+        statement
+            .and()
+            .push("(workspace_hint = ")
+            .push_bind(workspace)
+            .push(
+                " OR customer_id IN (SELECT stripe_id FROM stripe_links
+                                     WHERE +kind = 'customer' AND workspace_id = ",
+            )
+            .push_bind(workspace)
+            .push(
+                ") OR subscription_id IN (SELECT stripe_id FROM stripe_links
+                                         WHERE +kind = 'subscription' AND workspace_id = ",
+            )
+            .push_bind(workspace)
+            .push(
+                ") OR checkout_session_id IN (SELECT stripe_id FROM stripe_links
+                                             WHERE +kind = 'session' AND workspace_id = ",
+            )
+            .push_bind(workspace)
+            .push("))");
+    }
+    if let Some(stripe_id) = &query.stripe_id {
+        statement.any_equal(&STRIPE_ID_COLUMNS, stripe_id);
+    }
+    if let Some(email) = &query.purchaser_email {
+        // `stripe_events_by_purchaser_email`, a partial index: `=` implies
+        // its `purchaser_email IS NOT NULL` (which `(? IS NULL OR …)` did not).
+        statement.equal("purchaser_email", Some(email.as_str()));
+    }
+    if let Some(since) = query.since {
+        statement
+            .and()
+            .push("received_at >= ")
+            .push_bind(since.unix());
+    }
+    if let Some(after) = &query.after {
+        statement
+            .and()
+            .push("(received_at, id) < (")
+            .push_bind(after.at)
+            .push(", ")
+            .push_bind(after.id.as_str())
+            .push(")");
+    }
+    statement.finish("received_at DESC, id DESC", fetch)
+}
+
+/// The audit log's columns, up to its `WHERE`.
+const AUDIT: &str = "SELECT id, at, actor, action, workspace_id, subject, before, after, cause
+ FROM audit_log";
+
+/// The audit log: `head` and the conditions of the filters that are set. A
+/// workspace's entries come newest first from `audit_by_workspace`
+/// (workspace_id, id); without one, the primary key is walked back.
+fn audit_statement(head: &str, query: &AuditQuery, fetch: i64) -> QueryBuilder<Sqlite> {
+    let mut statement = Filtered::<Sqlite>::new(head);
+    statement.equal("workspace_id", query.workspace.as_ref().map(|w| w.as_str()));
+    statement.equal("actor", query.actor.as_deref());
+    if let Some(after) = &query.after {
+        statement.and().push("id < ").push_bind(after.at);
+    }
+    statement.finish("id DESC", fetch)
+}
+
 #[async_trait::async_trait]
 impl ListStore for SqliteStore {
     async fn cases(&self, query: &CaseQuery) -> Result<Page<StoredCase>, StoreError> {
@@ -115,43 +201,10 @@ impl ListStore for SqliteStore {
 
     async fn events(&self, query: &EventQuery) -> Result<Page<EventSummary>, StoreError> {
         let (limit, fetch) = limit(query.limit);
-        let (at, id) = cursor_parts(query.after.as_ref());
-        let rows = sqlx::query(
-            "SELECT id, type, created, received_at, status, outcome, scenario, workspace_hint,
-                    customer_id, subscription_id
-             FROM stripe_events
-             WHERE (?1 IS NULL OR type = ?1)
-               AND (?2 IS NULL OR status = ?2)
-               AND (?3 IS NULL OR outcome = ?3)
-               AND (?4 IS NULL OR scenario = ?4)
-               AND (?5 IS NULL OR workspace_hint = ?5
-                    OR customer_id IN (SELECT stripe_id FROM stripe_links
-                                       WHERE kind = 'customer' AND workspace_id = ?5)
-                    OR subscription_id IN (SELECT stripe_id FROM stripe_links
-                                           WHERE kind = 'subscription' AND workspace_id = ?5)
-                    OR checkout_session_id IN (SELECT stripe_id FROM stripe_links
-                                               WHERE kind = 'session' AND workspace_id = ?5))
-               AND (?6 IS NULL OR id = ?6 OR object_id = ?6 OR customer_id = ?6
-                    OR subscription_id = ?6 OR checkout_session_id = ?6
-                    OR charge_id = ?6 OR payment_intent_id = ?6)
-               AND (?7 IS NULL OR purchaser_email = ?7)
-               AND (?8 IS NULL OR received_at >= ?8)
-               AND (?9 IS NULL OR (received_at, id) < (?9, ?10))
-             ORDER BY received_at DESC, id DESC LIMIT ?11",
-        )
-        .bind(&query.event_type)
-        .bind(query.status.map(EventStatus::as_str))
-        .bind(&query.outcome)
-        .bind(&query.scenario)
-        .bind(query.workspace.as_ref().map(|w| w.as_str()))
-        .bind(&query.stripe_id)
-        .bind(&query.purchaser_email)
-        .bind(query.since.map(Timestamp::unix))
-        .bind(at)
-        .bind(id)
-        .bind(fetch)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = events_statement(EVENTS, query, fetch)
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
         let events = rows
             .iter()
             .map(|row| {
@@ -204,21 +257,10 @@ impl ListStore for SqliteStore {
 
     async fn audit(&self, query: &AuditQuery) -> Result<Page<StoredAuditEntry>, StoreError> {
         let (limit, fetch) = limit(query.limit);
-        let (at, _) = cursor_parts(query.after.as_ref());
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, workspace_id, subject, before, after, cause
-             FROM audit_log
-             WHERE (?1 IS NULL OR workspace_id = ?1)
-               AND (?2 IS NULL OR actor = ?2)
-               AND (?3 IS NULL OR id < ?3)
-             ORDER BY id DESC LIMIT ?4",
-        )
-        .bind(query.workspace.as_ref().map(|w| w.as_str()))
-        .bind(&query.actor)
-        .bind(at)
-        .bind(fetch)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = audit_statement(AUDIT, query, fetch)
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
         let entries = rows.iter().map(audit_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_fetch(entries, limit, |e| {
             Cursor::new(ListKind::Audit, e.id, e.id.to_string())
@@ -252,5 +294,150 @@ impl ListStore for SqliteStore {
         Ok(Page::from_fetch(workspaces, limit, |w| {
             Cursor::new(ListKind::Workspaces, w.created_at.unix(), w.id.as_str())
         }))
+    }
+}
+
+/// SQLite-only: the plans of the events list and the audit log, as the
+/// bundled SQLite makes them (no `ANALYZE`, as in production): a filter an
+/// index narrows is looked up by it, not by a walk of the whole list.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("plans.db").display());
+        let store = SqliteStore::connect(&url).await.expect("connect");
+        crate::Store::migrate(&store).await.expect("migrate");
+        (dir, store)
+    }
+
+    /// `EXPLAIN QUERY PLAN` of a statement, its lines joined.
+    async fn plan(store: &SqliteStore, mut statement: QueryBuilder<Sqlite>) -> String {
+        let rows = statement
+            .build()
+            .fetch_all(&store.pool)
+            .await
+            .expect("plan");
+        rows.iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn events(query: EventQuery) -> QueryBuilder<Sqlite> {
+        events_statement(&format!("EXPLAIN QUERY PLAN {EVENTS}"), &query, 26)
+    }
+
+    fn ws(raw: &str) -> Option<admit_core::WorkspaceId> {
+        Some(admit_core::WorkspaceId::parse(raw).expect("workspace id"))
+    }
+
+    #[tokio::test]
+    async fn a_filter_an_index_narrows_is_looked_up_by_it() {
+        let (_dir, store) = store().await;
+        let after = Some(Cursor::new(ListKind::Events, 1_795_000_000, "evt_1"));
+
+        for query in [
+            EventQuery {
+                workspace: ws("ws_a"),
+                ..EventQuery::default()
+            },
+            EventQuery {
+                workspace: ws("ws_a"),
+                event_type: Some("invoice.paid".into()),
+                after: after.clone(),
+                ..EventQuery::default()
+            },
+        ] {
+            let plan = plan(&store, events(query.clone())).await;
+            assert!(plan.starts_with("MULTI-INDEX OR"), "{query:?}: {plan}");
+            for index in [
+                "stripe_events_by_workspace_hint",
+                "stripe_events_by_customer",
+                "stripe_events_by_subscription",
+                "stripe_events_by_session",
+            ] {
+                assert!(plan.contains(index), "{query:?}: {plan}");
+            }
+            // Each kind's links by the workspace's, not every link of the kind.
+            assert_eq!(
+                plan.matches("stripe_links USING INDEX stripe_links_by_workspace")
+                    .count(),
+                3,
+                "{query:?}: {plan}"
+            );
+            assert!(!plan.contains("SCAN"), "{query:?}: {plan}");
+        }
+
+        for query in [
+            EventQuery {
+                stripe_id: Some("cus_1".into()),
+                ..EventQuery::default()
+            },
+            EventQuery {
+                stripe_id: Some("cus_1".into()),
+                status: Some(EventStatus::Processed),
+                since: Some(Timestamp::from_unix(1_700_000_000)),
+                after: after.clone(),
+                ..EventQuery::default()
+            },
+        ] {
+            let plan = plan(&store, events(query.clone())).await;
+            assert!(plan.starts_with("MULTI-INDEX OR"), "{query:?}: {plan}");
+            assert_eq!(plan.matches("SEARCH stripe_events").count(), 7, "{plan}");
+            assert!(!plan.contains("SCAN"), "{query:?}: {plan}");
+        }
+
+        let query = EventQuery {
+            purchaser_email: Some("ann@acme.test".into()),
+            after: after.clone(),
+            ..EventQuery::default()
+        };
+        let plan_of_email = plan(&store, events(query)).await;
+        assert!(
+            plan_of_email
+                .starts_with("SEARCH stripe_events USING INDEX stripe_events_by_purchaser_email"),
+            "{plan_of_email}"
+        );
+
+        // No filter an index narrows: the sort index walked, no sort.
+        for query in [
+            EventQuery::default(),
+            EventQuery {
+                event_type: Some("invoice.paid".into()),
+                status: Some(EventStatus::Held),
+                after,
+                ..EventQuery::default()
+            },
+        ] {
+            let plan = plan(&store, events(query.clone())).await;
+            assert!(
+                plan.starts_with("SCAN stripe_events USING INDEX stripe_events_by_received")
+                    || plan.starts_with(
+                        "SEARCH stripe_events USING INDEX stripe_events_by_received"
+                    ),
+                "{query:?}: {plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{query:?}: {plan}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_workspace_s_audit_entries_are_read_by_its_index() {
+        let (_dir, store) = store().await;
+        let query = AuditQuery {
+            workspace: ws("ws_a"),
+            actor: Some("api".into()),
+            after: Some(Cursor::new(ListKind::Audit, 40, "40")),
+            ..AuditQuery::default()
+        };
+        let head = format!("EXPLAIN QUERY PLAN {AUDIT}");
+        let plan = plan(&store, audit_statement(&head, &query, 51)).await;
+        assert!(
+            plan.starts_with("SEARCH audit_log USING INDEX audit_by_workspace"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 }
