@@ -727,8 +727,7 @@ async fn outbox(config: Config, command: OutboxCommand) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(notice) = config.development_notice() {
-        // The terminal, not the log: logs are shipped and kept.
-        let _ = writeln!(std::io::stderr(), "{notice}");
+        show_development_secrets(&notice);
     }
     let listen = config.listen;
     let app = App::build(config, Arc::new(SystemClock)).await?;
@@ -739,6 +738,45 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         })?;
     tracing::info!(address = %listener.local_addr()?, "admit is listening");
     app.run(listener, shutdown_signal()).await
+}
+
+/// Where generated development secrets go when no terminal is there to show
+/// them (in the working directory, readable by its owner only).
+pub const DEVELOPMENT_SECRETS_FILE: &str = "admit-dev-secrets.txt";
+
+/// Development secrets go to a person, never into a captured stream: to a
+/// terminal on stderr, else to a file only the owner can read, whose path
+/// (not contents) is logged. systemd and docker keep what a service writes
+/// to stderr.
+fn show_development_secrets(notice: &str) {
+    use std::io::IsTerminal;
+    let mut stderr = std::io::stderr();
+    if stderr.is_terminal() {
+        let _ = writeln!(stderr, "{notice}");
+        return;
+    }
+    match write_private(std::path::Path::new(DEVELOPMENT_SECRETS_FILE), notice) {
+        Ok(()) => tracing::warn!(
+            file = DEVELOPMENT_SECRETS_FILE,
+            "DEVELOPMENT ONLY: no webhook secret or app token is configured; the ones generated for this run are in the file (mode 0600), not in this log"
+        ),
+        Err(e) => tracing::warn!(
+            file = DEVELOPMENT_SECRETS_FILE,
+            error = %e,
+            "DEVELOPMENT ONLY: no webhook secret or app token is configured, and the generated ones could not be written to the file; set ADMIT_WEBHOOK_SECRETS and ADMIT_APP_TOKEN"
+        ),
+    }
+}
+
+/// Writes `text` to a new file only its owner may read (replacing an old one).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    writeln!(file, "{text}")
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {

@@ -99,3 +99,61 @@ async fn emails_the_mailer_refuses_and_names_with_controls_are_refused_at_the_ed
         "nothing stored: {listed}"
     );
 }
+
+/// `admit serve` as a service runs it: stdout and stderr captured (no
+/// terminal), no secrets configured. The generated ones must not reach the
+/// captured streams; they go to a file only the owner can read.
+#[tokio::test]
+async fn generated_development_secrets_never_reach_a_captured_stream() {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_admit"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("ADMIT_LISTEN", "127.0.0.1:0")
+        .env("ADMIT_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("admit starts");
+    let secrets = dir.path().join(admit::cli::DEVELOPMENT_SECRETS_FILE);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !secrets.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Give the log line time to follow the file, then stop the server.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut captured = String::new();
+    for stream in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let mut stream = stream;
+        let _ = stream.read_to_string(&mut captured);
+    }
+    let written = std::fs::read_to_string(&secrets)
+        .unwrap_or_else(|e| panic!("no {}: {e}; output: {captured}", secrets.display()));
+    assert!(written.contains("whsec_dev_"), "{written}");
+    assert!(written.contains("admit_dev_"), "{written}");
+    let mode = std::fs::metadata(&secrets)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    assert!(
+        !captured.contains("whsec_dev_") && !captured.contains("admit_dev_"),
+        "a secret in the captured output: {captured}"
+    );
+    assert!(
+        captured.contains(admit::cli::DEVELOPMENT_SECRETS_FILE),
+        "the log says where they are: {captured}"
+    );
+}
