@@ -257,6 +257,12 @@ where
         sql.push(")");
     }
 
+    /// Text after the conditions, before [`Filtered::finish`]: the end of
+    /// a subquery they were the conditions of.
+    pub(crate) fn close(&mut self, sql: &str) {
+        self.sql.push(sql);
+    }
+
     /// The statement, ordered and limited: `order` is its `ORDER BY` list.
     pub(crate) fn finish(mut self, order: &str, fetch: i64) -> QueryBuilder<DB>
     where

@@ -380,6 +380,495 @@ async fn events_are_listed_newest_first_filtered_and_paged() {
     assert_eq!(summary.subscription_id.as_deref(), Some("sub_1"));
 }
 
+/// One event of [`events_filter_alone_and_together_and_page_alike`]: its
+/// id, type, age (seconds before [`NOW`]), object, keys and state.
+struct Row {
+    id: &'static str,
+    kind: &'static str,
+    ago: i64,
+    object: &'static str,
+    keys: [Option<&'static str>; 7],
+    state: (&'static str, Option<&'static str>, Option<&'static str>),
+}
+
+/// The ids of the events a query lists over every page of `limit`.
+async fn events_listed(store: &TestStore, query: &EventQuery, limit: u32) -> Vec<Vec<String>> {
+    all_pages(
+        |after| {
+            let query = query.clone();
+            async move {
+                store
+                    .events(&EventQuery {
+                        limit,
+                        after,
+                        ..query
+                    })
+                    .await
+                    .expect("page")
+            }
+        },
+        |e| e.id.to_string(),
+    )
+    .await
+}
+
+/// Every filter of the events list alone, several together, all at once,
+/// and each list paged by its cursor, one and two a page: every filter
+/// set is a condition of its own in the statement (or none, when not set),
+/// each looked up by its own index.
+#[tokio::test]
+async fn events_filter_alone_and_together_and_page_alike() {
+    let store = fresh().await;
+    // keys: customer, subscription, session, workspace hint, purchaser's
+    // email, charge, payment intent. state: status, outcome, scenario.
+    let rows = [
+        Row {
+            id: "evt_checkout",
+            kind: "checkout.session.completed",
+            ago: 100,
+            object: "cs_acme",
+            keys: [
+                Some("cus_acme"),
+                Some("sub_acme"),
+                Some("cs_acme"),
+                Some("ws_acme"),
+                Some("ann@acme.test"),
+                None,
+                None,
+            ],
+            state: ("processed", Some("provisioned"), Some("S1")),
+        },
+        // Two at the same moment: ordered by id, byte by byte (`a` after `B`).
+        Row {
+            id: "evt_paid_B",
+            kind: "invoice.paid",
+            ago: 80,
+            object: "in_1",
+            keys: [
+                Some("cus_acme"),
+                Some("sub_acme"),
+                None,
+                None,
+                None,
+                Some("ch_1"),
+                Some("pi_1"),
+            ],
+            state: ("processed", Some("billed"), Some("S2")),
+        },
+        Row {
+            id: "evt_paid_a",
+            kind: "invoice.paid",
+            ago: 80,
+            object: "in_2",
+            keys: [
+                None,
+                Some("sub_acme"),
+                None,
+                None,
+                None,
+                Some("ch_2"),
+                Some("pi_2"),
+            ],
+            state: ("processed", Some("billed"), Some("S2")),
+        },
+        // Linked to ws_acme by its session only.
+        Row {
+            id: "evt_session",
+            kind: "checkout.session.expired",
+            ago: 75,
+            object: "cs_acme2",
+            keys: [None, None, Some("cs_acme2"), None, None, None, None],
+            state: ("ignored", Some("irrelevant"), None),
+        },
+        Row {
+            id: "evt_beta",
+            kind: "checkout.session.completed",
+            ago: 70,
+            object: "cs_beta",
+            keys: [
+                Some("cus_beta"),
+                None,
+                Some("cs_beta"),
+                Some("ws_beta"),
+                Some("ann@acme.test"),
+                None,
+                None,
+            ],
+            state: ("processed", Some("provisioned"), Some("S1")),
+        },
+        Row {
+            id: "evt_held",
+            kind: "customer.subscription.deleted",
+            ago: 60,
+            object: "sub_acme",
+            keys: [
+                Some("cus_acme"),
+                Some("sub_acme"),
+                None,
+                None,
+                None,
+                None,
+                None,
+            ],
+            state: ("held", Some("missing_workspace"), Some("S9")),
+        },
+        Row {
+            id: "evt_paid_beta",
+            kind: "invoice.paid",
+            ago: 50,
+            object: "in_3",
+            keys: [
+                Some("cus_beta"),
+                None,
+                None,
+                None,
+                None,
+                Some("ch_3"),
+                Some("pi_3"),
+            ],
+            state: ("processed", Some("billed"), Some("S2")),
+        },
+        // Linked to no workspace.
+        Row {
+            id: "evt_stray",
+            kind: "invoice.paid",
+            ago: 40,
+            object: "in_4",
+            keys: [
+                Some("cus_stray"),
+                None,
+                None,
+                None,
+                Some("bob@stray.test"),
+                None,
+                None,
+            ],
+            state: ("received", None, None),
+        },
+        // Linked to ws_acme by its customer only.
+        Row {
+            id: "evt_newest",
+            kind: "customer.created",
+            ago: 10,
+            object: "cus_acme",
+            keys: [Some("cus_acme"), None, None, None, None, None, None],
+            state: ("received", None, None),
+        },
+    ];
+    let new: Vec<NewEvent> = rows
+        .iter()
+        .map(|row| {
+            let key = |n: usize| row.keys[n].map(str::to_owned);
+            NewEvent {
+                keys: EventKeys {
+                    customer: key(0),
+                    subscription: key(1),
+                    session: key(2),
+                    workspace_hint: key(3),
+                    purchaser_email: key(4),
+                    charge: key(5),
+                    payment_intent: key(6),
+                },
+                object_id: Some(row.object.into()),
+                ..test_event(row.id, row.kind, NOW.plus_seconds(-row.ago))
+            }
+        })
+        .collect();
+    store.insert_events(&new).await.expect("insert");
+    for row in &rows {
+        let (status, outcome, scenario) = row.state;
+        sqlx::query(
+            "UPDATE stripe_events SET status = $1, outcome = $2, scenario = $3 WHERE id = $4",
+        )
+        .bind(status)
+        .bind(outcome)
+        .bind(scenario)
+        .bind(row.id)
+        .execute(&store.db)
+        .await
+        .expect("state");
+    }
+    for (kind, stripe_id, workspace) in [
+        ("customer", "cus_acme", "ws_acme"),
+        ("subscription", "sub_acme", "ws_acme"),
+        ("session", "cs_acme2", "ws_acme"),
+        ("customer", "cus_beta", "ws_beta"),
+    ] {
+        link(&store, kind, stripe_id, workspace).await;
+    }
+
+    let q = EventQuery::default;
+    let acme = || Some(ws("ws_acme"));
+    let text = |s: &str| Some(s.to_owned());
+    let since = |ago: i64| Some(NOW.plus_seconds(-ago));
+    let expectations: Vec<(EventQuery, &[&str])> = vec![
+        (
+            q(),
+            &[
+                "evt_newest",
+                "evt_stray",
+                "evt_paid_beta",
+                "evt_held",
+                "evt_beta",
+                "evt_session",
+                "evt_paid_a",
+                "evt_paid_B",
+                "evt_checkout",
+            ],
+        ),
+        // Each filter alone.
+        (
+            EventQuery {
+                event_type: text("invoice.paid"),
+                ..q()
+            },
+            &["evt_stray", "evt_paid_beta", "evt_paid_a", "evt_paid_B"],
+        ),
+        (
+            EventQuery {
+                status: Some(EventStatus::Processed),
+                ..q()
+            },
+            &[
+                "evt_paid_beta",
+                "evt_beta",
+                "evt_paid_a",
+                "evt_paid_B",
+                "evt_checkout",
+            ],
+        ),
+        (
+            EventQuery {
+                status: Some(EventStatus::Held),
+                ..q()
+            },
+            &["evt_held"],
+        ),
+        (
+            EventQuery {
+                status: Some(EventStatus::Failed),
+                ..q()
+            },
+            &[],
+        ),
+        (
+            EventQuery {
+                outcome: text("billed"),
+                ..q()
+            },
+            &["evt_paid_beta", "evt_paid_a", "evt_paid_B"],
+        ),
+        (
+            EventQuery {
+                scenario: text("S1"),
+                ..q()
+            },
+            &["evt_beta", "evt_checkout"],
+        ),
+        (
+            EventQuery {
+                workspace: acme(),
+                ..q()
+            },
+            &[
+                "evt_newest",
+                "evt_held",
+                "evt_session",
+                "evt_paid_a",
+                "evt_paid_B",
+                "evt_checkout",
+            ],
+        ),
+        (
+            EventQuery {
+                workspace: Some(ws("ws_beta")),
+                ..q()
+            },
+            &["evt_paid_beta", "evt_beta"],
+        ),
+        (
+            EventQuery {
+                workspace: Some(ws("ws_none")),
+                ..q()
+            },
+            &[],
+        ),
+        (
+            EventQuery {
+                purchaser_email: text("ann@acme.test"),
+                ..q()
+            },
+            &["evt_beta", "evt_checkout"],
+        ),
+        (
+            EventQuery {
+                purchaser_email: text("nobody@acme.test"),
+                ..q()
+            },
+            &[],
+        ),
+        (
+            EventQuery {
+                since: since(60),
+                ..q()
+            },
+            &["evt_newest", "evt_stray", "evt_paid_beta", "evt_held"],
+        ),
+        // Together.
+        (
+            EventQuery {
+                workspace: acme(),
+                event_type: text("invoice.paid"),
+                ..q()
+            },
+            &["evt_paid_a", "evt_paid_B"],
+        ),
+        (
+            EventQuery {
+                workspace: acme(),
+                status: Some(EventStatus::Processed),
+                ..q()
+            },
+            &["evt_paid_a", "evt_paid_B", "evt_checkout"],
+        ),
+        (
+            EventQuery {
+                workspace: acme(),
+                since: since(75),
+                ..q()
+            },
+            &["evt_newest", "evt_held", "evt_session"],
+        ),
+        (
+            EventQuery {
+                workspace: acme(),
+                stripe_id: text("cus_beta"),
+                ..q()
+            },
+            &[],
+        ),
+        (
+            EventQuery {
+                workspace: acme(),
+                stripe_id: text("sub_acme"),
+                event_type: text("invoice.paid"),
+                ..q()
+            },
+            &["evt_paid_a", "evt_paid_B"],
+        ),
+        (
+            EventQuery {
+                stripe_id: text("cus_acme"),
+                status: Some(EventStatus::Received),
+                ..q()
+            },
+            &["evt_newest"],
+        ),
+        (
+            EventQuery {
+                purchaser_email: text("ann@acme.test"),
+                workspace: Some(ws("ws_beta")),
+                ..q()
+            },
+            &["evt_beta"],
+        ),
+        (
+            EventQuery {
+                purchaser_email: text("ann@acme.test"),
+                outcome: text("provisioned"),
+                scenario: text("S1"),
+                since: since(90),
+                ..q()
+            },
+            &["evt_beta"],
+        ),
+        (
+            EventQuery {
+                event_type: text("invoice.paid"),
+                status: Some(EventStatus::Processed),
+                outcome: text("billed"),
+                scenario: text("S2"),
+                ..q()
+            },
+            &["evt_paid_beta", "evt_paid_a", "evt_paid_B"],
+        ),
+        // Every filter at once, then with one of them missing the event.
+        (
+            EventQuery {
+                event_type: text("checkout.session.completed"),
+                status: Some(EventStatus::Processed),
+                outcome: text("provisioned"),
+                scenario: text("S1"),
+                workspace: acme(),
+                stripe_id: text("cs_acme"),
+                purchaser_email: text("ann@acme.test"),
+                since: since(100),
+                ..q()
+            },
+            &["evt_checkout"],
+        ),
+        (
+            EventQuery {
+                event_type: text("checkout.session.completed"),
+                status: Some(EventStatus::Processed),
+                outcome: text("provisioned"),
+                scenario: text("S1"),
+                workspace: acme(),
+                stripe_id: text("cs_acme"),
+                purchaser_email: text("ann@acme.test"),
+                since: since(99),
+                ..q()
+            },
+            &[],
+        ),
+    ];
+    // A Stripe id in each of the columns it is looked for in.
+    let by_stripe_id: [(&str, &[&str]); 10] = [
+        ("evt_beta", &["evt_beta"]),
+        ("in_1", &["evt_paid_B"]),
+        ("cus_beta", &["evt_paid_beta", "evt_beta"]),
+        (
+            "cus_acme",
+            &["evt_newest", "evt_held", "evt_paid_B", "evt_checkout"],
+        ),
+        (
+            "sub_acme",
+            &["evt_held", "evt_paid_a", "evt_paid_B", "evt_checkout"],
+        ),
+        ("cs_acme", &["evt_checkout"]),
+        ("cs_acme2", &["evt_session"]),
+        ("ch_2", &["evt_paid_a"]),
+        ("pi_3", &["evt_paid_beta"]),
+        ("cus_nobody", &[]),
+    ];
+    let expectations =
+        expectations
+            .into_iter()
+            .chain(by_stripe_id.into_iter().map(|(id, expected)| {
+                (
+                    EventQuery {
+                        stripe_id: text(id),
+                        ..q()
+                    },
+                    expected,
+                )
+            }));
+    for (query, expected) in expectations {
+        let whole = events_listed(&store, &query, 50).await;
+        assert_eq!(whole.concat(), expected, "{query:?}");
+        assert!(whole.len() == 1, "one page of 50: {query:?}");
+        // Paged by the cursor: the same events, none twice, none missed.
+        for limit in [1, 2] {
+            let pages = events_listed(&store, &query, limit).await;
+            assert_eq!(pages.concat(), expected, "pages of {limit}: {query:?}");
+            assert!(
+                pages.iter().all(|page| page.len() <= limit as usize),
+                "pages of {limit}: {query:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_outbox_and_the_audit_log_are_paged_newest_first() {
     let store = fresh().await;
@@ -524,6 +1013,52 @@ async fn the_outbox_and_the_audit_log_are_paged_newest_first() {
         ["n:4", "n:0"]
     );
     assert_eq!(filtered.next, None);
+    // Each filter alone and both, paged by the cursor.
+    for (workspace, actor, limit, expected) in [
+        (
+            Some("ws_acme"),
+            None,
+            1,
+            vec![vec!["n:4"], vec!["n:1"], vec!["n:0"]],
+        ),
+        (
+            Some("ws_acme"),
+            None,
+            2,
+            vec![vec!["n:4", "n:1"], vec!["n:0"]],
+        ),
+        (Some("ws_beta"), None, 1, vec![vec!["n:3"]]),
+        (None, Some("api"), 2, vec![vec!["n:4", "n:3"], vec!["n:0"]]),
+        (None, Some("system"), 2, vec![vec!["n:2"]]),
+        (
+            Some("ws_acme"),
+            Some("api"),
+            1,
+            vec![vec!["n:4"], vec!["n:0"]],
+        ),
+        (Some("ws_beta"), Some("operator:ops"), 1, vec![vec![]]),
+        (Some("ws_none"), None, 1, vec![vec![]]),
+    ] {
+        let pages = all_pages(
+            |after| {
+                let store = &store;
+                async move {
+                    store
+                        .audit(&AuditQuery {
+                            workspace: workspace.map(ws),
+                            actor: actor.map(str::to_owned),
+                            limit,
+                            after,
+                        })
+                        .await
+                        .expect("page")
+                }
+            },
+            subject,
+        )
+        .await;
+        assert_eq!(pages, expected, "{workspace:?} {actor:?} by {limit}");
+    }
     let first = store
         .audit(&AuditQuery {
             limit: 1,

@@ -1,12 +1,14 @@
-//! The operators' lists: filters bound as parameters (`$n IS NULL OR …`),
-//! newest first, keyset pagination on `(sort key, id)`.
+//! The operators' lists: filters bound as parameters, newest first, keyset
+//! pagination on `(sort key, id)`. The events and the audit log, the two
+//! long lists, are built of the filters that are set (see [`Filtered`]);
+//! the others bind each filter as `($n IS NULL OR …)`.
 //!
 //! Text ids are ordered and compared `COLLATE "C"` (byte order), as SQLite
 //! orders them, whatever the database's default collation: a page and its
 //! cursor come out the same on both dialects.
 
 use admit_core::{EventId, Timestamp};
-use sqlx::Row;
+use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::PgStore;
 use super::audit::audit_row;
@@ -15,8 +17,8 @@ use crate::StoreError;
 use crate::audit::StoredAuditEntry;
 use crate::events::EventStatus;
 use crate::list::{
-    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, ListKind, ListStore, OutboxQuery,
-    Page, WorkspaceQuery, WorkspaceSummary,
+    AuditQuery, CaseQuery, Cursor, EventQuery, EventSummary, Filtered, ListKind, ListStore,
+    OutboxQuery, Page, STRIPE_ID_COLUMNS, WorkspaceQuery, WorkspaceSummary,
 };
 use crate::provisioning::{OutboxRow, StoredCase};
 use crate::rows::workspace_summary;
@@ -85,6 +87,86 @@ const WORKSPACES_OF_STRIPE_ID: &str = workspaces_where!(
                       SELECT workspace_id FROM checkout_intents WHERE session_id = $3)"
 );
 
+/// The events list's columns.
+const EVENT_COLUMNS: &str = "id, type, created, received_at, status, outcome, scenario,
+        workspace_hint, customer_id, subscription_id";
+
+/// The events list: the conditions of the filters that are set (see
+/// [`Filtered`]). Without a filter that an index narrows, the page walks
+/// `stripe_events_by_received` and stops after `fetch` rows; a Stripe id
+/// is looked up by the indexes of its columns (a `BitmapOr`) and what they
+/// find sorted, an email by `stripe_events_by_purchaser_email`, and a
+/// workspace by its hint's and its links' indexes (see below).
+fn events_statement(query: &EventQuery, fetch: i64) -> QueryBuilder<Postgres> {
+    // A workspace's events are all found first, then sorted. Its links'
+    // ids are known only when the statement runs, so the planner guesses
+    // how many events they name (ten ids' worth a column); with the page's
+    // LIMIT in view, that guess makes a walk of `stripe_events_by_received`
+    // look as if it would fill a page soon, when a workspace has a few
+    // dozen events among all of them and the walk reads nearly every row.
+    // A MATERIALIZED CTE is planned apart from the LIMIT: by the indexes.
+    let fenced = query.workspace.is_some();
+    let mut statement = Filtered::<Postgres>::new(&if fenced {
+        format!("WITH listed AS MATERIALIZED (SELECT {EVENT_COLUMNS} FROM stripe_events")
+    } else {
+        format!("SELECT {EVENT_COLUMNS} FROM stripe_events")
+    });
+    statement.equal("type", query.event_type.as_deref());
+    statement.equal("status", query.status.map(EventStatus::as_str));
+    statement.equal("outcome", query.outcome.as_deref());
+    statement.equal("scenario", query.scenario.as_deref());
+    if let Some(workspace) = &query.workspace {
+        // `= ANY (ARRAY(…))`: the workspace's links are read first (an
+        // InitPlan), then each column's index looked up for them. `IN
+        // (SELECT …)` under an OR is a SubPlan, checked row by row over
+        // the whole table.
+        let workspace = workspace.as_str();
+        statement
+            .and()
+            .push("(workspace_hint = ")
+            .push_bind(workspace)
+            .push(
+                " OR customer_id = ANY (ARRAY(SELECT stripe_id FROM stripe_links
+                                              WHERE kind = 'customer' AND workspace_id = ",
+            )
+            .push_bind(workspace)
+            .push(
+                ")) OR subscription_id = ANY (ARRAY(SELECT stripe_id FROM stripe_links
+                                                  WHERE kind = 'subscription' AND workspace_id = ",
+            )
+            .push_bind(workspace)
+            .push(
+                ")) OR checkout_session_id = ANY (ARRAY(SELECT stripe_id FROM stripe_links
+                                                      WHERE kind = 'session' AND workspace_id = ",
+            )
+            .push_bind(workspace)
+            .push(")))");
+    }
+    if let Some(stripe_id) = &query.stripe_id {
+        statement.any_equal(&STRIPE_ID_COLUMNS, stripe_id);
+    }
+    statement.equal("purchaser_email", query.purchaser_email.as_deref());
+    if let Some(since) = query.since {
+        statement
+            .and()
+            .push("received_at >= ")
+            .push_bind(since.unix());
+    }
+    if let Some(after) = &query.after {
+        statement
+            .and()
+            .push(r#"(received_at, id COLLATE "C") < ("#)
+            .push_bind(after.at)
+            .push(", ")
+            .push_bind(after.id.as_str())
+            .push(")");
+    }
+    if fenced {
+        statement.close(") SELECT * FROM listed");
+    }
+    statement.finish(r#"received_at DESC, id COLLATE "C" DESC"#, fetch)
+}
+
 #[async_trait::async_trait]
 impl ListStore for PgStore {
     async fn cases(&self, query: &CaseQuery) -> Result<Page<StoredCase>, StoreError> {
@@ -124,43 +206,15 @@ impl ListStore for PgStore {
 
     async fn events(&self, query: &EventQuery) -> Result<Page<EventSummary>, StoreError> {
         let (limit, fetch) = limit(query.limit);
-        let (at, id) = cursor_parts(query.after.as_ref());
-        let rows = sqlx::query(
-            r#"SELECT id, type, created, received_at, status, outcome, scenario, workspace_hint,
-                    customer_id, subscription_id
-             FROM stripe_events
-             WHERE ($1 IS NULL OR type = $1)
-               AND ($2 IS NULL OR status = $2)
-               AND ($3 IS NULL OR outcome = $3)
-               AND ($4 IS NULL OR scenario = $4)
-               AND ($5 IS NULL OR workspace_hint = $5
-                    OR customer_id IN (SELECT stripe_id FROM stripe_links
-                                       WHERE kind = 'customer' AND workspace_id = $5)
-                    OR subscription_id IN (SELECT stripe_id FROM stripe_links
-                                           WHERE kind = 'subscription' AND workspace_id = $5)
-                    OR checkout_session_id IN (SELECT stripe_id FROM stripe_links
-                                               WHERE kind = 'session' AND workspace_id = $5))
-               AND ($6 IS NULL OR id = $6 OR object_id = $6 OR customer_id = $6
-                    OR subscription_id = $6 OR checkout_session_id = $6
-                    OR charge_id = $6 OR payment_intent_id = $6)
-               AND ($7 IS NULL OR purchaser_email = $7)
-               AND ($8 IS NULL OR received_at >= $8)
-               AND ($9 IS NULL OR (received_at, id COLLATE "C") < ($9, $10))
-             ORDER BY received_at DESC, id COLLATE "C" DESC LIMIT $11"#,
-        )
-        .bind(&query.event_type)
-        .bind(query.status.map(EventStatus::as_str))
-        .bind(&query.outcome)
-        .bind(&query.scenario)
-        .bind(query.workspace.as_ref().map(|w| w.as_str()))
-        .bind(&query.stripe_id)
-        .bind(&query.purchaser_email)
-        .bind(query.since.map(Timestamp::unix))
-        .bind(at)
-        .bind(id)
-        .bind(fetch)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = events_statement(query, fetch)
+            .build()
+            // Planned for its values each time, as the scope's lookups
+            // are: a generic plan, made once for any value, takes a rare
+            // status or type for a common one, and cannot use a partial
+            // index (`stripe_events_unsettled`) for a value it does not know.
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await?;
         let events = rows
             .iter()
             .map(|row| {
@@ -213,21 +267,22 @@ impl ListStore for PgStore {
 
     async fn audit(&self, query: &AuditQuery) -> Result<Page<StoredAuditEntry>, StoreError> {
         let (limit, fetch) = limit(query.limit);
-        let (at, _) = cursor_parts(query.after.as_ref());
-        let rows = sqlx::query(
+        // A workspace's entries come newest first from `audit_by_workspace`
+        // (workspace_id, id); without one, the primary key is walked back.
+        let mut statement = Filtered::<Postgres>::new(
             "SELECT id, at, actor, action, workspace_id, subject, before, after, cause
-             FROM audit_log
-             WHERE ($1 IS NULL OR workspace_id = $1)
-               AND ($2 IS NULL OR actor = $2)
-               AND ($3 IS NULL OR id < $3)
-             ORDER BY id DESC LIMIT $4",
-        )
-        .bind(query.workspace.as_ref().map(|w| w.as_str()))
-        .bind(&query.actor)
-        .bind(at)
-        .bind(fetch)
-        .fetch_all(&self.pool)
-        .await?;
+             FROM audit_log",
+        );
+        statement.equal("workspace_id", query.workspace.as_ref().map(|w| w.as_str()));
+        statement.equal("actor", query.actor.as_deref());
+        if let Some(after) = &query.after {
+            statement.and().push("id < ").push_bind(after.at);
+        }
+        let rows = statement
+            .finish("id DESC", fetch)
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
         let entries = rows.iter().map(audit_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_fetch(entries, limit, |e| {
             Cursor::new(ListKind::Audit, e.id, e.id.to_string())

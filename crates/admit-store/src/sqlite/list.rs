@@ -414,9 +414,8 @@ mod tests {
             let plan = plan(&store, events(query.clone())).await;
             assert!(
                 plan.starts_with("SCAN stripe_events USING INDEX stripe_events_by_received")
-                    || plan.starts_with(
-                        "SEARCH stripe_events USING INDEX stripe_events_by_received"
-                    ),
+                    || plan
+                        .starts_with("SEARCH stripe_events USING INDEX stripe_events_by_received"),
                 "{query:?}: {plan}"
             );
             assert!(!plan.contains("TEMP B-TREE"), "{query:?}: {plan}");
