@@ -13,6 +13,7 @@ pub mod operators;
 pub mod provision;
 pub mod qa;
 pub mod readiness;
+pub mod server;
 pub mod signin;
 pub mod simulate;
 pub mod startup;

@@ -149,17 +149,10 @@ impl App {
 
         // One signal stops the workers claiming and the server accepting.
         let mut draining = stop.clone();
-        let mut server = tokio::spawn(async move {
-            // The console's sign-in limit counts failures per client address.
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = draining.wait_for(|stopping| *stopping).await;
-            })
-            .await
-        });
+        let limits = crate::server::Limits::default();
+        let mut server = tokio::spawn(crate::server::serve(listener, router, limits, async move {
+            let _ = draining.wait_for(|stopping| *stopping).await;
+        }));
         let served = tokio::select! {
             served = &mut server => Some(served),
             () = shutdown => None,
@@ -191,7 +184,7 @@ impl App {
                     tracing::warn!(
                         "shutdown grace period over: no longer waiting for open connections"
                     );
-                    Ok(Ok(()))
+                    Ok(())
                 }
             },
         };
@@ -205,9 +198,7 @@ impl App {
         {
             tracing::warn!("database connections still in use at exit");
         }
-        result
-            .context("the HTTP server task failed")?
-            .context("the HTTP server failed")
+        result.context("the HTTP server task failed")
     }
 }
 

@@ -60,6 +60,8 @@ pub enum ApiError {
     RouteNotFound,
     #[error("this route does not answer this method (the Allow header lists those it does)")]
     MethodNotAllowed,
+    #[error("the request was not received in time")]
+    RequestTimeout,
     #[error("no case with this id")]
     CaseNotFound,
     #[error("this sign-in link is not valid")]
@@ -121,6 +123,7 @@ impl ApiError {
             ApiError::LastOwner => "last_owner",
             ApiError::RouteNotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::CaseNotFound => "case_not_found",
             ApiError::TokenNotFound => "token_not_found",
             ApiError::TokenUsed => "token_used",
@@ -175,10 +178,27 @@ impl ApiError {
             | ApiError::WorkspaceHasSubscription
             | ApiError::WorkspaceHasHeldCases => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+}
+
+/// A body that could not be read: too large, too slow (its next bytes did
+/// not come within the body timeout), or broken off.
+pub fn body_refusal(rejection: &axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::BodyTooLarge;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::RequestTimeout;
+        }
+        cause = error.source();
+    }
+    ApiError::BodyUnreadable
 }
 
 impl From<StoreError> for ApiError {

@@ -6,7 +6,6 @@ use std::error::Error as _;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -46,10 +45,7 @@ fn rejected(rejection: &JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(_) => ApiError::InvalidRequest(format!(
             "the body does not have the expected fields and types: {detail}"
         )),
-        JsonRejection::BytesRejection(bytes) if bytes.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::BodyTooLarge
-        }
-        JsonRejection::BytesRejection(_) => ApiError::BodyUnreadable,
+        JsonRejection::BytesRejection(bytes) => super::error::body_refusal(&bytes),
         _ => ApiError::InvalidRequest(rejection.body_text()),
     }
 }

@@ -23,7 +23,10 @@ use std::time::Duration;
 use admit_store::Store;
 use axum::Router;
 use axum::middleware;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+
+/// The longest pause inside a request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub use error::ApiError;
 pub use outbox::STATES as OUTBOX_STATES;
@@ -151,6 +154,9 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             observe::record,
         ))
+        // A body whose next bytes do not come within this long is a 408
+        // (`request_timeout`), and so is a whole request still running at 30 s.
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),

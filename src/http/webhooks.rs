@@ -91,14 +91,11 @@ async fn ingest(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge {
-                limit: MAX_BODY_BYTES,
-            }
-        } else {
-            ApiError::BodyUnreadable
-        }
+    let body = body.map_err(|rejection| match super::error::body_refusal(&rejection) {
+        ApiError::BodyTooLarge => ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        },
+        refusal => refusal,
     })?;
     let signature = headers
         .get("stripe-signature")

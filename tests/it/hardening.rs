@@ -157,3 +157,87 @@ async fn generated_development_secrets_never_reach_a_captured_stream() {
         "the log says where they are: {captured}"
     );
 }
+
+/// Hostile clients that open connections and send half a request are cut
+/// off after the header timeout (10 s), and never keep healthy clients
+/// waiting meanwhile.
+#[tokio::test]
+async fn half_open_connections_are_cut_off_and_do_not_starve_healthy_clients() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app().await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut hostile = Vec::new();
+    for _ in 0..300 {
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: admit\r\n")
+            .await
+            .expect("half a request");
+        hostile.push(stream);
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(8))
+        .build()
+        .expect("client");
+    for _ in 0..5 {
+        let answer = client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("a healthy client is served while 300 connections hang");
+        assert_eq!(answer.status(), 200);
+    }
+    app.get("/v1/events").await.expect(200);
+    // Every hostile connection is closed by the server (EOF or reset), well
+    // after the 10 s header timeout but long before any test timeout.
+    for mut stream in hostile {
+        let mut buffer = [0u8; 256];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(60), stream.read(&mut buffer))
+                .await
+                .expect("the server closes a connection that never finished its headers");
+        match read {
+            Ok(0) | Err(_) => {}
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buffer[..n]);
+                assert!(
+                    text.starts_with("HTTP/1.1 408"),
+                    "only a timeout may be answered: {text}"
+                );
+            }
+        }
+    }
+}
+
+/// A body that stops arriving gets 408 in the error shape, not a hang.
+#[tokio::test]
+async fn a_stalled_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app().await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST /webhooks/stripe HTTP/1.1\r\nHost: admit\r\nContent-Type: application/json\r\nStripe-Signature: t=1,v1=00\r\nContent-Length: 1000\r\n\r\n{\"id\":",
+        )
+        .await
+        .expect("headers and a little body");
+    let mut answer = Vec::new();
+    // The body timeout is 10 s; the whole-request timeout (30 s) must not be
+    // what answers.
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(25),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("admit answers a stalled body before the request timeout");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+}
