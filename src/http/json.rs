@@ -45,7 +45,7 @@ fn rejected(rejection: &JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(_) => ApiError::InvalidRequest(format!(
             "the body does not have the expected fields and types: {detail}"
         )),
-        JsonRejection::BytesRejection(bytes) => super::error::body_refusal(&bytes),
+        JsonRejection::BytesRejection(bytes) => super::error::body_refusal(bytes),
         _ => ApiError::InvalidRequest(rejection.body_text()),
     }
 }
