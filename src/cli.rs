@@ -266,15 +266,17 @@ pub async fn run(cli: Cli) -> ExitCode {
     match execute(cli).await {
         Ok(code) => code,
         Err(error) => {
-            // `{:#}` keeps the whole cause chain on one line.
-            eprintln!("admit: {error:#}");
+            // The whole cause chain on one line, a cause its error already
+            // quotes not repeated.
+            eprintln!("admit: {}", crate::telemetry::error_chain(error.as_ref()));
             failure
         }
     }
 }
 
 async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut config = Config::load(&Sources::from_process(cli.config.clone()))?;
+    let sources = Sources::from_process(cli.config.clone());
+    let mut config = Config::load(&sources)?;
     if let Some(format) = cli.log_format {
         config.log_format = match format {
             LogFormatArg::Text => LogFormat::Text,
@@ -282,13 +284,16 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         };
     }
     // The gate's private admits would log every refusal it provokes on
-    // purpose; its report is its output.
+    // purpose; its report is its output (and the warnings below).
     let log = if matches!(cli.command, Command::QaGate(_)) {
-        "error"
+        "error,admit::config=warn"
     } else {
         config.log.as_str()
     };
     crate::telemetry::init(config.log_format, log);
+    for unknown in sources.unknown_variables() {
+        tracing::warn!(target: "admit::config", variable = %unknown.name, "{unknown}");
+    }
     match cli.command {
         Command::Serve => serve(config).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => migrate(config).await.map(|()| ExitCode::SUCCESS),

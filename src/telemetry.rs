@@ -5,6 +5,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// `filter` is `Config::log`, which `Config::load` has parsed already (a
+/// filter that does not parse stops start-up there, naming `ADMIT_LOG`), or
+/// a fixed one of the CLI's.
 pub fn init(format: LogFormat, filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

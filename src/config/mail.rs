@@ -9,44 +9,18 @@ use serde::Deserialize;
 
 use super::ConfigError;
 
-/// The `[mail]`-related keys as read, before validation.
+/// The mail and link keys as read, before validation (extracted on their
+/// own, so figment reads numbers in the environment as numbers).
 #[derive(Deserialize)]
 pub(super) struct RawMail {
     pub mail_url: String,
     pub mail_from: String,
-    #[serde(deserialize_with = "number_or_text")]
     pub mail_max_attempts: u32,
     pub product_name: String,
     pub public_url: String,
     pub app_url: String,
     pub app_home_url: String,
-    #[serde(deserialize_with = "number_or_text")]
     pub signin_token_ttl_hours: i64,
-}
-
-/// `RawMail` is `#[serde(flatten)]`ed into the top level, which hides its
-/// field types from figment's lossy extraction: an `ADMIT_*` number arrives
-/// here as text.
-fn number_or_text<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de> + std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumberOrText<T> {
-        Number(T),
-        Text(String),
-    }
-    match NumberOrText::<T>::deserialize(d)? {
-        NumberOrText::Number(n) => Ok(n),
-        NumberOrText::Text(text) => text.trim().parse().map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a whole number ({e}); check ADMIT_MAIL_MAX_ATTEMPTS and ADMIT_SIGNIN_TOKEN_TTL_HOURS"
-            ))
-        }),
-    }
 }
 
 /// Where messages go.
@@ -109,11 +83,8 @@ fn http_url(key: &'static str, value: &str, fix: &'static str) -> Result<String,
 }
 
 impl MailConfig {
-    pub(super) fn validate(
-        raw: RawMail,
-        mail_url_override: Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let url = mail_url_override.unwrap_or(raw.mail_url);
+    pub(super) fn validate(raw: RawMail) -> Result<Self, ConfigError> {
+        let url = raw.mail_url;
         let transport = if let Some(path) = url.strip_prefix("file://") {
             if path.is_empty() {
                 return Err(invalid(

@@ -1,7 +1,10 @@
 //! Configuration: the embedded, commented defaults (`config/admit.default.toml`),
-//! then an optional TOML file, then `ADMIT_*` environment variables, then
-//! `*_FILE` variables for secrets. Validated once, at start-up, with messages
-//! that say how to fix the problem.
+//! then an optional TOML file, then `ADMIT_*` environment variables (a
+//! secret either directly or from the file its `_FILE` twin names, never
+//! both). Validated once, at start-up, with messages that name the setting as
+//! the user wrote it and say how to fix the problem; the kind of value each
+//! key takes, and the warning for an unknown `ADMIT_*` variable, are in
+//! `keys`.
 //!
 //! The plan catalog (`[plans.<key>]` tables) is the one exception to merging:
 //! a file that defines `[plans]` replaces the embedded demo catalog whole, so
@@ -19,23 +22,47 @@ use figment::providers::{Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+mod keys;
 pub mod mail;
 pub mod stripe;
 
+pub use keys::{Setting, UnknownVariable};
 pub use mail::{MailConfig, MailTransport};
 
 pub const DEFAULTS: &str = include_str!("../../config/admit.default.toml");
 
+/// Why start-up stops. Every message is whole: the setting, what is wrong
+/// and the fix, quoting its cause; no variant also hands that cause out as
+/// its `source()`, so the CLI's one-line chain prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration: {0}")]
-    Load(#[source] Box<figment::Error>),
-    #[error("cannot read {var} ({path}): {source}")]
+    /// What the checks before extraction do not catch: a TOML file that does
+    /// not parse or cannot be read, a malformed `[plans]` table.
+    #[error("cannot read configuration: {}", describe(.0))]
+    Load(Box<figment::Error>),
+    #[error(
+        "cannot read {var} ({}): {error}. Fix: make the file readable by admit, or unset {var}",
+        path.display()
+    )]
     SecretFile {
         var: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    /// A value of the wrong type (or an unparsable log filter), named as the
+    /// user set it: the variable, or the key and its file.
+    #[error("invalid configuration {setting}: {problem}. Fix: {fix}")]
+    Setting {
+        setting: Setting,
+        problem: String,
+        fix: String,
+    },
+    #[error(
+        "{variable} and {file_variable} are both set. Fix: unset one of them: {file_variable} to use {variable}, or {variable} to read the secret from the file"
+    )]
+    SecretTwice {
+        variable: String,
+        file_variable: String,
     },
     #[error("invalid configuration `{key}`: {problem}. Fix: {fix}")]
     Invalid {
@@ -72,6 +99,8 @@ struct Raw {
     webhook_tolerance_secs: u64,
     #[serde(default, deserialize_with = "optional_string")]
     app_token: Option<String>,
+    #[serde(default, deserialize_with = "optional_string")]
+    metrics_token: Option<String>,
     log_format: LogFormat,
     log: String,
     grace_period_days: i64,
@@ -81,10 +110,14 @@ struct Raw {
     process_in_background: bool,
     #[serde(default, deserialize_with = "optional_string")]
     support_email: Option<String>,
-    #[serde(flatten)]
-    mail: mail::RawMail,
-    #[serde(flatten)]
-    stripe: stripe::RawStripe,
+}
+
+/// The `[plans]` table, read from one layer only (an error's key is then
+/// `plans.<key>.<field>`, which `extract_inner` would turn round).
+#[derive(Deserialize)]
+struct RawPlans {
+    #[serde(default)]
+    plans: BTreeMap<String, RawPlan>,
 }
 
 /// One `[plans.<key>]` table, before the catalog checks it.
@@ -128,6 +161,9 @@ pub struct Config {
     pub webhook_tolerance_secs: u64,
     pub app_token: SecretString,
     pub app_token_provenance: Provenance,
+    /// The bearer token a scraper presents on `/metrics`
+    /// (`ADMIT_METRICS_TOKEN` or `_FILE`), if one is set.
+    pub metrics_token: Option<SecretString>,
     pub log_format: LogFormat,
     pub log: String,
     /// Plans, their Stripe prices and entitlements (`[plans.<key>]`).
@@ -168,6 +204,10 @@ impl fmt::Debug for Config {
             )
             .field("webhook_tolerance_secs", &self.webhook_tolerance_secs)
             .field("app_token", &"<redacted>")
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("log_format", &self.log_format)
             .field(
                 "catalog",
@@ -258,98 +298,168 @@ impl Sources {
         }
     }
 
-    fn var(&self, name: &str) -> Option<&str> {
+    /// The `ADMIT_*` variables by upper-case name; the last of a name wins,
+    /// as it does when they are merged.
+    fn variables(&self) -> BTreeMap<String, &str> {
         self.env
             .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .filter_map(|(name, value)| {
+                let rest = name.strip_prefix("ADMIT_")?;
+                Some((
+                    format!("ADMIT_{}", rest.to_ascii_uppercase()),
+                    value.as_str(),
+                ))
+            })
+            .collect()
+    }
+
+    /// `ADMIT_*` variables admit has no use for (a typo, most likely), each
+    /// with the closest known variable. `ADMIT_TEST_*` belong to the tests.
+    pub fn unknown_variables(&self) -> Vec<UnknownVariable> {
+        self.variables()
+            .into_keys()
+            .filter(|name| !keys::is_known(name))
+            .map(|name| keys::unknown(&name))
+            .collect()
     }
 }
 
-/// Variables that are not configuration keys themselves.
-const NOT_KEYS: &[&str] = &[
-    "config",
-    "webhook_secrets_file",
-    "app_token_file",
-    "mail_url_file",
-    "stripe_api_key_file",
-];
-
 impl Config {
     pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
-        let defaults = Figment::from(Toml::string(DEFAULTS));
-        let file = sources
-            .file
-            .as_ref()
-            .map(|file| Figment::from(Toml::file_exact(file)));
-        let mut figment = defaults.clone();
-        if let Some(file) = &file {
-            figment = figment.merge(file.clone());
-        }
-        let env: Vec<(String, String)> = sources
-            .env
-            .iter()
-            .filter_map(|(k, v)| {
-                let key = k.strip_prefix("ADMIT_")?.to_ascii_lowercase();
-                (!NOT_KEYS.contains(&key.as_str())).then(|| (key, v.clone()))
-            })
-            .collect();
-        if env.iter().any(|(key, _)| key == "plans") {
+        let variables = sources.variables();
+        if variables.contains_key("ADMIT_PLANS") {
             return Err(ConfigError::Invalid {
                 key: "plans",
                 problem: "the plan catalog cannot be set from the environment (ADMIT_PLANS)".into(),
                 fix: "unset ADMIT_PLANS and define the catalog as [plans.<key>] tables in the TOML file named by --config or ADMIT_CONFIG",
             });
         }
+        for key in keys::KEYS {
+            let Some(file_variable) = key.file_variable() else {
+                continue;
+            };
+            let variable = key.variable();
+            if variables.get(&variable).is_some_and(|v| !v.is_empty())
+                && variables.contains_key(&file_variable)
+            {
+                return Err(ConfigError::SecretTwice {
+                    variable,
+                    file_variable,
+                });
+            }
+        }
+        for key in keys::KEYS {
+            let variable = key.variable();
+            if let Some(text) = variables.get(&variable) {
+                keys::check_variable(key, &variable, text).map_err(|p| ConfigError::Setting {
+                    setting: Setting::Variable(variable.clone()),
+                    problem: p.problem,
+                    fix: p.fix,
+                })?;
+            }
+        }
+
+        let defaults = Figment::from(Toml::string(DEFAULTS));
+        let file = sources
+            .file
+            .as_ref()
+            .map(|path| (path, Figment::from(Toml::file_exact(path))));
+        // What the environment overrides is not checked: it is not used.
+        let from_file = |key: &keys::Key| -> Option<(&PathBuf, figment::value::Value)> {
+            let overridden = std::iter::once(key.variable())
+                .chain(key.file_variable())
+                .any(|v| variables.contains_key(&v));
+            let (path, file) = file.as_ref().filter(|_| !overridden)?;
+            // A file that cannot be read fails extraction below, with figment's reason.
+            Some((*path, file.find_value(key.name).ok()?))
+        };
+        for key in keys::KEYS {
+            if let Some((path, value)) = from_file(key) {
+                keys::check_file_value(key, path, &value).map_err(|p| ConfigError::Setting {
+                    setting: Setting::File {
+                        key: key.name,
+                        path: path.display().to_string(),
+                    },
+                    problem: p.problem,
+                    fix: p.fix,
+                })?;
+            }
+        }
+
+        let mut figment = defaults.clone();
+        if let Some((_, file)) = &file {
+            figment = figment.merge(file.clone());
+        }
         // Environment values are merged as strings (a token like `1234` stays
         // text); `extract_lossy` turns them into numbers or booleans only
         // where a field asks for one.
-        for (key, value) in env {
-            figment = figment.merge((key, value));
+        for key in keys::KEYS {
+            if let Some(value) = variables.get(&key.variable()) {
+                figment = figment.merge((key.name, *value));
+            }
         }
-        let mut raw: Raw = figment
-            .extract_lossy()
-            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        let load = |e| ConfigError::Load(Box::new(e));
+        let mut raw: Raw = figment.extract_lossy().map_err(load)?;
+        let mut raw_mail: mail::RawMail = figment.extract_lossy().map_err(load)?;
+        let mut raw_stripe: stripe::RawStripe = figment.extract_lossy().map_err(load)?;
         // Not merged: a file's `[plans]` replaces the defaults' catalog whole.
-        let plans_layer = match file {
-            Some(file) if file.contains("plans") => file,
-            _ => defaults,
+        let plans_layer = match &file {
+            Some((_, file)) if file.contains("plans") => file,
+            _ => &defaults,
         };
-        let plans: BTreeMap<String, RawPlan> = plans_layer
-            .extract_inner("plans")
-            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        let plans = plans_layer.extract::<RawPlans>().map_err(load)?.plans;
 
-        if let Some(path) = sources.var("ADMIT_WEBHOOK_SECRETS_FILE") {
-            let text = read_secret_file("ADMIT_WEBHOOK_SECRETS_FILE", Path::new(path))?;
+        let secret_file = |var: &'static str| {
+            variables
+                .get(var)
+                .map(|path| read_secret_file(var, Path::new(path)))
+                .transpose()
+        };
+        if let Some(text) = secret_file("ADMIT_WEBHOOK_SECRETS_FILE")? {
             raw.webhook_secrets = split_list(&text);
         }
-        if let Some(path) = sources.var("ADMIT_DATABASE_PASSWORD_FILE") {
-            raw.database_password = Some(
-                read_secret_file("ADMIT_DATABASE_PASSWORD_FILE", Path::new(path))?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned(),
-            );
+        if let Some(text) = secret_file("ADMIT_DATABASE_PASSWORD_FILE")? {
+            raw.database_password = Some(text);
         }
-        if let Some(path) = sources.var("ADMIT_APP_TOKEN_FILE") {
-            raw.app_token = Some(read_secret_file("ADMIT_APP_TOKEN_FILE", Path::new(path))?);
+        if let Some(text) = secret_file("ADMIT_APP_TOKEN_FILE")? {
+            raw.app_token = Some(text);
         }
-        let mail_url_override = sources
-            .var("ADMIT_MAIL_URL_FILE")
-            .map(|path| read_secret_file("ADMIT_MAIL_URL_FILE", Path::new(path)))
-            .transpose()?;
-        let stripe_key_override = sources
-            .var("ADMIT_STRIPE_API_KEY_FILE")
-            .map(|path| read_secret_file("ADMIT_STRIPE_API_KEY_FILE", Path::new(path)))
-            .transpose()?;
-        Self::validate(raw, plans, mail_url_override, stripe_key_override)
+        if let Some(text) = secret_file("ADMIT_METRICS_TOKEN_FILE")? {
+            raw.metrics_token = Some(text);
+        }
+        if let Some(text) = secret_file("ADMIT_MAIL_URL_FILE")? {
+            raw_mail.mail_url = text;
+        }
+        if let Some(text) = secret_file("ADMIT_STRIPE_API_KEY_FILE")? {
+            raw_stripe.stripe_api_key = Some(text);
+        }
+
+        // The filter `telemetry::init` will use: refused here, not replaced
+        // by a default there.
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&raw.log) {
+            let setting = match from_file(keys::for_variable("ADMIT_LOG").expect("a key")) {
+                Some((path, _)) => Setting::File {
+                    key: "log",
+                    path: path.display().to_string(),
+                },
+                None => Setting::Variable("ADMIT_LOG".into()),
+            };
+            return Err(ConfigError::Setting {
+                fix: format!(
+                    "set {setting} to a level (error, warn, info, debug or trace) or to comma-separated directives such as info or admit=debug,sqlx=warn"
+                ),
+                setting,
+                problem: format!("{:?} is not a log filter ({error})", raw.log),
+            });
+        }
+        Self::validate(raw, raw_mail, raw_stripe, plans)
     }
 
     fn validate(
         raw: Raw,
+        raw_mail: mail::RawMail,
+        raw_stripe: stripe::RawStripe,
         plans: BTreeMap<String, RawPlan>,
-        mail_url_override: Option<String>,
-        stripe_key_override: Option<String>,
     ) -> Result<Self, ConfigError> {
         let listen = raw.listen.parse().map_err(|_| ConfigError::Invalid {
             key: "listen",
@@ -413,7 +523,7 @@ impl Config {
                 generate_secret("admit_dev_"),
                 Provenance::GeneratedForDevelopment,
             ),
-            Some(token) if token.len() < 16 || token.chars().any(char::is_whitespace) => {
+            Some(token) if !valid_token(&token) => {
                 return Err(ConfigError::Invalid {
                     key: "app_token",
                     problem: "the token is shorter than 16 characters or contains whitespace"
@@ -422,6 +532,17 @@ impl Config {
                 });
             }
             Some(token) => (token, Provenance::Configured),
+        };
+        let metrics_token = match raw.metrics_token.filter(|t| !t.is_empty()) {
+            Some(token) if !valid_token(&token) => {
+                return Err(ConfigError::Invalid {
+                    key: "metrics_token",
+                    problem: "the token is shorter than 16 characters or contains whitespace"
+                        .into(),
+                    fix: "set ADMIT_METRICS_TOKEN to a long random string, e.g. `openssl rand -hex 32`, or unset it",
+                });
+            }
+            token => token.map(SecretString::from),
         };
         let catalog = catalog(plans)?;
         if !(0..=90).contains(&raw.grace_period_days) {
@@ -465,8 +586,8 @@ impl Config {
                 fix: "set ADMIT_SUPPORT_EMAIL to the address customers should write to, e.g. support@example.com, or leave it unset",
             })?),
         };
-        let mail = mail::MailConfig::validate(raw.mail, mail_url_override)?;
-        let stripe = stripe::StripeConfig::validate(raw.stripe, stripe_key_override)?;
+        let mail = mail::MailConfig::validate(raw_mail)?;
+        let stripe = stripe::StripeConfig::validate(raw_stripe)?;
         Ok(Self {
             listen,
             database_url: raw.database_url,
@@ -481,6 +602,7 @@ impl Config {
             webhook_tolerance_secs: raw.webhook_tolerance_secs,
             app_token: SecretString::from(app_token),
             app_token_provenance,
+            metrics_token,
             log_format: raw.log_format,
             log: raw.log,
             catalog,
@@ -569,6 +691,11 @@ fn catalog(plans: BTreeMap<String, RawPlan>) -> Result<Catalog, ConfigError> {
     })
 }
 
+/// A bearer token: at least 16 characters, no whitespace.
+fn valid_token(token: &str) -> bool {
+    token.len() >= 16 && !token.chars().any(char::is_whitespace)
+}
+
 fn valid_webhook_secret(secret: &str) -> bool {
     secret.starts_with("whsec_")
         && secret.len() > "whsec_".len()
@@ -586,11 +713,71 @@ fn split_list(text: &str) -> Vec<String> {
 fn read_secret_file(var: &'static str, path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path)
         .map(|text| text.trim().to_owned())
-        .map_err(|source| ConfigError::SecretFile {
+        .map_err(|error| ConfigError::SecretFile {
             var,
             path: path.to_owned(),
-            source,
+            error,
         })
+}
+
+/// Figment's errors without its internals (the profile, Rust type names):
+/// the problem, the key, where it was set, and a fix.
+fn describe(error: &figment::Error) -> String {
+    use figment::error::Kind;
+    error
+        .clone()
+        .into_iter()
+        .map(|error| {
+            let key = error.path.join(".");
+            let origin = match error.metadata.as_ref().map(|m| (&m.source, &m.name)) {
+                Some((Some(source), _)) => source.to_string(),
+                // Environment variables are merged as `(key, value)` pairs.
+                Some((None, _)) if !key.is_empty() => {
+                    format!("ADMIT_{}", key.replace('.', "_").to_ascii_uppercase())
+                }
+                Some((None, name)) => name.to_string(),
+                None => "the configuration".to_owned(),
+            };
+            let target = if key.is_empty() {
+                origin.clone()
+            } else {
+                format!("`{key}` in {origin}")
+            };
+            let (problem, fix) = match &error.kind {
+                Kind::UnknownField(found, expected) => (
+                    format!("unknown key `{found}`"),
+                    format!("use one of {}", expected.join(", ")),
+                ),
+                Kind::UnknownVariant(found, expected) => (
+                    format!("{found:?} is not one of {}", expected.join(", ")),
+                    format!("set {target} to one of {}", expected.join(", ")),
+                ),
+                Kind::MissingField(field) => (
+                    format!("`{field}` is missing"),
+                    format!("add `{field}` to {target}"),
+                ),
+                Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => (
+                    error.kind.to_string(),
+                    format!("set {target} to {expected}"),
+                ),
+                // A file that is missing, unreadable or not TOML.
+                _ if key.is_empty() => (
+                    error.kind.to_string().trim_end().to_owned(),
+                    "check the file named by --config or ADMIT_CONFIG: it must exist, be readable and be valid TOML".to_owned(),
+                ),
+                _ => (
+                    error.kind.to_string().trim_end().to_owned(),
+                    format!("correct {target}"),
+                ),
+            };
+            if key.is_empty() {
+                format!("{problem} in {origin}. Fix: {fix}")
+            } else {
+                format!("{problem} for {target}. Fix: {fix}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn generate_secret(prefix: &str) -> String {
@@ -639,6 +826,26 @@ mod tests {
             Err(ConfigError::Invalid { key, .. }) => key,
             other => panic!("expected an invalid-configuration error, got {other:?}"),
         }
+    }
+
+    /// The setting a wrong-type error names (`ADMIT_X`, or "`key` in file").
+    fn wrong_setting(result: Result<Config, ConfigError>) -> String {
+        match result {
+            Err(ConfigError::Setting { setting, .. }) => setting.to_string(),
+            other => panic!("expected a wrong-type error, got {other:?}"),
+        }
+    }
+
+    /// The message as the CLI prints it (`admit: ` and the cause chain).
+    fn printed(error: ConfigError) -> String {
+        let error = anyhow::Error::from(error);
+        let chain = crate::telemetry::error_chain(error.as_ref());
+        assert_eq!(
+            chain,
+            format!("{error:#}"),
+            "the chain adds nothing to the message"
+        );
+        format!("admit: {chain}")
     }
 
     #[test]
@@ -756,7 +963,6 @@ mod tests {
                 "ADMIT_DATABASE_URL",
                 "postgresql://admit@db.internal:5432/admit?sslmode=verify-full",
             ),
-            ("ADMIT_DATABASE_PASSWORD", "from-the-env-s3cret"),
             ("ADMIT_DATABASE_PASSWORD_FILE", file.to_str().expect("utf8")),
             ("ADMIT_DATABASE_POOL_SIZE", "24"),
         ]))
@@ -765,7 +971,7 @@ mod tests {
         assert_eq!(
             options.password.as_deref(),
             Some("from-a-file-s3cret"),
-            "the file wins, without its newline"
+            "without its newline"
         );
         assert_eq!(options.pool_size, Some(24));
         let shown = format!("{config:?} {options:?}");
@@ -815,9 +1021,13 @@ mod tests {
             invalid_key(Config::load(&env(&[("ADMIT_APP_TOKEN", "short")]))),
             "app_token"
         );
-        let err = Config::load(&env(&[("ADMIT_WEBHOOK_TOLERANCE_SECS", "soon")]))
-            .expect_err("not a number");
-        assert!(matches!(err, ConfigError::Load(_)), "{err}");
+        assert_eq!(
+            wrong_setting(Config::load(&env(&[(
+                "ADMIT_WEBHOOK_TOLERANCE_SECS",
+                "soon"
+            )]))),
+            "ADMIT_WEBHOOK_TOLERANCE_SECS"
+        );
         let message = Config::load(&env(&[("ADMIT_WEBHOOK_SECRETS", "sk_live_oops_and_more")]))
             .expect_err("invalid")
             .to_string();
@@ -1059,9 +1269,13 @@ limits = { seats = 3 }
                 && !message.contains("helpdesk-at-acme"),
             "{message}"
         );
-        let err = Config::load(&env(&[("ADMIT_PROCESS_IN_BACKGROUND", "maybe")]))
-            .expect_err("not a boolean");
-        assert!(matches!(err, ConfigError::Load(_)), "{err}");
+        assert_eq!(
+            wrong_setting(Config::load(&env(&[(
+                "ADMIT_PROCESS_IN_BACKGROUND",
+                "maybe"
+            )]))),
+            "ADMIT_PROCESS_IN_BACKGROUND"
+        );
     }
 
     #[test]
@@ -1121,5 +1335,395 @@ limits = { seats = 3 }
             "postgresql://a:<redacted>@db/admit?PASSWORD=<redacted>"
         );
         assert_eq!(redact_url("sqlite://admit.db"), "sqlite://admit.db");
+    }
+
+    /// Issue 14, item 6: each wrong type stops start-up naming the variable
+    /// as it was set, what is wrong and the fix, printed once.
+    #[test]
+    fn a_wrong_type_names_the_variable_the_problem_and_the_fix_once() {
+        for (variable, value, problem, fix) in [
+            (
+                "ADMIT_GRACE_PERIOD_DAYS",
+                "abc",
+                "\"abc\" is not a whole number",
+                "set ADMIT_GRACE_PERIOD_DAYS to a whole number between 0 and 90",
+            ),
+            (
+                "ADMIT_LOG_FORMAT",
+                "xml",
+                "\"xml\" is not text or json",
+                "set ADMIT_LOG_FORMAT to text or json",
+            ),
+            (
+                "ADMIT_MIGRATE_ON_START",
+                "maybe",
+                "\"maybe\" is not true or false",
+                "set ADMIT_MIGRATE_ON_START to true or false",
+            ),
+            (
+                "ADMIT_OUTBOX_SETTLE_SECS",
+                "-1",
+                "\"-1\" is negative",
+                "set ADMIT_OUTBOX_SETTLE_SECS to a whole number between 0 and 3600",
+            ),
+            (
+                "ADMIT_DATABASE_POOL_SIZE",
+                "ten",
+                "\"ten\" is not a whole number",
+                "set ADMIT_DATABASE_POOL_SIZE to a whole number between 1 and 1000",
+            ),
+            (
+                "ADMIT_MAIL_MAX_ATTEMPTS",
+                "1.5",
+                "\"1.5\" is not a whole number",
+                "set ADMIT_MAIL_MAX_ATTEMPTS to a whole number between 1 and 50",
+            ),
+            (
+                "ADMIT_STRIPE_MAX_REQUESTS_PER_SEC",
+                "fast",
+                "\"fast\" is not a whole number",
+                "set ADMIT_STRIPE_MAX_REQUESTS_PER_SEC to a whole number between 1 and 100",
+            ),
+        ] {
+            let result = Config::load(&env(&[(variable, value)]));
+            let message = printed(result.expect_err(variable));
+            assert!(
+                message.starts_with(&format!(
+                    "admit: invalid configuration {variable}: {problem}. Fix: {fix}"
+                )),
+                "{message}"
+            );
+            assert_eq!(message.matches(problem).count(), 1, "{message}");
+            assert!(
+                !message.contains("global.") && !message.contains("alloc::"),
+                "no internal key or type: {message}"
+            );
+        }
+        assert_eq!(
+            printed(Config::load(&env(&[("ADMIT_GRACE_PERIOD_DAYS", "abc")])).expect_err("abc")),
+            "admit: invalid configuration ADMIT_GRACE_PERIOD_DAYS: \"abc\" is not a whole number. Fix: set ADMIT_GRACE_PERIOD_DAYS to a whole number between 0 and 90, e.g. 7"
+        );
+        // Lower-case names after the prefix are read, and named, upper-case.
+        assert_eq!(
+            wrong_setting(Config::load(&env(&[("ADMIT_grace_period_days", "abc")]))),
+            "ADMIT_GRACE_PERIOD_DAYS"
+        );
+        // What figment's lossy reading accepts still is.
+        let config = Config::load(&env(&[
+            ("ADMIT_MIGRATE_ON_START", "no"),
+            ("ADMIT_PROCESS_IN_BACKGROUND", "ON"),
+            ("ADMIT_GRACE_PERIOD_DAYS", " 3 "),
+        ]))
+        .expect("valid");
+        assert!(!config.migrate_on_start && config.process_in_background);
+        assert_eq!(config.grace_period_secs, 3 * 86_400);
+    }
+
+    #[test]
+    fn a_wrong_type_in_the_file_names_the_key_and_the_file() {
+        let (dir, sources) = with_file("grace_period_days = \"abc\"\n", &[]);
+        let path = dir.path().join("admit.toml");
+        let message = printed(Config::load(&sources).expect_err("wrong type"));
+        assert_eq!(
+            message,
+            format!(
+                "admit: invalid configuration `grace_period_days` in {0}: \"abc\" is not a whole number. Fix: set `grace_period_days` in {0} to a whole number between 0 and 90, e.g. 7",
+                path.display()
+            )
+        );
+        // The environment overrides the file's value, which is then not used.
+        let (_dir, sources) = with_file(
+            "grace_period_days = \"abc\"\n",
+            &[("ADMIT_GRACE_PERIOD_DAYS", "2")],
+        );
+        assert_eq!(
+            Config::load(&sources).expect("valid").grace_period_secs,
+            2 * 86_400
+        );
+        for (toml, problem) in [
+            (
+                "migrate_on_start = \"maybe\"\n",
+                "\"maybe\" is not true or false",
+            ),
+            ("outbox_settle_secs = -1\n", "-1 is negative"),
+            ("grace_period_days = 7.5\n", "7.5 is not a whole number"),
+            ("listen = 8080\n", "found a number, expected text"),
+            (
+                "webhook_secrets = [1]\n",
+                "found a list with items that are not text",
+            ),
+        ] {
+            let (_dir, sources) = with_file(toml, &[]);
+            let error = Config::load(&sources).expect_err(toml);
+            let message = error.to_string();
+            assert!(
+                matches!(
+                    &error,
+                    ConfigError::Setting {
+                        setting: Setting::File { .. },
+                        ..
+                    }
+                ) && message.contains(problem)
+                    && message.contains("admit.toml")
+                    && message.contains("Fix: set `"),
+                "{message}"
+            );
+        }
+        // Numbers and booleans written as text in the file are read, as before.
+        let (_dir, sources) = with_file(
+            "grace_period_days = \"3\"\nmigrate_on_start = \"false\"\n",
+            &[],
+        );
+        let config = Config::load(&sources).expect("valid");
+        assert_eq!(config.grace_period_secs, 3 * 86_400);
+        assert!(!config.migrate_on_start);
+    }
+
+    #[test]
+    fn what_figment_refuses_is_named_without_its_internals_and_once() {
+        let (_dir, sources) = with_file(
+            "[plans.free]\nname = \"Free\"\nfree_tier = true\nfeature = [\"sso\"]\n",
+            &[],
+        );
+        let message = printed(Config::load(&sources).expect_err("unknown field"));
+        assert!(
+            message.contains("unknown key `feature` for `plans.free.feature` in ")
+                && message.contains("Fix: use one of name, prices, features")
+                && message.matches("unknown key").count() == 1
+                && !message.contains("default."),
+            "{message}"
+        );
+        let (_dir, sources) = with_file("grace_period_days = \n", &[]);
+        let message = printed(Config::load(&sources).expect_err("not TOML"));
+        assert!(
+            message.contains("TOML parse error")
+                && message.contains("Fix: check the file named by --config or ADMIT_CONFIG")
+                && message.matches("TOML parse error").count() == 1,
+            "{message}"
+        );
+        let message = printed(
+            Config::load(&env(&[(
+                "ADMIT_APP_TOKEN_FILE",
+                "/nonexistent/admit-token",
+            )]))
+            .expect_err("no file"),
+        );
+        assert_eq!(
+            message.matches("No such file").count(),
+            1,
+            "the io error once: {message}"
+        );
+        assert!(message.contains("Fix: "), "{message}");
+    }
+
+    #[test]
+    fn a_log_filter_that_does_not_parse_stops_start_up() {
+        for filter in ["admit=verbose", "info,[", "=debug["] {
+            let error = Config::load(&env(&[("ADMIT_LOG", filter)])).expect_err(filter);
+            let message = printed(error);
+            assert!(
+                message.starts_with(&format!(
+                    "admit: invalid configuration ADMIT_LOG: {filter:?} is not a log filter ("
+                )) && message.contains("Fix: set ADMIT_LOG to a level")
+                    && message.contains("admit=debug,sqlx=warn")
+                    && message.matches("is not a log filter").count() == 1,
+                "{message}"
+            );
+        }
+        let (_dir, sources) = with_file("log = \"admit=loud\"\n", &[]);
+        assert!(
+            wrong_setting(Config::load(&sources)).starts_with("`log` in "),
+            "named where it was set"
+        );
+        for filter in ["info", "warn,admit=debug", "admit=debug,sqlx=warn", "error"] {
+            Config::load(&env(&[("ADMIT_LOG", filter)])).expect(filter);
+        }
+    }
+
+    #[test]
+    fn a_secret_given_directly_and_as_a_file_stops_start_up() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "whsec_from_a_file_0123456789\n").expect("write");
+        let path = file.to_str().expect("utf8");
+        for (variable, value) in [
+            ("ADMIT_APP_TOKEN", "token-from-the-env-0123"),
+            ("ADMIT_WEBHOOK_SECRETS", "whsec_from_the_env"),
+            ("ADMIT_DATABASE_PASSWORD", "from-the-env"),
+            ("ADMIT_MAIL_URL", "smtp://localhost:25"),
+            ("ADMIT_STRIPE_API_KEY", "sk_test_from_the_env"),
+            ("ADMIT_METRICS_TOKEN", "metrics-from-the-env-0123"),
+        ] {
+            let file_variable = format!("{variable}_FILE");
+            let error = Config::load(&env(&[(variable, value), (&file_variable, path)]))
+                .expect_err(variable);
+            assert!(
+                matches!(&error, ConfigError::SecretTwice { .. }),
+                "{error:?}"
+            );
+            let message = printed(error);
+            assert_eq!(
+                message,
+                format!(
+                    "admit: {variable} and {file_variable} are both set. Fix: unset one of them: {file_variable} to use {variable}, or {variable} to read the secret from the file"
+                )
+            );
+            assert!(!message.contains(value), "no secret shown: {message}");
+        }
+        // Set but empty counts as unset, as it does for the value itself.
+        std::fs::write(&file, "token-from-a-file-0123456\n").expect("write");
+        let config = Config::load(&env(&[
+            ("ADMIT_APP_TOKEN", ""),
+            ("ADMIT_APP_TOKEN_FILE", path),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            config.app_token.expose_secret(),
+            "token-from-a-file-0123456"
+        );
+    }
+
+    #[test]
+    fn unknown_admit_variables_are_reported_with_the_closest_known_one() {
+        let sources = env(&[
+            ("ADMIT_GRACE_PERIODS_DAYS", "3"),
+            ("ADMIT_WEBHOOK_SECRET", "whsec_x"),
+            ("ADMIT_SOMETHING_ELSE_ENTIRELY", "1"),
+            ("ADMIT_TEST_DATABASE_URL", "postgres://x"),
+            ("ADMIT_LISTEN", "127.0.0.1:9000"),
+            ("ADMIT_APP_TOKEN_FILE", "/x"),
+            ("ADMIT_METRICS_TOKEN", "x"),
+            ("ADMIT_CONFIG", "/x"),
+            ("ADMIT_listen", "127.0.0.1:9000"),
+        ]);
+        let unknown = sources.unknown_variables();
+        let reported: Vec<(&str, Option<&str>)> = unknown
+            .iter()
+            .map(|u| (u.name.as_str(), u.suggestion.as_deref()))
+            .collect();
+        assert_eq!(
+            reported,
+            [
+                ("ADMIT_GRACE_PERIODS_DAYS", Some("ADMIT_GRACE_PERIOD_DAYS")),
+                ("ADMIT_SOMETHING_ELSE_ENTIRELY", None),
+                ("ADMIT_WEBHOOK_SECRET", Some("ADMIT_WEBHOOK_SECRETS")),
+            ]
+        );
+        assert_eq!(
+            unknown[0].to_string(),
+            "ADMIT_GRACE_PERIODS_DAYS is not an admit setting and is ignored; did you mean ADMIT_GRACE_PERIOD_DAYS? Fix: rename it to ADMIT_GRACE_PERIOD_DAYS"
+        );
+        assert!(unknown[1].to_string().contains("Fix: unset it"));
+        // Ignored, not merged: the defaults stand.
+        let config = Config::load(&env(&[("ADMIT_GRACE_PERIODS_DAYS", "3")])).expect("valid");
+        assert_eq!(config.grace_period_secs, 7 * 86_400);
+    }
+
+    #[test]
+    fn a_metrics_token_is_optional_long_and_secret() {
+        assert!(
+            Config::load(&env(&[]))
+                .expect("valid")
+                .metrics_token
+                .is_none()
+        );
+        assert!(
+            Config::load(&env(&[("ADMIT_METRICS_TOKEN", "")]))
+                .expect("valid")
+                .metrics_token
+                .is_none(),
+            "empty means unset"
+        );
+        let config = Config::load(&env(&[("ADMIT_METRICS_TOKEN", "metrics-topsecret-0123")]))
+            .expect("valid");
+        assert_eq!(
+            config.metrics_token.as_ref().map(|t| t.expose_secret()),
+            Some("metrics-topsecret-0123")
+        );
+        assert!(!format!("{config:?}").contains("topsecret"));
+        for short in ["tiny", "has whitespace in it 0123"] {
+            let error = Config::load(&env(&[("ADMIT_METRICS_TOKEN", short)])).expect_err(short);
+            let message = error.to_string();
+            assert!(
+                message.contains("`metrics_token`")
+                    && message.contains("Fix: set ADMIT_METRICS_TOKEN")
+                    && !message.contains(short),
+                "{message}"
+            );
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("metrics-token");
+        std::fs::write(&file, "metrics-from-a-file-0123\n").expect("write");
+        let config = Config::load(&env(&[(
+            "ADMIT_METRICS_TOKEN_FILE",
+            file.to_str().expect("utf8"),
+        )]))
+        .expect("valid");
+        assert_eq!(
+            config.metrics_token.as_ref().map(|t| t.expose_secret()),
+            Some("metrics-from-a-file-0123")
+        );
+    }
+
+    #[test]
+    fn stripe_and_mail_numbers_are_read_from_the_environment() {
+        let config = Config::load(&env(&[
+            ("ADMIT_STRIPE_MAX_REQUESTS_PER_SEC", "5"),
+            ("ADMIT_RECONCILE_INTERVAL_SECS", "60"),
+            ("ADMIT_MAIL_MAX_ATTEMPTS", "3"),
+            ("ADMIT_SIGNIN_TOKEN_TTL_HOURS", "1"),
+        ]))
+        .expect("valid");
+        assert_eq!(config.stripe.max_requests_per_sec, 5);
+        assert_eq!(config.stripe.reconcile_interval_secs, 60);
+        assert_eq!(config.mail.max_attempts, 3);
+        assert_eq!(config.mail.signin_token_ttl_secs, 3600);
+    }
+
+    /// The key table, the defaults file and `Config::validate` agree.
+    #[test]
+    fn every_key_is_listed_once_with_the_range_validate_accepts() {
+        let defaults: figment::value::Dict = Figment::from(Toml::string(DEFAULTS))
+            .extract()
+            .expect("defaults");
+        for name in defaults.keys().filter(|k| *k != "plans") {
+            assert!(
+                keys::KEYS.iter().any(|key| key.name == name),
+                "{name} is in the defaults but not in keys::KEYS"
+            );
+        }
+        for key in keys::KEYS {
+            assert!(
+                DEFAULTS.contains(&key.variable()),
+                "{} is in keys::KEYS but not documented in the defaults",
+                key.variable()
+            );
+            assert_eq!(
+                keys::KEYS.iter().filter(|k| k.name == key.name).count(),
+                1,
+                "{}",
+                key.name
+            );
+            let keys::Kind::Whole { hint, .. } = key.kind else {
+                continue;
+            };
+            let Some(range) = hint.strip_prefix("between ") else {
+                continue;
+            };
+            let (low, rest) = range.split_once(" and ").expect("between A and B");
+            let high = rest.split(',').next().expect("B");
+            let (low, high): (i64, i64) = (low.parse().expect("A"), high.parse().expect("B"));
+            let variable = key.variable();
+            for n in [low, high] {
+                Config::load(&env(&[(&variable, &n.to_string())]))
+                    .unwrap_or_else(|e| panic!("{variable}={n}: {e}"));
+            }
+            for n in [low - 1, high + 1] {
+                assert!(
+                    Config::load(&env(&[(&variable, &n.to_string())])).is_err(),
+                    "{variable}={n} is outside {hint}"
+                );
+            }
+        }
     }
 }

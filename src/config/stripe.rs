@@ -7,6 +7,8 @@ use serde::Deserialize;
 
 use super::ConfigError;
 
+/// The Stripe keys as read, before validation (extracted on their own, so
+/// figment reads numbers in the environment as numbers).
 #[derive(Deserialize)]
 pub(super) struct RawStripe {
     #[serde(default, deserialize_with = "super::optional_string")]
@@ -81,13 +83,8 @@ impl std::fmt::Debug for StripeConfig {
 }
 
 impl StripeConfig {
-    pub(super) fn validate(
-        raw: RawStripe,
-        key_override: Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let api_key = key_override
-            .or(raw.stripe_api_key)
-            .filter(|k| !k.trim().is_empty());
+    pub(super) fn validate(raw: RawStripe) -> Result<Self, ConfigError> {
+        let api_key = raw.stripe_api_key.filter(|k| !k.trim().is_empty());
         if let Some(key) = &api_key
             && !(key.starts_with("sk_") || key.starts_with("rk_"))
         {
