@@ -29,15 +29,6 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            header_timeout: Duration::from_secs(10),
-            max_connections: 1024,
-        }
-    }
-}
-
 /// Serves `router` on `listener` until `stop` resolves, then stops
 /// accepting and waits for the connections' requests in flight to end
 /// (idle keep-alive connections are closed at once).

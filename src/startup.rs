@@ -50,6 +50,9 @@ impl App {
         )?;
         let ingest = crate::inbox::IngestWriter::start(store.clone());
         crate::operators::prepare();
+        let public_limit = Arc::new(crate::http::limit::PublicLimit::new(
+            config.public_rate_per_minute,
+        ));
         Ok(Self {
             state: AppState {
                 config: Arc::new(config),
@@ -62,6 +65,7 @@ impl App {
                 sync_budget: Arc::default(),
                 rejections: Arc::default(),
                 console: crate::http::admin::ConsoleState::new(),
+                public_limit,
             },
             transport: Arc::new(transport),
         })
@@ -149,7 +153,11 @@ impl App {
 
         // One signal stops the workers claiming and the server accepting.
         let mut draining = stop.clone();
-        let limits = crate::server::Limits::default();
+        let limits = crate::server::Limits {
+            header_timeout: Duration::from_secs(self.state.config.header_timeout_secs),
+            max_connections: usize::try_from(self.state.config.max_connections)
+                .unwrap_or(usize::MAX),
+        };
         let mut server = tokio::spawn(crate::server::serve(listener, router, limits, async move {
             let _ = draining.wait_for(|stopping| *stopping).await;
         }));

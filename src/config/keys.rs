@@ -102,6 +102,18 @@ pub(super) const KEYS: &[Key] = &[
         "shutdown_grace_secs",
         unsigned(u64::MAX, "between 0 and 600, e.g. 10"),
     ),
+    key(
+        "header_timeout_secs",
+        unsigned(u64::MAX, "between 1 and 300, e.g. 10"),
+    ),
+    key(
+        "max_connections",
+        unsigned(U32, "between 1 and 100000, e.g. 1024"),
+    ),
+    key(
+        "public_rate_per_minute",
+        unsigned(U32, "between 0 (no limit) and 100000, e.g. 120"),
+    ),
     key("process_in_background", Kind::Bool),
     key("support_email", Kind::Text),
     secret("mail_url", Kind::Text),

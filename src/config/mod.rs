@@ -107,6 +107,9 @@ struct Raw {
     unmatched_purchase: String,
     outbox_settle_secs: u64,
     shutdown_grace_secs: u64,
+    header_timeout_secs: u64,
+    max_connections: u32,
+    public_rate_per_minute: u32,
     process_in_background: bool,
     #[serde(default, deserialize_with = "optional_string")]
     support_email: Option<String>,
@@ -177,6 +180,12 @@ pub struct Config {
     /// On SIGTERM, how long in-flight work may take before it is cut short
     /// and its leases given back.
     pub shutdown_grace_secs: u64,
+    /// The longest a client may take to send a request's headers.
+    pub header_timeout_secs: u64,
+    /// Connections served at once.
+    pub max_connections: u32,
+    /// Requests per minute per client address to the public routes; 0: no limit.
+    pub public_rate_per_minute: u32,
     /// Run the inbox processor inside `serve`.
     pub process_in_background: bool,
     /// The address customers are told to write to; unset by default.
@@ -221,6 +230,9 @@ impl fmt::Debug for Config {
             .field("unmatched_purchase", &self.unmatched_purchase)
             .field("outbox_settle_secs", &self.outbox_settle_secs)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("header_timeout_secs", &self.header_timeout_secs)
+            .field("max_connections", &self.max_connections)
+            .field("public_rate_per_minute", &self.public_rate_per_minute)
             .field("process_in_background", &self.process_in_background)
             .field("support_email", &self.support_email)
             .field("mail", &self.mail)
@@ -577,6 +589,27 @@ impl Config {
                 fix: "set ADMIT_SHUTDOWN_GRACE_SECS between 0 and 600 (10 is the default)",
             });
         }
+        if !(1..=300).contains(&raw.header_timeout_secs) {
+            return Err(ConfigError::Invalid {
+                key: "header_timeout_secs",
+                problem: format!("{} is out of range", raw.header_timeout_secs),
+                fix: "set ADMIT_HEADER_TIMEOUT_SECS between 1 and 300 (10 is the default)",
+            });
+        }
+        if !(1..=100_000).contains(&raw.max_connections) {
+            return Err(ConfigError::Invalid {
+                key: "max_connections",
+                problem: format!("{} is out of range", raw.max_connections),
+                fix: "set ADMIT_MAX_CONNECTIONS between 1 and 100000 (1024 is the default)",
+            });
+        }
+        if raw.public_rate_per_minute > 100_000 {
+            return Err(ConfigError::Invalid {
+                key: "public_rate_per_minute",
+                problem: format!("{} is out of range", raw.public_rate_per_minute),
+                fix: "set ADMIT_PUBLIC_RATE_PER_MINUTE between 0 (no limit) and 100000 (120 is the default)",
+            });
+        }
         let support_email = match raw.support_email.filter(|e| !e.trim().is_empty()) {
             None => None,
             // The address itself stays out of the message, like every address.
@@ -610,6 +643,9 @@ impl Config {
             unmatched_purchase,
             outbox_settle_secs: raw.outbox_settle_secs,
             shutdown_grace_secs: raw.shutdown_grace_secs,
+            header_timeout_secs: raw.header_timeout_secs,
+            max_connections: raw.max_connections,
+            public_rate_per_minute: raw.public_rate_per_minute,
             process_in_background: raw.process_in_background,
             support_email,
             mail,

@@ -18,21 +18,29 @@ impl FromRequestParts<AppState> for AppCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .ok_or(ApiError::Unauthorized)?;
-        // Hashing first makes the comparison constant-time in the length too.
-        let expected = Sha256::digest(state.config.app_token.expose_secret().as_bytes());
-        let presented = Sha256::digest(presented.trim().as_bytes());
-        if bool::from(expected.ct_eq(&presented)) {
+        let presented = presented_bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        if same_secret(presented, state.config.app_token.expose_secret()) {
             Ok(AppCaller)
         } else {
             Err(ApiError::Unauthorized)
         }
     }
+}
+
+/// Whether a presented token is the expected secret. Hashing first makes
+/// the comparison constant-time in the length too.
+pub fn same_secret(presented: &str, expected: &str) -> bool {
+    let expected = Sha256::digest(expected.as_bytes());
+    let presented = Sha256::digest(presented.trim().as_bytes());
+    bool::from(expected.ct_eq(&presented))
+}
+
+/// The bearer token of a request, if it sent one.
+pub fn presented_bearer(parts: &axum::http::HeaderMap) -> Option<&str> {
+    parts
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
 }
 
 /// The credentials of `Authorization: Bearer <token>`; the scheme's name is

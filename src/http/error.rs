@@ -62,6 +62,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request was not received in time")]
     RequestTimeout,
+    #[error("too many requests from this address: retry after the time Retry-After gives")]
+    RateLimited,
     #[error("no case with this id")]
     CaseNotFound,
     #[error("this sign-in link is not valid")]
@@ -124,6 +126,7 @@ impl ApiError {
             ApiError::RouteNotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::RequestTimeout => "request_timeout",
+            ApiError::RateLimited => "rate_limited",
             ApiError::CaseNotFound => "case_not_found",
             ApiError::TokenNotFound => "token_not_found",
             ApiError::TokenUsed => "token_used",
@@ -179,6 +182,7 @@ impl ApiError {
             | ApiError::WorkspaceHasHeldCases => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -9,6 +9,7 @@ mod checkout;
 mod error;
 mod events;
 mod json;
+pub mod limit;
 mod observe;
 mod ops;
 mod outbox;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub rejections: Arc<webhooks::RejectionTally>,
     /// The console's per-instance state (its memo cache).
     pub console: Arc<admin::ConsoleState>,
+    /// Requests per client to the routes anyone can reach.
+    pub public_limit: Arc<limit::PublicLimit>,
 }
 
 /// `?state=` of the list routes: one of `allowed`, or `all` / absent for every state.
@@ -150,6 +153,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .merge(admin::router(state.clone()))
         .fallback(|| async { ApiError::RouteNotFound })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit::public_routes,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             observe::record,

@@ -241,3 +241,116 @@ async fn a_stalled_body_gets_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"request_timeout\""), "{answer}");
 }
+
+#[tokio::test]
+async fn public_routes_are_limited_per_client() {
+    let app = crate::helpers::spawn_app_with(&[("ADMIT_PUBLIC_RATE_PER_MINUTE", "10")]).await;
+    let client = reqwest::Client::new();
+    let mut limited = None;
+    for attempt in 0..12 {
+        let answer = client
+            .get(app.url("/welcome?session_id=cs_test_nobody"))
+            .send()
+            .await
+            .expect("admit answers");
+        if answer.status() == 429 {
+            limited = Some((attempt, answer));
+            break;
+        }
+    }
+    let (attempt, answer) = limited.expect("the 12th request at the latest is refused");
+    assert!(attempt >= 5, "a burst of 5 is allowed, refused at {attempt}");
+    assert_eq!(answer.headers()["retry-after"], "30");
+    let body: serde_json::Value = answer.json().await.expect("the error shape");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Other routes, and the API with its token, are not limited by it.
+    for _ in 0..20 {
+        app.get("/v1/events").await.expect(200);
+    }
+    let health = client.get(app.url("/healthz")).send().await.expect("answer");
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn metrics_can_require_a_bearer_token() {
+    const TOKEN: &str = "metrics-token-0123456789";
+    let app = crate::helpers::spawn_app_with(&[("ADMIT_METRICS_TOKEN", TOKEN)]).await;
+    let client = reqwest::Client::new();
+    let bare = client.get(app.url("/metrics")).send().await.expect("answer");
+    assert_eq!(bare.status(), 401);
+    let wrong = client
+        .get(app.url("/metrics"))
+        .header("authorization", "Bearer metrics-token-WRONG-56789")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(wrong.status(), 401);
+    let right = client
+        .get(app.url("/metrics"))
+        .header("authorization", format!("bearer {TOKEN}"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(right.status(), 200);
+    assert!(right.text().await.expect("text").contains("admit_"));
+    // Without a token configured, /metrics stays open (the default).
+    let open = spawn_app().await;
+    let answer = client.get(open.url("/metrics")).send().await.expect("answer");
+    assert_eq!(answer.status(), 200);
+}
+
+/// Beyond ADMIT_MAX_CONNECTIONS a connection gets 503 at once and is closed;
+/// once others close, clients are served again.
+#[tokio::test]
+async fn connections_beyond_the_limit_get_503_not_a_hang() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = crate::helpers::spawn_app_with(&[("ADMIT_MAX_CONNECTIONS", "3")]).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(
+            tokio::net::TcpStream::connect(&address)
+                .await
+                .expect("connect"),
+        );
+    }
+    // Let the server accept the three before the fourth arrives.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut extra = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: admit\r\n\r\n")
+        .await
+        .expect("request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        extra.read_to_end(&mut answer),
+    )
+    .await
+    .expect("answered, not left hanging")
+    .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    drop(idle);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let served = reqwest::Client::new()
+            .get(app.url("/healthz"))
+            .header("connection", "close")
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        if matches!(served, Ok(200)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "served again once connections closed: {served:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
