@@ -74,8 +74,15 @@ async fn receive(
                     .webhook_rejections
                     .get_or_create(&RejectedLabels { code: error.code() })
                     .inc();
-                // Logged once, here, without the body.
-                tracing::warn!(code = error.code(), reason = %error, "webhook rejected");
+                // Logged once, here, without the body. A malformed event's
+                // reason is serde's message, which quotes the body's values
+                // (`invalid type: string "…"`): its code says enough, and
+                // the sender sees the whole reason in the response.
+                if matches!(error, ApiError::EventMalformed(_)) {
+                    tracing::warn!(code = error.code(), "webhook rejected");
+                } else {
+                    tracing::warn!(code = error.code(), reason = %error, "webhook rejected");
+                }
                 // Kept for the readiness memo (signature failures in the last
                 // 24 h): tallied in memory and written every few seconds, so a
                 // flood of forged requests never queues for the write lock.

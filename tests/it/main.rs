@@ -7,6 +7,7 @@ mod helpers;
 
 mod checkout;
 mod cli;
+mod config_errors;
 mod console;
 mod events;
 mod fixtures;
@@ -15,6 +16,7 @@ mod history;
 mod instances;
 mod lists;
 mod localstripe;
+mod log_safety;
 mod mail;
 mod ops;
 mod postgres;
