@@ -1,5 +1,10 @@
 //! Liveness, readiness and metrics: what a load balancer and Prometheus ask.
 
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use admit_core::Timestamp;
+use admit_store::Store;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -9,6 +14,16 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+
+/// How long a write probe's outcome stands: a load balancer polling
+/// `/readyz` every second makes one write every few seconds, not one a
+/// second; a database that cannot be written shows within this long, and
+/// so does one that can again.
+const WRITE_PROBE_SECS: i64 = 5;
+
+/// How long `/readyz` waits for the probe: a write lock not had by then
+/// (SQLite's busy timeout is 10 s) is a database not taking writes.
+const WRITE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -31,7 +46,78 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         tracing::warn!(error = %crate::telemetry::error_chain(&e), "not ready");
         ApiError::NotReady(e.to_string())
     })?;
+    // Reads alone prove little: on a full disk or a read-only file every
+    // webhook failed while this answered 200 (issue 14).
+    writable(&state).await.map_err(ApiError::NotReady)?;
     Ok(Json(json!({"status": "ready"})))
+}
+
+/// The last write probe's time and outcome (the reason when it failed).
+type LastProbe = Option<(Timestamp, Result<(), String>)>;
+
+/// Whether the database takes writes: [`Store::check_writable`] at most
+/// once every [`WRITE_PROBE_SECS`] (by the app's clock), its outcome
+/// answering in between; callers arriving during a probe wait for it.
+async fn writable(state: &AppState) -> Result<(), String> {
+    let probe = last_probe(&state.store);
+    let mut last = probe.lock().await;
+    let now = state.clock.now();
+    if let Some((at, outcome)) = &*last
+        && (0..WRITE_PROBE_SECS).contains(&(now.unix() - at.unix()))
+    {
+        return outcome.clone();
+    }
+    let outcome = match tokio::time::timeout(WRITE_PROBE_TIMEOUT, state.store.check_writable(now))
+        .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::telemetry::error_chain(&e), "not ready: the database cannot be written");
+            Err(format!(
+                "the database cannot be written: {}",
+                root_cause(&e)
+            ))
+        }
+        Err(_) => {
+            tracing::warn!("not ready: a write to the database did not finish in time");
+            Err(format!(
+                "the database cannot be written: a write did not finish within {} s",
+                WRITE_PROBE_TIMEOUT.as_secs()
+            ))
+        }
+    };
+    *last = Some((now, outcome.clone()));
+    outcome
+}
+
+/// The innermost cause (the database's own message, say "database or
+/// disk is full"), for the reason `/readyz` gives.
+fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+/// The write probe of the instance `store` belongs to. Kept by the store's
+/// identity because each instance (several in one test process) has its
+/// own store: an entry holds the store weakly (which also keeps its address
+/// from being reused while the entry lives) and goes with the store.
+fn last_probe(store: &Arc<dyn Store>) -> Arc<tokio::sync::Mutex<LastProbe>> {
+    type Probes = Vec<(Weak<dyn Store>, Arc<tokio::sync::Mutex<LastProbe>>)>;
+    static PROBES: Mutex<Probes> = Mutex::new(Vec::new());
+    let mut probes = PROBES.lock().unwrap_or_else(PoisonError::into_inner);
+    probes.retain(|(owner, _)| owner.strong_count() > 0);
+    if let Some((_, probe)) = probes
+        .iter()
+        .find(|(owner, _)| std::ptr::addr_eq(owner.as_ptr(), Arc::as_ptr(store)))
+    {
+        return probe.clone();
+    }
+    let probe = Arc::default();
+    probes.push((Arc::downgrade(store), Arc::clone(&probe)));
+    probe
 }
 
 /// The go/no-go memo, the same JSON as `admit readiness --json`.
@@ -58,7 +144,17 @@ pub(super) async fn current_report(state: &AppState) -> anyhow::Result<crate::re
     .await
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    // With ADMIT_METRICS_TOKEN set, Prometheus sends it as a bearer token.
+    if let Some(expected) = &state.config.metrics_token {
+        let presented = super::auth::presented_bearer(&headers).ok_or(ApiError::Unauthorized)?;
+        if !super::auth::same_secret(presented, secrecy::ExposeSecret::expose_secret(expected)) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
     let now = state.clock.now();
     // The backlog gauges are the database's figures at scrape time; a
     // failed read leaves the last ones and is logged, the scrape still answers.
@@ -68,8 +164,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             tracing::warn!(error = %crate::telemetry::error_chain(&e), "cannot read the backlog for the metrics");
         }
     }
-    (
+    Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(),
-    )
+    ))
 }

@@ -259,7 +259,10 @@ async fn public_routes_are_limited_per_client() {
         }
     }
     let (attempt, answer) = limited.expect("the 12th request at the latest is refused");
-    assert!(attempt >= 5, "a burst of 5 is allowed, refused at {attempt}");
+    assert!(
+        attempt >= 5,
+        "a burst of 5 is allowed, refused at {attempt}"
+    );
     assert_eq!(answer.headers()["retry-after"], "30");
     let body: serde_json::Value = answer.json().await.expect("the error shape");
     assert_eq!(body["error"]["code"], "rate_limited");
@@ -267,7 +270,11 @@ async fn public_routes_are_limited_per_client() {
     for _ in 0..20 {
         app.get("/v1/events").await.expect(200);
     }
-    let health = client.get(app.url("/healthz")).send().await.expect("answer");
+    let health = client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(health.status(), 200);
 }
 
@@ -276,7 +283,11 @@ async fn metrics_can_require_a_bearer_token() {
     const TOKEN: &str = "metrics-token-0123456789";
     let app = crate::helpers::spawn_app_with(&[("ADMIT_METRICS_TOKEN", TOKEN)]).await;
     let client = reqwest::Client::new();
-    let bare = client.get(app.url("/metrics")).send().await.expect("answer");
+    let bare = client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(bare.status(), 401);
     let wrong = client
         .get(app.url("/metrics"))
@@ -295,7 +306,11 @@ async fn metrics_can_require_a_bearer_token() {
     assert!(right.text().await.expect("text").contains("admit_"));
     // Without a token configured, /metrics stays open (the default).
     let open = spawn_app().await;
-    let answer = client.get(open.url("/metrics")).send().await.expect("answer");
+    let answer = client
+        .get(open.url("/metrics"))
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(answer.status(), 200);
 }
 

@@ -22,6 +22,7 @@ mod ops;
 mod postgres;
 mod processors;
 mod provisioning;
+mod readiness_probe;
 mod release;
 mod restart;
 mod scenarios;

@@ -11,6 +11,7 @@ mod conformance;
 pub mod directory;
 mod error;
 mod events;
+mod health;
 pub mod list;
 mod migrations;
 pub mod operators;
@@ -26,7 +27,7 @@ mod values;
 
 use std::sync::Arc;
 
-use admit_core::EventId;
+use admit_core::{EventId, Timestamp};
 
 pub use audit::{AuditEntry, StoredAuditEntry};
 pub use directory::{Actor, DirectoryStore, MemberChange};
@@ -71,6 +72,17 @@ pub trait Store:
 
     /// `Ok` when the database answers and every embedded migration is applied.
     async fn check_ready(&self) -> Result<(), StoreError>;
+
+    /// `Ok` when a write can be committed now: upserts the one row of
+    /// `readiness_probe` (stamped `now`; every instance on the database
+    /// shares it) in a transaction of its own, a moment's hold of the write
+    /// lock. SQLite writes through a connection opened for the probe (as
+    /// the pool would open its next one: a file that became read-only
+    /// fails here, a full disk fails the commit); PostgreSQL through the
+    /// pool. After a failure, and after the first success that follows
+    /// one, the pool replaces the connections it holds (see `health`). For
+    /// `/readyz`, which runs it every few seconds at most.
+    async fn check_writable(&self, now: Timestamp) -> Result<(), StoreError>;
 
     /// Stores a verified event unless one with the same id is already stored.
     /// Returns only after the insert committed.

@@ -38,3 +38,14 @@ CREATE INDEX workspaces_by_created ON workspaces (created_at, id COLLATE "C");
 -- The console's search by a purchaser's email (the events list's filter).
 CREATE INDEX stripe_events_by_purchaser_email ON stripe_events (purchaser_email)
     WHERE purchaser_email IS NOT NULL;
+
+-- The row `/readyz` rewrites every few seconds to find out whether the
+-- database can be written (a full disk, a read-only database): one row,
+-- which every instance on the database shares.
+-- `probes` counts the writes, so each one changes the row (as on SQLite,
+-- where a row rewritten unchanged is not written at all).
+CREATE TABLE readiness_probe (
+    id        SMALLINT PRIMARY KEY CHECK (id = 1),
+    probed_at BIGINT NOT NULL,
+    probes    BIGINT NOT NULL
+);

@@ -37,3 +37,15 @@ CREATE INDEX workspaces_by_created ON workspaces (created_at, id);
 -- The console's search by a purchaser's email (the events list's filter).
 CREATE INDEX stripe_events_by_purchaser_email ON stripe_events (purchaser_email)
     WHERE purchaser_email IS NOT NULL;
+
+-- The row `/readyz` rewrites every few seconds to find out whether the
+-- database can be written (a full disk, a read-only file): one row, which
+-- every instance on the database shares.
+-- `probes` counts the writes, so each one changes the row: SQLite skips
+-- writing a row rewritten with the bytes it has, and such a commit would
+-- succeed on a full disk.
+CREATE TABLE readiness_probe (
+    id        INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    probed_at INTEGER NOT NULL,
+    probes    INTEGER NOT NULL
+) STRICT;

@@ -89,6 +89,129 @@ async fn a_database_missing_a_migration_is_not_ready() {
     );
 }
 
+/// The rows of `readiness_probe`, as `(id, probed_at, probes)`.
+async fn probe_rows(store: &super::TestStore) -> Vec<(i64, i64, i64)> {
+    sqlx::query_as::<_, (i64, i64, i64)>(
+        "SELECT CAST(id AS BIGINT), probed_at, probes FROM readiness_probe",
+    )
+    .fetch_all(&store.db)
+    .await
+    .expect("read the probe row")
+}
+
+/// The write probe commits: one row, stamped with the probe's time, which
+/// every instance on the database rewrites (no row per instance to pile
+/// up), and which each probe changes (one at the same time as the last
+/// still writes).
+#[tokio::test]
+async fn the_write_probe_commits_one_row_every_instance_shares() {
+    let store = fresh().await;
+    assert_eq!(probe_rows(&store).await, []);
+    store.check_writable(NOW).await.expect("writable");
+    assert_eq!(probe_rows(&store).await, [(1, NOW.unix(), 1)]);
+    let other = store.instance().await;
+    other
+        .check_writable(NOW.plus_seconds(5))
+        .await
+        .expect("another instance");
+    store
+        .check_writable(NOW.plus_seconds(7))
+        .await
+        .expect("again");
+    store
+        .check_writable(NOW.plus_seconds(7))
+        .await
+        .expect("at the same time");
+    assert_eq!(probe_rows(&store).await, [(1, NOW.unix() + 7, 4)]);
+}
+
+/// A store on a database it cannot write: the probe fails (where the
+/// migration check, a read, passes), reads go on, writes fail. SQLite: a
+/// store that opened the file read-only (as SQLite opens a file it may not
+/// write); PostgreSQL: sessions started while the database's
+/// `default_transaction_read_only` is on (as on a standby). On PostgreSQL
+/// the fault is then lifted: the same store's probe passes again by the
+/// second probe, and its writes succeed at once (the sessions opened
+/// read-only are replaced).
+#[tokio::test]
+async fn a_database_that_cannot_be_written_fails_the_write_probe_but_not_reads() {
+    let store = fresh().await;
+    store
+        .insert_event(&test_event("evt_before", "invoice.paid", NOW))
+        .await
+        .expect("insert");
+    let database: Option<String> = match store.backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let name: String = sqlx::query_scalar("SELECT CAST(current_database() AS TEXT)")
+                .fetch_one(&store.db)
+                .await
+                .expect("the database's name");
+            store
+                .exec(format!(
+                    "ALTER DATABASE {name} SET default_transaction_read_only = on"
+                ))
+                .await;
+            Some(name)
+        }
+    };
+    let read_only = match store.backend {
+        Backend::Sqlite => crate::connect(&format!("{}?mode=ro", store.url))
+            .await
+            .expect("open read-only"),
+        Backend::Postgres => store.instance().await,
+    };
+    let failed = read_only.check_writable(NOW.plus_seconds(5)).await;
+    assert!(matches!(failed, Err(StoreError::Database(_))), "{failed:?}");
+    read_only
+        .check_ready()
+        .await
+        .expect("reads work: the schema is checked");
+    // Reads at once: the pool opens more connections, all unable to write.
+    let counts = tokio::join!(
+        read_only.count_events(),
+        read_only.count_events(),
+        read_only.count_events(),
+        read_only.count_events()
+    );
+    for count in [counts.0, counts.1, counts.2, counts.3] {
+        assert_eq!(count.expect("count"), 1);
+    }
+    assert!(
+        read_only
+            .insert_event(&test_event("evt_refused", "invoice.paid", NOW))
+            .await
+            .is_err()
+    );
+    let Some(name) = database else {
+        return;
+    };
+    store
+        .exec(format!(
+            "ALTER DATABASE {name} RESET default_transaction_read_only"
+        ))
+        .await;
+    let mut probes = 1;
+    while read_only
+        .check_writable(NOW.plus_seconds(10))
+        .await
+        .is_err()
+    {
+        probes += 1;
+        assert!(probes <= 2, "the probe still fails after the fault is gone");
+    }
+    for n in 0..5 {
+        read_only
+            .insert_event(&test_event(&format!("evt_after{n}"), "invoice.paid", NOW))
+            .await
+            .expect("writes succeed once the probe does");
+    }
+    let [(1, probed_at, _)] = probe_rows(&store).await[..] else {
+        panic!("one probe row");
+    };
+    assert_eq!(probed_at, NOW.unix() + 10);
+}
+
 #[tokio::test]
 async fn insert_is_idempotent_by_event_id_and_round_trips() {
     let store = fresh().await;

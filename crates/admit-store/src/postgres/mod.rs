@@ -15,7 +15,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use admit_core::EventId;
+use admit_core::{EventId, Timestamp};
+use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::Notify;
 
@@ -34,6 +35,7 @@ mod session;
 mod signin;
 
 use crate::events::{InsertOutcome, NewEvent, StoredEvent};
+use crate::health::PoolHealth;
 use crate::values::json_text;
 use crate::{DatabaseOptions, Store, StoreError, bodies, migrations};
 
@@ -55,6 +57,8 @@ pub struct PgStore {
     listening: PgPool,
     /// The `LISTEN` tasks `subscribe` started, stopped by `close`.
     listeners: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Which idle connections the pool hands out again (see `health`).
+    health: Arc<PoolHealth>,
 }
 
 impl PgStore {
@@ -75,9 +79,20 @@ impl PgStore {
         if let Some(password) = &database.password {
             options = options.password(password);
         }
+        let health = Arc::new(PoolHealth::new());
+        let keep = health.clone();
         let pool = PgPoolOptions::new()
             .max_connections(database.pool_size.unwrap_or(DEFAULT_POOL))
             .acquire_timeout(Duration::from_secs(10))
+            // The ping on acquire sends the rollback a dropped transaction
+            // queued; `before_acquire` relies on it.
+            .test_before_acquire(true)
+            // A connection left inside a transaction is closed, not handed
+            // out to fail every BEGIN: see `health`.
+            .before_acquire(move |conn, meta| {
+                let keep = keep.keep(conn.is_in_transaction(), &meta);
+                Box::pin(async move { Ok(keep) })
+            })
             .connect_with(options.clone())
             .await?;
         let listening = PgPoolOptions::new()
@@ -87,6 +102,7 @@ impl PgStore {
             pool,
             listening,
             listeners: Arc::default(),
+            health,
         })
     }
 }
@@ -240,6 +256,25 @@ impl Store for PgStore {
             Some(missing) => Err(StoreError::NotMigrated { missing }),
             None => Ok(()),
         }
+    }
+
+    async fn check_writable(&self, now: Timestamp) -> Result<(), StoreError> {
+        // Through the pool: the sessions this instance writes with are the
+        // ones to test (a connection of its own each time would also fail
+        // when the server refuses new connections while the pool serves).
+        // One statement, so a transaction of its own; the instances share
+        // the row, and hold its lock for the update only.
+        let written = sqlx::query(
+            "INSERT INTO readiness_probe (id, probed_at, probes) VALUES (1, $1, 1)
+             ON CONFLICT (id) DO UPDATE
+             SET probed_at = EXCLUDED.probed_at, probes = readiness_probe.probes + 1",
+        )
+        .bind(now.unix())
+        .execute(&self.pool)
+        .await;
+        self.health.probed(written.is_ok());
+        written?;
+        Ok(())
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {

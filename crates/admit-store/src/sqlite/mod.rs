@@ -6,11 +6,14 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use admit_core::EventId;
+use admit_core::{EventId, Timestamp};
+use sqlx::Connection as _;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 mod apply;
@@ -29,6 +32,7 @@ mod session;
 mod signin;
 
 use crate::events::{InsertOutcome, NewEvent, StoredEvent};
+use crate::health::PoolHealth;
 use crate::values::json_text;
 use crate::{Store, StoreError, bodies, migrations};
 
@@ -39,6 +43,11 @@ const DEFAULT_POOL: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// How [`Store::check_writable`] opens its connection: the pool's
+    /// options, except that a missing file is not created.
+    probe: SqliteConnectOptions,
+    /// Which idle connections the pool hands out again (see `health`).
+    health: Arc<PoolHealth>,
 }
 
 impl SqliteStore {
@@ -59,11 +68,27 @@ impl SqliteStore {
             // Checkpoints are `maintain`'s, in the background; a commit only
             // checkpoints itself if that falls far behind.
             .pragma("wal_autocheckpoint", "16384");
+        let health = Arc::new(PoolHealth::new());
+        let keep = health.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(pool_size.unwrap_or(DEFAULT_POOL))
-            .connect_with(options)
+            // The ping on acquire runs behind a rollback a dropped
+            // transaction queued; `before_acquire` relies on it.
+            .test_before_acquire(true)
+            // A connection left inside a transaction (a COMMIT on a full
+            // disk failed, and so did the ROLLBACK after it) is closed, not
+            // handed out to fail every BEGIN for good: see `health`.
+            .before_acquire(move |conn, meta| {
+                let keep = keep.keep(conn.is_in_transaction(), &meta);
+                Box::pin(async move { Ok(keep) })
+            })
+            .connect_with(options.clone())
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            probe: options.create_if_missing(false),
+            health,
+        })
     }
 }
 
@@ -154,6 +179,35 @@ impl Store for SqliteStore {
             Some(missing) => Err(StoreError::NotMigrated { missing }),
             None => Ok(()),
         }
+    }
+
+    async fn check_writable(&self, now: Timestamp) -> Result<(), StoreError> {
+        // A connection of its own, not the pool's: one opened now finds the
+        // file as it is now (a pooled one opened earlier kept a writable
+        // handle of a file made read-only since, and one opened while the
+        // file was read-only stays read-only). Opening a local file costs
+        // far less than the fsync of the commit, every few seconds.
+        let written = async {
+            let mut conn = SqliteConnection::connect_with(&self.probe).await?;
+            // One statement, so one short transaction: the write lock is
+            // held for the upsert and the commit's sync, no longer.
+            let upsert = sqlx::query(
+                "INSERT INTO readiness_probe (id, probed_at, probes) VALUES (1, ?, 1)
+                 ON CONFLICT (id) DO UPDATE
+                 SET probed_at = excluded.probed_at, probes = readiness_probe.probes + 1",
+            )
+            .bind(now.unix())
+            .execute(&mut conn)
+            .await;
+            // Closed whatever the outcome; a failure to close it after the
+            // write committed changes nothing.
+            let _ = conn.close().await;
+            upsert
+        }
+        .await;
+        self.health.probed(written.is_ok());
+        written?;
+        Ok(())
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
@@ -249,6 +303,152 @@ mod tests {
             std::fs::metadata(&path).expect("db file").len() >= before + 50 * 4000,
             "the batch is in the database file"
         );
+    }
+
+    /// A disk that fills up, for real: a commit fails with `SQLITE_FULL`,
+    /// which SQLite answers by rolling the transaction back itself, so the
+    /// rollback after it fails as well. Once space is freed the next
+    /// writes succeed at once: the connections those commits failed on are
+    /// not handed out again (they failed every later `BEGIN` with
+    /// "attempted to call begin_with at non-zero transaction depth").
+    /// Needs a tmpfs of its own (root); skipped, and says so, without.
+    #[tokio::test]
+    async fn after_a_full_disk_the_next_writes_succeed_at_once() {
+        let Some(disk) = Tmpfs::mount("16m") else {
+            return;
+        };
+        let path = disk.path().join("t.db");
+        let url = format!("sqlite://{}", path.display());
+        let store = SqliteStore::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+            .insert_event(&test_event("evt_before", "invoice.paid", NOW))
+            .await
+            .expect("insert");
+        store.check_writable(NOW).await.expect("writable");
+
+        disk.fill(&url).await;
+        // The probe first: a failed one has the pool replace the
+        // connections it holds, which would hide what follows.
+        assert!(
+            store.check_writable(NOW).await.is_err(),
+            "the probe fails (the same time as the last one: still a write)"
+        );
+        for n in 0..3 {
+            let failed = store
+                .insert_event(&test_event(&format!("evt_full{n}"), "invoice.paid", NOW))
+                .await;
+            assert!(
+                format!("{:?}", failed).contains("full"),
+                "a full disk fails the commit: {failed:?}"
+            );
+        }
+        assert_eq!(store.count_events().await.expect("reads go on"), 1);
+
+        disk.free();
+        for n in 0..20 {
+            store
+                .insert_event(&test_event(&format!("evt_after{n}"), "invoice.paid", NOW))
+                .await
+                .unwrap_or_else(|e| panic!("write {n} after the disk has room again: {e:?}"));
+        }
+        store.check_writable(NOW).await.expect("writable again");
+        assert_eq!(store.count_events().await.expect("count"), 21);
+        store.close().await;
+    }
+
+    /// The probe's own connection reaches the same database an in-memory
+    /// store's pool holds (`sqlite::memory:`), and creates no file where
+    /// the database file is missing.
+    #[tokio::test]
+    async fn the_probe_writes_to_the_stores_own_database() {
+        let memory = SqliteStore::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        memory.migrate().await.expect("migrate");
+        memory.check_writable(NOW).await.expect("in memory");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        assert!(store.check_writable(NOW).await.is_err());
+        assert!(!path.exists(), "no empty database is created");
+    }
+
+    /// A tmpfs of its own, of a fixed size, on a temporary folder
+    /// (unmounted when dropped): a disk that can be filled for real.
+    struct Tmpfs {
+        dir: tempfile::TempDir,
+    }
+
+    impl Tmpfs {
+        /// `None`, with a note on stderr, where mounting is not permitted.
+        fn mount(size: &str) -> Option<Self> {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mounted = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !mounted {
+                eprintln!(
+                    "SKIPPED: this test needs to mount a tmpfs (as root) to fill a disk for real, \
+                     and cannot here"
+                );
+                return None;
+            }
+            Some(Self { dir })
+        }
+
+        fn path(&self) -> &std::path::Path {
+            self.dir.path()
+        }
+
+        fn filler(&self) -> std::path::PathBuf {
+            self.path().join("filler")
+        }
+
+        /// Fills the disk to the last byte. First the log of `url`'s
+        /// database is truncated (a checkpoint): SQLite reuses a log's
+        /// space once checkpointed, so a commit must need new space.
+        pub(crate) async fn fill(&self, url: &str) {
+            use std::io::Write as _;
+            let mut conn = SqliteConnection::connect(url).await.expect("connect");
+            let (busy,): (i64,) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&mut conn)
+                .await
+                .expect("checkpoint");
+            assert_eq!(busy, 0, "the log is truncated");
+            conn.close().await.expect("close");
+            let mut file = std::fs::File::create(self.filler()).expect("filler");
+            for chunk in [1 << 16, 1 << 12, 1 << 9] {
+                while file.write_all(&vec![0; chunk]).is_ok() {}
+            }
+            file.sync_all().ok();
+        }
+
+        /// Makes room again.
+        fn free(&self) {
+            std::fs::remove_file(self.filler()).expect("remove the filler");
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            // Lazily: a connection still closing must not keep it mounted.
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
     }
 
     /// `len` pseudo-random bytes (xorshift), different for each `seed`.
