@@ -9,6 +9,7 @@ mod checkout;
 mod cli;
 mod config_errors;
 mod console;
+mod crash_safety;
 mod events;
 mod fixtures;
 mod hardening;
