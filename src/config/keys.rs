@@ -112,7 +112,7 @@ pub(super) const KEYS: &[Key] = &[
     ),
     key(
         "public_rate_per_minute",
-        unsigned(U32, "between 0 (no limit) and 100000, e.g. 120"),
+        unsigned(U32, "between 0 and 100000, e.g. 120 (0: no limit)"),
     ),
     key("process_in_background", Kind::Bool),
     key("support_email", Kind::Text),
