@@ -29,6 +29,11 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+/// Connections beyond the limit answered 503 at once; more are closed unanswered.
+const REFUSALS_AT_ONCE: usize = 64;
+/// How long a refused connection is given to send its request and read the 503.
+const REFUSAL_TIME: Duration = Duration::from_secs(2);
+
 /// Serves `router` on `listener` until `stop` resolves, then stops
 /// accepting and waits for the connections' requests in flight to end
 /// (idle keep-alive connections are closed at once).
@@ -39,6 +44,8 @@ pub async fn serve(
     stop: impl Future<Output = ()> + Send,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // Refusals are bounded too: a flood beyond them is dropped unanswered.
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
@@ -49,8 +56,10 @@ pub async fn serve(
                     // Out of file descriptors, or a connection reset before
                     // it was accepted: wait a moment rather than spin.
                     tracing::warn!(%error, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                        () = &mut stop => break,
+                    }
                 }
             },
             () = &mut stop => break,
@@ -78,14 +87,19 @@ pub async fn serve(
                 });
             }
             Err(_) => {
+                let Ok(refusal) = refusals.clone().try_acquire_owned() else {
+                    // Already answering as many refusals as it may: close.
+                    continue;
+                };
                 tracing::warn!(
                     max = limits.max_connections,
                     "connection refused with 503: too many open connections"
                 );
-                http.keep_alive(false);
+                http.keep_alive(false).header_read_timeout(REFUSAL_TIME);
                 let connection = http.serve_connection(io, hyper::service::service_fn(busy));
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(limits.header_timeout, connection).await;
+                    let _ = tokio::time::timeout(REFUSAL_TIME, connection).await;
+                    drop(refusal);
                 });
             }
         }

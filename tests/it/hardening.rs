@@ -120,11 +120,14 @@ async fn generated_development_secrets_never_reach_a_captured_stream() {
         .spawn()
         .expect("admit starts");
     let secrets = dir.path().join(admit::cli::DEVELOPMENT_SECRETS_FILE);
+    // The file is complete once it names the app token (its last line);
+    // the log line about it follows at once.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !secrets.exists() && std::time::Instant::now() < deadline {
+    while !std::fs::read_to_string(&secrets).is_ok_and(|t| t.contains("admit_dev_"))
+        && std::time::Instant::now() < deadline
+    {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    // Give the log line time to follow the file, then stop the server.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let _ = child.kill();
     let _ = child.wait();
