@@ -66,6 +66,7 @@ impl App {
                 rejections: Arc::default(),
                 console: crate::http::admin::ConsoleState::new(),
                 public_limit,
+                write_probe: Arc::default(),
             },
             transport: Arc::new(transport),
         })

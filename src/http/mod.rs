@@ -11,7 +11,7 @@ mod events;
 mod json;
 pub mod limit;
 mod observe;
-mod ops;
+pub mod ops;
 mod outbox;
 mod signin;
 pub mod webhooks;
@@ -58,6 +58,8 @@ pub struct AppState {
     pub console: Arc<admin::ConsoleState>,
     /// Requests per client to the routes anyone can reach.
     pub public_limit: Arc<limit::PublicLimit>,
+    /// This instance's last write probe (`/readyz`), shared by its requests.
+    pub write_probe: Arc<tokio::sync::Mutex<ops::LastProbe>>,
 }
 
 /// `?state=` of the list routes: one of `allowed`, or `all` / absent for every state.

@@ -1,10 +1,8 @@
 //! Liveness, readiness and metrics: what a load balancer and Prometheus ask.
 
-use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use admit_core::Timestamp;
-use admit_store::Store;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -53,14 +51,13 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
 }
 
 /// The last write probe's time and outcome (the reason when it failed).
-type LastProbe = Option<(Timestamp, Result<(), String>)>;
+pub type LastProbe = Option<(Timestamp, Result<(), String>)>;
 
 /// Whether the database takes writes: [`Store::check_writable`] at most
 /// once every [`WRITE_PROBE_SECS`] (by the app's clock), its outcome
 /// answering in between; callers arriving during a probe wait for it.
 async fn writable(state: &AppState) -> Result<(), String> {
-    let probe = last_probe(&state.store);
-    let mut last = probe.lock().await;
+    let mut last = state.write_probe.lock().await;
     let now = state.clock.now();
     if let Some((at, outcome)) = &*last
         && (0..WRITE_PROBE_SECS).contains(&(now.unix() - at.unix()))
@@ -98,26 +95,6 @@ fn root_cause(error: &dyn std::error::Error) -> String {
         cause = source;
     }
     cause.to_string()
-}
-
-/// The write probe of the instance `store` belongs to. Kept by the store's
-/// identity because each instance (several in one test process) has its
-/// own store: an entry holds the store weakly (which also keeps its address
-/// from being reused while the entry lives) and goes with the store.
-fn last_probe(store: &Arc<dyn Store>) -> Arc<tokio::sync::Mutex<LastProbe>> {
-    type Probes = Vec<(Weak<dyn Store>, Arc<tokio::sync::Mutex<LastProbe>>)>;
-    static PROBES: Mutex<Probes> = Mutex::new(Vec::new());
-    let mut probes = PROBES.lock().unwrap_or_else(PoisonError::into_inner);
-    probes.retain(|(owner, _)| owner.strong_count() > 0);
-    if let Some((_, probe)) = probes
-        .iter()
-        .find(|(owner, _)| std::ptr::addr_eq(owner.as_ptr(), Arc::as_ptr(store)))
-    {
-        return probe.clone();
-    }
-    let probe = Arc::default();
-    probes.push((Arc::downgrade(store), Arc::clone(&probe)));
-    probe
 }
 
 /// The go/no-go memo, the same JSON as `admit readiness --json`.
