@@ -75,6 +75,9 @@ enum Command {
     /// The go/no-go memo from live data: Done / In progress / Blockers,
     /// Confidence, READY or HOLD, and the decision log. Exits 0 READY, 1 HOLD.
     Readiness(ReadinessArgs),
+    /// Print the OpenAPI document of `/v1` (what GET /v1/openapi.json
+    /// answers, and docs/openapi.json holds). Needs no configuration.
+    Openapi,
     /// The console's operators (`/admin`): add (with a role), list, remove.
     #[command(subcommand)]
     Operator(crate::operators::OperatorCommand),
@@ -259,6 +262,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         | Command::Migrate
         | Command::Outbox(_)
         | Command::Operator(_)
+        | Command::Openapi
         | Command::Simulate(_)
         | Command::Backfill { .. }
         | Command::Reconcile { .. } => ExitCode::FAILURE,
@@ -275,6 +279,11 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Openapi = cli.command {
+        use std::io::Write as _;
+        std::io::stdout().write_all(crate::http::openapi::document_json().as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let sources = Sources::from_process(cli.config.clone());
     let mut config = Config::load(&sources)?;
     if let Some(format) = cli.log_format {
@@ -304,6 +313,8 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(command) => simulate(config, command).await.map(|()| ExitCode::SUCCESS),
         Command::QaGate(args) => qa_gate(config, args).await,
         Command::Readiness(args) => readiness(config, args).await,
+        // Answered before any configuration is read.
+        Command::Openapi => Ok(ExitCode::SUCCESS),
         Command::Operator(command) => {
             let store = open_store(&config).await?;
             let outcome = crate::operators::run(&config, store.as_ref(), command).await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Request, Response, StatusCode, header};
+use axum::http::{Request, Response, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -110,12 +110,13 @@ pub async fn serve(
 
 /// What a connection over the limit is told.
 async fn busy(_request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    let body = r#"{"error":{"code":"too_many_connections","message":"admit is serving as many connections as it may; retry in a moment"}}"#;
-    Ok(Response::builder()
-        .status(StatusCode::SERVICE_UNAVAILABLE)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::RETRY_AFTER, "1")
-        .header(header::CONNECTION, "close")
-        .body(Body::from(body))
-        .unwrap_or_else(|_| Response::new(Body::empty())))
+    let mut response =
+        axum::response::IntoResponse::into_response(crate::http::ApiError::TooManyConnections);
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    Ok(response)
 }

@@ -6,27 +6,37 @@
 use admit_core::provisioning::CheckoutIntent;
 use admit_core::{Email, WorkspaceId};
 use admit_stripe::api::{Form, StripeClient};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::AppCaller;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
+use super::params::ApiPath;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/workspaces/{id}/checkout", post(create))
 }
 
-#[derive(Debug, Deserialize)]
+/// The plan to buy, and who asks.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = CheckoutRequest)]
 struct CreateCheckout {
+    /// A paid plan's catalog key.
     plan: String,
+    /// An owner or admin of the workspace.
+    #[schema(format = Email, max_length = 254)]
     initiator_email: String,
+    /// Who pays, when not the initiator.
+    #[schema(format = Email, max_length = 254)]
     purchaser_email: Option<String>,
     /// `month` or `year` (also `monthly` / `yearly`): picks the plan's price with that interval.
+    #[schema(pattern = "^(month|monthly|year|yearly|annual)$")]
     interval: Option<String>,
 }
 
@@ -70,12 +80,42 @@ async fn choose_price(
     )))
 }
 
+/// A Stripe Checkout session.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Checkout)]
+struct CheckoutCreated {
+    checkout_session_id: String,
+    /// Where to send the purchaser.
+    url: String,
+}
+
+/// Starts a Stripe Checkout session for a plan; only an owner or admin of
+/// the workspace may.
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{id}/checkout",
+    operation_id = "create_checkout",
+    tag = "workspaces",
+    params(("id" = String, Path, description = "The workspace's id")),
+    request_body = CreateCheckout,
+    responses(
+        (status = 200, description = "The session", body = CheckoutCreated),
+        (status = 400, description = "`invalid_request`, `email_invalid`, `plan_invalid`", body = ErrorBody),
+        (status = 403, description = "`not_workspace_admin`", body = ErrorBody),
+        (status = 404, description = "`workspace_not_found`", body = ErrorBody),
+        (status = 409, description = "`already_subscribed`, `checkout_in_progress`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 502, description = "`stripe_unavailable`", body = ErrorBody),
+        (status = 503, description = "`stripe_not_configured`, `not_ready`, `too_many_connections`", body = ErrorBody),
+    )
+)]
 async fn create(
     _caller: AppCaller,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<CreateCheckout>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CheckoutCreated>, ApiError> {
     let workspace_id = WorkspaceId::parse(id).map_err(|_| ApiError::WorkspaceNotFound)?;
     let initiator = super::deliverable_email(&body.initiator_email)?;
     let purchaser = body
@@ -227,7 +267,7 @@ async fn create_with_lease(
     initiator: Email,
     purchaser: Option<Email>,
     interval: Option<&str>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CheckoutCreated>, ApiError> {
     // Most duplicate subscriptions are stopped here, before anyone pays: a
     // workspace with a live subscription changes plan through that
     // subscription (Stripe's customer portal), not through a second checkout.
@@ -326,7 +366,8 @@ async fn create_with_lease(
         )
         .await?;
     tracing::info!(workspace_id = %workspace_id, plan = %plan.key, "checkout session created");
-    Ok(Json(
-        json!({ "checkout_session_id": session_id, "url": url }),
-    ))
+    Ok(Json(CheckoutCreated {
+        checkout_session_id: session_id.to_owned(),
+        url: url.to_owned(),
+    }))
 }

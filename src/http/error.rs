@@ -6,7 +6,8 @@ use admit_store::StoreError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -96,6 +97,8 @@ pub enum ApiError {
     ResolutionInvalid(String),
     #[error("the service is not ready: {0}")]
     NotReady(String),
+    #[error("admit is serving as many connections as it may; retry in a moment")]
+    TooManyConnections,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -142,6 +145,7 @@ impl ApiError {
             ApiError::CaseAlreadyResolved => "case_already_resolved",
             ApiError::ResolutionInvalid(_) => "resolution_invalid",
             ApiError::NotReady(_) => "not_ready",
+            ApiError::TooManyConnections => "too_many_connections",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -183,7 +187,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady(_) | ApiError::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -243,7 +247,133 @@ impl IntoResponse for ApiError {
             // `{:#}` prints the whole cause chain on one line.
             tracing::error!(error = format!("{cause:#}"), "request failed");
         }
-        let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
-        (self.status(), Json(body)).into_response()
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+/// Every error's body: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable; a client branches on it (the table in the document's
+    /// description gives each code's status).
+    pub code: &'static str,
+    /// For people; its wording may change.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        }
+    }
+
+    /// One error of every kind, for the API's documentation: its codes and
+    /// their statuses. A variant added to [`ApiError`] must be added here,
+    /// which [`every_kind_is_sampled`] makes the compiler ask for.
+    pub fn samples() -> Vec<ApiError> {
+        let text = String::new;
+        let cause = || anyhow::anyhow!("a cause");
+        vec![
+            ApiError::SignatureHeaderInvalid(text()),
+            ApiError::SignatureMismatch,
+            ApiError::TimestampOutsideTolerance(text()),
+            ApiError::EventMalformed(text()),
+            ApiError::PayloadTooLarge { limit: 0 },
+            ApiError::BodyUnreadable,
+            ApiError::Unauthorized,
+            ApiError::EventNotFound,
+            ApiError::InvalidRequest(text()),
+            ApiError::UnsupportedMediaType,
+            ApiError::BodyTooLarge,
+            ApiError::WorkspaceIdInvalid(text()),
+            ApiError::EmailInvalid(text()),
+            ApiError::RoleInvalid,
+            ApiError::WorkspaceExists,
+            ApiError::WorkspaceNotFound,
+            ApiError::WorkspaceHasSubscription,
+            ApiError::WorkspaceHasHeldCases,
+            ApiError::MemberNotFound,
+            ApiError::LastOwner,
+            ApiError::RouteNotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::RequestTimeout,
+            ApiError::RateLimited,
+            ApiError::CaseNotFound,
+            ApiError::TokenNotFound,
+            ApiError::TokenUsed,
+            ApiError::TokenExpired,
+            ApiError::TokenNotAMember,
+            ApiError::OutboxNotFound,
+            ApiError::NotWorkspaceAdmin,
+            ApiError::PlanInvalid(text()),
+            ApiError::AlreadySubscribed,
+            ApiError::CheckoutInProgress,
+            ApiError::StripeNotConfigured,
+            ApiError::StripeUnavailable(cause()),
+            ApiError::CaseAlreadyResolved,
+            ApiError::ResolutionInvalid(text()),
+            ApiError::NotReady(text()),
+            ApiError::TooManyConnections,
+            ApiError::Internal(cause()),
+        ]
+    }
+}
+
+/// Not called: a variant missing from this match does not compile, and the
+/// one who adds it is reminded to add it to [`ApiError::samples`] as well.
+#[expect(dead_code, reason = "a compile-time reminder, never called")]
+fn every_kind_is_sampled(error: &ApiError) {
+    match error {
+        ApiError::SignatureHeaderInvalid(_)
+        | ApiError::SignatureMismatch
+        | ApiError::TimestampOutsideTolerance(_)
+        | ApiError::EventMalformed(_)
+        | ApiError::PayloadTooLarge { .. }
+        | ApiError::BodyUnreadable
+        | ApiError::Unauthorized
+        | ApiError::EventNotFound
+        | ApiError::InvalidRequest(_)
+        | ApiError::UnsupportedMediaType
+        | ApiError::BodyTooLarge
+        | ApiError::WorkspaceIdInvalid(_)
+        | ApiError::EmailInvalid(_)
+        | ApiError::RoleInvalid
+        | ApiError::WorkspaceExists
+        | ApiError::WorkspaceNotFound
+        | ApiError::WorkspaceHasSubscription
+        | ApiError::WorkspaceHasHeldCases
+        | ApiError::MemberNotFound
+        | ApiError::LastOwner
+        | ApiError::RouteNotFound
+        | ApiError::MethodNotAllowed
+        | ApiError::RequestTimeout
+        | ApiError::RateLimited
+        | ApiError::CaseNotFound
+        | ApiError::TokenNotFound
+        | ApiError::TokenUsed
+        | ApiError::TokenExpired
+        | ApiError::TokenNotAMember
+        | ApiError::OutboxNotFound
+        | ApiError::NotWorkspaceAdmin
+        | ApiError::PlanInvalid(_)
+        | ApiError::AlreadySubscribed
+        | ApiError::CheckoutInProgress
+        | ApiError::StripeNotConfigured
+        | ApiError::StripeUnavailable(_)
+        | ApiError::CaseAlreadyResolved
+        | ApiError::ResolutionInvalid(_)
+        | ApiError::NotReady(_)
+        | ApiError::TooManyConnections
+        | ApiError::Internal(_) => {}
     }
 }

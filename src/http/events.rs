@@ -3,14 +3,16 @@
 use admit_core::provisioning::Scenario;
 use admit_core::{EventId, Timestamp};
 use admit_store::{EventQuery, EventStatus};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::AppCaller;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::params::{ApiPath, ApiQuery};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -19,28 +21,86 @@ pub fn router() -> Router<AppState> {
         .route("/v1/events/{id}/replay", axum::routing::post(replay))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// A Stripe event type (`invoice.paid`, …).
     #[serde(rename = "type")]
+    #[param(rename = "type")]
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{0,255}$")]
     event_type: Option<String>,
+    /// `received`, `processed`, `held`, `ignored`, `failed` or `all`.
+    #[param(pattern = "^(received|processed|held|ignored|failed|all)$")]
     status: Option<String>,
+    /// Why an event has its status (`provisioned`, `missing_workspace`, …).
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{0,255}$")]
     outcome: Option<String>,
+    /// `S1`…`S18`.
+    #[param(pattern = "^(S([1-9]|1[0-8]))?$")]
     scenario: Option<String>,
+    #[param(pattern = r"^([A-Za-z0-9_-]{1,255})?$")]
     workspace_id: Option<String>,
+    /// A `cus_`, `sub_`, `cs_`, `in_` … id the event names.
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{0,255}$")]
     stripe_id: Option<String>,
+    /// The purchaser's email.
+    #[param(schema_with = super::openapi::email_filter)]
     email: Option<String>,
     /// Received at or after (Unix seconds).
     since: Option<i64>,
+    /// A previous page's `next_cursor`.
+    #[param(pattern = r"^(e\.-?[0-9]{1,18}\.[!-~]{1,255})?$")]
     cursor: Option<String>,
+    /// 1 to 1000; 100 by default.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
+/// One event of a list.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EventSummary)]
+struct EventSummary {
+    id: String,
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    event_type: String,
+    created: i64,
+    received_at: i64,
+    status: &'static str,
+    outcome: Option<String>,
+    scenario: Option<String>,
+    /// The workspace the event's metadata names, if any.
+    workspace_hint: Option<String>,
+    stripe_customer_id: Option<String>,
+    stripe_subscription_id: Option<String>,
+}
+
+/// A page of events, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EventPage)]
+struct EventPage {
+    events: Vec<EventSummary>,
+    /// Pass as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
 /// The inbox, newest first, filtered; paged by `next_cursor`.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "list_events",
+    tag = "events",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 400, description = "`invalid_request`, `workspace_id_invalid`, `email_invalid`", body = ErrorBody),
+    )
+)]
 async fn list(
     _caller: AppCaller,
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<EventPage>, ApiError> {
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let status = super::state_filter(
         query.status.as_deref(),
@@ -59,43 +119,66 @@ async fn list(
     let page = state
         .store
         .events(&EventQuery {
-            event_type: nonempty(query.event_type),
+            event_type: super::text_filter(query.event_type, "type")?,
             status,
-            outcome: nonempty(query.outcome),
+            outcome: super::text_filter(query.outcome, "outcome")?,
             scenario,
             workspace: super::workspace_filter(query.workspace_id)?,
-            stripe_id: nonempty(query.stripe_id),
+            stripe_id: super::text_filter(query.stripe_id, "stripe_id")?,
             purchaser_email: super::email_filter(query.email)?,
             since: query.since.map(Timestamp::from_unix),
             after: super::cursor(query.cursor.as_deref(), admit_store::ListKind::Events)?,
             limit: super::page_size(query.limit)?,
         })
         .await?;
-    let events: Vec<serde_json::Value> = page
+    let events = page
         .items
-        .iter()
-        .map(|e| {
-            serde_json::json!({
-                "id": e.id.as_str(), "type": e.event_type, "created": e.created.unix(),
-                "received_at": e.received_at.unix(), "status": e.status.as_str(),
-                "outcome": e.outcome, "scenario": e.scenario, "workspace_hint": e.workspace_hint,
-                "stripe_customer_id": e.customer_id, "stripe_subscription_id": e.subscription_id,
-            })
+        .into_iter()
+        .map(|e| EventSummary {
+            id: e.id.as_str().to_owned(),
+            event_type: e.event_type,
+            created: e.created.unix(),
+            received_at: e.received_at.unix(),
+            status: e.status.as_str(),
+            outcome: e.outcome,
+            scenario: e.scenario,
+            workspace_hint: e.workspace_hint,
+            stripe_customer_id: e.customer_id,
+            stripe_subscription_id: e.subscription_id,
         })
         .collect();
-    Ok(Json(serde_json::json!({
-        "events": events,
-        "next_cursor": page.next.map(|c| c.encode()),
-    })))
+    Ok(Json(EventPage {
+        events,
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}
+
+/// What a replay answers: the event is queued again.
+#[derive(Debug, Serialize, ToSchema)]
+struct Replayed {
+    id: String,
+    /// `received`: it waits for the processor.
+    status: &'static str,
 }
 
 /// Processes a stored event (and its scope) again: after a catalog change,
 /// or once an operator fixed what made it fail. Idempotent like any processing.
+#[utoipa::path(
+    post,
+    path = "/v1/events/{id}/replay",
+    operation_id = "replay_event",
+    tag = "events",
+    params(("id" = String, Path, description = "The Stripe event's id (`evt_…`)")),
+    responses(
+        (status = 202, description = "Queued for processing", body = Replayed),
+        (status = 404, description = "`event_not_found`", body = ErrorBody),
+    )
+)]
 async fn replay(
     _caller: AppCaller,
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<(axum::http::StatusCode, Json<Replayed>), ApiError> {
     let id = EventId::parse(id).map_err(|_| ApiError::EventNotFound)?;
     if !state
         .store
@@ -108,14 +191,20 @@ async fn replay(
     tracing::info!(event_id = %id, "event queued for replay");
     Ok((
         axum::http::StatusCode::ACCEPTED,
-        Json(serde_json::json!({"id": id.as_str(), "status": "received"})),
+        Json(Replayed {
+            id: id.as_str().to_owned(),
+            status: "received",
+        }),
     ))
 }
 
-#[derive(Debug, Serialize)]
+/// A Stripe event as admit holds it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Event)]
 struct EventView {
     id: String,
     #[serde(rename = "type")]
+    #[schema(rename = "type")]
     event_type: String,
     /// Unix seconds, as Stripe writes times.
     created: i64,
@@ -132,10 +221,22 @@ struct EventView {
     scenario: Option<String>,
 }
 
+/// One event: its status, outcome and the scenario that decided it.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}",
+    operation_id = "get_event",
+    tag = "events",
+    params(("id" = String, Path, description = "The Stripe event's id (`evt_…`)")),
+    responses(
+        (status = 200, description = "The event", body = EventView),
+        (status = 404, description = "`event_not_found`", body = ErrorBody),
+    )
+)]
 async fn read(
     _caller: AppCaller,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<EventView>, ApiError> {
     let id = EventId::parse(id).map_err(|_| ApiError::EventNotFound)?;
     let event = state

@@ -11,8 +11,10 @@ mod events;
 mod json;
 pub mod limit;
 mod observe;
+pub mod openapi;
 pub mod ops;
 mod outbox;
+mod params;
 mod signin;
 pub mod webhooks;
 mod welcome;
@@ -95,6 +97,21 @@ fn cursor(
     }
 }
 
+/// A free-text filter of the list routes (`?type=`, `?stripe_id=`, …):
+/// absent when empty; at most 255 characters and no control characters
+/// (PostgreSQL refuses NUL in text, and no id or type holds the others).
+fn text_filter(raw: Option<String>, name: &str) -> Result<Option<String>, ApiError> {
+    match raw.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(value) if value.chars().count() <= 255 && !value.chars().any(char::is_control) => {
+            Ok(Some(value))
+        }
+        Some(_) => Err(ApiError::InvalidRequest(format!(
+            "{name} must be at most 255 characters, without control characters"
+        ))),
+    }
+}
+
 /// `?workspace_id=` of the list routes.
 fn workspace_filter(raw: Option<String>) -> Result<Option<admit_core::WorkspaceId>, ApiError> {
     raw.filter(|w| !w.is_empty())
@@ -138,6 +155,25 @@ fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+/// NUL is no part of any id, filter or search admit takes, and PostgreSQL
+/// refuses it in text: a URL that decodes to one is refused at the door,
+/// on every route, the console's included.
+async fn refuse_nul(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let encoded_nul = request
+        .uri()
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str().to_ascii_lowercase().contains("%00"));
+    if encoded_nul {
+        return axum::response::IntoResponse::into_response(ApiError::InvalidRequest(
+            "the URL holds a NUL character (%00)".into(),
+        ));
+    }
+    next.run(request).await
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(webhooks::router())
@@ -150,6 +186,7 @@ pub fn router(state: AppState) -> Router {
         .merge(welcome::router())
         .merge(ops::router())
         .merge(workspaces::router())
+        .merge(openapi::router())
         // Set on the routes merged so far; the console answers its own,
         // behind its sign-in gate.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -159,6 +196,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limit::public_routes,
         ))
+        .layer(middleware::from_fn(refuse_nul))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             observe::record,

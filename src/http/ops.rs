@@ -98,7 +98,16 @@ fn root_cause(error: &dyn std::error::Error) -> String {
 }
 
 /// The go/no-go memo, the same JSON as `admit readiness --json`.
-async fn readiness(
+#[utoipa::path(
+    get,
+    path = "/v1/readiness",
+    operation_id = "get_readiness",
+    tag = "readiness",
+    responses(
+        (status = 200, description = "The READY/HOLD memo: `verdict`, Done / In progress / Blockers, confidence, the decision log", body = Object),
+    )
+)]
+pub(super) async fn readiness(
     _caller: super::auth::AppCaller,
     State(state): State<AppState>,
 ) -> Result<Json<Value>, ApiError> {

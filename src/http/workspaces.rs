@@ -7,17 +7,20 @@
 use admit_core::{Email, Role, Workspace, WorkspaceId};
 use admit_store::{Actor, MemberChange, StoredAuditEntry};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::AppCaller;
-use super::error::ApiError;
+use super::billing::BillingView;
+use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
+use super::params::ApiPath;
 
 const MAX_NAME_CHARS: usize = 200;
 const DEFAULT_AUDIT_LIMIT: i64 = 100;
@@ -34,13 +37,16 @@ pub fn router() -> Router<AppState> {
         .route("/v1/workspaces/{id}/audit", get(audit))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Member)]
 struct MemberView {
     email: String,
+    /// `owner`, `admin` or `member`.
+    #[schema(value_type = String)]
     role: Role,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct WorkspaceView {
     id: String,
     name: String,
@@ -70,20 +76,47 @@ impl From<Workspace> for WorkspaceView {
 
 /// What `GET /v1/workspaces/{id}` answers: the workspace plus what only a
 /// read shows (the billing state), flattened into one object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Workspace)]
 struct WorkspaceDetail {
     #[serde(flatten)]
     workspace: WorkspaceView,
-    billing: serde_json::Value,
+    billing: BillingView,
 }
 
-#[derive(Debug, Deserialize)]
+/// A new workspace and its first owner.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = NewWorkspace)]
 struct CreateWorkspace {
+    /// Letters, digits, `_` or `-`; generated (`ws_` and 20 hex digits) when absent.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,255}$")]
     id: Option<String>,
+    /// 1 to 200 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: String,
+    #[schema(format = Email, max_length = 254)]
     owner_email: String,
 }
 
+/// Creates a workspace with its owner.
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces",
+    operation_id = "create_workspace",
+    tag = "workspaces",
+    request_body = CreateWorkspace,
+    responses(
+        (status = 201, description = "Created", body = WorkspaceDetail),
+        (status = 400, description = "`invalid_request`, `workspace_id_invalid`, `email_invalid`", body = ErrorBody),
+        (status = 409, description = "`workspace_exists`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    )
+)]
 async fn create(
     _caller: AppCaller,
     State(state): State<AppState>,
@@ -120,10 +153,22 @@ async fn create(
     Ok((StatusCode::CREATED, Json(detail)))
 }
 
+/// A workspace, its members and its billing state.
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{id}",
+    operation_id = "get_workspace",
+    tag = "workspaces",
+    params(("id" = String, Path, description = "The workspace's id")),
+    responses(
+        (status = 200, description = "The workspace", body = WorkspaceDetail),
+        (status = 404, description = "`workspace_not_found`", body = ErrorBody),
+    )
+)]
 async fn read(
     _caller: AppCaller,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WorkspaceDetail>, ApiError> {
     let id = existing_id(id)?;
     let workspace = state
@@ -138,24 +183,58 @@ async fn read(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The role a member should have.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = MemberRole)]
 struct PutMember {
+    /// `owner`, `admin` or `member`.
+    #[schema(pattern = "^(owner|admin|member)$")]
     role: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = MemberChange)]
 struct MemberChangeView {
     email: String,
+    #[schema(value_type = String)]
     role: Role,
+    /// `added`, `role_changed` or `unchanged`.
     change: &'static str,
+}
+
+/// The path of a member.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct MemberPath {
+    /// The workspace's id.
+    id: String,
+    /// The member's email address.
+    #[param(format = Email, max_length = 254)]
+    email: String,
 }
 
 /// Answers 200 whether the member was added, changed or already had the
 /// role: a PUT states the desired membership, and `change` says what it took.
+#[utoipa::path(
+    put,
+    path = "/v1/workspaces/{id}/members/{email}",
+    operation_id = "put_member",
+    tag = "workspaces",
+    params(MemberPath),
+    request_body = PutMember,
+    responses(
+        (status = 200, description = "The membership as asked", body = MemberChangeView),
+        (status = 400, description = "`invalid_request`, `email_invalid`, `role_invalid`", body = ErrorBody),
+        (status = 404, description = "`workspace_not_found`", body = ErrorBody),
+        (status = 409, description = "`last_owner`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    )
+)]
 async fn put_member(
     _caller: AppCaller,
     State(state): State<AppState>,
-    Path((id, email)): Path<(String, String)>,
+    ApiPath(MemberPath { id, email }): ApiPath<MemberPath>,
     ApiJson(body): ApiJson<PutMember>,
 ) -> Result<Json<MemberChangeView>, ApiError> {
     let id = existing_id(id)?;
@@ -180,10 +259,22 @@ async fn put_member(
 
 /// Removes a workspace nobody pays for any more (its events, cases and
 /// audit stay as history); 409 while a subscription runs.
+#[utoipa::path(
+    delete,
+    path = "/v1/workspaces/{id}",
+    operation_id = "delete_workspace",
+    tag = "workspaces",
+    params(("id" = String, Path, description = "The workspace's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "`workspace_not_found`", body = ErrorBody),
+        (status = 409, description = "`workspace_has_subscription`, `workspace_has_held_cases`", body = ErrorBody),
+    )
+)]
 async fn remove(
     _caller: AppCaller,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = existing_id(id)?;
     if !state
@@ -197,10 +288,24 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Removes a member.
+#[utoipa::path(
+    delete,
+    path = "/v1/workspaces/{id}/members/{email}",
+    operation_id = "delete_member",
+    tag = "workspaces",
+    params(MemberPath),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "`email_invalid`", body = ErrorBody),
+        (status = 404, description = "`workspace_not_found`, `member_not_found`", body = ErrorBody),
+        (status = 409, description = "`last_owner`", body = ErrorBody),
+    )
+)]
 async fn remove_member(
     _caller: AppCaller,
     State(state): State<AppState>,
-    Path((id, email)): Path<(String, String)>,
+    ApiPath(MemberPath { id, email }): ApiPath<MemberPath>,
 ) -> Result<StatusCode, ApiError> {
     let id = existing_id(id)?;
     let email = parse_email(&email)?;
@@ -212,20 +317,28 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// 1 to 1000; 100 by default.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditEntry)]
 struct AuditEntryView {
     id: i64,
     at: i64,
+    /// `api`, `stripe`, `operator:<name>`, …
     actor: String,
     action: String,
     subject: Option<String>,
+    #[schema(value_type = Option<Object>)]
     before: Option<Value>,
+    #[schema(value_type = Option<Object>)]
     after: Option<Value>,
+    /// The Stripe event that caused it, if one did.
     cause: Option<String>,
 }
 
@@ -245,16 +358,30 @@ impl From<StoredAuditEntry> for AuditEntryView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditLog)]
 struct AuditView {
     /// Newest first.
     entries: Vec<AuditEntryView>,
 }
 
+/// The workspace's audit log.
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{id}/audit",
+    operation_id = "get_audit_log",
+    tag = "workspaces",
+    params(("id" = String, Path, description = "The workspace's id"), AuditQuery),
+    responses(
+        (status = 200, description = "Newest first", body = AuditView),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 404, description = "`workspace_not_found`", body = ErrorBody),
+    )
+)]
 async fn audit(
     _caller: AppCaller,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<AuditView>, ApiError> {
     let id = existing_id(id)?;

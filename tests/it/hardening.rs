@@ -372,3 +372,67 @@ async fn connections_beyond_the_limit_get_503_not_a_hang() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// PostgreSQL refuses NUL in text: every place a request's text reaches a
+/// query is guarded, and answers 400 (or 404 for an id no row can have),
+/// never 500. schemathesis found the filters on PostgreSQL.
+#[tokio::test]
+async fn nul_and_control_characters_in_filters_ids_and_notes_are_refused_not_a_500() {
+    let app = spawn_app().await;
+    for path in [
+        "/v1/events?stripe_id=cus_%00x",
+        "/v1/events?type=invoice.paid%00",
+        "/v1/events?outcome=%00",
+        "/v1/outbox?recipient=a%00b",
+        "/v1/outbox?kind=%00",
+        "/v1/cases?stripe_id=%00",
+        "/v1/cases/case_%00",
+        "/v1/workspaces/ws_%00",
+    ] {
+        app.get(path).await.expect_error(400, "invalid_request");
+    }
+    // Other control characters reach no query through the filters either.
+    for path in ["/v1/events?stripe_id=cus_%07x", "/v1/outbox?recipient=%1b"] {
+        app.get(path).await.expect_error(400, "invalid_request");
+    }
+    // A case id that is not printable ASCII names no case.
+    app.get("/v1/cases/case_%C3%A9")
+        .await
+        .expect_error(404, "case_not_found");
+    // The console's search and forms too (the gate answers first: no session).
+    let search = app
+        .client
+        .get(app.url("/admin/search?q=a%00b"))
+        .send()
+        .await
+        .expect("admit answers");
+    assert_eq!(search.status(), 400);
+
+    // A resolution's note may hold line breaks, not NUL.
+    let app = crate::stripe_story::acme().await;
+    let mut sub = crate::stripe_story::Sub::new(602, "stranger@else.test", crate::stripe_story::T);
+    sub.workspace = None;
+    crate::stripe_story::deliver(&app, &sub.purchase()).await;
+    let cases = app.get("/v1/cases?state=held").await.expect(200);
+    let case = cases["cases"][0]["id"]
+        .as_str()
+        .expect("a held case")
+        .to_owned();
+    let resolve = format!("/v1/cases/{case}/resolve");
+    app.post_json(&resolve, &json!({"action": "dismiss", "note": "a\u{0}b"}))
+        .await
+        .expect_error(400, "invalid_request");
+    let held = app.get(&format!("/v1/cases/{case}")).await.expect(200);
+    assert_eq!(
+        held["state"], "held",
+        "a refused resolution changes nothing"
+    );
+    let resolved = app
+        .post_json(
+            &resolve,
+            &json!({"action": "dismiss", "note": "refunded by hand\nsee ticket 12"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(resolved["state"], "resolved");
+}

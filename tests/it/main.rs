@@ -19,6 +19,7 @@ mod lists;
 mod localstripe;
 mod log_safety;
 mod mail;
+mod openapi;
 mod ops;
 mod postgres;
 mod processors;

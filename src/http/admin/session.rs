@@ -202,6 +202,13 @@ async fn csrf_field(request: Request) -> Result<(Request, Option<String>), Respo
         ConsoleError::BadRequest("the form is larger than the console accepts".into())
             .into_response()
     })?;
+    // No field of any form may hold NUL (PostgreSQL refuses it in text).
+    if form_urlencoded::parse(&bytes).any(|(key, value)| key.contains('\0') || value.contains('\0'))
+    {
+        return Err(
+            ConsoleError::BadRequest("the form holds a NUL character".into()).into_response(),
+        );
+    }
     let presented = form_urlencoded::parse(&bytes)
         .find(|(key, _)| key == "csrf")
         .map(|(_, value)| value.into_owned());
