@@ -68,6 +68,34 @@ fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+pub async fn public_routes(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if PUBLIC.contains(&path) {
+        let client = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        if let Some(client) = client
+            && !state.public_limit.admit(client)
+        {
+            tracing::warn!(
+                route = path,
+                "request refused: over the per-client rate limit"
+            );
+            let mut response = ApiError::RateLimited.into_response();
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,32 +124,4 @@ mod tests {
             "the next /64 is another client"
         );
     }
-}
-
-pub async fn public_routes(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let path = request.uri().path();
-    if PUBLIC.contains(&path) {
-        let client = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip());
-        if let Some(client) = client
-            && !state.public_limit.admit(client)
-        {
-            tracing::warn!(
-                route = path,
-                "request refused: over the per-client rate limit"
-            );
-            let mut response = ApiError::RateLimited.into_response();
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("30"));
-            return response;
-        }
-    }
-    next.run(request).await
 }
