@@ -436,3 +436,40 @@ async fn nul_and_control_characters_in_filters_ids_and_notes_are_refused_not_a_5
         .expect(200);
     assert_eq!(resolved["state"], "resolved");
 }
+
+/// A merchant's metadata may hold a NUL (PostgreSQL refuses it in text): the
+/// purchase is stored and decided all the same, held for support since no
+/// workspace id has one, never a 500 Stripe would retry for days. A NUL in
+/// a field only Stripe sets means the body is not Stripe's: 400.
+#[tokio::test]
+async fn a_nul_in_metadata_is_stored_and_held_and_one_in_stripes_fields_is_refused() {
+    let app = crate::stripe_story::acme().await;
+    let mut sub = crate::stripe_story::Sub::new(603, "dana@acme.test", crate::stripe_story::T);
+    sub.workspace = Some("ws_acme01\u{0}".to_owned());
+    for body in sub.purchase() {
+        app.post_signed(&body, crate::helpers::PRIMARY_SECRET)
+            .await
+            .expect(200);
+        app.drain().await;
+    }
+    let events = app.get("/v1/events").await.expect(200);
+    let statuses: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["status"].as_str())
+        .collect();
+    assert!(!statuses.is_empty());
+    assert!(
+        statuses.iter().all(|s| *s != "failed" && *s != "received"),
+        "every event decided: {statuses:?}"
+    );
+
+    let mut forged: serde_json::Value = serde_json::from_slice(&sub.purchase()[0]).expect("JSON");
+    forged["id"] = json!("evt_nul_in_api_version");
+    forged["api_version"] = json!("2025-03-31\u{0}");
+    let body = serde_json::to_vec(&forged).expect("JSON");
+    app.post_signed(&body, crate::helpers::PRIMARY_SECRET)
+        .await
+        .expect_error(400, "event_malformed");
+}
