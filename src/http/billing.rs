@@ -31,22 +31,34 @@ pub fn router() -> Router<AppState> {
 pub struct BillingView {
     /// Stripe's subscription status (`active`, `trialing`, `past_due`,
     /// `unpaid`, `canceled`, `incomplete`, `incomplete_expired`, `paused`).
+    #[schema(required = true)]
     pub subscription_status: Option<&'static str>,
     /// The catalog key of the plan in force now.
+    #[schema(required = true)]
     pub subscription_plan: Option<String>,
+    #[schema(required = true)]
     pub stripe_customer_id: Option<String>,
+    #[schema(required = true)]
     pub stripe_subscription_id: Option<String>,
     /// Unix seconds, like every time admit returns.
+    #[schema(required = true)]
     pub current_period_end: Option<i64>,
+    #[schema(required = true)]
     pub cancel_at_period_end: Option<bool>,
     /// When the subscription is scheduled to end (Unix seconds).
+    #[schema(required = true)]
     pub cancel_at: Option<i64>,
+    #[schema(required = true)]
     pub purchaser_email: Option<String>,
     /// The Stripe event that last changed this state.
+    #[schema(required = true)]
     pub updated_by_event: Option<String>,
+    #[schema(required = true)]
     pub past_due_since: Option<i64>,
+    #[schema(required = true)]
     pub grace_period_ends: Option<i64>,
     /// Why `subscription_plan` is the plan in force.
+    #[schema(required = true)]
     pub plan_reason: Option<&'static str>,
 }
 
@@ -138,13 +150,17 @@ struct AccessQuery {
 pub struct AccessView {
     pub allowed: bool,
     /// `owner`, `admin` or `member`; null for a non-member.
+    #[schema(required = true)]
     pub role: Option<&'static str>,
     /// The catalog key of the plan in force.
     pub plan: String,
+    #[schema(required = true)]
     pub subscription_status: Option<&'static str>,
     pub entitlements: EntitlementsView,
-    /// Why access is allowed or refused (`active_subscription`,
-    /// `not_a_member`, `no_subscription`, …).
+    /// Why access is allowed or refused: `active`, `trialing`, `past_due_grace`,
+    /// `past_due_grace_expired`, `period_ended`, `canceled`, `unpaid`, `paused`,
+    /// `incomplete`, `free_tier`, `plan_not_in_catalog`, `not_a_member`,
+    /// `workspace_not_found`.
     pub reason: &'static str,
 }
 

@@ -33,11 +33,17 @@ pub struct CaseView {
     /// `email_mismatch`, `duplicate_customer`, `missing_workspace`, …
     pub kind: String,
     /// The decision-table row that held it (`S1`…`S18`).
+    #[schema(required = true)]
     pub scenario: Option<String>,
+    #[schema(required = true)]
     pub workspace_id: Option<String>,
+    #[schema(required = true)]
     pub purchaser_email: Option<String>,
+    #[schema(required = true)]
     pub stripe_customer_id: Option<String>,
+    #[schema(required = true)]
     pub stripe_subscription_id: Option<String>,
+    #[schema(required = true)]
     pub checkout_session_id: Option<String>,
     /// The Stripe events the case holds.
     pub event_ids: Vec<String>,
@@ -49,11 +55,17 @@ pub struct CaseView {
     pub details: Value,
     /// The actions `POST /v1/cases/{id}/resolve` accepts for this kind.
     pub actions: &'static [&'static str],
+    #[schema(required = true)]
     pub resolution: Option<String>,
+    #[schema(required = true)]
     pub resolution_workspace_id: Option<String>,
+    #[schema(required = true)]
     pub resolution_role: Option<String>,
+    #[schema(required = true)]
     pub resolution_note: Option<String>,
+    #[schema(required = true)]
     pub resolved_by: Option<String>,
+    #[schema(required = true)]
     pub resolved_at: Option<i64>,
 }
 
@@ -87,8 +99,15 @@ pub fn case_view(case: &StoredCase) -> CaseView {
 struct CasePage {
     cases: Vec<CaseView>,
     /// Pass as `cursor` for the next page; null on the last.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
+
+/// The states of a case.
+pub const STATES: &[&str] = &["held", "resolved"];
+
+/// The kind of the cases `admit reconcile` opens, outside the core's kinds.
+pub const DUPLICATE_CUSTOMER: &str = "duplicate_customer";
 
 /// A case id from a path: one no case could have (not printable ASCII, or
 /// too long) names no case, and is not sent to the database.
@@ -108,12 +127,10 @@ fn case_actions(kind: &str) -> &'static [&'static str] {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// `held`, `resolved` or `all` (the default).
-    #[param(pattern = "^(held|resolved|all)$")]
+    #[param(schema_with = super::openapi::case_state_filter)]
     state: Option<String>,
     /// A case kind.
-    #[param(
-        pattern = "^(|missing_workspace|email_mismatch|duplicate_subscription|customer_conflict|unknown_price|payment_disputed|payment_refunded|duplicate_customer)$"
-    )]
+    #[param(schema_with = super::openapi::case_kind_filter)]
     kind: Option<String>,
     #[param(pattern = r"^([A-Za-z0-9_-]{1,255})?$")]
     workspace_id: Option<String>,
@@ -148,12 +165,12 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<CasePage>, ApiError> {
-    let filter = super::state_filter(query.state.as_deref(), &["held", "resolved"])?;
+    let filter = super::state_filter(query.state.as_deref(), STATES)?;
     let kind = query
         .kind
         .filter(|k| !k.is_empty())
         .map(|k| {
-            let known = CaseKind::parse(&k).is_some() || k == "duplicate_customer";
+            let known = CaseKind::parse(&k).is_some() || k == DUPLICATE_CUSTOMER;
             if known {
                 Ok(k)
             } else {

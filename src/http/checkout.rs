@@ -107,7 +107,7 @@ struct CheckoutCreated {
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 502, description = "`stripe_unavailable`", body = ErrorBody),
-        (status = 503, description = "`stripe_not_configured`, `not_ready`, `too_many_connections`", body = ErrorBody),
+        (status = 503, description = "`stripe_not_configured`, `too_many_connections`", body = ErrorBody),
     )
 )]
 async fn create(

@@ -21,22 +21,24 @@ pub fn router() -> Router<AppState> {
         .route("/v1/events/{id}/replay", axum::routing::post(replay))
 }
 
+/// The statuses of a stored event.
+pub const STATUSES: &[&str] = &["received", "processed", "held", "ignored", "failed"];
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// A Stripe event type (`invoice.paid`, …).
     #[serde(rename = "type")]
-    #[param(rename = "type")]
     #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{0,255}$")]
     event_type: Option<String>,
     /// `received`, `processed`, `held`, `ignored`, `failed` or `all`.
-    #[param(pattern = "^(received|processed|held|ignored|failed|all)$")]
+    #[param(schema_with = super::openapi::event_status_filter)]
     status: Option<String>,
     /// Why an event has its status (`provisioned`, `missing_workspace`, …).
     #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{0,255}$")]
     outcome: Option<String>,
     /// `S1`…`S18`.
-    #[param(pattern = "^(S([1-9]|1[0-8]))?$")]
+    #[param(schema_with = super::openapi::scenario_filter)]
     scenario: Option<String>,
     #[param(pattern = r"^([A-Za-z0-9_-]{1,255})?$")]
     workspace_id: Option<String>,
@@ -62,16 +64,20 @@ struct ListQuery {
 struct EventSummary {
     id: String,
     #[serde(rename = "type")]
-    #[schema(rename = "type")]
     event_type: String,
     created: i64,
     received_at: i64,
     status: &'static str,
+    #[schema(required = true)]
     outcome: Option<String>,
+    #[schema(required = true)]
     scenario: Option<String>,
     /// The workspace the event's metadata names, if any.
+    #[schema(required = true)]
     workspace_hint: Option<String>,
+    #[schema(required = true)]
     stripe_customer_id: Option<String>,
+    #[schema(required = true)]
     stripe_subscription_id: Option<String>,
 }
 
@@ -81,6 +87,7 @@ struct EventSummary {
 struct EventPage {
     events: Vec<EventSummary>,
     /// Pass as `cursor` for the next page; null on the last.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 
@@ -102,11 +109,8 @@ async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
-    let status = super::state_filter(
-        query.status.as_deref(),
-        &["received", "processed", "held", "ignored", "failed"],
-    )?
-    .and_then(EventStatus::parse);
+    let status =
+        super::state_filter(query.status.as_deref(), STATUSES)?.and_then(EventStatus::parse);
     let scenario = nonempty(query.scenario)
         .map(|s| {
             Scenario::parse(&s)
@@ -204,7 +208,6 @@ async fn replay(
 struct EventView {
     id: String,
     #[serde(rename = "type")]
-    #[schema(rename = "type")]
     event_type: String,
     /// Unix seconds, as Stripe writes times.
     created: i64,
@@ -213,11 +216,14 @@ struct EventView {
     livemode: bool,
     source: String,
     attempts: i64,
+    #[schema(required = true)]
     last_error: Option<String>,
     /// Why the event has its status (`provisioned`, `missing_workspace`, …).
+    #[schema(required = true)]
     outcome: Option<String>,
     /// The row of the decision table that decided it (`S1`…`S18`); null for
     /// events that decide nothing.
+    #[schema(required = true)]
     scenario: Option<String>,
 }
 

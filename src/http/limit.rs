@@ -58,7 +58,7 @@ impl PublicLimit {
 /// or an IPv6 /64 — one subscriber's usual allocation, so a client cannot
 /// step around its limit (or fill the limiter's table) by rotating the
 /// low 64 bits it owns.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use admit_store::Store;
 use axum::Router;
 use axum::middleware;
-use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// The longest pause inside a request body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -155,6 +155,21 @@ fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+/// The longest a request may take, its body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// 408 `request_timeout` in the error shape for a request still running at
+/// [`REQUEST_TIMEOUT`] (tower-http's timeout answers with an empty body).
+async fn whole_request_timeout(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(ApiError::RequestTimeout),
+    }
+}
+
 /// NUL is no part of any id, filter or search admit takes, and PostgreSQL
 /// refuses it in text: a URL that decodes to one is refused at the door,
 /// on every route, the console's included.
@@ -165,7 +180,7 @@ async fn refuse_nul(
     let encoded_nul = request
         .uri()
         .path_and_query()
-        .is_some_and(|pq| pq.as_str().to_ascii_lowercase().contains("%00"));
+        .is_some_and(|pq| pq.as_str().contains("%00"));
     if encoded_nul {
         return axum::response::IntoResponse::into_response(ApiError::InvalidRequest(
             "the URL holds a NUL character (%00)".into(),
@@ -197,16 +212,53 @@ pub fn router(state: AppState) -> Router {
             limit::public_routes,
         ))
         .layer(middleware::from_fn(refuse_nul))
+        .layer(middleware::from_fn(whole_request_timeout))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             observe::record,
         ))
         // A body whose next bytes do not come within this long is a 408
-        // (`request_timeout`), and so is a whole request still running at 30 s.
+        // (`request_timeout`); so is a whole request still running at
+        // REQUEST_TIMEOUT (inside `observe`, so it is counted).
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_still_running_at_the_limit_gets_408_in_the_error_shape() {
+        let app = Router::new()
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(REQUEST_TIMEOUT * 2).await;
+                    "too late"
+                }),
+            )
+            .route("/quick", axum::routing::get(|| async { "in time" }))
+            .layer(middleware::from_fn(whole_request_timeout));
+        let slow = app
+            .clone()
+            .oneshot(Request::get("/slow").body(Body::empty()).expect("request"))
+            .await
+            .expect("answer");
+        assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
+        let body = axum::body::to_bytes(slow.into_body(), 1024)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["error"]["code"], "request_timeout");
+        let quick = app
+            .oneshot(Request::get("/quick").body(Body::empty()).expect("request"))
+            .await
+            .expect("answer");
+        assert_eq!(quick.status(), StatusCode::OK);
+    }
 }

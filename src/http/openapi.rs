@@ -14,6 +14,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr, Response, ResponseBuilder, Schema};
 use utoipa::{Modify, OpenApi};
 
+use admit_core::provisioning::{CaseKind, Scenario};
+
 use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::{AppState, billing, cases, checkout, events, ops, outbox, signin, workspaces};
 
@@ -61,6 +63,7 @@ code, which is stable (the table below), never on the message."
         (name = "outbox", description = "The mail admit sent or will send"),
         (name = "sign-in", description = "The sign-in links of onboarding mail"),
         (name = "readiness", description = "The go/no-go memo"),
+        (name = "document", description = "This document"),
     )
 )]
 struct ApiDoc;
@@ -144,6 +147,43 @@ fn error_response(description: &str) -> Response {
         .build()
 }
 
+fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+        .build()
+        .into()
+}
+
+/// `?state=` of `/v1/cases`.
+pub fn case_state_filter() -> Schema {
+    string_enum(cases::STATES.iter().copied().chain(["all"]))
+}
+
+/// `?kind=` of `/v1/cases`: the core's kinds and reconcile's, or empty for all.
+pub fn case_kind_filter() -> Schema {
+    string_enum(
+        [""].into_iter()
+            .chain(CaseKind::ALL.map(CaseKind::as_str))
+            .chain([cases::DUPLICATE_CUSTOMER]),
+    )
+}
+
+/// `?status=` of `/v1/events`.
+pub fn event_status_filter() -> Schema {
+    string_enum(events::STATUSES.iter().copied().chain(["all"]))
+}
+
+/// `?scenario=` of `/v1/events`: a row of the decision table, or empty for all.
+pub fn scenario_filter() -> Schema {
+    string_enum([""].into_iter().chain(Scenario::ALL.map(Scenario::as_str)))
+}
+
+/// `?state=` of `/v1/outbox`.
+pub fn outbox_state_filter() -> Schema {
+    string_enum(outbox::STATES.iter().copied().chain(["all"]))
+}
+
 /// An `?email=` filter: an address, or empty for none (as if absent).
 pub fn email_filter() -> Schema {
     let string = || ObjectBuilder::new().schema_type(Type::String);
@@ -169,12 +209,14 @@ pub fn error_codes() -> BTreeMap<&'static str, u16> {
 /// The document, as served and committed: pretty JSON and a final newline.
 pub fn document_json() -> String {
     let mut openapi = ApiDoc::openapi();
-    // The crate's version, not the build's: the document changes only when
-    // the API does.
+    // The API's version (`/v1`), not the crate's: the document changes only
+    // when the API does.
     openapi.info.version = "1".to_owned();
+    // Serialising a document of strings and maps cannot fail; the tests
+    // would catch it if it did.
     let mut text = openapi
         .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        .expect("the OpenAPI document serialises");
     text.push('\n');
     text
 }
@@ -190,7 +232,7 @@ pub fn router() -> Router<AppState> {
     get,
     path = "/v1/openapi.json",
     operation_id = "get_openapi",
-    tag = "readiness",
+    tag = "document",
     security(()),
     responses((status = 200, description = "The OpenAPI 3.1 document of `/v1`", body = Object))
 )]

@@ -104,7 +104,7 @@ fn root_cause(error: &dyn std::error::Error) -> String {
     operation_id = "get_readiness",
     tag = "readiness",
     responses(
-        (status = 200, description = "The READY/HOLD memo: `verdict`, Done / In progress / Blockers, confidence, the decision log", body = Object),
+        (status = 200, description = "The memo: `recommendation` (`READY` or `HOLD`), `confidence`, `done`, `in_progress`, `blockers`, `decisions`, `hash`", body = Object),
     )
 )]
 pub(super) async fn readiness(

@@ -30,15 +30,20 @@ pub struct MessageView {
     pub kind: String,
     /// An email address, or `support`.
     pub recipient: String,
+    #[schema(required = true)]
     pub workspace_id: Option<String>,
+    #[schema(required = true)]
     pub about: Option<String>,
+    #[schema(required = true)]
     pub case_key: Option<String>,
     /// `pending`, `sent`, `dead` or `superseded`.
     pub state: String,
     pub attempts: i64,
     pub next_attempt_at: i64,
+    #[schema(required = true)]
     pub last_error: Option<String>,
     pub created_at: i64,
+    #[schema(required = true)]
     pub sent_at: Option<i64>,
 }
 
@@ -66,6 +71,7 @@ pub fn message_view(row: &OutboxRow) -> MessageView {
 struct MessagePage {
     messages: Vec<MessageView>,
     /// Pass as `cursor` for the next page; null on the last.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 
@@ -73,7 +79,7 @@ struct MessagePage {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// `pending`, `sent`, `dead`, `superseded` or `all`.
-    #[param(pattern = "^(pending|sent|dead|superseded|all)$")]
+    #[param(schema_with = super::openapi::outbox_state_filter)]
     state: Option<String>,
     #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{0,255}$")]
     kind: Option<String>,

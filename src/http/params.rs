@@ -48,10 +48,18 @@ where
             .await
             .map(|Path(value)| Self(value))
             .map_err(|rejection| {
-                ApiError::InvalidRequest(format!(
-                    "the path cannot be read: {}",
-                    rejection.body_text()
-                ))
+                // A route whose pattern and type disagree is admit's bug.
+                if rejection.status().is_server_error() {
+                    ApiError::Internal(anyhow::anyhow!(
+                        "path extraction: {}",
+                        rejection.body_text()
+                    ))
+                } else {
+                    ApiError::InvalidRequest(format!(
+                        "the path cannot be read: {}",
+                        rejection.body_text()
+                    ))
+                }
             })
     }
 }

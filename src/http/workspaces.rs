@@ -129,9 +129,10 @@ async fn create(
         None => generate_id()?,
     };
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+    // Counted before trimming, as the API document states the limit.
+    if name.is_empty() || body.name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::InvalidRequest(format!(
-            "the name must be 1 to {MAX_NAME_CHARS} characters, not counting surrounding spaces"
+            "the name must be at most {MAX_NAME_CHARS} characters and more than spaces"
         )));
     }
     // A name goes into mail subjects and headers: no line breaks, no controls.
@@ -297,7 +298,7 @@ async fn remove(
     params(MemberPath),
     responses(
         (status = 204, description = "Removed"),
-        (status = 400, description = "`email_invalid`", body = ErrorBody),
+        (status = 400, description = "`email_invalid`, `invalid_request`", body = ErrorBody),
         (status = 404, description = "`workspace_not_found`, `member_not_found`", body = ErrorBody),
         (status = 409, description = "`last_owner`", body = ErrorBody),
     )
@@ -333,12 +334,14 @@ struct AuditEntryView {
     /// `api`, `stripe`, `operator:<name>`, …
     actor: String,
     action: String,
+    #[schema(required = true)]
     subject: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(required = true, value_type = Option<Object>)]
     before: Option<Value>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(required = true, value_type = Option<Object>)]
     after: Option<Value>,
     /// The Stripe event that caused it, if one did.
+    #[schema(required = true)]
     cause: Option<String>,
 }
 

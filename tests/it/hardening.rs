@@ -473,3 +473,20 @@ async fn a_nul_in_metadata_is_stored_and_held_and_one_in_stripes_fields_is_refus
         .await
         .expect_error(400, "event_malformed");
 }
+
+/// The console's forms hold no NUL either (the gate reads every form first).
+#[tokio::test]
+async fn a_console_form_with_a_nul_is_refused() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/admin/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=sam%00&password=whatever-it-is&csrf=x")
+        .send()
+        .await
+        .expect("admit answers");
+    assert_eq!(response.status(), 400);
+    let text = response.text().await.expect("body");
+    assert!(text.contains("NUL"), "{text}");
+}

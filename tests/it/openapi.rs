@@ -221,3 +221,64 @@ fn every_error_code_admit_answers_with_is_in_the_document() {
         );
     }
 }
+
+/// Every field of every answer is always sent, as null when it has no value:
+/// the document says so (`required`), so a client generated from it need not
+/// handle an absent field, and a field that went missing would break the
+/// schemathesis run.
+#[test]
+fn every_response_field_is_required_even_when_nullable() {
+    let document = committed();
+    let schemas = &document["components"]["schemas"];
+    let mut pending: Vec<String> = Vec::new();
+    for item in document["paths"].as_object().expect("paths").values() {
+        for operation in item.as_object().expect("item").values() {
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                if status.starts_with('2')
+                    && let Some(reference) =
+                        response["content"]["application/json"]["schema"]["$ref"].as_str()
+                {
+                    pending.push(reference.to_owned());
+                }
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut checked = 0;
+    while let Some(reference) = pending.pop() {
+        let name = reference.rsplit('/').next().expect("name").to_owned();
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let schema = &schemas[&name];
+        let mut parts = vec![schema.clone()];
+        parts.extend(schema["allOf"].as_array().cloned().unwrap_or_default());
+        for part in parts {
+            if let Some(reference) = part["$ref"].as_str() {
+                pending.push(reference.to_owned());
+            }
+            let Some(properties) = part["properties"].as_object() else {
+                continue;
+            };
+            let required: BTreeSet<&str> = part["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            for (field, property) in properties {
+                checked += 1;
+                assert!(
+                    required.contains(field.as_str()),
+                    "{name}.{field} is not required"
+                );
+                let text = property.to_string();
+                for (at, _) in text.match_indices("\"$ref\":\"") {
+                    let rest = &text[at + 8..];
+                    pending.push(rest[..rest.find('"').expect("end")].to_owned());
+                }
+            }
+        }
+    }
+    assert!(checked > 60, "only {checked} fields checked");
+}

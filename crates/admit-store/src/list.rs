@@ -56,6 +56,11 @@ impl Cursor {
     pub fn decode(raw: &str, list: ListKind) -> Option<Self> {
         let rest = raw.strip_prefix(list.tag())?.strip_prefix('.')?;
         let (at, id) = rest.split_once('.')?;
+        // Only what `encode` writes: no `+`, at most 18 digits.
+        let digits = at.strip_prefix('-').unwrap_or(at);
+        if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
         let at = at.parse().ok()?;
         (!id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_graphic()))
             .then(|| Self::new(list, at, id))
@@ -305,7 +310,18 @@ mod tests {
             None,
             "a cases cursor pages no other list"
         );
-        for bad in ["", "x", "c.12", "c.12.", "c.a.b", "c.12.has space", "12.id"] {
+        for bad in [
+            "",
+            "x",
+            "c.12",
+            "c.12.",
+            "c.a.b",
+            "c.12.has space",
+            "12.id",
+            "c.+12.id",
+            "c.-.id",
+            "c.1234567890123456789.id",
+        ] {
             assert_eq!(Cursor::decode(bad, ListKind::Cases), None, "{bad:?}");
         }
     }

@@ -38,7 +38,8 @@ const HASHING_WAIT: Duration = Duration::from_secs(10);
 /// The double-submit token of the sign-in and setup forms lives this long.
 const FORM_TOKEN_SECS: i64 = 60 * 60;
 
-/// The peer's address, when the server records it.
+/// The peer's address, when the server records it: an IPv6 peer's /64, as
+/// the public rate limit counts it (one client, however it rotates).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(Option<IpAddr>);
 
@@ -50,7 +51,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip()),
+                .map(|info| crate::http::limit::client_key(info.0.ip())),
         ))
     }
 }
