@@ -180,6 +180,18 @@ const UNKNOWN_VARIABLES_MAX_INPUT: usize = 1024;
 /// `…_FILE` variables beyond this name a missing file.
 const SECRET_FILES: usize = 8;
 
+/// Put into every secret the input leaves unset, and looked for where no
+/// secret may show: the configuration's `Debug` and its error messages.
+const MARKER: &str = "Zq9SECRETMARK";
+
+/// The secrets, each with a value the loader accepts that holds [`MARKER`].
+const MARKED: &[(&str, &str)] = &[
+    ("ADMIT_APP_TOKEN", "app-Zq9SECRETMARK-0123456789"),
+    ("ADMIT_METRICS_TOKEN", "metrics-Zq9SECRETMARK-0123456789"),
+    ("ADMIT_WEBHOOK_SECRETS", "whsec_Zq9SECRETMARK"),
+    ("ADMIT_STRIPE_API_KEY", "sk_test_Zq9SECRETMARK"),
+];
+
 /// `config`: lines of `NAME=VALUE` environment variables (`ADMIT_` is added
 /// to a name without it), then optionally a line `---` and the TOML file.
 /// The value of a `…_FILE` variable is the content of the file it names
@@ -220,6 +232,19 @@ pub fn config(scratch: &Scratch, data: &[u8]) {
         };
         env.push((name, value));
     }
+    // Inputs that hold the marker themselves cannot tell a leak.
+    let marked = !String::from_utf8_lossy(data).contains(MARKER);
+    if marked {
+        for (name, value) in MARKED {
+            let file_name = format!("{name}_FILE");
+            let set = env
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(&file_name));
+            if !set {
+                env.push(((*name).to_owned(), (*value).to_owned()));
+            }
+        }
+    }
     let sources = Sources {
         file: file.map(|toml| scratch.write("admit.toml", toml)),
         env,
@@ -237,7 +262,11 @@ pub fn config(scratch: &Scratch, data: &[u8]) {
             let _ = config.database_options();
             let _ = config.development_notice();
             let _ = redact_url(&config.database_url);
-            let _ = format!("{config:?}");
+            let shown = format!("{config:?}");
+            assert!(
+                !marked || !shown.contains(MARKER),
+                "a secret in Debug: {shown}"
+            );
         }
         Err(error) => {
             // The message and its causes, as the CLI prints them.
@@ -248,6 +277,10 @@ pub fn config(scratch: &Scratch, data: &[u8]) {
                 source = cause.source();
             }
             assert!(!message.is_empty());
+            assert!(
+                !marked || !message.contains(MARKER),
+                "a secret in an error: {message}"
+            );
         }
     }
 }
