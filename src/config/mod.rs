@@ -336,6 +336,23 @@ impl Sources {
     }
 }
 
+/// A number setting outside `range` stops start-up with the variable's fix.
+fn in_range(
+    key: &'static str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+    fix: &'static str,
+) -> Result<(), ConfigError> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        key,
+        problem: format!("{value} is out of range"),
+        fix,
+    })
+}
+
 impl Config {
     pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
         let variables = sources.variables();
@@ -575,41 +592,36 @@ impl Config {
                 });
             }
         };
-        if raw.outbox_settle_secs > 3600 {
-            return Err(ConfigError::Invalid {
-                key: "outbox_settle_secs",
-                problem: format!("{} is out of range", raw.outbox_settle_secs),
-                fix: "set ADMIT_OUTBOX_SETTLE_SECS between 0 and 3600 (5 is the default)",
-            });
-        }
-        if raw.shutdown_grace_secs > 600 {
-            return Err(ConfigError::Invalid {
-                key: "shutdown_grace_secs",
-                problem: format!("{} is out of range", raw.shutdown_grace_secs),
-                fix: "set ADMIT_SHUTDOWN_GRACE_SECS between 0 and 600 (10 is the default)",
-            });
-        }
-        if !(1..=300).contains(&raw.header_timeout_secs) {
-            return Err(ConfigError::Invalid {
-                key: "header_timeout_secs",
-                problem: format!("{} is out of range", raw.header_timeout_secs),
-                fix: "set ADMIT_HEADER_TIMEOUT_SECS between 1 and 300 (10 is the default)",
-            });
-        }
-        if !(1..=100_000).contains(&raw.max_connections) {
-            return Err(ConfigError::Invalid {
-                key: "max_connections",
-                problem: format!("{} is out of range", raw.max_connections),
-                fix: "set ADMIT_MAX_CONNECTIONS between 1 and 100000 (1024 is the default)",
-            });
-        }
-        if raw.public_rate_per_minute > 100_000 {
-            return Err(ConfigError::Invalid {
-                key: "public_rate_per_minute",
-                problem: format!("{} is out of range", raw.public_rate_per_minute),
-                fix: "set ADMIT_PUBLIC_RATE_PER_MINUTE between 0 (no limit) and 100000 (120 is the default)",
-            });
-        }
+        in_range(
+            "outbox_settle_secs",
+            raw.outbox_settle_secs,
+            0..=3600,
+            "set ADMIT_OUTBOX_SETTLE_SECS between 0 and 3600 (5 is the default)",
+        )?;
+        in_range(
+            "shutdown_grace_secs",
+            raw.shutdown_grace_secs,
+            0..=600,
+            "set ADMIT_SHUTDOWN_GRACE_SECS between 0 and 600 (10 is the default)",
+        )?;
+        in_range(
+            "header_timeout_secs",
+            raw.header_timeout_secs,
+            1..=300,
+            "set ADMIT_HEADER_TIMEOUT_SECS between 1 and 300 (10 is the default)",
+        )?;
+        in_range(
+            "max_connections",
+            raw.max_connections.into(),
+            1..=100_000,
+            "set ADMIT_MAX_CONNECTIONS between 1 and 100000 (1024 is the default)",
+        )?;
+        in_range(
+            "public_rate_per_minute",
+            raw.public_rate_per_minute.into(),
+            0..=100_000,
+            "set ADMIT_PUBLIC_RATE_PER_MINUTE between 0 (no limit) and 100000 (120 is the default)",
+        )?;
         let support_email = match raw.support_email.filter(|e| !e.trim().is_empty()) {
             None => None,
             // The address itself stays out of the message, like every address.
